@@ -1,0 +1,3 @@
+"""cropmeta: task-informed meta-learning (TIML) for crop maps from satellite time series."""
+
+__version__ = "0.1.0"

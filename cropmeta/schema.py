@@ -1,0 +1,312 @@
+"""The ONE definition of cropmeta's sample schema: bands, time steps, NDVI, missing values,
+normalisation, crop groups and the task-information layout. Everything else imports it.
+
+Raw Earth-Engine export layout (CropHarvest / openmapflow ``eo_data/*.tif``): for each of T monthly
+steps the 17 dynamic bands ``VV, VH, B1 … B12 (incl. B8A), temperature_2m, total_precipitation``,
+then the 2 static bands ``elevation, slope`` → ``T * 17 + 2`` raster bands. GDAL band descriptions
+are the names, with ``_1 … _{T-1}`` suffixes on steps after the first.
+
+Canonical model input: ``[T, 18]`` with :data:`BANDS` (B1 and B10 dropped, static bands repeated at
+every step, true NDVI appended).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cropmeta.errors import DataError, InputError
+
+# --------------------------------------------------------------------------------------------------
+# Bands
+# --------------------------------------------------------------------------------------------------
+S1_BANDS = ["VV", "VH"]
+S2_BANDS_RAW = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+ERA5_BANDS = ["temperature_2m", "total_precipitation"]
+#: the 17 per-step bands of an Earth-Engine export, in file order
+DYNAMIC_BANDS_RAW = S1_BANDS + S2_BANDS_RAW + ERA5_BANDS
+#: the 2 static (SRTM) bands that close an export
+STATIC_BANDS = ["elevation", "slope"]
+#: raw dynamic bands that the canonical input drops
+DROPPED_BANDS = ["B1", "B10"]
+DYNAMIC_BANDS = [b for b in DYNAMIC_BANDS_RAW if b not in DROPPED_BANDS]  # 15
+#: canonical model input bands, in order (CropHarvest's ``BANDS`` order)
+BANDS = DYNAMIC_BANDS + STATIC_BANDS + ["NDVI"]
+N_BANDS = len(BANDS)  # 18
+BAND_INDEX = {b: i for i, b in enumerate(BANDS)}
+RAW_PER_STEP = len(DYNAMIC_BANDS_RAW)  # 17
+N_STATIC = len(STATIC_BANDS)  # 2
+
+#: units of each raw band (as exported by Earth Engine)
+BAND_UNITS = {
+    "VV": "dB", "VH": "dB",
+    **{b: "L1C DN (reflectance x 10000)" for b in S2_BANDS_RAW},
+    "temperature_2m": "K", "total_precipitation": "m",
+    "elevation": "m", "slope": "degrees", "NDVI": "unitless (-1..1)",
+}
+
+#: default number of monthly (30-day) time steps; readers accept any T
+DEFAULT_T = 12
+DAYS_PER_STEP = 30
+
+# indices into the raw per-step band list / canonical band list
+_DYN_KEEP = [DYNAMIC_BANDS_RAW.index(b) for b in DYNAMIC_BANDS]
+_B8_RAW, _B4_RAW = DYNAMIC_BANDS_RAW.index("B8"), DYNAMIC_BANDS_RAW.index("B4")
+B8, B4, NDVI = BAND_INDEX["B8"], BAND_INDEX["B4"], BAND_INDEX["NDVI"]
+
+
+def n_raw_bands(t: int) -> int:
+    """Number of raster bands in an Earth-Engine export with ``t`` time steps."""
+    return t * RAW_PER_STEP + N_STATIC
+
+
+def t_from_raw_band_count(count: int, source: str = "input") -> int:
+    """Infer T from a raw band count, or raise naming ``source`` when it is not ``T*17+2``."""
+    t, rem = divmod(count - N_STATIC, RAW_PER_STEP)
+    if count < RAW_PER_STEP + N_STATIC or rem != 0:
+        raise InputError(
+            f"{source}: {count} bands is not an Earth-Engine export layout "
+            f"(expected T*{RAW_PER_STEP}+{N_STATIC} bands, e.g. {n_raw_bands(DEFAULT_T)} for T={DEFAULT_T})"
+        )
+    return t
+
+
+def raw_band_names(t: int) -> list[str]:
+    """GDAL band descriptions of an export with ``t`` steps: ``VV … total_precipitation``, then the
+    same with ``_1`` … ``_{t-1}``, then ``elevation, slope``."""
+    names = list(DYNAMIC_BANDS_RAW)
+    for i in range(1, t):
+        names += [f"{b}_{i}" for b in DYNAMIC_BANDS_RAW]
+    return names + list(STATIC_BANDS)
+
+
+# --------------------------------------------------------------------------------------------------
+# NDVI and raw → canonical
+# --------------------------------------------------------------------------------------------------
+def true_ndvi(b8: np.ndarray, b4: np.ndarray) -> np.ndarray:
+    """True NDVI = (B8 − B4) / (B8 + B4); 0 where the denominator is 0.
+
+    (CropHarvest's stored arrays carry (B7 − B3)/(B7 + B3) in their NDVI column, an off-by-one
+    upstream; cropmeta always recomputes NDVI from B8 and B4.)"""
+    b8 = np.asarray(b8, dtype=np.float64)
+    b4 = np.asarray(b4, dtype=np.float64)
+    den = b8 + b4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den != 0, (b8 - b4) / np.where(den != 0, den, 1.0), 0.0)
+    return np.clip(out, -1.0, 1.0)
+
+
+def canonical_from_raw(dynamic: np.ndarray, static: np.ndarray) -> np.ndarray:
+    """Raw export values → canonical samples.
+
+    dynamic: ``[..., T, 17]`` in :data:`DYNAMIC_BANDS_RAW` order; static: ``[..., 2]``.
+    Returns ``[..., T, 18]`` float32 in :data:`BANDS` order (NaNs are kept: see :func:`fill_missing`).
+    """
+    dynamic = np.asarray(dynamic, dtype=np.float64)
+    static = np.asarray(static, dtype=np.float64)
+    if dynamic.shape[-1] != RAW_PER_STEP:
+        raise InputError(f"dynamic bands: last axis is {dynamic.shape[-1]}, expected {RAW_PER_STEP}")
+    if static.shape[-1] != N_STATIC:
+        raise InputError(f"static bands: last axis is {static.shape[-1]}, expected {N_STATIC}")
+    t = dynamic.shape[-2]
+    dyn = dynamic[..., _DYN_KEEP]
+    stat = np.broadcast_to(static[..., None, :], static.shape[:-1] + (t, N_STATIC))
+    ndvi = true_ndvi(dynamic[..., _B8_RAW], dynamic[..., _B4_RAW])[..., None]
+    # NDVI is undefined where B8 or B4 is missing
+    ndvi[np.isnan(dynamic[..., _B8_RAW]) | np.isnan(dynamic[..., _B4_RAW])] = np.nan
+    return np.concatenate([dyn, stat, ndvi], axis=-1).astype(np.float32)
+
+
+def recompute_ndvi(x: np.ndarray) -> np.ndarray:
+    """Replace the NDVI column of canonical ``[..., T, 18]`` samples with true NDVI from B8/B4."""
+    x = np.array(x, dtype=np.float32, copy=True)
+    x[..., NDVI] = true_ndvi(x[..., B8], x[..., B4])
+    return x
+
+
+def fill_missing(x: np.ndarray, source: str = "samples", slope_fill: float | None = None) -> np.ndarray:
+    """Fill gaps in canonical samples ``[N, T, 18]`` (or ``[T, 18]``).
+
+    Policy (documented in docs/data-formats.md):
+    - a band with some NaN steps: the band's mean over time of that sample fills them;
+    - an all-NaN ``slope`` (SRTM border pixels): ``slope_fill`` (the tile mean) if given, else the
+      mean slope of the other samples;
+    - any other all-NaN band of a sample: :class:`DataError` naming ``source``, the band and the
+      number of samples affected.
+    """
+    x = np.array(x, dtype=np.float32, copy=True)
+    single = x.ndim == 2
+    if single:
+        x = x[None]
+    if x.ndim != 3 or x.shape[-1] != N_BANDS:
+        raise InputError(f"{source}: expected samples shaped [N, T, {N_BANDS}], got {list(x.shape)}")
+    nan = np.isnan(x)
+    if not nan.any():
+        return x[0] if single else x
+    all_nan = nan.all(axis=1)  # [N, 18]
+    slope = BAND_INDEX["slope"]
+    if all_nan[:, slope].any():
+        fill = slope_fill
+        if fill is None or not np.isfinite(fill):
+            ok = ~all_nan[:, slope]
+            fill = float(np.nanmean(x[ok][:, :, slope])) if ok.any() else float("nan")
+        if not np.isfinite(fill):
+            raise DataError(f"{source}: band 'slope' is NaN everywhere; no value to fill it with")
+        x[all_nan[:, slope], :, slope] = fill
+        all_nan[:, slope] = False
+    bad = np.where(all_nan.any(axis=0))[0]
+    if len(bad):
+        parts = [f"'{BANDS[b]}' ({int(all_nan[:, b].sum())} of {len(x)} samples)" for b in bad]
+        raise DataError(
+            f"{source}: band(s) {', '.join(parts)} are NaN at every time step; "
+            "cropmeta cannot fill a band with no valid value (drop those samples or fix the export)"
+        )
+    with np.errstate(invalid="ignore"):
+        means = np.nanmean(x, axis=1, keepdims=True)  # [N, 1, 18]
+    x = np.where(np.isnan(x), np.broadcast_to(means, x.shape), x).astype(np.float32)
+    return x[0] if single else x
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalisation (Welford, stored as JSON with every model)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Normalizer:
+    """Per-band mean/std of canonical samples, computed in one streaming pass (Welford/Chan)."""
+
+    bands: list[str] = field(default_factory=lambda: list(BANDS))
+    count: int = 0
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(N_BANDS))
+    m2: np.ndarray = field(default_factory=lambda: np.zeros(N_BANDS))
+
+    def update(self, x: np.ndarray) -> "Normalizer":
+        """Add a batch ``[..., 18]`` (all leading axes are observations). NaNs are ignored per band
+        only if the whole batch row is finite; callers fill missing values first."""
+        v = np.asarray(x, dtype=np.float64).reshape(-1, len(self.bands))
+        v = v[np.isfinite(v).all(axis=1)]
+        n_b = len(v)
+        if n_b == 0:
+            return self
+        mean_b = v.mean(axis=0)
+        m2_b = ((v - mean_b) ** 2).sum(axis=0)
+        n = self.count + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * n_b / n
+        self.m2 = self.m2 + m2_b + delta**2 * self.count * n_b / n
+        self.count = n
+        return self
+
+    @property
+    def std(self) -> np.ndarray:
+        if self.count < 2:
+            return np.ones(len(self.bands))
+        s = np.sqrt(self.m2 / (self.count - 1))
+        return np.where(s > 1e-8, s, 1.0)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, dtype=np.float32) - self.mean.astype(np.float32)) / self.std.astype(np.float32)).astype(
+            np.float32
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "bands": list(self.bands),
+            "count": int(self.count),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "m2": [float(v) for v in self.m2],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "normalisation stats") -> "Normalizer":
+        if list(d.get("bands", [])) != list(BANDS):
+            raise InputError(f"{source}: band order {d.get('bands')} differs from cropmeta's {BANDS}")
+        return cls(bands=list(d["bands"]), count=int(d["count"]), mean=np.asarray(d["mean"], dtype=np.float64),
+                   m2=np.asarray(d["m2"], dtype=np.float64))
+
+    @classmethod
+    def fit(cls, x: np.ndarray, batch: int = 4096) -> "Normalizer":
+        """Streaming fit over ``[N, T, 18]`` in batches of samples."""
+        norm = cls()
+        for i in range(0, len(x), batch):
+            norm.update(x[i : i + batch])
+        return norm
+
+    def save(self, path: str | Path) -> None:
+        from cropmeta.io.atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Normalizer":
+        return cls.from_dict(json.loads(Path(path).read_text()), source=str(path))
+
+
+# --------------------------------------------------------------------------------------------------
+# Crop groups and task information
+# --------------------------------------------------------------------------------------------------
+#: CropHarvest's 10 classification groups (FAO indicative crop classification), in one-hot order
+CROP_GROUPS = [
+    "non_crop",
+    "cereals",
+    "vegetables_melons",
+    "fruits_nuts",
+    "oilseeds",
+    "root_tuber",
+    "beverage_spice",
+    "leguminous",
+    "sugar",
+    "other",
+]
+#: crop type (lower case) → crop group, for the crops cropmeta's simulator and label files use
+CROP_TO_GROUP = {
+    "maize": "cereals", "wheat": "cereals", "rice": "cereals", "sorghum": "cereals", "millet": "cereals",
+    "barley": "cereals", "teff": "cereals",
+    "tomato": "vegetables_melons", "cabbage": "vegetables_melons", "onion": "vegetables_melons",
+    "banana": "fruits_nuts", "mango": "fruits_nuts", "citrus": "fruits_nuts", "cashew": "fruits_nuts",
+    "groundnut": "oilseeds", "soybean": "oilseeds", "sunflower": "oilseeds", "rapeseed": "oilseeds",
+    "oil_palm": "oilseeds", "sesame": "oilseeds",
+    "cassava": "root_tuber", "sweetpotato": "root_tuber", "potato": "root_tuber", "yam": "root_tuber",
+    "coffee": "beverage_spice", "cocoa": "beverage_spice", "tea": "beverage_spice",
+    "bean": "leguminous", "chickpea": "leguminous", "cowpea": "leguminous", "lentil": "leguminous",
+    "sugarcane": "sugar", "sugar_beet": "sugar",
+    "cotton": "other", "tobacco": "other", "fallowland": "other", "hay": "other",
+}
+#: task information vector: region centre on the unit sphere (x, y, z) + crop-group one-hot
+TASK_INFO_DIM = 3 + len(CROP_GROUPS)  # 13
+
+
+def crop_group_of(crop: str | None) -> str | None:
+    """Crop group of a crop type name (case/space-insensitive), ``None`` when unknown."""
+    if crop is None:
+        return None
+    key = str(crop).strip().lower().replace(" ", "_").replace("-", "_")
+    if key in CROP_GROUPS:
+        return key
+    return CROP_TO_GROUP.get(key)
+
+
+def latlon_to_xyz(lat: float, lon: float) -> np.ndarray:
+    """(cos lat · cos lon, cos lat · sin lon, sin lat), degrees in."""
+    la, lo = np.deg2rad(lat), np.deg2rad(lon)
+    return np.array([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], dtype=np.float32)
+
+
+def crop_group_onehot(group: str | None) -> np.ndarray:
+    """One-hot over :data:`CROP_GROUPS`; ``None`` (crop vs non-crop task) → 1/9 on each crop group."""
+    v = np.zeros(len(CROP_GROUPS), dtype=np.float32)
+    if group is None:
+        v[1:] = 1.0 / (len(CROP_GROUPS) - 1)
+    else:
+        if group not in CROP_GROUPS:
+            raise InputError(f"unknown crop group {group!r}; known: {', '.join(CROP_GROUPS)}")
+        v[CROP_GROUPS.index(group)] = 1.0
+    return v
+
+
+def task_info(lat: float, lon: float, crop_group: str | None) -> np.ndarray:
+    """The 13-number task information vector of TIML (Tseng, Kerner & Rolnick 2022)."""
+    return np.concatenate([latlon_to_xyz(lat, lon), crop_group_onehot(crop_group)]).astype(np.float32)
