@@ -1,18 +1,36 @@
 """The ``cropmeta`` command: parses flags, calls one library function per command, prints with Rich.
-No logic lives here."""
+No logic lives here: every command is a call into ``cropmeta`` that the tests call too."""
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from cropmeta.errors import CropmetaError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Task-informed meta-learning for crop maps.")
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="cropmeta: task-informed meta-learning (TIML) for crop maps.")
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _print_dict_table(title: str, d: dict) -> None:
+    table = Table(title=title)
+    table.add_column("key")
+    table.add_column("value")
+    for k, v in d.items():
+        table.add_row(str(k), f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
 
 
 @app.command()
@@ -20,8 +38,161 @@ def doctor() -> None:
     """Check the installation: versions, device, learn2learn, GDAL COG driver, data directory."""
     from cropmeta.doctor import run_doctor
 
-    ok = run_doctor(console)
-    raise typer.Exit(0 if ok else 1)
+    raise typer.Exit(0 if run_doctor(console) else 1)
+
+
+@app.command()
+def regions(contains: Optional[str] = typer.Argument(None, help="only names containing this text")) -> None:
+    """List the named regions (every country, Natural Earth 50m)."""
+    from cropmeta.regions import list_regions
+
+    gdf = list_regions()
+    if contains:
+        gdf = gdf[gdf["name"].str.lower().str.contains(contains.lower())]
+    table = Table(title=f"{len(gdf)} regions")
+    for col in ("name", "iso_a3", "continent"):
+        table.add_column(col)
+    for _, r in gdf.iterrows():
+        table.add_row(r["name"], str(r["iso_a3"]), str(r["continent"]))
+    console.print(table)
+
+
+@app.command()
+def sim(
+    out: Path = typer.Option(..., "--out", help="directory to write the world to"),
+    seed: int = typer.Option(0, help="world seed"),
+    scene_size: int = typer.Option(128, help="scene size in pixels (square)"),
+    overwrite: bool = typer.Option(False, help="replace an existing world at --out"),
+) -> None:
+    """Write a simulated world (tiles, labels, scenes) to disk for inspection."""
+    from cropmeta.sim import generate_world
+
+    path = generate_world(out, seed=seed, scene_size=scene_size, overwrite=overwrite)
+    console.print(f"[green]world written:[/] {path}")
+
+
+@app.command()
+def ingest(
+    region: Optional[str] = typer.Option(None, help="country name (see `cropmeta regions`); default: all"),
+    region_file: Optional[Path] = typer.Option(None, help="polygon file defining the region"),
+    bbox: Optional[str] = typer.Option(None, help="min_lon,min_lat,max_lon,max_lat"),
+    source: Optional[str] = typer.Option(None, help="'sim' (default), a GeoTIFF/dir of EE exports, or a CropHarvest root"),
+    labels: Optional[Path] = typer.Option(None, help="label file (GeoJSON/GPKG/SHP/GeoParquet/CSV)"),
+    class_column: Optional[str] = typer.Option(None, help="label column holding the class"),
+    crop_values: Optional[str] = typer.Option(None, help="comma-separated class values that mean crop"),
+    seed: int = typer.Option(0, help="simulated world seed (with --source sim)"),
+    out: Optional[Path] = typer.Option(None, help="workspace (default $CROPMETA_HOME or ./cropmeta-data)"),
+) -> None:
+    """Build a region's samples into the workspace (idempotent, resumable, atomic)."""
+    from cropmeta.ingest import ingest as run_ingest
+    from cropmeta.regions import resolve_region
+
+    reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
+    label_options = {k: v for k, v in {"class_column": class_column, "crop_values": _csv(crop_values)}.items() if v}
+    result = run_ingest(region=reg, source=source, labels=labels, seed=seed, home=out,
+                        label_options=label_options or None, progress=True)
+    for name, path in result.datasets.items():
+        console.print(f"[green]dataset[/] {name}: {path}")
+    summary = result.report.get("summary", {}) if isinstance(result.report, dict) else {}
+    if summary:
+        _print_dict_table("ingest report", summary)
+
+
+@app.command()
+def train(
+    region: str = typer.Option(..., help="target region, e.g. kenya"),
+    crop: Optional[str] = typer.Option(None, help="target crop (default: the benchmark target of the region)"),
+    source: Optional[str] = typer.Option(None, help="data source (default: the simulated world)"),
+    preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (full TIML schedule)"),
+    seed: int = typer.Option(0),
+    out: Optional[Path] = typer.Option(None, help="run directory"),
+    resume: bool = typer.Option(False, help="continue from the last checkpoint in --out"),
+    first_order: bool = typer.Option(False, help="first-order MAML"),
+    device: str = typer.Option("auto", help="auto|cpu|cuda"),
+    config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the preset"),
+    nprocs: int = typer.Option(1, help="torch.distributed ranks (task-parallel meta-batches)"),
+    shots: Optional[int] = typer.Option(None, help="fine-tune on N labels per class instead of all"),
+    learner: str = typer.Option("timl", help="timl | maml | concat | in-context"),
+) -> None:
+    """Meta-train on all other tasks, fine-tune on the target region, evaluate on its test set."""
+    from cropmeta.train import train as run_train
+
+    result = run_train(region=region, crop=crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
+                       first_order=first_order, device=device, config_file=config, nprocs=nprocs, shots=shots,
+                       learner=learner, progress=True)
+    metrics = result.get("metrics", result)
+    _print_dict_table(f"held-out metrics — {result.get('task', region)}",
+                      {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    if "run_dir" in result:
+        console.print(f"[green]run directory:[/] {result['run_dir']}")
+
+
+@app.command()
+def compare(
+    region: Optional[str] = typer.Option(None, help="target region"),
+    crop: Optional[str] = typer.Option(None),
+    seeds: int = typer.Option(5),
+    shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label)"),
+    methods: str = typer.Option("rf,scratch,pretrained,maml,timl"),
+    out: Optional[Path] = typer.Option(None, help="report directory"),
+    source: Optional[str] = typer.Option(None),
+    preset: str = typer.Option("quick"),
+    benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim"),
+    root: Optional[Path] = typer.Option(None, help="CropHarvest archive root (with --benchmark cropharvest)"),
+    views: int = typer.Option(0, help="generated views per labelled sample (data++)"),
+) -> None:
+    """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
+    from cropmeta.evaluate import compare as run_compare
+
+    kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
+                  source=source, preset=preset, benchmark=benchmark, root=root, progress=True)
+    if views:
+        kwargs["views"] = views
+    result = run_compare(**kwargs)
+    console.print(result.get("summary", ""))
+    if "out" in result:
+        console.print(f"[green]report:[/] {result['out']}")
+
+
+@app.command()
+def export(
+    run: Path = typer.Option(..., "--run", help="trained run directory"),
+    out: Path = typer.Option(..., "--out", help="output map (.tif) or directory for many tiles"),
+    inputs: Optional[list[Path]] = typer.Option(None, "--input", help="EE GeoTIFF tile(s) or dir; default: the simulated scene"),
+    region: Optional[str] = typer.Option(None),
+    region_file: Optional[Path] = typer.Option(None),
+    bbox: Optional[str] = typer.Option(None),
+    threshold: float = typer.Option(0.5),
+    as_float: bool = typer.Option(False, "--float", help="float32 probabilities instead of uint8 0–100"),
+    workers: Optional[int] = typer.Option(None, help="local Dask workers"),
+    scheduler: Optional[str] = typer.Option(None, help="tcp://HOST:PORT of an existing Dask scheduler"),
+    truth: Optional[Path] = typer.Option(None, help="truth raster or label file: report map accuracy"),
+    mosaic: str = typer.Option("vrt", help="vrt | cog (many tiles → one mosaic)"),
+) -> None:
+    """Write a Cloud-Optimised GeoTIFF crop map (+ PNG quick-look, + accuracy with --truth)."""
+    from cropmeta.mapping import export as run_export
+
+    result = run_export(run, out, inputs=inputs, region=region, region_file=region_file, bbox=bbox,
+                        threshold=threshold, as_float=as_float, workers=workers, scheduler=scheduler, truth=truth,
+                        mosaic=mosaic, progress=True)
+    console.print(f"[green]map:[/] {result.get('map', out)}")
+    if result.get("quicklook"):
+        console.print(f"[green]quick-look:[/] {result['quicklook']}")
+    if result.get("accuracy"):
+        acc = result["accuracy"]
+        _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
+
+
+@app.command()
+def demo(
+    region: str = typer.Option("kenya"),
+    out: Path = typer.Option(Path("runs/demo"), help="where the run and the map go"),
+) -> None:
+    """Ingest the simulated world, train on REGION (quick preset), export its map with accuracy."""
+    from cropmeta.pipeline import demo as run_demo
+
+    result = run_demo(region=region, out=out, progress=True)
+    console.print_json(json.dumps(result, default=str))
 
 
 def main() -> None:

@@ -27,10 +27,19 @@ STACK = ["numpy", "torch", "torchvision", "learn2learn", "rasterio", "rioxarray"
          "typer", "rich"]
 
 
+_DIST = {"sklearn": "scikit-learn"}
+
+
 def _version(mod: str) -> Check:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         m = importlib.import_module(mod)
-        return Check(mod, True, str(getattr(m, "__version__", "?")))
+        try:
+            v = version(_DIST.get(mod, mod))
+        except PackageNotFoundError:
+            v = str(getattr(m, "__version__", "?"))
+        return Check(mod, True, v)
     except Exception as e:  # noqa: BLE001 - any import failure is what we report
         return Check(mod, False, f"import failed: {type(e).__name__}: {e}")
 
