@@ -243,6 +243,9 @@ def read_ee_tiff(path: str | Path, start_date=None, window: Window | None = None
     """
     path = Path(path)
     data, info = read_ee_raw(path, window=window, check_descriptions=check_descriptions)
+    if info.transform.b != 0 or info.transform.d != 0:
+        raise InputError(f"{path}: rotated/sheared grids are not supported (transform {tuple(info.transform)[:6]}); "
+                         "warp the export to a north-up grid first (gdalwarp)")
     start = _resolve_start(path, start_date)
     if start is None:
         raise InputError(
@@ -260,10 +263,13 @@ def read_ee_tiff(path: str | Path, start_date=None, window: Window | None = None
         canon = flat.reshape(h, w, t, len(BANDS))
     values = np.ascontiguousarray(np.moveaxis(canon, (2, 3), (0, 1)))  # [T,18,h,w]
     transform = info.transform
+    r0 = c0 = 0
     if window is not None:
         transform = rasterio.windows.transform(window, info.transform)
-    xs = transform.c + transform.a * (np.arange(w) + 0.5)
-    ys = transform.f + transform.e * (np.arange(h) + 0.5)
+        r0, c0 = int(window.row_off), int(window.col_off)
+    # pixel centres from the file's own transform, so a window's coordinates equal the full grid's
+    xs = info.transform.c + info.transform.a * (c0 + np.arange(w) + 0.5)
+    ys = info.transform.f + info.transform.e * (r0 + np.arange(h) + 0.5)
     da = xr.DataArray(
         values,
         dims=("time", "band", "y", "x"),

@@ -1,1 +1,26 @@
+"""Meta-training (TIML / MAML with learn2learn), plain pretraining, fine-tuning, checkpoints.
 
+The reusable API (also what ``cropmeta compare`` builds on)::
+
+    meta_train(samples, target, cfg, learner="timl"|"maml"|"concat", seed) -> TrainedModel
+    pretrain(samples, target, cfg, seed) -> TrainedModel
+    from_scratch(cfg, t, seed) -> TrainedModel
+    finetune(model, x, y, task_info, cfg, seed) -> TrainedModel      (a copy; the input is reused)
+    predict_proba(model, x, task_info=None) -> np.ndarray [N]
+    train(region, crop=None, source=None, preset="quick", seed=0, out=None, resume=False, ...) -> dict
+    load_predictor(run_dir) -> Predictor;  save_temperature(run_dir, T)
+"""
+
+from cropmeta.train.checkpoint import Predictor, load_model, load_predictor, save_model, save_temperature
+from cropmeta.train.config import LEARNERS, PRESETS, TrainConfig, load_config_file, resolve_config
+from cropmeta.train.finetune import finetune
+from cropmeta.train.maml import fit_normalizer, meta_train
+from cropmeta.train.pretrain import pretrain
+from cropmeta.train.run import load_samples, train
+from cropmeta.train.trained import TrainedModel, from_scratch, predict_proba, resolve_device
+
+__all__ = [
+    "LEARNERS", "PRESETS", "Predictor", "TrainConfig", "TrainedModel", "finetune", "fit_normalizer",
+    "from_scratch", "load_config_file", "load_model", "load_predictor", "load_samples", "meta_train",
+    "predict_proba", "pretrain", "resolve_config", "resolve_device", "save_model", "save_temperature", "train",
+]

@@ -1,0 +1,108 @@
+"""Temperature scaling (Guo et al. 2017, "On calibration of modern neural networks") for binary
+classifiers, and reliability diagrams.
+
+A temperature ``T`` rescales the logit: ``p' = sigmoid(logit(p) / T)``; ``T > 1`` softens over-confident
+probabilities, ``T < 1`` sharpens under-confident ones. It never changes the ranking (AUC) — only the
+probabilities and hence metrics at a 0.5 threshold, Brier score and ECE.
+
+``T`` is fitted by minimising the negative log-likelihood on *held-out support data*: out-of-fold
+predictions on the target's training labels (see :mod:`cropmeta.evaluate.compare`), never the test set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import optimize
+
+from cropmeta.errors import InputError
+
+#: probabilities are clipped to [EPS, 1 − EPS] before taking logits (random-forest votes are 0/1)
+EPS = 1e-4
+T_BOUNDS = (0.05, 50.0)
+
+
+def logit(p, eps: float = EPS) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
+def sigmoid(z) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def apply_temperature(p, temperature: float | None) -> np.ndarray:
+    """Calibrated probabilities ``sigmoid(logit(p) / T)``; ``None`` → ``p`` unchanged."""
+    p = np.asarray(p, dtype=np.float64)
+    if temperature is None:
+        return p
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise InputError(f"temperature must be a positive number, got {temperature}")
+    return sigmoid(logit(p) / temperature)
+
+
+def _nll(z: np.ndarray, y: np.ndarray, t: float) -> float:
+    s = z / t
+    # −[y log σ(s) + (1−y) log(1−σ(s))] = softplus(s) − y s
+    return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+
+def fit_temperature(p, y, min_per_class: int = 2, bounds: tuple[float, float] = T_BOUNDS) -> float | None:
+    """Temperature minimising the NLL of ``sigmoid(logit(p)/T)`` on labels ``y`` (−1 ignored).
+
+    Returns ``None`` (not calibrated) when there are fewer than ``min_per_class`` labelled examples of
+    either class — a temperature fitted to one class only would just push every probability to it."""
+    p = np.asarray(p, dtype=np.float64).ravel()
+    y = np.asarray(y).astype(np.int64).ravel()
+    if p.shape != y.shape:
+        raise InputError(f"calibration: {len(p)} probabilities for {len(y)} labels")
+    keep = y != -1
+    p, y = p[keep], y[keep]
+    if not np.isfinite(p).all():
+        raise InputError("calibration: probabilities contain NaN or inf")
+    if (y == 1).sum() < min_per_class or (y == 0).sum() < min_per_class:
+        return None
+    z = logit(p)
+    # search over log T: the NLL is smooth and unimodal in practice; bounded Brent is robust
+    res = optimize.minimize_scalar(lambda lt: _nll(z, y, float(np.exp(lt))), bounds=np.log(bounds),
+                                   method="bounded", options={"xatol": 1e-6})
+    return float(np.exp(res.x))
+
+
+def reliability_curve(y, p, n_bins: int = 10) -> dict:
+    """Equal-width bins over [0, 1] (the same bins as :func:`cropmeta.metrics.expected_calibration_error`):
+    per bin ``count``, ``mean_pred`` and ``frac_pos`` (NaN for empty bins)."""
+    y = np.asarray(y).astype(np.int64).ravel()
+    p = np.asarray(p, dtype=np.float64).ravel()
+    keep = y != -1
+    y, p = y[keep], p[keep]
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    s_pred = np.bincount(bins, weights=p, minlength=n_bins)
+    s_pos = np.bincount(bins, weights=y, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pred = np.where(count > 0, s_pred / np.maximum(count, 1), np.nan)
+        frac_pos = np.where(count > 0, s_pos / np.maximum(count, 1), np.nan)
+    return {
+        "edges": np.linspace(0, 1, n_bins + 1).tolist(),
+        "count": count.astype(int).tolist(),
+        "mean_pred": mean_pred.tolist(),
+        "frac_pos": frac_pos.tolist(),
+    }
+
+
+def plot_reliability(ax, curves: dict[str, dict], title: str = "") -> None:
+    """Draw reliability curves (label → :func:`reliability_curve` output) on a matplotlib axis."""
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfect")
+    for label, c in curves.items():
+        mp = np.asarray(c["mean_pred"], dtype=float)
+        fp = np.asarray(c["frac_pos"], dtype=float)
+        ok = np.isfinite(mp) & np.isfinite(fp)
+        ax.plot(mp[ok], fp[ok], marker="o", ms=3, lw=1.2, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed fraction positive")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")

@@ -1,0 +1,556 @@
+"""The comparison protocol behind ``cropmeta compare``.
+
+For every seed, method and shot count (a *cell*):
+
+1. the target's training pool (``split == 'train'`` in the target region) is subsampled to ``k``
+   labelled samples — the same nested, class-proportional subset for every method (paired design);
+2. the method, prepared once per seed on the non-target training data (meta-training / pretraining;
+   test samples are removed everywhere before anything sees the data), is fitted on the ``k`` samples
+   and predicts the target's test set;
+3. calibration: the method is refitted on ``folds`` stratified folds of the same ``k`` samples; the
+   out-of-fold predictions fit a temperature (:func:`cropmeta.evaluate.calibration.fit_temperature`),
+   which is applied to the test predictions of the model fitted on all ``k`` (scikit-learn's
+   ``CalibratedClassifierCV(ensemble=False)`` scheme). The test set is never used to fit anything;
+4. metrics (:func:`cropmeta.metrics.binary_metrics`) before and after calibration.
+
+Each finished cell is written atomically as JSON under ``OUT/cells/``; a rerun with the same data,
+configuration and protocol reuses it (an interrupted comparison continues where it stopped). The
+prepared weights of each (method, seed) are cached under ``OUT/prepared/`` (safetensors + JSON).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cropmeta.errors import InputError
+from cropmeta.evaluate import stats
+from cropmeta.evaluate.calibration import apply_temperature, fit_temperature
+from cropmeta.evaluate.methods import METHOD_LABELS, Method, TargetTask, make_method, resolve_methods
+from cropmeta.io.atomic import atomic_write_text
+from cropmeta.metrics import METRIC_NAMES, binary_metrics
+
+PROTOCOL_VERSION = 1
+DEFAULT_SHOTS: tuple = (20, 32, 64, 128, 256, "all")
+DEFAULT_METHODS: tuple = ("timl", "maml", "pretrained", "scratch", "random-forest")
+#: metrics where lower is better
+LOWER_IS_BETTER = {"brier", "ece"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Target data
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class TargetData:
+    """The target task's labelled samples: training pool and held-out test set (raw canonical x)."""
+
+    task: TargetTask
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    ids_train: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
+    ids_test: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
+    summary: dict = field(default_factory=dict)
+
+    def data_hash(self) -> str:
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+
+def parse_shots(shots) -> list:
+    """``"20,32,all"`` or a sequence → ``[20, 32, "all"]`` (positive ints and "all", order kept)."""
+    if isinstance(shots, str):
+        shots = [s for s in shots.split(",") if s.strip()]
+    out: list = []
+    for s in shots:
+        key = str(s).strip().lower()
+        if key == "all":
+            val: Any = "all"
+        else:
+            try:
+                val = int(key)
+            except ValueError:
+                raise InputError(f"--shots: {s!r} is neither a positive integer nor 'all'") from None
+            if val < 4:
+                raise InputError(f"--shots: {val} is too few (need at least 4: 2 per class)")
+        if val not in out:
+            out.append(val)
+    if not out:
+        raise InputError("--shots: no shot count given")
+    return out
+
+
+def build_target(samples, region: str, crop: str | None = None) -> TargetData:
+    """The target task from a :class:`~cropmeta.io.store.SampleSet` holding (at least) the region.
+
+    Region/crop resolution, labels and task information are :mod:`cropmeta.tasks`' (the same as
+    ``cropmeta train``): kenya → maize, brazil → coffee, togo and others → crop vs non-crop."""
+    from cropmeta.tasks import resolve_target, task_labels
+
+    task = resolve_target(samples, region, crop)
+    meta = samples.meta
+    y_all = task_labels(meta, task)
+    split = meta["split"].astype(str).to_numpy()
+    tr = (split == "train") & (y_all != -1)
+    te = (split == "test") & (y_all != -1)
+    for which, m in (("training", tr), ("test", te)):
+        pos, neg = int((y_all[m] == 1).sum()), int((y_all[m] == 0).sum())
+        if pos < 2 or neg < 2:
+            raise InputError(f"target {task.name}: the {which} labels have {pos} positive and {neg} negative "
+                             "samples (need at least 2 of each)")
+    target = TargetTask(region=task.region, crop=task.crop, task_info=task.info,
+                        name=task.id.replace(":", "_").replace(" ", "_").lower(), extra={"task": task})
+    ids = meta["sample_id"].astype(str).to_numpy()
+    in_region = y_all != -1
+
+    def counts(m):
+        return {"positive": int((y_all[m] == 1).sum()), "negative": int((y_all[m] == 0).sum())}
+
+    summary = {
+        "region": task.region, "crop": task.crop, "task": task.id, "task_name": task.name,
+        "positive_means": task.crop if task.crop else "crop",
+        "train": counts(tr), "test": counts(te),
+        "task_rows_without_split": int((in_region & ~tr & ~te).sum()),
+        "t": int(samples.t),
+    }
+    return TargetData(target, samples.x[tr], y_all[tr], samples.x[te], y_all[te], ids[tr], ids[te], summary)
+
+
+def source_samples(samples, target: TargetData):
+    """What ``prepare`` may see: every *training* sample (``split == 'train'``); test samples are
+    removed everywhere, and so are any samples whose id is in the target's test set. Excluding the
+    target task itself from meta-training/pretraining is the training code's job (it receives the
+    target task)."""
+    meta = samples.meta
+    keep = (meta["split"].astype(str).to_numpy() == "train")
+    keep &= ~meta["sample_id"].astype(str).isin(set(target.ids_test)).to_numpy()
+    return samples.subset(keep)
+
+
+# --------------------------------------------------------------------------------------------------
+# One cell
+# --------------------------------------------------------------------------------------------------
+def shot_indices(y: np.ndarray, k: int | str, seed: int) -> np.ndarray:
+    """Indices of a ``k``-sample subset of the training labels ``y``: class-balanced like
+    ``cropmeta train --shots`` (⌊k/2⌋ positives) when the pool allows, otherwise every sample of the
+    scarce class and the rest from the other. Nested across ``k`` for a seed (the first ``n`` of one
+    fixed permutation per class), so a larger shot count always contains the smaller ones.
+    ``"all"`` (or ``k`` ≥ the pool) → everything."""
+    y = np.asarray(y)
+    n = len(y)
+    if k == "all" or int(k) >= n:
+        return np.arange(n)
+    k = int(k)
+    rng = np.random.default_rng([int(seed), 104729])
+    pos = rng.permutation(np.where(y == 1)[0])
+    neg = rng.permutation(np.where(y == 0)[0])
+    n_pos = min(k // 2, len(pos))
+    n_neg = min(k - n_pos, len(neg))
+    n_pos = min(k - n_neg, len(pos))
+    return np.sort(np.concatenate([pos[:n_pos], neg[:n_neg]]))
+
+
+def out_of_fold(method: Method, x: np.ndarray, y: np.ndarray, seed: int, folds: int) -> tuple[np.ndarray, int]:
+    """Out-of-fold probabilities on (x, y) with stratified folds; returns (probabilities, folds used;
+    0 = too few labels of a class, probabilities NaN)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    n_min = int(min((y == 1).sum(), (y == 0).sum()))
+    folds = min(int(folds), n_min)
+    oof = np.full(len(y), np.nan)
+    if folds < 2:
+        return oof, 0
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seed))
+    for i, (a, b) in enumerate(skf.split(np.zeros(len(y)), y)):
+        method.fit(x[a], y[a], seed=seed * 1000 + 17 + i)
+        oof[b] = method.predict_proba(x[b])
+    return oof, folds
+
+
+def _r(v: float, nd: int = 6):
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(float(v), nd)
+
+
+def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 3) -> dict:
+    """Fit on ``k`` shots, calibrate on out-of-fold predictions, evaluate on the test set."""
+    idx = shot_indices(data.y_train, k, seed)
+    x, y = data.x_train[idx], data.y_train[idx]
+    t0 = time.perf_counter()
+    method.fit(x, y, seed=seed)
+    t_fit = time.perf_counter() - t0
+    p_test = np.asarray(method.predict_proba(data.x_test), dtype=np.float64)
+    t_pred = time.perf_counter() - t0 - t_fit
+    raw = binary_metrics(data.y_test, p_test)
+    t1 = time.perf_counter()
+    temperature, calib = None, {"folds": 0, "note": ""}
+    if calib_folds and calib_folds >= 2:
+        oof, used = out_of_fold(method, x, y, seed, calib_folds)
+        calib["folds"] = used
+        if used:
+            temperature = fit_temperature(oof, y)
+            if temperature is not None:
+                calib["oof_ece_before"] = _r(binary_metrics(y, oof)["ece"])
+                calib["oof_ece_after"] = _r(binary_metrics(y, apply_temperature(oof, temperature))["ece"])
+        if temperature is None:
+            calib["note"] = "too few labels of a class for out-of-fold calibration"
+    else:
+        calib["note"] = "calibration disabled"
+    p_cal = apply_temperature(p_test, temperature)
+    cal = binary_metrics(data.y_test, p_cal)
+    return {
+        "method": method.name,
+        "seed": int(seed),
+        "shots": k,
+        "n_train": int(len(idx)),
+        "n_train_pos": int(y.sum()),
+        "train_ids": [str(v) for v in data.ids_train[idx]] if len(data.ids_train) else [],
+        "metrics": {m: _r(raw[m]) for m in METRIC_NAMES} | {"n": raw["n"], "n_pos": raw["n_pos"]},
+        "metrics_calibrated": {m: _r(cal[m]) for m in METRIC_NAMES},
+        "temperature": _r(temperature),
+        "calibration": calib,
+        "prob_test": [round(float(v), 6) for v in p_test],
+        "seconds": {"fit": round(t_fit, 3), "predict": round(t_pred, 3),
+                    "calibrate": round(time.perf_counter() - t1, 3)},
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Caching (resume)
+# --------------------------------------------------------------------------------------------------
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cell_path(out: Path, method: str, seed: int, k) -> Path:
+    return Path(out) / "cells" / method / f"seed-{seed}" / f"shots-{k}.json"
+
+
+def _read_cell(path: Path, fingerprint: str) -> dict | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if d.get("fingerprint") == fingerprint else None
+
+
+def _prepared_paths(out: Path, method: str, seed: int) -> tuple[Path, Path]:
+    base = Path(out) / "prepared" / f"{method}-seed-{seed}"
+    return base.with_suffix(".json"), base.with_suffix(".safetensors")
+
+
+def prepared_workdir(out: Path, method: str, seed: int, fingerprint: str) -> Path:
+    """Scratch directory for the resumable training state of one (method, seed, configuration)."""
+    return Path(out) / "prepared" / f"{method}-seed-{seed}-{fingerprint}.work"
+
+
+def _save_prepared(out: Path, method: Method, seed: int, fingerprint: str, seconds: float) -> None:
+    state = method.prepared_state()
+    if state is None:
+        return
+    meta, arrays = state
+    from safetensors.numpy import save_file
+
+    from cropmeta.io.atomic import atomic_path
+
+    jpath, spath = _prepared_paths(out, method.name, seed)
+    with atomic_path(spath) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+    atomic_write_text(jpath, json.dumps({"fingerprint": fingerprint, "seconds": seconds, "meta": meta}, default=str))
+
+
+def _load_prepared(out: Path, method: Method, seed: int, fingerprint: str) -> float | None:
+    jpath, spath = _prepared_paths(out, method.name, seed)
+    if not (jpath.exists() and spath.exists()):
+        return None
+    try:
+        d = json.loads(jpath.read_text())
+        if d.get("fingerprint") != fingerprint:
+            return None
+        from safetensors.numpy import load_file
+
+        if method.load_prepared_state(d["meta"], load_file(str(spath))):
+            return float(d.get("seconds", 0.0))
+    except Exception:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The protocol
+# --------------------------------------------------------------------------------------------------
+def versions() -> dict:
+    """Versions of the packages behind the numbers (from package metadata: nothing is imported)."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("cropmeta", "numpy", "scipy", "scikit-learn", "torch", "learn2learn", "matplotlib"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def resolve_effective_shots(shots: list, n_train: int) -> tuple[list, list[str]]:
+    """Drop shot counts that would duplicate "all" (k ≥ training pool); notes say which and why."""
+    out, notes, seen = [], [], set()
+    for k in shots:
+        eff = n_train if k == "all" else min(int(k), n_train)
+        if eff in seen:
+            notes.append(f"shots {k} skipped: the training pool has only {n_train} labels (same as a larger setting)")
+            continue
+        if k != "all" and int(k) >= n_train:
+            if "all" in shots:
+                notes.append(f"shots {k} skipped: the training pool has only {n_train} labels (same as 'all')")
+                continue
+            notes.append(f"shots {k} uses all {n_train} training labels")
+        seen.add(eff)
+        out.append(k)
+    return out, notes
+
+
+def run_protocol(
+    data: TargetData,
+    source: Any,
+    methods: list[str],
+    seeds: list[int],
+    shots: list,
+    out: Path,
+    method_factory: Callable[[str], Method],
+    config: dict,
+    calib_folds: int = 3,
+    progress: bool = True,
+    source_hash: str = "",
+) -> tuple[list[dict], dict]:
+    """Every (method, seed, shot) cell, cached under ``out``; returns (cells, run info)."""
+    out = Path(out)
+    info = {"computed": 0, "reused": 0, "prepared": 0, "prepared_reused": 0, "prepare_seconds": {}}
+    cells: list[dict] = []
+    base = {"protocol": PROTOCOL_VERSION, "data": data.data_hash(), "source": source_hash,
+            "calib_folds": calib_folds, "config": config}
+    todo = [(m, s, k) for s in seeds for m in methods for k in shots]
+    prog = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+        prog.start()
+        bar = prog.add_task("compare", total=len(todo))
+    try:
+        for s in seeds:
+            for m in methods:
+                fp = _fingerprint(base | {"method": m, "seed": s})
+                # the prepared weights depend on the source data, configuration, target task and seed only
+                fp_prep = _fingerprint({"protocol": PROTOCOL_VERSION, "source": source_hash, "config": config,
+                                        "task": data.task.name, "method": m, "seed": s})
+                pending = []
+                for k in shots:
+                    c = _read_cell(cell_path(out, m, s, k), fp)
+                    if c is not None:
+                        cells.append(c)
+                        info["reused"] += 1
+                        if prog:
+                            prog.advance(bar)
+                    else:
+                        pending.append(k)
+                if not pending:
+                    continue
+                method = method_factory(m)
+                if prog:
+                    prog.update(bar, description=f"{METHOD_LABELS[m]} · seed {s} · preparing")
+                t0 = time.perf_counter()
+                secs = None
+                if method.needs_source:
+                    method.set_target(data.task, s)
+                    secs = _load_prepared(out, method, s, fp_prep)
+                if secs is None:
+                    method.prepare(source if method.needs_source else None, data.task, s,
+                                   workdir=prepared_workdir(out, m, s, fp_prep) if method.needs_source else None)
+                    secs = time.perf_counter() - t0
+                    if method.needs_source:
+                        info["prepared"] += 1
+                        _save_prepared(out, method, s, fp_prep, secs)
+                else:
+                    info["prepared_reused"] += 1
+                info["prepare_seconds"][f"{m}/seed-{s}"] = round(secs, 3)
+                for k in pending:
+                    if prog:
+                        prog.update(bar, description=f"{METHOD_LABELS[m]} · seed {s} · {k} shots")
+                    c = run_cell(method, data, s, k, calib_folds)
+                    c["fingerprint"] = fp
+                    c["seconds"]["prepare"] = round(secs, 3)
+                    atomic_write_text(cell_path(out, m, s, k), json.dumps(c))
+                    cells.append(c)
+                    info["computed"] += 1
+                    if prog:
+                        prog.advance(bar)
+    finally:
+        if prog:
+            prog.stop()
+    return cells, info
+
+
+def _key_shots(k) -> str:
+    return str(k)
+
+
+def aggregate(cells: list[dict], methods: list[str], shots: list, reference: str = "timl",
+              confidence: float = 0.95) -> dict:
+    """Per method × shot × metric (raw and calibrated): summary over seeds; paired Wilcoxon of
+    ``reference`` against every other method (Holm-adjusted over the other methods)."""
+    by = {(c["method"], _key_shots(c["shots"]), c["seed"]): c for c in cells}
+    seeds = sorted({c["seed"] for c in cells})
+    summary: dict = {}
+    tests: dict = {}
+    for k in shots:
+        ks = _key_shots(k)
+        summary[ks] = {}
+        for m in methods:
+            row = {}
+            for variant, key in (("raw", "metrics"), ("calibrated", "metrics_calibrated")):
+                row[variant] = {}
+                for met in METRIC_NAMES:
+                    vals = [by[(m, ks, s)][key][met] if (m, ks, s) in by else None for s in seeds]
+                    vals = [np.nan if v is None else v for v in vals]
+                    row[variant][met] = stats.summarize(vals, confidence=confidence)
+            temps = [by[(m, ks, s)]["temperature"] for s in seeds if (m, ks, s) in by]
+            row["temperature"] = [t for t in temps]
+            row["seconds_fit"] = stats.summarize([by[(m, ks, s)]["seconds"]["fit"] for s in seeds if (m, ks, s) in by])
+            summary[ks][m] = row
+        if reference in methods:
+            tests[ks] = {}
+            others = [m for m in methods if m != reference]
+            for met in METRIC_NAMES:
+                res = {}
+                for m in others:
+                    a = [by[(reference, ks, s)]["metrics"][met] if (reference, ks, s) in by else None for s in seeds]
+                    b = [by[(m, ks, s)]["metrics"][met] if (m, ks, s) in by else None for s in seeds]
+                    a = [np.nan if v is None else v for v in a]
+                    b = [np.nan if v is None else v for v in b]
+                    res[m] = stats.paired_wilcoxon(a, b)
+                adj = stats.holm([res[m]["p_value"] for m in others])
+                for m, p in zip(others, adj):
+                    res[m]["p_holm"] = p
+                tests[ks][met] = res
+    return {"seeds": seeds, "summary": summary, "wilcoxon": tests, "reference": reference,
+            "confidence": confidence}
+
+
+def compare(
+    region: str | None = None,
+    crop: str | None = None,
+    seeds: int | list[int] = 5,
+    shots=DEFAULT_SHOTS,
+    methods=DEFAULT_METHODS,
+    out: str | Path | None = None,
+    source: str | Path | None = None,
+    preset: str = "quick",
+    benchmark: str | None = None,
+    root: str | Path | None = None,
+    progress: bool = True,
+    *,
+    samples=None,
+    config: str | Path | dict | None = None,
+    calib_folds: int = 3,
+    method_factory: Callable[[str], Method] | None = None,
+    console=None,
+) -> dict:
+    """Run the comparison and write the report (json, md, html, png) to ``out``.
+
+    ``region``/``crop``: the target (kenya → maize, brazil → coffee, togo → crop vs non-crop by
+    default). ``seeds``: a count (seeds 0 … N−1) or an explicit list. ``shots``: e.g. ``"20,all"``.
+    ``methods``: any of timl, maml, pretrained, scratch, random-forest. ``source``: the data (None →
+    the simulated world; a path → ingested by :func:`cropmeta.ingest.ingest`); ``samples``: a
+    :class:`~cropmeta.io.store.SampleSet` to use directly instead. ``preset``/``config``: the
+    training configuration of the deep methods (as ``cropmeta train``). ``benchmark``: "sim" or
+    "cropharvest" (with ``root``) runs the three published targets instead
+    (:func:`cropmeta.evaluate.benchmark.run_benchmark`). Returns the report dict (also report.json).
+    """
+    if benchmark is not None:
+        from cropmeta.evaluate.benchmark import run_benchmark
+
+        return run_benchmark(benchmark, root=root, seeds=seeds, shots=shots, methods=methods, out=out,
+                             preset=preset, progress=progress, config=config, calib_folds=calib_folds,
+                             method_factory=method_factory, console=console, samples=samples)
+    if region is None:
+        raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest")
+    seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+    if not seed_list:
+        raise InputError("--seeds: need at least one seed")
+    method_list = resolve_methods(methods)
+    shot_list = parse_shots(shots)
+    if samples is None:
+        samples = load_samples(source, progress=progress)
+    data = build_target(samples, region, crop)
+    out = Path(out) if out is not None else Path("compare-" + data.task.name)
+    out.mkdir(parents=True, exist_ok=True)
+    eff_shots, shot_notes = resolve_effective_shots(shot_list, len(data.y_train))
+    src = source_samples(samples, data)
+    cfg_dict, factory = _resolve_config(preset, config, method_factory)
+    cells, info = run_protocol(data, src, method_list, seed_list, eff_shots, out, factory, cfg_dict,
+                               calib_folds=calib_folds, progress=progress, source_hash=src.content_hash())
+    config_rec = {
+        "region": data.task.region, "crop": data.task.crop, "seeds": seed_list, "shots": shot_list,
+        "shots_run": eff_shots, "shot_notes": shot_notes, "methods": method_list, "preset": preset,
+        "calib_folds": calib_folds, "source": str(source) if source is not None else "sim",
+        "training_config": cfg_dict,
+    }
+    src_summary = {"n_samples": int(len(src)), "n_regions": int(src.meta["region"].nunique()) if len(src) else 0}
+    report = make_report(data, cells, config_rec, info, src_summary)
+    from cropmeta.evaluate.report import write_report
+
+    report["files"] = {k: str(v) for k, v in write_report(report, out).items()}
+    return report
+
+
+def make_report(data: TargetData, cells: list[dict], config: dict, run_info: dict | None = None,
+                source_summary: dict | None = None) -> dict:
+    """The report dict (what report.json holds) from the cells of one target. ``config`` needs at
+    least ``methods``, ``shots_run`` and ``seeds``."""
+    methods, shots = config["methods"], config["shots_run"]
+    agg = aggregate(cells, methods, shots)
+    return {
+        "kind": "cropmeta-compare-report",
+        "protocol_version": PROTOCOL_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "target": data.summary,
+        "task_info": [float(v) for v in data.task.task_info],
+        "config": config,
+        "source_summary": source_summary or {},
+        "versions": versions(),
+        "run": run_info or {},
+        "y_test": [int(v) for v in data.y_test],
+        "cells": sorted(cells, key=lambda c: (methods.index(c["method"]), c["seed"],
+                                              [str(k) for k in shots].index(str(c["shots"])))),
+        **agg,
+    }
+
+
+def _resolve_config(preset: str, config, method_factory) -> tuple[dict, Callable[[str], Method]]:
+    """The deep methods' training configuration (resolved, JSON-able) and the method factory."""
+    if method_factory is not None:
+        return {"preset": preset, "config": config if isinstance(config, dict) else str(config)}, method_factory
+    from cropmeta.evaluate.deep import resolve_train_config
+
+    cfg, cfg_dict = resolve_train_config(preset, config)
+    return cfg_dict, lambda name: make_method(name, cfg=cfg)
+
+
+def load_samples(source=None, progress: bool = True):
+    """All ingested samples of ``source`` (None → the simulated world), ingesting when needed."""
+    from cropmeta.ingest import ingest, load_datasets
+
+    res = ingest(region=None, source=source, progress=progress)
+    return load_datasets(names=list(res.datasets))

@@ -1,0 +1,459 @@
+"""Ingestion: (Earth-Engine tiles + a label file) or a CropHarvest archive or the simulated world →
+one :class:`~cropmeta.io.store.SampleSet` per region in ``$CROPMETA_HOME/datasets/<region_slug>/``.
+
+- **Idempotent and resumable**: every tile's samples are staged in
+  ``$CROPMETA_HOME/.cache/ingest/<key>/`` (key = tile path + size + mtime + the labels it holds +
+  options); a rerun (or a run after a failure) reuses completed tiles and reads only the rest.
+- **Atomic**: all regions are sampled first, then each dataset directory is replaced atomically
+  (:func:`cropmeta.io.store.write_samples`); a failure or interruption leaves the previous store as it
+  was.
+- **Report**: counts (labels, samples, tiles complete/cached/failed, points outside rasters),
+  missing values filled per band, duplicates, class balance per split; returned and saved as each
+  dataset's ``report.json``. ``report["summary"]`` is a flat table for the CLI.
+- **Bad input** raises :class:`~cropmeta.errors.InputError` / :class:`~cropmeta.errors.DataError`
+  naming the file and the problem; a bad tile fails the run (after the good ones are staged) unless
+  ``allow_failed=True``, in which case it is skipped and reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from cropmeta import __version__
+from cropmeta.errors import DataError, InputError
+from cropmeta.io.atomic import atomic_dir
+from cropmeta.io.cropharvest import is_cropharvest_archive, read_cropharvest
+from cropmeta.io.eetiff import EETiffInfo, list_ee_tiffs
+from cropmeta.io.labels import read_labels
+from cropmeta.io.sampling import (
+    EXTRA_COLUMNS,
+    POLYGON_MODES,
+    TileSamples,
+    check_same_t,
+    country_of,
+    finalize_meta,
+    index_tiles,
+    locate_points,
+    merge_missing,
+    no_label_on_raster,
+    sample_tile,
+)
+from cropmeta.io.store import SampleSet, dataset_dir, read_samples, workspace_home, write_samples
+from cropmeta.regions import Region, slugify
+
+#: bump when the staged per-tile format or sampling semantics change (invalidates the cache)
+CACHE_VERSION = 1
+#: label_options keys passed to :func:`cropmeta.io.labels.read_labels`
+LABEL_OPTION_KEYS = ("class_column", "crop_values", "crop_type_column", "layer", "lat_column", "lon_column",
+                     "crs", "id_column", "dataset", "default_is_crop")
+
+
+@dataclass
+class IngestResult:
+    datasets: dict[str, Path] = field(default_factory=dict)  # dataset name (region slug) → directory
+    report: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# sources
+# --------------------------------------------------------------------------------------------------
+def _sim_world(seed: int, home: Path) -> Path:
+    try:
+        from cropmeta.sim import ensure_world
+    except ImportError as e:
+        raise InputError("the simulated world is not available in this build (cropmeta.sim.ensure_world); "
+                         "give --source PATH and --labels FILE") from e
+    world = Path(ensure_world(seed=seed, home=home))
+    meta = world / "world.json"
+    if not meta.exists():
+        raise InputError(f"{world}: not a simulated world (no world.json)")
+    return world
+
+
+def _resolve_source(source, labels, seed: int, home: Path) -> tuple[str, Path, Path | None, Path | None]:
+    """→ (kind, source path, labels path, tile root for a ``tile`` column). kind: tiles | cropharvest."""
+    if source is None or str(source) == "sim":
+        world = _sim_world(seed, home)
+        lab = Path(labels) if labels is not None else world / "labels.parquet"
+        return "tiles", world / "tiles", lab, world
+    src = Path(source)
+    if not src.exists():
+        raise InputError(f"--source {src}: no such file or directory (use 'sim', a GeoTIFF, a directory of "
+                         "GeoTIFFs or a CropHarvest archive root)")
+    if is_cropharvest_archive(src):
+        if labels is not None:
+            raise InputError(f"{src} is a CropHarvest archive (its labels.geojson holds the labels); drop --labels")
+        return "cropharvest", src, None, None
+    if labels is None:
+        raise InputError(f"--source {src}: GeoTIFF sources need a label file (--labels FILE)")
+    return "tiles", src, Path(labels), (src if src.is_dir() else src.parent)
+
+
+# --------------------------------------------------------------------------------------------------
+# regions
+# --------------------------------------------------------------------------------------------------
+def _extent(lat, lon) -> str:
+    return f"lon {np.min(lon):.4f}..{np.max(lon):.4f}, lat {np.min(lat):.4f}..{np.max(lat):.4f}"
+
+
+def _assign_regions(meta: pd.DataFrame, region: Region | None, source: str) -> tuple[np.ndarray, dict]:
+    """Region name of every row (None = not ingested) and counts."""
+    lat, lon = meta["lat"].to_numpy(float), meta["lon"].to_numpy(float)
+    has_col = "region" in meta.columns
+    col = meta["region"].astype(object).where(meta["region"].notna(), None).to_numpy() if has_col else None
+    if region is not None:
+        if has_col and region.name in set(col):
+            inside = col == region.name
+        else:
+            inside = np.asarray(region.contains(lat, lon))
+        if not inside.any():
+            x0, y0, x1, y1 = region.bounds
+            raise DataError(
+                f"{source}: region {region.name!r} holds none of the {len(meta)} labels (labels span "
+                f"{_extent(lat, lon)}; region spans lon {x0:.4f}..{x1:.4f}, lat {y0:.4f}..{y1:.4f})")
+        names = np.where(inside, region.name, None).astype(object)
+        return names, {"labels_outside_region": int((~inside).sum())}
+    names = col.copy() if has_col else np.full(len(meta), None, dtype=object)
+    todo = np.array([n is None for n in names])
+    if todo.any():
+        names[todo] = country_of(lat[todo], lon[todo])
+    unassigned = np.array([n is None for n in names])
+    if unassigned.all():
+        raise DataError(f"{source}: none of the {len(meta)} labels ({_extent(lat, lon)}) lies in a known region")
+    return names, {"labels_outside_all_regions": int(unassigned.sum())}
+
+
+# --------------------------------------------------------------------------------------------------
+# per-tile staging (resumable)
+# --------------------------------------------------------------------------------------------------
+def _labels_digest(labels: gpd.GeoDataFrame) -> str:
+    h = hashlib.sha256()
+    cols = [c for c in ("sample_id", "lat", "lon", "is_crop", "label", "crop_group", "dataset", "split",
+                        "start_date", "region", "class_value") if c in labels.columns]
+    h.update(pd.DataFrame(labels[cols]).to_csv(index=False).encode())
+    if "footprint" in labels.columns:
+        h.update(b"".join(g.wkb if g is not None else b"-" for g in labels["footprint"]))
+    return h.hexdigest()
+
+
+def _tile_key(info: EETiffInfo, labels: gpd.GeoDataFrame, polygons: str) -> str:
+    st = info.path.stat()
+    ident = {"v": CACHE_VERSION, "path": str(info.path.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns,
+             "polygons": polygons, "start": info.start.isoformat() if info.start else None,
+             "labels": _labels_digest(labels)}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _load_staged(d: Path) -> TileSamples | None:
+    try:
+        x = np.load(d / "x.npy", allow_pickle=False)
+        meta = pd.read_parquet(d / "meta.parquet")
+        stats = json.loads((d / "stats.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    return TileSamples(x, meta, stats["missing"], stats["slope_filled"], np.asarray(stats["label_rows"], np.int64))
+
+
+def _stage(d: Path, part: TileSamples) -> None:
+    with atomic_dir(d) as tmp:
+        np.save(tmp / "x.npy", part.x, allow_pickle=False)
+        pd.DataFrame(part.meta).to_parquet(tmp / "meta.parquet")
+        (tmp / "stats.json").write_text(json.dumps({"missing": part.missing_per_band, "slope_filled": part.slope_filled,
+                                                    "label_rows": [int(i) for i in part.label_rows]}))
+
+
+def _tile_candidates(info: EETiffInfo, labels: gpd.GeoDataFrame, where: np.ndarray, i: int, polygons: str) -> np.ndarray:
+    """Rows of ``labels`` to sample in tile ``i``."""
+    if polygons != "pixels" or "footprint" not in labels.columns:
+        return np.where(where == i)[0]
+    from rasterio.warp import transform_bounds
+
+    x0, y0, x1, y1 = transform_bounds(info.crs, "EPSG:4326", *info.bounds)
+    fp = gpd.GeoSeries(labels["footprint"], crs="EPSG:4326")
+    b = fp.bounds.to_numpy()
+    has = fp.notna().to_numpy()
+    hit = has & (b[:, 0] <= x1) & (b[:, 2] >= x0) & (b[:, 1] <= y1) & (b[:, 3] >= y0)
+    return np.where(hit | (where == i))[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------------
+def class_balance(meta: pd.DataFrame) -> dict:
+    """``{split: {crop, non_crop, unlabelled, labels: {crop type: n}}}``."""
+    out = {}
+    for split, g in meta.groupby("split", sort=True):
+        labels = g.loc[g["is_crop"] == 1, "label"].dropna().astype(str).value_counts()
+        out[str(split)] = {"crop": int((g["is_crop"] == 1).sum()), "non_crop": int((g["is_crop"] == 0).sum()),
+                           "unlabelled": int((g["is_crop"] == -1).sum()),
+                           "labels": {str(k): int(v) for k, v in labels.items()}}
+    return out
+
+
+def _dedupe(meta: pd.DataFrame) -> tuple[np.ndarray, dict]:
+    """Keep-mask dropping repeated sample ids (first kept) and counts of same-pixel samples."""
+    dup_id = meta["sample_id"].duplicated(keep="first").to_numpy()
+    kept = meta[~dup_id]
+    same_px = conflicting = 0
+    if {"tile", "pixel_row", "pixel_col"} <= set(kept.columns):
+        key = kept[["tile", "pixel_row", "pixel_col"]].astype(str).agg("/".join, axis=1)
+        same_px = int(key.duplicated(keep=False).sum())
+        if same_px:
+            n_classes = kept.groupby(key.to_numpy())["is_crop"].nunique()
+            conflicting = int(key.isin(n_classes[n_classes > 1].index).sum())
+    return ~dup_id, {"sample_ids_dropped": int(dup_id.sum()), "same_pixel": same_px,
+                     "same_pixel_conflicting_class": conflicting}
+
+
+def _dataset_report(name: str, region: str, samples: SampleSet, extra: dict) -> dict:
+    rep = {
+        "dataset": name, "region": region, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "cropmeta_version": __version__, "t": samples.t, "samples": len(samples),
+        "class_balance": class_balance(samples.meta), "data_hash": samples.content_hash(),
+    }
+    rep.update(extra)
+    return rep
+
+
+def _summary(datasets: dict[str, dict], top: dict) -> dict:
+    s = {"datasets": len(datasets),
+         "samples": sum(r["samples"] for r in datasets.values()),
+         "labels_read": top.get("labels_read", 0)}
+    for k in ("labels_outside_region", "labels_outside_all_regions"):
+        if k in top:
+            s[k] = top[k]
+    s["outside_raster"] = sum(r.get("outside_raster", 0) for r in datasets.values())
+    s["tiles_complete"] = top.get("tiles", {}).get("complete", 0)
+    s["tiles_cached"] = top.get("tiles", {}).get("cached", 0)
+    s["tiles_failed"] = top.get("tiles", {}).get("failed", 0)
+    s["labels_in_failed_tiles"] = sum(r.get("labels_in_failed_tiles", 0) for r in datasets.values())
+    s["missing_values_filled"] = sum(sum(r.get("missing_values", {}).values()) for r in datasets.values())
+    s["duplicates_dropped"] = sum(r.get("duplicates", {}).get("sample_ids_dropped", 0) for r in datasets.values())
+    for split in ("train", "test"):
+        for k in ("crop", "non_crop"):
+            s[f"{split}_{k}"] = sum(r["class_balance"].get(split, {}).get(k, 0) for r in datasets.values())
+    return s
+
+
+# --------------------------------------------------------------------------------------------------
+# main entry points
+# --------------------------------------------------------------------------------------------------
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    disable=not enabled, transient=False)
+
+
+def _sample_tiles(labels: gpd.GeoDataFrame, tiles_src: Path, root: Path | None, home: Path, polygons: str,
+                  start_date, allow_failed: bool, progress: bool) -> tuple[dict[int, TileSamples], dict, list, np.ndarray]:
+    """Sample every tile holding labels, staged per tile. Returns (tile index → samples, tile counts,
+    infos, mask of labels held by tiles that failed)."""
+    failed: dict[str, str] = {}
+    infos = index_tiles(list_ee_tiffs(tiles_src), start_date=start_date,
+                        on_error=lambda p, e: failed.__setitem__(str(p), str(e)))
+    if not infos:
+        first = next(iter(failed.values()), f"{tiles_src}: no usable tiles")
+        raise InputError(first if len(failed) <= 1 else f"all {len(failed)} tiles failed; first: {first}")
+    check_same_t(infos)
+    where = locate_points(labels, infos, root=root)
+    cache = home / ".cache" / "ingest"
+    jobs = [(i, _tile_candidates(info, labels, where, i, polygons)) for i, info in enumerate(infos)]
+    jobs = [(i, rows) for i, rows in jobs if len(rows)]
+    parts: dict[int, TileSamples] = {}
+    failed_rows = np.zeros(len(labels), dtype=bool)
+    counts = {"total": len(infos) + len(failed), "with_labels": len(jobs), "complete": 0, "cached": 0}
+    with _progress(progress) as bar:
+        task = bar.add_task("sampling tiles", total=len(jobs))
+        for i, rows in jobs:
+            info = infos[i]
+            sub = labels.iloc[rows]
+            key_dir = cache / _tile_key(info, sub, polygons)
+            part = _load_staged(key_dir) if key_dir.exists() else None
+            if part is not None:
+                counts["cached"] += 1
+            else:
+                try:
+                    name = str(info.path.relative_to(root)) if root is not None and info.path.is_relative_to(root) \
+                        else str(info.path)
+                    part = sample_tile(info, sub, polygons=polygons, tile_name=name)
+                except InputError as e:  # DataError included
+                    failed[str(info.path)] = str(e)
+                    failed_rows[rows] = True
+                    bar.advance(task)
+                    continue
+                _stage(key_dir, part)
+                counts["complete"] += 1
+            part.label_rows = rows[part.label_rows]
+            parts[i] = part
+            bar.advance(task)
+    counts["failed"] = len(failed)
+    counts["failed_files"] = failed
+    if failed and not allow_failed:
+        path, msg = next(iter(failed.items()))
+        more = f" (and {len(failed) - 1} more tile(s), listed in the report)" if len(failed) > 1 else ""
+        raise InputError(f"{msg}{more}. Nothing was written; completed tiles are staged, so a rerun after fixing "
+                         "or removing the bad file(s) resumes (or pass allow_failed=True to skip them)")
+    return parts, counts, infos, failed_rows
+
+
+def ingest(region: Region | None = None, source: str | Path | None = None, labels: str | Path | None = None,
+           seed: int = 0, home: str | Path | None = None, label_options: dict | None = None, progress: bool = True,
+           *, start_date: str | None = None, allow_failed: bool = False) -> IngestResult:
+    """Build each region's samples into ``<home>/datasets/<region_slug>/``.
+
+    ``region``: a :class:`~cropmeta.regions.Region` (only its labels are ingested) or None (every
+    region the labels fall in: the labels' ``region`` column, else the country holding each point).
+    ``source``: None/"sim" (the simulated world of ``seed``), a GeoTIFF or directory of
+    Earth-Engine exports (``labels`` required), or a CropHarvest archive root.
+    ``label_options``: keyword arguments of :func:`cropmeta.io.labels.read_labels` (``class_column``,
+    ``crop_values``, ``crop_type_column``, ``layer``, ``lat_column``, ``lon_column``, ``crs``,
+    ``id_column``, ``dataset``, ``default_is_crop``) plus ``polygons`` ("centroid" or "pixels").
+    ``start_date``: first step date for tiles whose file names carry none.
+    """
+    home = Path(home) if home is not None else workspace_home()
+    opts = dict(label_options or {})
+    polygons = opts.pop("polygons", "centroid")
+    if polygons not in POLYGON_MODES:
+        raise InputError(f"polygons={polygons!r}: expected one of {', '.join(POLYGON_MODES)}")
+    unknown = sorted(set(opts) - set(LABEL_OPTION_KEYS))
+    if unknown:
+        raise InputError(f"unknown label option(s) {unknown}; known: {', '.join(LABEL_OPTION_KEYS)}, polygons")
+    kind, src, labels_path, root = _resolve_source(source, labels, seed, home)
+    top: dict = {"source": str(src), "kind": kind}
+
+    if kind == "cropharvest":
+        samples, ch_report = _read_cropharvest_cached(src, home)
+        top["archive"] = ch_report
+        top["labels_read"] = len(samples)
+        names, counts = _assign_regions(samples.meta, region, str(src))
+        top.update(counts)
+        groups = {}
+        for name in sorted({n for n in names if n is not None}):
+            sub = samples.subset(names == name)
+            sub.meta["region"] = name
+            keep, dup = _dedupe(sub.meta)
+            sub = sub.subset(keep)
+            groups[name] = (sub, {"source": str(src), "duplicates": dup,
+                                  "missing_values": ch_report.get("missing_values", {})})
+    else:
+        lab = read_labels(labels_path, **opts)
+        top["labels_file"] = str(labels_path)
+        top["labels_read"] = len(lab)
+        top["labels_without_geometry"] = lab.attrs.get("dropped_empty_geometry", 0)
+        names, counts = _assign_regions(lab, region, str(labels_path))
+        top.update(counts)
+        keep = np.array([n is not None for n in names])
+        lab = lab[keep].reset_index(drop=True)
+        lab["region"] = names[keep]
+        parts, tile_counts, infos, failed_rows = _sample_tiles(lab, src, root, home, polygons, start_date,
+                                                               allow_failed, progress)
+        top["tiles"] = {k: v for k, v in tile_counts.items()}
+        failed_paths = set(tile_counts["failed_files"])
+        groups = {}
+        for name in sorted(set(lab["region"])):
+            in_region = (lab["region"] == name).to_numpy()
+            xs, metas, missing, slope_filled = [], [], [], 0
+            sampled = np.zeros(len(lab), dtype=bool)
+            for part in parts.values():
+                sel = (part.meta["region"].astype(object).to_numpy() == name)
+                if sel.any():
+                    xs.append(part.x[sel])
+                    metas.append(part.meta[sel])
+                    missing.append(part.missing_per_band)
+                    slope_filled += part.slope_filled
+                sampled[part.label_rows] = True
+            n_labels = int(in_region.sum())
+            got = sampled & in_region
+            if not xs:
+                reg_lab = lab[in_region]
+                if failed_paths:
+                    raise DataError(f"region {name!r}: no samples; every tile holding its labels failed: "
+                                    f"{next(iter(tile_counts['failed_files'].values()))}")
+                err = no_label_on_raster(reg_lab, infos)
+                raise DataError(f"region {name!r}: {err}")
+            meta = pd.concat(metas, ignore_index=True)
+            keep, dup = _dedupe(meta)
+            x = np.concatenate(xs)[keep]
+            meta = finalize_meta(meta[keep].reset_index(drop=True), name)
+            outside = in_region & ~sampled
+            groups[name] = (SampleSet(x, meta), {
+                "source": str(src), "labels_file": str(labels_path), "labels": n_labels,
+                "labels_sampled": int(got.sum()), "outside_raster": int(outside.sum()),
+                "outside_raster_ids": lab.loc[outside, "sample_id"].astype(str).head(20).tolist(),
+                "labels_in_failed_tiles": int((failed_rows & in_region & ~sampled).sum()),
+                "missing_values": merge_missing(missing), "slope_filled_with_tile_mean": slope_filled,
+                "duplicates": dup, "polygons": polygons,
+                "tiles": {k: v for k, v in tile_counts.items() if k != "failed_files"},
+            })
+
+    # every region sampled: now write, each dataset atomically
+    result = IngestResult(report=top)
+    reports = {}
+    for name, (samples, extra) in groups.items():
+        slug = slugify(name)
+        rep = _dataset_report(slug, name, samples, extra)
+        result.datasets[slug] = write_samples(samples, dataset_dir(slug, home), report=rep)
+        reports[slug] = rep
+    top["datasets"] = reports
+    top["summary"] = _summary(reports, top)
+    return result
+
+
+def _read_cropharvest_cached(root: Path, home: Path) -> tuple[SampleSet, dict]:
+    """:func:`read_cropharvest`, staged in the cache keyed by the archive's files (sizes + mtimes)."""
+    h = hashlib.sha256(f"v{CACHE_VERSION}:{root.resolve()}".encode())
+    for p in [root / "labels.geojson"] + sorted((root / "features" / "arrays").glob("*.h5")) + \
+            sorted((root / "test_features").glob("*.h5")):
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    d = home / ".cache" / "ingest" / f"cropharvest-{h.hexdigest()[:24]}"
+    if (d / "samples.parquet").exists() and (d / "arrays.nc").exists():
+        try:
+            samples = read_samples(d)
+            rep = json.loads((d / "report.json").read_text())
+            rep["cached"] = True
+            return samples, rep
+        except (InputError, OSError, ValueError):
+            pass
+    samples, rep = read_cropharvest(root)
+    write_samples(samples, d, report=rep)
+    return samples, rep
+
+
+def list_datasets(home: str | Path | None = None) -> list[str]:
+    """Names of the datasets stored in the workspace."""
+    base = Path(home) if home is not None else workspace_home()
+    d = base / "datasets"
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / "samples.parquet").exists())
+
+
+def load_datasets(home: str | Path | None = None, names: list[str] | None = None) -> SampleSet:
+    """Concatenate stored datasets (all, or ``names``: dataset slugs or region names)."""
+    base = Path(home) if home is not None else workspace_home()
+    have = list_datasets(base)
+    if names is None:
+        wanted = have
+    else:
+        wanted = [slugify(n) for n in names]
+        missing = [n for n, w in zip(names, wanted) if w not in have]
+        if missing:
+            raise InputError(f"{base / 'datasets'}: no dataset(s) {missing}; stored: {', '.join(have) or 'none'} "
+                             "(run `cropmeta ingest`)")
+    if not wanted:
+        raise InputError(f"{base / 'datasets'}: no datasets stored; run `cropmeta ingest` first")
+    return SampleSet.concat([read_samples(dataset_dir(n, base)) for n in wanted])
+
+
+__all__ = ["IngestResult", "class_balance", "ingest", "list_datasets", "load_datasets", "EXTRA_COLUMNS"]

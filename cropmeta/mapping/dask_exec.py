@@ -1,0 +1,164 @@
+"""Run map blocks serially or on Dask (a local cluster or an existing scheduler) — one code path.
+
+Each block is computed by :func:`compute_block` (model loaded once per process, one torch thread)
+and handed back to the driver, which alone writes parts and the manifest. A block that raises is
+retried ``retries`` times (Dask's own ``retries=`` on a cluster), then reported by input name and
+window; the other blocks still finish, so a rerun only redoes the failed ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from cropmeta.errors import InputError
+from cropmeta.mapping.infer import Job, ModelSpec, run_job
+from cropmeta.mapping.roi import block_mask
+from cropmeta.mapping.sources import Source
+
+
+@dataclass
+class Bundle:
+    """Everything a block needs besides its Job: sent to each worker once."""
+
+    sources: list[Source]
+    roi: list  # per source: shapely geometry in the source's CRS, or None
+    model: ModelSpec
+
+
+@dataclass
+class Failure:
+    job: Job
+    tile: str
+    error: str
+    attempts: int
+
+    def describe(self) -> str:
+        w = self.job
+        return (f"{self.tile} block (row {w.row_off}, col {w.col_off}, {w.height}x{w.width}) failed after "
+                f"{self.attempts} attempt(s): {self.error}")
+
+
+def compute_block(job: Job, bundle: Bundle) -> tuple[str, np.ndarray]:
+    src = bundle.sources[job.tile]
+    mask = block_mask(bundle.roi[job.tile], src.grid, job.window)
+    return job.key, run_job(job, src, bundle.model, mask)
+
+
+def _describe_exc(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    return f"{type(e).__name__}: {msg}" if not msg.startswith(type(e).__name__) else msg
+
+
+class SerialExecutor:
+    """In-process, in job order."""
+
+    name = "serial"
+    n_workers = 1
+
+    def run(self, jobs: list[Job], bundle: Bundle, retries: int,
+            on_result: Callable[[Job, np.ndarray], None]) -> list[Failure]:
+        from cropmeta.mapping.model import set_threads
+
+        failures = []
+        old_threads = set_threads(bundle.model.threads)
+        try:
+            return self._run(jobs, bundle, retries, on_result, failures)
+        finally:
+            set_threads(old_threads)
+
+    def _run(self, jobs, bundle, retries, on_result, failures) -> list[Failure]:
+        for job in jobs:
+            last = None
+            for attempt in range(retries + 1):
+                try:
+                    _, prob = compute_block(job, bundle)
+                    break
+                except Exception as e:  # noqa: BLE001 - reported by name below
+                    last = e
+            else:
+                failures.append(Failure(job, bundle.sources[job.tile].name, _describe_exc(last), retries + 1))
+                continue
+            on_result(job, prob)
+        return failures
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """A ``dask.distributed`` client on a new local cluster (``workers=N``) or an existing scheduler."""
+
+    name = "dask"
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, connect_timeout: float = 10.0):
+        from dask.distributed import Client, LocalCluster
+
+        self._cluster = None
+        if scheduler:
+            if "://" not in scheduler:
+                scheduler = f"tcp://{scheduler}"
+            try:
+                self.client = Client(scheduler, timeout=f"{connect_timeout}s")
+            except (OSError, TimeoutError) as e:
+                raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from e
+            except ValueError as e:
+                raise InputError(f"Dask scheduler address {scheduler!r} is not valid: {e}") from e
+        else:
+            if not workers or workers < 1:
+                raise InputError(f"--workers must be >= 1, got {workers}")
+            self._cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+            self.client = Client(self._cluster)
+        self.n_workers = max(1, len(self.client.scheduler_info().get("workers", {})) or int(workers or 1))
+
+    def run(self, jobs: list[Job], bundle: Bundle, retries: int,
+            on_result: Callable[[Job, np.ndarray], None]) -> list[Failure]:
+        from dask.distributed import as_completed
+
+        if not jobs:
+            return []
+        fut_bundle = self.client.scatter(bundle, broadcast=True)
+        in_flight = max(4, 4 * self.n_workers)
+        todo = iter(jobs)
+        by_key = {}
+
+        def submit(job: Job):
+            f = self.client.submit(compute_block, job, fut_bundle, retries=retries, pure=False)
+            by_key[f.key] = job
+            return f
+
+        failures: list[Failure] = []
+        first = [submit(j) for _, j in zip(range(in_flight), todo)]
+        ac = as_completed(first)
+        for fut in ac:
+            job = by_key.pop(fut.key)
+            try:
+                _, prob = fut.result()
+            except Exception as e:  # noqa: BLE001 - reported by name
+                failures.append(Failure(job, bundle.sources[job.tile].name, _describe_exc(e), retries + 1))
+            else:
+                on_result(job, prob)
+            fut.release()
+            nxt = next(todo, None)
+            if nxt is not None:
+                ac.add(submit(nxt))
+        return failures
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+
+
+def make_executor(workers: int | None, scheduler: str | None):
+    if scheduler:
+        return DaskExecutor(scheduler=scheduler)
+    if workers is not None:
+        return DaskExecutor(workers=workers)
+    return SerialExecutor()

@@ -1,0 +1,423 @@
+"""``cropmeta export``: a trained run + inputs → a Cloud-Optimised GeoTIFF map (or a VRT mosaic of
+per-tile COGs), a PNG quick-look and, with truth, an accuracy report.
+
+Flow (one code path for serial and Dask runs):
+1. check the output path is writable, load the model once (driver), open and validate every input
+   (band layout, T = model's T, CRS), place the region of interest on each input;
+2. plan 512×512 blocks (the COG's tiling); blocks entirely outside the region are never computed;
+3. resume: blocks listed in the work directory's manifest are skipped; the rest run serially or
+   on Dask, each result saved as a part and appended to the manifest;
+4. assemble each input's blocks into a tiled GeoTIFF, copy it to a COG (atomic rename: a previous
+   map is replaced only by a complete, checked one), mosaic, quick-look, accuracy, clean up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shapely.geometry import box
+
+from cropmeta.errors import CropmetaError, DataError, InputError
+from cropmeta.io.atomic import atomic_dir
+from cropmeta.mapping.cog import GTiffWriter, check_writable, copy_to_cog, iter_blocks, write_vrt
+from cropmeta.mapping.dask_exec import Bundle, make_executor
+from cropmeta.mapping.infer import DEFAULT_BATCH, Job, ModelSpec, part_path
+from cropmeta.mapping.manifest import Manifest, load_part, work_dir_for
+from cropmeta.mapping.model import get_predictor, model_tags
+from cropmeta.mapping.roi import overlaps, project_region
+from cropmeta.mapping.sources import Source, check_consistent_t, open_source
+from cropmeta.mapping.validate import check_cog
+
+MOSAICS = ("vrt", "cog", "none")
+_EE_DATES = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})(?:\.tiff?)?$")
+
+
+class ExportFailed(DataError):
+    """Some blocks failed after their retries; the finished ones are kept for a rerun."""
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs
+# ------------------------------------------------------------------------------------------------
+def _expand_inputs(inputs) -> list:
+    if inputs is None:
+        return []
+    if isinstance(inputs, (str, Path)) or not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    out: list = []
+    for item in inputs:
+        if isinstance(item, (str, Path)) and Path(item).is_dir():
+            found = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in (".tif", ".tiff", ".nc"))
+            if not found:
+                raise InputError(f"{item}: folder holds no .tif or .nc map inputs")
+            out.extend(found)
+        else:
+            out.append(item)
+    return out
+
+
+def find_world(run_dir: Path, world: str | Path | None = None) -> Path:
+    """The simulated world a run was trained on: ``world``, the run's config/metadata, or
+    ``$CROPMETA_HOME/world``."""
+    from cropmeta.io.store import workspace_home
+
+    candidates: list[Path] = []
+    if world is not None:
+        candidates.append(Path(world))
+    for name in ("config.json", "model.json"):
+        p = run_dir / name
+        if p.exists():
+            try:
+                d = json.loads(p.read_text())
+            except ValueError:
+                continue
+            for holder in (d, d.get("info") or {}, d.get("data") or {}):
+                for key in ("world", "world_dir", "sim_world"):
+                    if isinstance(holder, dict) and holder.get(key):
+                        candidates.append(Path(holder[key]))
+    candidates += [workspace_home() / "world", workspace_home() / "sim-world"]
+    for c in candidates:
+        if (c / "world.json").exists():
+            return c
+    raise InputError(
+        f"{run_dir}: no map inputs given and no simulated world found (looked in "
+        f"{', '.join(str(c) for c in candidates)}); pass --input TILE(S)")
+
+
+def _run_target(run_dir: Path, predictor) -> str | None:
+    """The run's target region name (e.g. 'kenya'), from its metadata or config."""
+    meta = dict(getattr(predictor, "metadata", None) or {})
+    task = meta.get("task") or {}
+    for holder in (task, meta, meta.get("config") or {}):
+        if isinstance(holder, dict):
+            for key in ("target", "region", "dataset"):
+                if isinstance(holder.get(key), str) and holder[key]:
+                    return holder[key]
+    p = run_dir / "config.json"
+    if p.exists():
+        try:
+            d = json.loads(p.read_text())
+        except ValueError:
+            d = {}
+        for key in ("target", "region", "dataset"):
+            if isinstance(d.get(key), str) and d[key]:
+                return d[key]
+    return None
+
+
+def scene_for_run(run_dir: Path, predictor, world: str | Path | None = None) -> tuple[Path, Path | None, str]:
+    """(scene tif, truth tif or None, target key) of the run's target in the simulated world."""
+    from cropmeta.regions import slugify
+
+    wdir = find_world(run_dir, world)
+    w = json.loads((wdir / "world.json").read_text())
+    scenes = w.get("scenes") or {}
+    targets = w.get("targets") or {}
+    target = _run_target(run_dir, predictor)
+    keys = []
+    if target:
+        t = slugify(target)
+        keys = [k for k in scenes if slugify(k) == t]
+        keys += [k for k, v in targets.items() if k in scenes and slugify(str(v.get("region", ""))) == t]
+    if not keys:
+        raise InputError(f"{run_dir}: cannot tell which simulated scene to map (run target {target!r}; "
+                         f"scenes in {wdir}: {', '.join(scenes) or 'none'}); pass --input TILE(S)")
+    key = keys[0]
+    scene = scenes[key]
+    tif = wdir / scene["tif"]
+    truth = wdir / scene["truth"] if scene.get("truth") else None
+    return tif, (truth if truth is not None and truth.exists() else None), key
+
+
+def _date_range(sources: list[Source]) -> list[str] | None:
+    starts, ends = [], []
+    for s in sources:
+        m = _EE_DATES.search(s.name)
+        if m:
+            starts.append(m.group(1))
+            ends.append(m.group(2))
+    return [min(starts), max(ends)] if starts else None
+
+
+# ------------------------------------------------------------------------------------------------
+# progress
+# ------------------------------------------------------------------------------------------------
+class _Progress:
+    def __init__(self, enabled: bool, total: int, label: str):
+        self.bar = None
+        if enabled and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# the entry point
+# ------------------------------------------------------------------------------------------------
+def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, threshold: float = 0.5,
+           as_float: bool = False, workers: int | None = None, scheduler: str | None = None, truth=None,
+           mosaic: str = "vrt", progress: bool = True, *, world=None, loader: str | None = None,
+           batch_size: int = DEFAULT_BATCH, retries: int = 2, quicklook: bool = True,
+           keep_work: bool = False) -> dict[str, Any]:
+    """Write the prediction map of ``run_dir``'s model over ``inputs``.
+
+    inputs: EE-layout GeoTIFF path(s) or folder(s), netCDF datacube path(s), xarray object(s); None →
+    the simulated scene of the run's target (and its truth raster). Region (``region`` name,
+    ``region_file`` or ``bbox``): pixels outside are nodata. ``out``: the map (``.tif``); with several
+    inputs the mosaic is ``out`` with suffix ``.vrt`` over per-tile COGs in ``<stem>.tiles/``
+    (``mosaic="cog"``: one COG at ``out``; ``"none"``: only the per-tile COGs). ``workers``: local Dask
+    cluster of N one-thread workers; ``scheduler``: an existing Dask scheduler address; neither:
+    in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json``.
+    ``loader``: ``"module:function"`` returning a predictor for ``run_dir`` (default: cropmeta's).
+
+    Returns a summary dict (paths, pixel counts, timings, resumed blocks, accuracy)."""
+    t0 = time.perf_counter()
+    run_dir, out = Path(run_dir), Path(out)
+    if not 0.0 < float(threshold) < 1.0:
+        raise InputError(f"--threshold must be between 0 and 1, got {threshold}")
+    if mosaic not in MOSAICS:
+        raise InputError(f"--mosaic must be one of {', '.join(MOSAICS)}, got {mosaic!r}")
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    check_writable(out)
+
+    # ---- model (once, in the driver: validation + provenance) ------------------------------------
+    predictor = get_predictor(run_dir, loader)
+    model_t = int(predictor.t)
+
+    # ---- inputs ------------------------------------------------------------------------------------
+    items = _expand_inputs(inputs)
+    scene_truth = None
+    if not items:
+        scene, scene_truth, _ = scene_for_run(run_dir, predictor, world)
+        items = [scene]
+    sources = [open_source(i) for i in items]
+    check_consistent_t(sources, model_t, str(run_dir))
+
+    # ---- region of interest ------------------------------------------------------------------------
+    region_obj = None
+    if any(v is not None for v in (region, region_file, bbox)):
+        from cropmeta.regions import resolve_region
+
+        region_obj = resolve_region(region, region_file, bbox)
+    roi: list = []
+    keep: list[int] = []
+    for i, s in enumerate(sources):
+        g = project_region(region_obj.geometry, s.grid, s.name) if region_obj is not None else None
+        if g is not None and not overlaps(g, s.grid):
+            continue
+        roi.append(g)
+        keep.append(i)
+    skipped = [sources[i].name for i in range(len(sources)) if i not in keep]
+    if not keep:
+        raise DataError(f"region {region_obj.name!r} does not overlap any input "
+                        f"({', '.join(s.name for s in sources)})")
+    sources = [sources[i] for i in keep]
+    if len({s.name for s in sources}) != len(sources):
+        seen: dict[str, int] = {}
+        renamed = []
+        for s in sources:
+            n = seen.get(s.name, 0)
+            seen[s.name] = n + 1
+            renamed.append(s if n == 0 else _renamed(s, f"{Path(s.name).stem}_{n}{Path(s.name).suffix}"))
+        sources = renamed
+
+    # ---- plan --------------------------------------------------------------------------------------
+    jobs: list[Job] = []
+    for ti, s in enumerate(sources):
+        for w in iter_blocks(s.grid.width, s.grid.height):
+            if roi[ti] is not None and not _window_touches(roi[ti], s, w):
+                continue
+            jobs.append(Job(ti, int(w.row_off), int(w.col_off), int(w.height), int(w.width)))
+    model = ModelSpec(str(run_dir.resolve()), loader, threads=1, batch_size=batch_size)
+    tags = model_tags(run_dir, predictor)
+    if tags["DATE_RANGE"] == "null":
+        dr = _date_range(sources)
+        if dr:
+            tags["DATE_RANGE"] = json.dumps(dr)
+    tags.update({
+        "THRESHOLD": f"{float(threshold):g}",
+        "REGION": region_obj.name if region_obj is not None else "",
+        "INPUTS": json.dumps([s.name for s in sources]),
+        "NODATA_MEANING": "outside the region of interest or input missing",
+        "PRODUCER": "cropmeta export",
+    })
+    signature = {
+        "model": tags["MODEL_SHA256"], "run": model.run_dir, "loader": loader, "batch": batch_size,
+        "inputs": [_source_sig(s) for s in sources],
+        "roi": [None if g is None else g.wkb_hex for g in roi],
+    }
+    work = work_dir_for(out)
+    manifest = Manifest(work, signature).open()
+    todo = [j for j in jobs if not manifest.is_done(j.key, part_path(work, j))]
+    resumed = len(jobs) - len(todo)
+
+    # ---- compute -----------------------------------------------------------------------------------
+    stats = {"pixels": 0, "valid": 0}
+    bar = _Progress(progress, len(todo), f"mapping {len(sources)} input(s)")
+
+    def on_result(job: Job, prob: np.ndarray) -> None:
+        manifest.record(job.key, part_path(work, job), prob)
+        stats["pixels"] += prob.size
+        stats["valid"] += int(np.isfinite(prob).sum())
+        bar.advance()
+
+    t_inf = time.perf_counter()
+    executor = None
+    try:
+        executor = make_executor(workers, scheduler)
+        failures = executor.run(todo, Bundle(sources, roi, model), retries, on_result)
+    finally:
+        bar.close()
+        manifest.close()
+        if executor is not None:
+            executor.close()
+    t_inf = time.perf_counter() - t_inf
+    if failures:
+        names = sorted({f.tile for f in failures})
+        detail = "\n  ".join(f.describe() for f in failures[:10])
+        raise ExportFailed(
+            f"{len(failures)} block(s) of {len(names)} input(s) failed ({', '.join(names)}); "
+            f"finished blocks are kept in {work} and a rerun resumes from them:\n  {detail}")
+
+    # ---- assemble ----------------------------------------------------------------------------------
+    t_write = time.perf_counter()
+    jobs_by_tile: dict[int, dict[tuple[int, int], Job]] = {}
+    for j in jobs:
+        jobs_by_tile.setdefault(j.tile, {})[(j.row_off, j.col_off)] = j
+    gtiffs = []
+    for ti, s in enumerate(sources):
+        path = work / "assembled" / f"{ti:05d}.tif"
+        if path.exists():
+            path.unlink()
+        wr = GTiffWriter(path, s.grid, as_float, float(threshold))
+        try:
+            for w in iter_blocks(s.grid.width, s.grid.height):
+                j = jobs_by_tile.get(ti, {}).get((int(w.row_off), int(w.col_off)))
+                if j is None:
+                    wr.fill_block(w)
+                else:
+                    wr.write_block(w, load_part(part_path(work, j)))
+            tile_tags = dict(tags, INPUTS=json.dumps([s.name]))
+            wr.finish(tile_tags if len(sources) > 1 else tags)
+        except Exception:
+            wr.abort()
+            raise
+        gtiffs.append(path)
+
+    tiles_dir = None
+    tile_maps: list[Path] = []
+    if len(sources) == 1:
+        map_path = copy_to_cog(gtiffs[0], out)
+    elif mosaic == "cog":
+        vrt = write_vrt(gtiffs, work / "mosaic.vrt", tags, float(threshold), relative=False)
+        map_path = copy_to_cog(vrt, out)
+    else:
+        tiles_dir = out.parent / f"{out.stem}.tiles"
+        names = [f"{Path(s.name).stem}.tif" for s in sources]
+        with atomic_dir(tiles_dir) as tmpdir:
+            for g, n in zip(gtiffs, names):
+                copy_to_cog(g, tmpdir / n)
+        tile_maps = [tiles_dir / n for n in names]
+        if mosaic == "vrt":
+            map_path = write_vrt(tile_maps, out.with_suffix(".vrt") if out.suffix.lower() != ".vrt" else out, tags,
+                                 float(threshold))
+        else:
+            map_path = tiles_dir
+    t_write = time.perf_counter() - t_write
+
+    problems = [] if map_path.is_dir() or map_path.suffix == ".vrt" else check_cog(map_path, deep=False)
+    for tm in tile_maps:
+        problems += [f"{tm.name}: {p}" for p in check_cog(tm, deep=False)]
+
+    png = None
+    if quicklook and not map_path.is_dir():
+        from cropmeta.mapping.quicklook import quicklook as _ql
+
+        png = _ql(map_path, map_path.with_suffix(".png"), region_obj.geometry if region_obj is not None else None,
+                  title=f"{run_dir.name}: P(crop)" + (f" — {region_obj.name}" if region_obj is not None else ""))
+
+    accuracy = None
+    truth = truth if truth is not None else scene_truth
+    if truth is not None and not map_path.is_dir():
+        from cropmeta.mapping.accuracy import assess
+
+        accuracy = assess(map_path, truth, out_json=map_path.with_suffix(".accuracy.json"))
+
+    if not keep_work:
+        manifest.remove()
+    total = time.perf_counter() - t0
+    n_pix = sum(s.grid.width * s.grid.height for s in sources)
+    return {
+        "map": str(map_path),
+        "quicklook": str(png) if png else None,
+        "tiles": [str(p) for p in tile_maps],
+        "inputs": [s.name for s in sources],
+        "skipped_outside_region": skipped,
+        "width_height": [[s.grid.width, s.grid.height] for s in sources],
+        "pixels": int(n_pix),
+        "pixels_computed": int(stats["pixels"]),
+        "pixels_valid": int(stats["valid"]),
+        "blocks": len(jobs),
+        "blocks_resumed": resumed,
+        "blocks_computed": len(todo),
+        "executor": "serial" if workers is None and not scheduler else "dask",
+        "workers": workers,
+        "scheduler": scheduler,
+        "dtype": "float32" if as_float else "uint8",
+        "threshold": float(threshold),
+        "seconds": total,
+        "seconds_inference": t_inf,
+        "seconds_write": t_write,
+        "pixels_per_second": (stats["pixels"] / t_inf) if t_inf > 0 and stats["pixels"] else None,
+        "cog_problems": problems,
+        "accuracy": accuracy,
+        "tags": tags,
+    }
+
+
+def _renamed(s: Source, name: str) -> Source:
+    import dataclasses
+
+    return dataclasses.replace(s, name=name)
+
+
+def _source_sig(s: Source) -> Any:
+    if isinstance(s.ref, (str, Path)):
+        p = Path(s.ref)
+        st = p.stat()
+        return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+    return f"in-memory:{id(s.ref)}:{time.time_ns()}"  # never resumed
+
+
+def _window_touches(geom, s: Source, w) -> bool:
+    from rasterio.windows import bounds as wbounds
+
+    x0, y0, x1, y1 = wbounds(w, s.grid.affine)
+    return bool(geom.intersects(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))))
+
+
+def remove_work(out: str | Path) -> None:
+    """Forget an interrupted export's finished blocks (the next run starts afresh)."""
+    shutil.rmtree(work_dir_for(Path(out)), ignore_errors=True)
+
+
+__all__ = ["export", "ExportFailed", "find_world", "scene_for_run", "remove_work", "CropmetaError"]

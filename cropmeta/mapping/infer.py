@@ -1,0 +1,111 @@
+"""One unit of map work: read one output block of one input, batch its pixels through the model,
+return the block's probabilities (float32, NaN = nodata).
+
+The same function runs in-process (serial) and on Dask workers. Reads are split into strips of at
+most :data:`~cropmeta.mapping.sources.MAX_READ_PIXELS` pixels and the model sees fixed batches of
+``batch_size`` pixels that depend only on the block, never on the executor, so a serial run and a
+2-worker run compute bit-identical probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from cropmeta.errors import DataError
+from cropmeta.mapping.model import get_predictor, set_threads
+from cropmeta.mapping.sources import MAX_READ_PIXELS, Source
+
+DEFAULT_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class Job:
+    """Block ``window`` of input number ``tile``; ``key`` names it in the manifest."""
+
+    tile: int
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+    @property
+    def window(self) -> Window:
+        return Window(self.col_off, self.row_off, self.width, self.height)
+
+    @property
+    def key(self) -> str:
+        return f"{self.tile}/{self.row_off}_{self.col_off}_{self.height}x{self.width}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    run_dir: str
+    loader: str | None = None
+    threads: int = 1
+    batch_size: int = DEFAULT_BATCH
+
+
+def predict_samples(predictor, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+    """``predict_proba`` over ``x [n, T, 18]`` in fixed batches; float32 ``[n]``."""
+    out = np.empty(len(x), dtype=np.float32)
+    for i in range(0, len(x), batch_size):
+        p = np.asarray(predictor.predict_proba(x[i : i + batch_size]), dtype=np.float32).reshape(-1)
+        if len(p) != len(x[i : i + batch_size]):
+            raise DataError(f"model returned {len(p)} probabilities for {len(x[i:i + batch_size])} pixels")
+        out[i : i + batch_size] = p
+    return out
+
+
+def run_job(job: Job, source: Source, model: ModelSpec, roi_mask: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities of one block ``[height, width]`` float32; NaN where the input is missing or the
+    pixel lies outside the region (``roi_mask`` False)."""
+    set_threads(model.threads)
+    predictor = get_predictor(model.run_dir, model.loader)
+    out = np.full((job.height, job.width), np.nan, dtype=np.float32)
+    if roi_mask is not None and not roi_mask.any():
+        return out
+    rows = max(1, MAX_READ_PIXELS // max(job.width, 1))
+    for r in range(0, job.height, rows):
+        h = min(rows, job.height - r)
+        inside = None if roi_mask is None else roi_mask[r : r + h]
+        if inside is not None and not inside.any():
+            continue
+        win = Window(job.col_off, job.row_off + r, job.width, h)
+        x, valid = source.read(win)
+        if inside is not None:
+            keep = inside[valid]
+            x = x[keep.ravel()]
+            valid = valid & inside
+        if len(x):
+            p = predict_samples(predictor, x, model.batch_size)
+            if not np.isfinite(p).all():
+                raise DataError(f"{source.name}: model returned non-finite probabilities in block {job.key}")
+            strip = out[r : r + h]
+            strip[valid] = np.clip(p, 0.0, 1.0)
+    return out
+
+
+def quantize(prob: np.ndarray, threshold: float, as_float: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(probability band, class band) for the map file.
+
+    uint8: probability ``rint(100 p)`` 0–100, class ``p >= threshold``, 255 = nodata.
+    float32: probability ``p``, class 0/1, NaN = nodata."""
+    nod = np.isnan(prob)
+    cls = prob >= threshold
+    if as_float:
+        c = cls.astype(np.float32)
+        c[nod] = np.nan
+        return prob.astype(np.float32), c
+    p = np.rint(np.where(nod, 0, prob) * 100.0).clip(0, 100).astype(np.uint8)
+    c = cls.astype(np.uint8)
+    p[nod] = 255
+    c[nod] = 255
+    return p, c
+
+
+def part_path(work: Path, job: Job) -> Path:
+    return work / "parts" / str(job.tile) / f"{job.row_off}_{job.col_off}.npy"

@@ -1,0 +1,129 @@
+"""Deterministic stand-in predictors for tests, benchmarks and custom-loader examples.
+
+``make_double_run(dir, kind=...)`` writes a tiny "run directory" (``double.json`` + ``config.json``)
+that :func:`load_double` (``loader="cropmeta.mapping.testing:load_double"``) turns into a predictor
+with the :class:`cropmeta.train.checkpoint.Predictor` interface:
+
+- ``ndvi``: P = sigmoid(k · (mean NDVI over time − c)) — a known function of the input, so map
+  values can be checked exactly;
+- ``lstm``: a seeded one-layer torch LSTM (hidden ``hidden``) + linear head on normalised inputs —
+  real torch inference (threads, batching) without a training run.
+
+``delay`` (seconds per ``predict_proba`` call) slows the model down so that tests can interrupt
+an export mid-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cropmeta.io.atomic import atomic_write_text
+from cropmeta.schema import BAND_INDEX, DEFAULT_T, N_BANDS
+
+_NDVI = BAND_INDEX["NDVI"]
+
+
+def make_double_run(run_dir: str | Path, kind: str = "ndvi", t: int = DEFAULT_T, k: float = 10.0, c: float = 0.4,
+                    hidden: int = 16, seed: int = 0, delay: float = 0.0, target: str | None = None) -> Path:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"kind": kind, "t": t, "k": k, "c": c, "hidden": hidden, "seed": seed, "delay": delay}
+    atomic_write_text(run_dir / "double.json", json.dumps(spec, sort_keys=True))
+    cfg = {"double": spec, "seed": seed}
+    if target:
+        cfg["target"] = target
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg, sort_keys=True))
+    return run_dir
+
+
+def ndvi_probability(x: np.ndarray, k: float = 10.0, c: float = 0.4) -> np.ndarray:
+    """The ``ndvi`` double's answer for canonical samples ``[N, T, 18]`` (float64)."""
+    m = np.asarray(x, dtype=np.float64)[:, :, _NDVI].mean(axis=1)
+    return 1.0 / (1.0 + np.exp(-k * (m - c)))
+
+
+class DoublePredictor:
+    def __init__(self, spec: dict, sha: str):
+        self.spec = spec
+        self.t = int(spec["t"])
+        self.temperature = None
+        self.metadata = {"model_sha256": sha, "config": {"double": spec}, "task": {"kind": "double"},
+                         "seed": spec.get("seed", 0), "date_range": None}
+        self._net = None
+        if spec["kind"] == "lstm":
+            import torch
+
+            g = torch.Generator().manual_seed(int(spec["seed"]))
+            h = int(spec["hidden"])
+            self._lstm = torch.nn.LSTM(N_BANDS, h, batch_first=True)
+            self._head = torch.nn.Linear(h, 1)
+            with torch.no_grad():
+                for p in list(self._lstm.parameters()) + list(self._head.parameters()):
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+            self._lstm.eval()
+            # fixed normalisation: rough scale of each raw band
+            self._scale = torch.tensor([20, 20] + [3000] * 10 + [300, 0.1, 1000, 30, 1.0], dtype=torch.float32)
+        elif spec["kind"] != "ndvi":
+            raise ValueError(f"unknown double kind {spec['kind']!r}")
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        if self.spec.get("delay"):
+            time.sleep(float(self.spec["delay"]))
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3 or x.shape[1] != self.t or x.shape[2] != N_BANDS:
+            raise ValueError(f"expected [N, {self.t}, {N_BANDS}], got {list(x.shape)}")
+        if self.spec["kind"] == "ndvi":
+            return ndvi_probability(x, self.spec["k"], self.spec["c"])
+        import torch
+
+        with torch.no_grad():
+            xb = torch.from_numpy(x) / self._scale
+            out, _ = self._lstm(xb)
+            return torch.sigmoid(self._head(out[:, -1])).squeeze(-1).double().numpy()
+
+    def flops_per_pixel(self) -> float:
+        """Multiply-adds ×2 of one pixel's forward pass (LSTM gates + head)."""
+        if self.spec["kind"] != "lstm":
+            return 0.0
+        h = int(self.spec["hidden"])
+        return float(self.t * 2 * 4 * h * (N_BANDS + h) + 2 * h)
+
+
+def load_double(run_dir: str | Path) -> DoublePredictor:
+    p = Path(run_dir) / "double.json"
+    text = p.read_text()
+    return DoublePredictor(json.loads(text), hashlib.sha256(text.encode()).hexdigest())
+
+
+def make_ee_tile(path: str | Path, height: int = 40, width: int = 60, t: int = DEFAULT_T,
+                 origin: tuple[float, float] = (300000.0, 9990000.0), res: float = 10.0, crs: str = "EPSG:32737",
+                 ndvi: np.ndarray | None = None, missing: np.ndarray | None = None, seed: int = 0,
+                 nan_slope_rows: int = 1) -> Path:
+    """A synthetic Earth-Engine-layout tile whose true NDVI is ``ndvi [height, width]`` (default: a
+    left-to-right ramp 0 → 0.8) at every step; pixels where ``missing`` is True are NaN in every band;
+    the first ``nan_slope_rows`` rows have NaN slope (like real SRTM borders)."""
+    from rasterio.transform import from_origin
+
+    from cropmeta.io.eetiff import write_ee_tiff
+    from cropmeta.schema import DYNAMIC_BANDS_RAW, RAW_PER_STEP
+
+    rng = np.random.default_rng(seed)
+    if ndvi is None:
+        ndvi = np.broadcast_to(np.linspace(0.0, 0.8, width)[None, :], (height, width))
+    ndvi = np.asarray(ndvi, dtype=np.float64)
+    dyn = rng.normal(1000.0, 100.0, (t, RAW_PER_STEP, height, width)).astype(np.float32)
+    b8, b4 = DYNAMIC_BANDS_RAW.index("B8"), DYNAMIC_BANDS_RAW.index("B4")
+    dyn[:, b4] = 1000.0
+    dyn[:, b8] = (1000.0 * (1 + ndvi) / (1 - ndvi)).astype(np.float32)
+    stat = np.stack([rng.normal(1500, 50, (height, width)), rng.uniform(0, 10, (height, width))]).astype(np.float32)
+    stat[1, :nan_slope_rows] = np.nan
+    if missing is not None:
+        dyn[:, :, missing] = np.nan
+        stat[:, missing] = np.nan
+    x0, y0 = origin
+    return write_ee_tiff(path, dyn, stat, from_origin(x0, y0, res, res), crs)

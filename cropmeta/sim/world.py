@@ -1,0 +1,420 @@
+"""The simulated world on disk: :func:`generate_world`, :func:`ensure_world`, :func:`load_world`.
+
+Layout (the contract read by ingestion exactly like a user's own data)::
+
+    <world>/world.json        kind, version, seed, t, regions, targets, scenes, region_info
+    <world>/labels.parquet    GeoParquet points (EPSG:4326): sample_id, lat, lon, is_crop, label,
+                              crop_group, cover, region, dataset, split, start_date, tile
+    <world>/tiles/<region_slug>/<idx>-<dataset>_<start>_<end>.tif   Earth-Engine-layout GeoTIFFs
+    <world>/scenes/<target>/<idx>-<dataset>_<start>_<end>.tif + truth.tif
+
+Every labelled point lies at the centre of a pixel of the tile named in its ``tile`` column.
+Generation is deterministic: the same seed (and parameters) writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import zlib
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from cropmeta.errors import DataError, InputError
+from cropmeta.io.atomic import atomic_dir, recover_dir
+from cropmeta.io.eetiff import ee_filename, write_ee_tiff
+from cropmeta.regions import get_region
+from cropmeta.schema import CROP_TO_GROUP
+from cropmeta.sim import physics
+from cropmeta.sim.params import SimParams, load_params
+from cropmeta.sim.render import interior_points, make_layout, render
+
+WORLD_KIND = "cropmeta-sim-world"
+EXPORT_DAYS = 360  # 12 x 30-day steps: start = end - 360 days (CropHarvest: 2019-02-06 .. 2020-02-01)
+
+# random streams of a region (independent, so that e.g. more tiles do not change the climate)
+_POS, _LAYOUT, _PTS, _PHYS, _LABEL, _TERRAIN, _SCENE = range(7)
+
+
+def region_rng(seed: int, key: str, stream: int) -> np.random.Generator:
+    """A generator that depends only on (seed, region, stream): regions are independent, and a
+    world generated with a subset of regions holds exactly the same data for them."""
+    return np.random.default_rng([int(seed), zlib.crc32(key.encode()), stream])
+
+
+def dates_of(region: dict) -> tuple[str, str]:
+    end = _dt.date.fromisoformat(str(region["end"]))
+    return (end - _dt.timedelta(days=EXPORT_DAYS)).isoformat(), end.isoformat()
+
+
+def _snap(lat: np.ndarray, lon: np.ndarray, pix: float) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left corners snapped to the global pixel grid."""
+    lon0 = np.floor((np.asarray(lon) + 180.0) / pix) * pix - 180.0
+    lat0 = 90.0 - np.floor((90.0 - np.asarray(lat)) / pix) * pix
+    return lat0, lon0
+
+
+def _zone_geometry(name: str, region: dict):
+    geom = get_region(name).geometry
+    z = region["zone"]
+    g = geom.intersection(box(z[0], z[1], z[2], z[3]))
+    if g.is_empty:
+        raise DataError(f"data/sim/regions.toml [{region['key']}]: zone {z} does not overlap {name}")
+    return g
+
+
+def _sample_positions(rng: np.random.Generator, geom, n: int, exclude: list[tuple[float, float, float]]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uniform (lat, lon) centres inside ``geom``, farther than r deg from each excluded (lat, lon, r)."""
+    x0, y0, x1, y1 = geom.bounds
+    lats, lons = [], []
+    got = 0
+    for _ in range(200):
+        m = max(64, 4 * (n - got))
+        lon = rng.uniform(x0, x1, m)
+        lat = rng.uniform(y0, y1, m)
+        ok = shapely.contains_xy(geom, lon, lat)
+        for elat, elon, rad in exclude:
+            ok &= (np.abs(lat - elat) > rad) | (np.abs(lon - elon) > rad)
+        lats.append(lat[ok])
+        lons.append(lon[ok])
+        got += int(ok.sum())
+        if got >= n:
+            break
+    lat, lon = np.concatenate(lats)[:n], np.concatenate(lons)[:n]
+    if len(lat) < n:
+        raise DataError(f"cannot place {n} tiles inside the region's cropping zone")
+    return lat, lon
+
+
+def _test_tile_corners(rng, region: dict, geom, S: int, pix: float) -> tuple[np.ndarray, np.ndarray]:
+    """Test tiles: contiguous cells inside a box around each CropHarvest test site, or (no sites)
+    spread over the zone like Togo's random test points."""
+    n = int(region.get("test_tiles", 8))
+    sites = region.get("test_sites")
+    tile_deg = S * pix
+    if not sites:
+        lat, lon = _sample_positions(rng, geom, n, [])
+        return _snap(lat + tile_deg / 2, lon - tile_deg / 2, pix)
+    half = float(region.get("test_box", 0.003))
+    m = max(1, math.ceil(half / tile_deg))
+    per = math.ceil(n / len(sites))
+    lat0s, lon0s = [], []
+    for lat, lon in sites:
+        cells = [(i, j) for i in range(-m, m) for j in range(-m, m)]
+        pick = rng.choice(len(cells), min(per, len(cells)), replace=False)
+        la, lo = _snap(np.array([lat]), np.array([lon]), pix)
+        for k in sorted(pick):
+            i, j = cells[k]
+            lat0s.append(la[0] - j * tile_deg)
+            lon0s.append(lo[0] + i * tile_deg)
+    return np.array(lat0s[:n]), np.array(lon0s[:n])
+
+
+def _exclusions(region: dict, test_lat0, test_lon0, tile_deg) -> list[tuple[float, float, float]]:
+    if region.get("test_sites"):
+        half = float(region.get("test_box", 0.003))
+        return [(la, lo, half + 0.05) for la, lo in region["test_sites"]]
+    return [(la - tile_deg / 2, lo + tile_deg / 2, 0.02) for la, lo in zip(test_lat0, test_lon0)]
+
+
+def climate_and_terrain(p: SimParams, name: str, region: dict, seed: int, lat0, lon0, S: int, start_doy: int,
+                        rng_terrain, rng_climate):
+    """SRTM fields and per-tile climate of tiles with top-left corners ``lat0, lon0``."""
+    pix = float(p.world["pixel_deg"])
+    rr = region_rng(seed, region["key"], 100 + _TERRAIN)  # the region's fixed large-scale relief
+    elev, slope = physics.terrain(p, region, rr, rng_terrain, lat0, lon0, S, pix)
+    bases = [c.p["base"] for c in p.covers.values() if c.kind == "annual"]
+    lat_c = lat0 - S * pix / 2
+    clim = physics.simulate_climate(p, region, lat_c, elev.reshape(len(lat0), -1).mean(axis=1), start_doy,
+                                    p.t, rng_climate, bases)
+    return elev, slope, clim
+
+
+def simulate_region(p: SimParams, name: str, seed: int, root: Path) -> tuple[pd.DataFrame, dict]:
+    """Simulate one region's labelled tiles, write them under ``root/tiles/<slug>/`` and return its
+    label rows and a summary."""
+    region = p.regions[name]
+    reg = get_region(name)
+    slug = reg.slug
+    key = region["key"]
+    S = int(p.world["tile_px"])
+    pix = float(p.world["pixel_deg"])
+    tile_deg = S * pix
+    start, end = dates_of(region)
+    start_doy = physics.doy(start)
+    geom = _zone_geometry(name, region)
+    n_train = int(region.get("n_train", p.world["n_train"]))
+    n_test = int(region.get("n_test", 0))
+
+    rng_pos = region_rng(seed, key, _POS)
+    if n_test:
+        t_lat0, t_lon0 = _test_tile_corners(rng_pos, region, geom, S, pix)
+    else:
+        t_lat0 = t_lon0 = np.zeros(0)
+    excl = _exclusions(region, t_lat0, t_lon0, tile_deg) if n_test else []
+    k_train = int(p.world["max_points_per_field"])
+    k_test = int(p.world["max_points_per_field_test"])
+    est = max(1.0, min(k_train * S * S / float(region["field_px"]) * 0.5, S * S / 8.0))
+    n_cand = int(math.ceil(n_train / est * 1.3)) + 2
+    for _attempt in range(6):
+        lat, lon = _sample_positions(rng_pos, geom, n_cand, excl)
+        c_lat0, c_lon0 = _snap(lat + tile_deg / 2, lon - tile_deg / 2, pix)
+        lat0 = np.concatenate([t_lat0, c_lat0])
+        lon0 = np.concatenate([t_lon0, c_lon0])
+        test = np.arange(len(lat0)) < len(t_lat0)
+        crop_frac = np.where(test, region.get("test_crop_frac", region["crop_frac"]), region["crop_frac"])
+        layout = make_layout(p, region, region_rng(seed, key, _LAYOUT), lat0, lon0, S, crop_frac, test)
+        k = np.where(test, k_test, k_train)
+        ti, row, col, fld = interior_points(layout, k, region_rng(seed, key, _PTS))
+        n_avail_train = int((~test[ti]).sum())
+        if n_avail_train >= n_train:
+            break
+        n_cand *= 2
+    else:
+        raise DataError(f"{name}: could not place {n_train} training points")
+    rng_pts = region_rng(seed, key, _PTS + 50)
+    chosen = np.zeros(len(ti), dtype=bool)
+    is_test_pt = test[ti]
+    if n_test:
+        cand = np.where(is_test_pt)[0]
+        if len(cand) < n_test:
+            raise DataError(f"{name}: the test tiles hold {len(cand)} points, fewer than n_test={n_test}; "
+                            "raise test_tiles in data/sim/regions.toml")
+        chosen[np.sort(rng_pts.choice(cand, n_test, replace=False))] = True
+    # training points: whole tiles in (random) order until n_train, a random part of the last one
+    tr = np.where(~is_test_pt)[0]
+    counts = np.cumsum(np.bincount(ti[tr] - len(t_lat0), minlength=len(c_lat0)))
+    last = int(np.searchsorted(counts, n_train))
+    full = tr[ti[tr] - len(t_lat0) < last]
+    chosen[full] = True
+    rest = n_train - len(full)
+    if rest:
+        cand = tr[ti[tr] - len(t_lat0) == last]
+        chosen[np.sort(rng_pts.choice(cand, rest, replace=False))] = True
+    keep_tiles = np.unique(ti[chosen])
+    tile_map = np.full(len(lat0), -1)
+    tile_map[keep_tiles] = np.arange(len(keep_tiles))
+    layout = layout.subset(keep_tiles)
+    ti, row, col, fld = ti[chosen], row[chosen], col[chosen], fld[chosen]
+    ti = tile_map[ti]
+    # field indices change with the subset: read them back from the raster
+    fld = layout.field[ti, row, col]
+
+    elev, slope, clim = climate_and_terrain(p, name, region, seed, layout.lat0, layout.lon0, S, start_doy,
+                                            region_rng(seed, key, _TERRAIN), region_rng(seed, key, _PHYS))
+    dynamic, static = render(p, region, layout, clim, elev, slope, start_doy, p.t, region_rng(seed, key, _PHYS + 50))
+
+    ds_train = "sim-" + slug.replace("_", "-")
+    paths = []
+    out_dir = root / "tiles" / slug
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(layout.n):
+        ds = ds_train + ("-eval" if layout.test[i] else "")
+        rel = f"tiles/{slug}/{ee_filename(i, ds, start, end)}"
+        write_ee_tiff(root / rel, dynamic[i], static[i], from_origin(layout.lon0[i], layout.lat0[i], pix, pix),
+                      tags={"cropmeta_sim": p.version, "region": name})
+        paths.append(rel)
+
+    labels = _labels(p, region, name, layout, ti, row, col, fld, paths, ds_train, start,
+                     region_rng(seed, key, _LABEL))
+    summary = {
+        "slug": slug, "continent": reg.continent, "start_date": start, "end_date": end,
+        "tiles": int(layout.n), "n_train": int((labels["split"] == "train").sum()),
+        "n_test": int((labels["split"] == "test").sum()),
+    }
+    return labels, summary
+
+
+def _labels(p: SimParams, region: dict, name: str, layout, ti, row, col, fld, paths, ds_train, start, rng) -> pd.DataFrame:
+    """Label rows of the chosen points, with label noise drawn per field (a labeller errs on a
+    whole polygon)."""
+    names = p.cover_names
+    pix = float(p.world["pixel_deg"])
+    diff = region["difficulty"]
+    cover = np.array(names)[layout.fields["cover"][fld]]
+    true_crop = np.array([p.covers[c].is_crop for c in cover])
+    test = layout.test[ti]
+    # per-field noise draws
+    ufld, inv = np.unique(fld, return_inverse=True)
+    u_flip = rng.uniform(size=len(ufld))[inv]
+    u_type = rng.uniform(size=len(ufld))[inv]
+    crop_keys = [c for c in region["crops"] if float(region["crops"][c]) > 0]
+    cw = np.array([float(region["crops"][c]) for c in crop_keys])
+    nc_keys = [c for c in region["noncrop"] if float(region["noncrop"][c]) > 0]
+    nw = np.array([float(region["noncrop"][c]) for c in nc_keys])
+    alt_crop = np.array(crop_keys)[rng.choice(len(crop_keys), len(ufld), p=cw / cw.sum())][inv]
+    alt_nc = np.array(nc_keys)[rng.choice(len(nc_keys), len(ufld), p=nw / nw.sum())][inv]
+    flip = u_flip < np.where(test, diff["test_label_noise"], diff["label_noise"])
+    wrong_type = u_type < np.where(test, diff["test_type_noise"], diff["type_noise"])
+    rec = cover.copy()
+    rec = np.where(flip & true_crop, alt_nc, rec)
+    rec = np.where(flip & ~true_crop, alt_crop, rec)
+    rec_crop = np.array([p.covers[c].is_crop for c in rec])
+    rec = np.where(rec_crop & ~flip & wrong_type & true_crop, alt_crop, rec)
+    lat = layout.lat0[ti] - (row + 0.5) * pix
+    lon = layout.lon0[ti] + (col + 0.5) * pix
+    slug = get_region(name).slug
+    df = pd.DataFrame({
+        "sample_id": [f"{slug}-{a:04d}-{b:02d}-{c:02d}" for a, b, c in zip(ti, row, col)],
+        "lat": lat,
+        "lon": lon,
+        "is_crop": rec_crop.astype("int8"),
+        "label": pd.Series([c if k else None for c, k in zip(rec, rec_crop)], dtype=object),
+        "crop_group": [CROP_TO_GROUP[c] if k else "non_crop" for c, k in zip(rec, rec_crop)],
+        "cover": rec,
+        "region": name,
+        "dataset": [ds_train + ("-eval" if t else "") for t in test],
+        "split": np.where(test, "test", "train"),
+        "start_date": start,
+        "tile": [paths[i] for i in ti],
+    })
+    return df
+
+
+# ==================================================================================================
+# Public API
+# ==================================================================================================
+def _check_int(name: str, v, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise InputError(f"{name} must be an integer, got {v!r}")
+    if not lo <= int(v) <= hi:
+        raise InputError(f"{name}={v} is outside the sane range {lo}..{hi}")
+    return int(v)
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory; choose another --out")
+    if not any(out.iterdir()):
+        return
+    if not (out / "world.json").exists():
+        raise InputError(f"{out}: exists and is not a cropmeta world (no world.json); refusing to write "
+                         "into it — choose an empty or new directory")
+    load_world(out)  # raises when world.json is not a world's
+    if not overwrite:
+        raise InputError(f"{out}: already holds a simulated world; pass overwrite=True (--overwrite) to replace it")
+
+
+def generate_world(out_dir: str | Path, seed: int = 0, scene_size: int = 128, overwrite: bool = False, *,
+                   regions: list[str] | None = None) -> Path:
+    """Write a simulated world to ``out_dir`` (atomically) and return its path.
+
+    ``regions`` restricts the world to some of the simulator's regions (names as in
+    ``cropmeta regions``; tests use it to stay small); their data are identical to those of the
+    full world with the same seed. Raises :class:`InputError` for a seed or scene size outside
+    sane bounds, an unknown region, or an output directory that exists and is not a world (or is
+    one and ``overwrite`` is false)."""
+    p = load_params()
+    w = p.world
+    seed = _check_int("seed", seed, 0, int(w["max_seed"]))
+    scene_size = _check_int("scene_size", scene_size, int(w["min_scene"]), int(w["max_scene"]))
+    out = Path(out_dir)
+    recover_dir(out)
+    _check_out_dir(out, overwrite)
+    if regions is None:
+        names = list(p.regions)
+    else:
+        names = []
+        for r in regions:
+            nm = get_region(r).name  # InputError for unknown names
+            if nm not in p.regions:
+                raise InputError(f"region {r!r} is not simulated; simulated regions: {', '.join(p.regions)}")
+            names.append(nm)
+        names = [n for n in p.regions if n in set(names)]  # canonical order
+    from cropmeta.sim.scenes import make_scene
+
+    with atomic_dir(out) as tmp:
+        frames, info = [], {}
+        for name in names:
+            df, summ = simulate_region(p, name, seed, tmp)
+            frames.append(df)
+            info[name] = summ
+        labels = pd.concat(frames, ignore_index=True)
+        gdf = gpd.GeoDataFrame(labels, geometry=gpd.points_from_xy(labels["lon"], labels["lat"]), crs="EPSG:4326")
+        gdf.to_parquet(tmp / "labels.parquet", index=False)
+        targets, scenes = {}, {}
+        for tkey, t in p.targets().items():
+            if t["region"] not in names:
+                continue
+            targets[tkey] = t
+            scenes[tkey] = make_scene(p, tkey, t["region"], seed, scene_size, tmp)
+        doc = {
+            "kind": WORLD_KIND,
+            "version": p.version,
+            "seed": seed,
+            "t": p.t,
+            "scene_size": scene_size,
+            "pixel_deg": float(w["pixel_deg"]),
+            "params_sha256": p.digest,
+            "regions": names,
+            "targets": targets,
+            "scenes": scenes,
+            "region_info": info,
+            "n_samples": int(len(gdf)),
+        }
+        (tmp / "world.json").write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    return out
+
+
+def load_world(path: str | Path) -> dict:
+    """The parsed ``world.json`` of a world directory (or the file itself), validated: kind,
+    version, seed, regions, targets and scenes present, ``labels.parquet`` and the scene files
+    exist. Adds ``"path"``: the world directory (absolute)."""
+    path = Path(path)
+    root = path.parent if path.name == "world.json" else path
+    f = root / "world.json"
+    if not f.exists():
+        raise InputError(f"{root}: not a cropmeta world (no world.json); create one with `cropmeta sim --out DIR`")
+    try:
+        doc = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{f}: not valid JSON ({e})") from e
+    if not isinstance(doc, dict) or doc.get("kind") != WORLD_KIND:
+        raise InputError(f"{f}: not a cropmeta world (kind is {doc.get('kind') if isinstance(doc, dict) else None!r}, "
+                         f"expected {WORLD_KIND!r})")
+    for k in ("version", "seed", "t", "regions", "targets", "scenes"):
+        if k not in doc:
+            raise InputError(f"{f}: world.json lacks key {k!r}")
+    if not (root / "labels.parquet").exists():
+        raise InputError(f"{root}: world is incomplete (labels.parquet missing); regenerate it")
+    for tkey, sc in doc["scenes"].items():
+        for part in ("tif", "truth"):
+            if not (root / sc[part]).exists():
+                raise InputError(f"{root}: scene {tkey!r} lacks its {part} file {sc[part]}; regenerate the world")
+    doc["path"] = str(root.resolve())
+    return doc
+
+
+def world_version() -> str:
+    """The version string a world generated now carries (model, code version, parameter hash)."""
+    return load_params().version
+
+
+def ensure_world(seed: int = 0, home: str | Path | None = None) -> Path:
+    """The cached world ``<home>/worlds/seed-<seed>`` (home: ``$CROPMETA_HOME`` or ./cropmeta-data):
+    generated on first use, regenerated when its version differs from the simulator's."""
+    from cropmeta.io.store import workspace_home
+
+    p = load_params()
+    seed = _check_int("seed", seed, 0, int(p.world["max_seed"]))
+    path = Path(home or workspace_home()) / "worlds" / f"seed-{seed}"
+    recover_dir(path)
+    if (path / "world.json").exists():
+        try:
+            doc = load_world(path)
+        except InputError as e:
+            raise InputError(f"{path}: the cached world is damaged ({e}); delete the directory and retry") from e
+        if doc.get("version") == p.version and int(doc.get("seed", -1)) == seed:
+            return path
+        return generate_world(path, seed=seed, overwrite=True)
+    return generate_world(path, seed=seed)

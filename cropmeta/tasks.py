@@ -1,0 +1,382 @@
+"""Tasks for (task-informed) meta-learning, built from a :class:`~cropmeta.io.store.SampleSet`.
+
+A task is ``(region, target)``: *crop vs non-crop* in a region (``crop=None``), or *crop label vs
+rest* (e.g. maize vs everything else; the negatives are balanced between other crops and non-crop,
+like CropHarvest's ``balance_negative_crops``). Tasks exist for every region × label with at least
+``min_per_class`` training examples of each class.
+
+Leakage rules (enforced here, tested in tests/test_tasks.py):
+
+- only ``split == 'train'`` samples ever enter a task (test points are removed everywhere);
+- the target task's region-and-label is excluded from the meta-training tasks;
+- the meta-validation tasks are chosen by a hash of the task id (deterministic, no ``random()``).
+
+Sampling uses explicit ``torch.Generator`` objects only: two samplers driven by generators with the
+same seed draw the same batches. The sampler returns *indices* into the sample array; the trainer
+gathers pre-normalised tensors with them (no per-sample Python work in the loop).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cropmeta.errors import InputError
+from cropmeta.io.store import SampleSet
+from cropmeta.regions import get_region, slugify
+from cropmeta.schema import CROP_GROUPS, crop_group_of, task_info
+
+__all__ = [
+    "BENCHMARK_TARGETS",
+    "Task",
+    "TaskPools",
+    "TargetData",
+    "TaskSampler",
+    "region_centre",
+    "make_task",
+    "resolve_target",
+    "task_labels",
+    "build_tasks",
+    "validation_score",
+    "split_tasks",
+    "target_data",
+]
+
+#: benchmark target of a region name given without a crop (CropHarvest / TIML test tasks)
+BENCHMARK_TARGETS: dict[str, tuple[str, str | None]] = {
+    "kenya": ("Kenya", "maize"),
+    "brazil": ("Brazil", "coffee"),
+    "togo": ("Togo", None),
+}
+#: words that mean "crop vs non-crop" when given as a crop
+CROP_VS_NON_CROP = {"crop", "none", "crop_vs_non_crop", "cropland", "crop_vs_noncrop"}
+
+
+@lru_cache(maxsize=512)
+def region_centre(region: str) -> tuple[float, float] | None:
+    """(lat, lon) centre of a named region from :mod:`cropmeta.regions`; ``None`` if unknown."""
+    try:
+        return get_region(region).centre
+    except InputError:
+        return None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One binary task. ``crop=None`` is crop vs non-crop."""
+
+    region: str
+    crop: str | None
+    crop_group: str | None  # None for crop vs non-crop (→ 1/9 on the 9 crop groups)
+    lat: float
+    lon: float
+
+    @property
+    def id(self) -> str:
+        return f"{self.region}:{self.crop or 'crop'}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.region} {self.crop}" if self.crop else f"{self.region} crop vs non-crop"
+
+    @property
+    def info(self) -> np.ndarray:
+        """The 13 task-information numbers (:func:`cropmeta.schema.task_info`)."""
+        return task_info(self.lat, self.lon, self.crop_group if self.crop else None)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "region": self.region, "crop": self.crop, "crop_group": self.crop_group,
+                "lat": self.lat, "lon": self.lon, "info": [float(v) for v in self.info]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Task":
+        return cls(str(d["region"]), d.get("crop"), d.get("crop_group"), float(d["lat"]), float(d["lon"]))
+
+
+def _norm_crop(crop: str | None) -> str | None:
+    if crop is None:
+        return None
+    key = str(crop).strip().lower().replace(" ", "_").replace("-", "_")
+    return None if key in CROP_VS_NON_CROP or key == "" else key
+
+
+def _region_mask(meta: pd.DataFrame, region: str) -> np.ndarray:
+    return (meta["region"].astype(str).map(slugify) == slugify(region)).to_numpy()
+
+
+def make_task(region: str, crop: str | None = None, samples: SampleSet | None = None) -> Task:
+    """A :class:`Task`. The centre comes from :mod:`cropmeta.regions`; for a region it does not
+    know (a user's own area) the mean position of the region's samples is used."""
+    crop = _norm_crop(crop)
+    centre = region_centre(region)
+    if centre is None:
+        if samples is None or not _region_mask(samples.meta, region).any():
+            raise InputError(f"unknown region {region!r}: not in cropmeta's region list and no samples carry it")
+        m = samples.meta[_region_mask(samples.meta, region)]
+        centre = (float(m["lat"].mean()), float(m["lon"].mean()))
+    group = None
+    if crop is not None:
+        group = crop_group_of(crop)
+        if group is None and samples is not None:
+            m = samples.meta
+            hit = m[(m["label"].astype(str).str.lower() == crop) & m["crop_group"].notna()]
+            if len(hit):
+                group = str(hit["crop_group"].mode().iloc[0])
+        if group not in CROP_GROUPS or group == "non_crop":
+            group = "other"
+    return Task(region, crop, group, float(centre[0]), float(centre[1]))
+
+
+def resolve_target(samples: SampleSet, region: str, crop: str | None = None, use_default: bool = True) -> Task:
+    """The target task named by ``--region`` / ``--crop``.
+
+    Region names match case/space-insensitively (``kenya``, ``South Africa``, ISO A3 codes). Without a
+    crop, ``kenya`` → maize, ``brazil`` → coffee, ``togo`` and every other region → crop vs non-crop.
+    Unknown regions or crops raise :class:`InputError` listing the close matches."""
+    meta = samples.meta
+    names = sorted({str(r) for r in meta["region"].dropna().unique()})
+    by_slug = {slugify(n): n for n in names}
+    key = slugify(region)
+    name = by_slug.get(key)
+    if name is None:
+        try:  # ISO code or another spelling that regions.py knows
+            name = by_slug.get(slugify(get_region(region).name))
+        except InputError:
+            name = None
+    if name is None:
+        close = difflib.get_close_matches(region.strip().title(), names, n=4, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InputError(f"unknown region {region!r} in the labelled data{hint} "
+                         f"(regions with labels: {', '.join(names) or 'none'})")
+    if crop is None and use_default and key in BENCHMARK_TARGETS:
+        crop = BENCHMARK_TARGETS[key][1]
+    crop = _norm_crop(crop)
+    if crop is not None:
+        m = meta[_region_mask(meta, name) & (meta["is_crop"].to_numpy() == 1)]
+        labels = sorted({str(v).lower() for v in m["label"].dropna().unique()})
+        if crop not in labels:
+            close = difflib.get_close_matches(crop, labels, n=4, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise InputError(f"unknown crop {crop!r} for region {name}{hint} "
+                             f"(labels there: {', '.join(labels) or 'none'}; omit --crop for crop vs non-crop)")
+    return make_task(name, crop, samples)
+
+
+def task_labels(meta: pd.DataFrame, task: Task) -> np.ndarray:
+    """Per-sample label of ``task``: 1 positive, 0 negative, −1 not part of the task (other region,
+    unlabelled, or a crop of unknown type in a crop-label task). Split is *not* looked at."""
+    region = _region_mask(meta, task.region)
+    is_crop = meta["is_crop"].to_numpy().astype(np.int64)
+    y = np.full(len(meta), -1, dtype=np.int64)
+    if task.crop is None:
+        ok = region & (is_crop >= 0)
+        y[ok] = is_crop[ok]
+        return y
+    label = meta["label"].astype(object).where(meta["label"].notna(), None)
+    lab = np.array([str(v).lower() if v is not None else "" for v in label], dtype=object)
+    pos = region & (is_crop == 1) & (lab == task.crop)
+    neg = region & ((is_crop == 0) | ((is_crop == 1) & (lab != "") & (lab != task.crop)))
+    y[neg] = 0
+    y[pos] = 1
+    return y
+
+
+@dataclass
+class TaskPools:
+    """The training indices of one task: positives and the two kinds of negatives."""
+
+    task: Task
+    pos: np.ndarray
+    neg_crop: np.ndarray  # other crops (crop-label tasks only)
+    neg_noncrop: np.ndarray
+
+    @property
+    def id(self) -> str:
+        return self.task.id
+
+    @property
+    def n_neg(self) -> int:
+        return len(self.neg_crop) + len(self.neg_noncrop)
+
+    def counts(self) -> dict:
+        return {"pos": len(self.pos), "neg_crop": len(self.neg_crop), "neg_noncrop": len(self.neg_noncrop)}
+
+
+def build_tasks(samples: SampleSet, exclude=(), min_per_class: int = 14) -> list[TaskPools]:
+    """Every (region, crop vs non-crop) and (region, label vs rest) task with at least
+    ``min_per_class`` training examples per class, sorted by id. ``exclude``: tasks (or task ids)
+    left out, e.g. the target. Only ``split == 'train'`` samples are used."""
+    if exclude is None or isinstance(exclude, (Task, str)):
+        exclude = [exclude]
+    excl = {e.id if isinstance(e, Task) else str(e) for e in exclude if e is not None}
+    meta = samples.meta
+    train = (meta["split"].astype(str) == "train").to_numpy()
+    is_crop = meta["is_crop"].to_numpy().astype(np.int64)
+    label = meta["label"].astype(object).where(meta["label"].notna(), None)
+    lab = np.array([str(v).lower() if v is not None else "" for v in label], dtype=object)
+    region_slug = meta["region"].astype(str).map(slugify).to_numpy()
+    names: dict[str, str] = {}
+    for r in meta["region"].dropna().astype(str):
+        names.setdefault(slugify(r), r)
+    out: list[TaskPools] = []
+    for slug, rname in sorted(names.items()):
+        reg = train & (region_slug == slug)
+        if not reg.any():
+            continue
+        noncrop = np.where(reg & (is_crop == 0))[0]
+        crop_rows = reg & (is_crop == 1)
+        candidates: list[str | None] = [None] + sorted({v for v in lab[crop_rows] if v})
+        for crop in candidates:
+            tid = f"{rname}:{crop or 'crop'}"
+            if tid in excl:
+                continue
+            if crop is None:
+                pos = np.where(crop_rows)[0]
+                neg_crop = np.zeros(0, dtype=np.int64)
+            else:
+                pos = np.where(crop_rows & (lab == crop))[0]
+                neg_crop = np.where(crop_rows & (lab != "") & (lab != crop))[0]
+            if len(pos) < min_per_class or len(neg_crop) + len(noncrop) < min_per_class:
+                continue
+            out.append(TaskPools(make_task(rname, crop, samples), pos.astype(np.int64),
+                                 neg_crop.astype(np.int64), noncrop.astype(np.int64)))
+    return sorted(out, key=lambda p: p.id)
+
+
+def validation_score(task_id: str) -> float:
+    """A number in [0, 1) fixed by the task id (SHA-256): the task is a meta-validation task when
+    it is below the validation fraction."""
+    return int(hashlib.sha256(task_id.encode()).hexdigest()[:12], 16) / float(16**12)
+
+
+def split_tasks(pools: list[TaskPools], val_fraction: float = 0.1) -> tuple[list[TaskPools], list[TaskPools]]:
+    """Deterministic meta-train / meta-validation split by hash of the task id. With at least 3 tasks
+    and a fraction > 0 there is always one validation task (the lowest hash) and never fewer than
+    one training task."""
+    if val_fraction <= 0 or len(pools) < 2:
+        return list(pools), []
+    scored = sorted(pools, key=lambda p: validation_score(p.id))
+    val = [p for p in scored if validation_score(p.id) < val_fraction]
+    if not val and len(pools) >= 3:
+        val = scored[:1]
+    if len(val) >= len(pools):
+        val = val[: len(pools) - 1]
+    vid = {p.id for p in val}
+    return [p for p in pools if p.id not in vid], [p for p in pools if p.id in vid]
+
+
+def _perm(n: int, g: torch.Generator) -> np.ndarray:
+    return torch.randperm(n, generator=g).numpy()
+
+
+class TaskSampler:
+    """Seeded batches of tasks: support ``k_support`` positives + ``k_support`` negatives, query
+    ``k_query`` + ``k_query``, disjoint, drawn without replacement within the task. Negatives of a
+    crop-label task are split half/half between other crops and non-crop (the remainder from the
+    other pool when one is short)."""
+
+    def __init__(self, pools: list[TaskPools], k_support: int = 10, k_query: int = 4):
+        self.pools = list(pools)
+        self.k_support, self.k_query = int(k_support), int(k_query)
+        need = self.k_support + self.k_query
+        for p in self.pools:
+            if len(p.pos) < need or p.n_neg < need:
+                raise InputError(f"task {p.id}: {len(p.pos)} positives / {p.n_neg} negatives, "
+                                 f"fewer than the {need} per class a batch needs")
+
+    def __len__(self) -> int:
+        return len(self.pools)
+
+    def choose(self, active: list[int], k: int, g: torch.Generator) -> list[int]:
+        """``k`` task positions from ``active``: a random permutation, cycled when there are fewer."""
+        if not active:
+            raise InputError("no meta-training task left to sample")
+        out: list[int] = []
+        while len(out) < k:
+            out += [active[i] for i in _perm(len(active), g)]
+        return out[:k]
+
+    @staticmethod
+    def _split_neg(n_crop: int, n_non: int, need: int) -> tuple[int, int]:
+        if n_crop == 0:
+            return 0, need
+        a = min(n_crop, (need + 1) // 2)
+        b = need - a
+        if b > n_non:
+            b = n_non
+            a = need - b
+        return a, b
+
+    def sample(self, task_pos: list[int], g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Indices ``support [K, 2·k_support]`` and ``query [K, 2·k_query]`` (positives first, then
+        negatives) for the tasks at ``task_pos``; labels are :meth:`labels`."""
+        ks, kq = self.k_support, self.k_query
+        sup = np.empty((len(task_pos), 2 * ks), dtype=np.int64)
+        qry = np.empty((len(task_pos), 2 * kq), dtype=np.int64)
+        for row, ti in enumerate(task_pos):
+            p = self.pools[ti]
+            pos = p.pos[_perm(len(p.pos), g)[: ks + kq]]
+            a, b = self._split_neg(len(p.neg_crop), len(p.neg_noncrop), ks + kq)
+            na = p.neg_crop[_perm(len(p.neg_crop), g)[:a]] if a else p.neg_crop[:0]
+            nb = p.neg_noncrop[_perm(len(p.neg_noncrop), g)[:b]] if b else p.neg_noncrop[:0]
+            # interleave the two negative kinds so support and query both get their share
+            order = np.argsort(np.r_[np.arange(a) / max(a, 1), np.arange(b) / max(b, 1)], kind="stable")
+            neg = np.r_[na, nb][order]
+            sup[row] = np.r_[pos[:ks], neg[:ks]]
+            qry[row] = np.r_[pos[ks:], neg[ks:]]
+        return sup, qry
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        ks, kq = self.k_support, self.k_query
+        return (np.r_[np.ones(ks), np.zeros(ks)].astype(np.float32),
+                np.r_[np.ones(kq), np.zeros(kq)].astype(np.float32))
+
+
+@dataclass
+class TargetData:
+    """The target task's labelled training data (possibly a ``shots`` subset) and its test set."""
+
+    task: Task
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    counts: dict = field(default_factory=dict)
+
+
+def target_data(samples: SampleSet, task: Task, shots: int | None = None, seed: int = 0) -> TargetData:
+    """Training and test data of the target task. ``shots``: a class-balanced subset of that many
+    training labels (⌊shots/2⌋ positives, the rest negatives), drawn with ``seed``.
+
+    Raises :class:`InputError` when the target has no test set with both classes, too few training
+    labels of a class, or fewer labels than ``shots`` asks for."""
+    y_all = task_labels(samples.meta, task)
+    split = samples.meta["split"].astype(str).to_numpy()
+    tr = np.where((y_all >= 0) & (split == "train"))[0]
+    te = np.where((y_all >= 0) & (split == "test"))[0]
+    counts = {"train_pos": int((y_all[tr] == 1).sum()), "train_neg": int((y_all[tr] == 0).sum()),
+              "test_pos": int((y_all[te] == 1).sum()), "test_neg": int((y_all[te] == 0).sum())}
+    if counts["test_pos"] == 0 or counts["test_neg"] == 0:
+        raise InputError(f"target {task.name}: the test split needs both classes "
+                         f"({counts['test_pos']} positives, {counts['test_neg']} negatives)")
+    if counts["train_pos"] == 0 or counts["train_neg"] == 0:
+        raise InputError(f"target {task.name}: no training labels of one class "
+                         f"({counts['train_pos']} positives, {counts['train_neg']} negatives)")
+    if shots is not None:
+        shots = int(shots)
+        n_pos, n_neg = shots // 2, shots - shots // 2
+        if shots < 2 or n_pos > counts["train_pos"] or n_neg > counts["train_neg"]:
+            raise InputError(f"target {task.name}: --shots {shots} needs {n_pos} positive and {n_neg} negative "
+                             f"training labels; there are {counts['train_pos']} and {counts['train_neg']}")
+        g = torch.Generator().manual_seed(int(seed))
+        pos, neg = tr[y_all[tr] == 1], tr[y_all[tr] == 0]
+        tr = np.sort(np.r_[pos[_perm(len(pos), g)[:n_pos]], neg[_perm(len(neg), g)[:n_neg]]])
+        counts["shots"] = shots
+    return TargetData(task, samples.x[tr], y_all[tr].astype(np.int64), samples.x[te], y_all[te].astype(np.int64),
+                      counts)

@@ -1,0 +1,473 @@
+"""Meta-training with learn2learn MAML (TIML, plain MAML, or task info concatenated to the input).
+
+One outer step:
+
+1. the seeded sampler picks ``tasks_per_step`` tasks and their support (10 + 10) / query (4 + 4)
+   indices; all random draws of the step (task-info noise, dropout masks) are made for the whole
+   meta-batch from one CPU ``torch.Generator``, so every rank and every execution mode sees the same
+   numbers;
+2. the task encoder maps each task's (noisy) task information to FiLM parameters — outside the
+   inner loop, never adapted;
+3. ``learn2learn.algorithms.MAML.clone()`` → (task-batched, see
+   :func:`cropmeta.models.timl.expand_for_tasks`) → ``adapt`` on the support loss (second order
+   unless ``first_order``) → query loss;
+4. the mean query loss over the meta-batch is back-propagated into the classifier's initial weights
+   and the encoder; with torch.distributed each rank does its slice of tasks and the gradients are
+   all-reduced; Adam steps for both, cosine-annealed;
+5. the per-task query AUC feeds task removal (mean over the last ``remove_lookback`` draws ≥
+   ``remove_auc`` → the task is dropped); every ``val_every`` steps the meta-validation tasks are
+   adapted on fixed batches and the best weights by meta-validation loss are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import learn2learn as l2l
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cropmeta.errors import InputError
+from cropmeta.io.store import SampleSet
+from cropmeta.models.timl import TaskEncoder, TIMLClassifier, expand_for_tasks, slice_film
+from cropmeta.schema import Normalizer
+from cropmeta.tasks import Task, TaskPools, TaskSampler, build_tasks, split_tasks
+from cropmeta.train import checkpoint as ck
+from cropmeta.train.config import LEARNERS, TrainConfig, resolve_config
+from cropmeta.train.distributed import SINGLE, DistContext
+from cropmeta.train.trained import TrainedModel, build_model, resolve_device, torch_dtype
+
+__all__ = ["meta_train", "fit_normalizer", "TaskBank", "MetaStep", "batch_auc", "meta_gradient_step"]
+
+VAL_SEED_OFFSET = 1_000_003
+
+
+def fit_normalizer(samples: SampleSet) -> Normalizer:
+    """Per-band statistics of every labelled training sample (test points excluded)."""
+    m = samples.meta
+    keep = ((m["split"].astype(str) == "train") & (m["is_crop"].to_numpy() >= 0)).to_numpy()
+    if not keep.any():
+        raise InputError("no labelled training samples to compute normalisation statistics from")
+    return Normalizer.fit(samples.x[keep])
+
+
+class TaskBank:
+    """The samples the tasks use, normalised once and held as one tensor on the device; batches
+    are gathered by index."""
+
+    def __init__(self, samples: SampleSet, pools: list[TaskPools], normalizer: Normalizer,
+                 device: torch.device, dtype: torch.dtype):
+        used = np.unique(np.concatenate([np.r_[p.pos, p.neg_crop, p.neg_noncrop] for p in pools]))
+        remap = np.full(len(samples), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        self.pools = [TaskPools(p.task, remap[p.pos], remap[p.neg_crop], remap[p.neg_noncrop]) for p in pools]
+        self.x = torch.as_tensor(normalizer.transform(samples.x[used])).to(device=device, dtype=dtype)
+        self.device, self.dtype = device, dtype
+
+    def gather(self, idx: np.ndarray) -> torch.Tensor:
+        return self.x[torch.as_tensor(idx, device=self.device)]
+
+
+def batch_auc(scores: torch.Tensor, n_pos: int) -> torch.Tensor:
+    """ROC AUC per row of ``scores [K, n_pos + n_neg]`` whose first ``n_pos`` columns are positives
+    (ties count ½, exactly like scikit-learn's ``roc_auc_score``)."""
+    pos = scores[:, :n_pos].unsqueeze(2)
+    neg = scores[:, n_pos:].unsqueeze(1)
+    return ((pos > neg).to(torch.float64) + 0.5 * (pos == neg).to(torch.float64)).mean(dim=(1, 2))
+
+
+def _bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-task mean binary cross-entropy: logits ``[K, N]``, y ``[N]`` → ``[K]``."""
+    return F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").mean(dim=1)
+
+
+@dataclass
+class MetaStep:
+    """Everything one outer step needs for its tasks (already sliced to this rank)."""
+
+    xs: torch.Tensor  # [k, 2ks, T, F]
+    ys: torch.Tensor  # [2ks]
+    xq: torch.Tensor  # [k, 2kq, T, F]
+    yq: torch.Tensor  # [2kq]
+    film: dict | None  # FiLM with task axis k
+    info: torch.Tensor | None  # [k, 13] (concat ablation)
+    masks_s: list  # per inner step: dict of [k, 2ks, H] masks or None
+    mask_q: dict | None
+
+
+def _sl(masks: dict | None, a: int, b: int) -> dict | None:
+    return None if masks is None else {k: v[a:b] for k, v in masks.items()}
+
+
+def meta_gradient_step(maml: l2l.algorithms.MAML, step: MetaStep, inner_steps: int, first_order: bool,
+                       denom: int, vectorize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adapt a learn2learn clone per task on the support set, evaluate the query set, and
+    back-propagate ``sum(query losses) / denom`` (gradients accumulate in the MAML module's and the
+    encoder's ``.grad``). Returns (per-task query loss ``[k]``, query logits ``[k, 2kq]``), detached.
+
+    ``vectorize=True``: one clone whose parameters carry a task axis (all k tasks adapt at once);
+    ``False``: one clone per task, back-propagated task by task (the reference implementation's
+    structure). Both give the same gradients."""
+    k = step.xs.shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # l2l: "non-leaf tensor .grad" warnings on clones
+        if vectorize:
+            learner = maml.clone(first_order=first_order)
+            expand_for_tasks(learner.module, k)
+            for s in range(inner_steps):
+                support = _bce(learner(step.xs, film=step.film, info=step.info, masks=step.masks_s[s]), step.ys)
+                learner.adapt(support.sum(), first_order=first_order)
+            q = learner(step.xq, film=step.film, info=step.info, masks=step.mask_q)
+            q_loss = _bce(q, step.yq)
+            (q_loss.sum() / denom).backward()
+            return q_loss.detach(), q.detach()
+        losses, logits = [], []
+        for j in range(k):
+            learner = maml.clone(first_order=first_order)
+            film = slice_film(step.film, j, j + 1)
+            info = None if step.info is None else step.info[j : j + 1]
+            for s in range(inner_steps):
+                support = _bce(learner(step.xs[j : j + 1], film=film, info=info,
+                                       masks=_sl(step.masks_s[s], j, j + 1)), step.ys)
+                learner.adapt(support.sum(), first_order=first_order)
+            q = learner(step.xq[j : j + 1], film=film, info=info, masks=_sl(step.mask_q, j, j + 1))
+            q_loss = _bce(q, step.yq)
+            (q_loss.sum() / denom).backward(retain_graph=j < k - 1)
+            losses.append(q_loss.detach())
+            logits.append(q.detach())
+        return torch.cat(losses), torch.cat(logits)
+
+
+class _Progress:
+    """Optional Rich progress bar with the meta-loss and ETA."""
+
+    def __init__(self, enabled, total: int, start: int, description: str):
+        self.p = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = enabled if not isinstance(enabled, bool) else None
+        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
+                          TimeRemainingColumn(), console=console, transient=False)
+        self.p.start()
+        self.t = self.p.add_task(description, total=total, completed=start, loss="–", val="–")
+
+    def update(self, completed: int, loss: float, val: float | None) -> None:
+        if self.p is not None:
+            fields = {"loss": f"{loss:.3f}"}
+            if val is not None:
+                fields["val"] = f"{val:.3f}"
+            self.p.update(self.t, completed=completed, **fields)
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()
+
+
+def _state_dict_clone(mod: torch.nn.Module | None) -> dict | None:
+    return None if mod is None else {k: v.detach().clone() for k, v in mod.state_dict().items()}
+
+
+def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | None = None,
+               learner: str | None = None, seed: int = 0, *, workdir: str | Path | None = None,
+               resume: bool = False, progress=False, callback: Callable[[int, dict], None] | None = None,
+               dist: DistContext = SINGLE, normalizer: Normalizer | None = None) -> TrainedModel:
+    """Meta-train on every task of ``samples`` except ``target`` (test points never used).
+
+    ``learner``: ``timl`` (task encoder + FiLM; default from ``cfg.learner``), ``maml`` (no task
+    information) or ``concat`` (task information appended to the input). ``workdir``: where
+    ``log.jsonl`` and the resume checkpoint go (``resume=True`` continues from it). ``callback(i, rec)``
+    runs after every outer step with the log record. Returns the best weights by meta-validation loss
+    (the last ones when there is no validation task)."""
+    cfg = cfg or resolve_config("quick")
+    learner = learner or cfg.learner
+    if learner not in LEARNERS:
+        raise InputError(f"unknown learner {learner!r}; one of {', '.join(LEARNERS)}")
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    device, dtype = resolve_device(cfg.device), torch_dtype(cfg.dtype)
+    normalizer = normalizer or fit_normalizer(samples)
+
+    pools = build_tasks(samples, exclude=target, min_per_class=cfg.min_examples)
+    train_pools, val_pools = split_tasks(pools, cfg.val_fraction)
+    if not train_pools:
+        raise InputError(f"no meta-training tasks with ≥ {cfg.min_examples} training examples per class "
+                         f"(found {len(pools)} task(s) in {samples.meta['region'].nunique()} region(s)); "
+                         "add labelled regions or lower min_per_class / k_support / k_query")
+    bank = TaskBank(samples, train_pools + val_pools, normalizer, device, dtype)
+    n_tr = len(train_pools)
+    sampler = TaskSampler(bank.pools[:n_tr], cfg.k_support, cfg.k_query)
+    val_sampler = TaskSampler(bank.pools[n_tr:], cfg.k_support, cfg.k_query) if val_pools else None
+    n_iter = cfg.n_iterations(n_tr)
+    t = samples.t
+
+    clf, enc = build_model(cfg, t, learner, seed)
+    clf.to(device=device, dtype=dtype)
+    if enc is not None:
+        enc.to(device=device, dtype=dtype)
+    maml = l2l.algorithms.MAML(clf, lr=cfg.inner_lr, first_order=cfg.first_order)
+    opt = torch.optim.Adam(maml.parameters(), lr=cfg.outer_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, n_iter), eta_min=cfg.min_lr)
+    enc_opt = enc_sched = None
+    if enc is not None:
+        enc_opt = torch.optim.Adam(enc.parameters(), lr=cfg.encoder_lr)
+        enc_sched = torch.optim.lr_scheduler.CosineAnnealingLR(enc_opt, T_max=max(1, n_iter), eta_min=cfg.min_lr)
+    base_info = torch.as_tensor(np.stack([p.task.info for p in bank.pools]), dtype=torch.float64)
+
+    g = torch.Generator().manual_seed(int(seed))
+    state = {"iteration": 0, "removed": [], "history": {}, "best_val": None, "best_iteration": None,
+             "log_lines": 0}
+    best = {"classifier": None, "encoder": None}
+    train_ids = [p.id for p in train_pools]
+    val_ids = [p.id for p in val_pools]
+    data_hash = samples.content_hash()
+    workdir = Path(workdir) if workdir is not None else None
+    log_path = workdir / "log.jsonl" if workdir is not None else None
+
+    if workdir is not None and resume:
+        loaded = ck.load_state(workdir)
+        if loaded is not None:
+            tensors, meta = loaded
+            _check_resumable(meta, cfg, learner, seed, train_ids, val_ids, data_hash, workdir)
+            clf.load_state_dict({k[len("classifier."):]: v for k, v in tensors.items() if k.startswith("classifier.")})
+            if enc is not None:
+                enc.load_state_dict({k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")})
+            ck.optimizer_from_state(opt, tensors, meta["opt"])
+            sched.load_state_dict(meta["sched"])
+            if enc_opt is not None:
+                ck.optimizer_from_state(enc_opt, tensors, meta["enc_opt"])
+                enc_sched.load_state_dict(meta["enc_sched"])
+            g.set_state(tensors["rng.train"])
+            for part in ("classifier", "encoder"):
+                pre = f"best.{part}."
+                sd = {k[len(pre):]: v.to(device=device) for k, v in tensors.items() if k.startswith(pre)}
+                best[part] = sd or None
+            for key in ("iteration", "removed", "history", "best_val", "best_iteration", "log_lines"):
+                state[key] = meta[key]
+            if log_path is not None and dist.is_main:
+                _truncate_log(log_path, int(state["log_lines"]))
+    if workdir is not None and dist.is_main and state["iteration"] == 0 and log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")
+
+    def checkpoint() -> None:
+        if workdir is None:
+            return
+        if dist.is_main:
+            tensors = {f"classifier.{k}": v for k, v in clf.state_dict().items()}
+            if enc is not None:
+                tensors.update({f"encoder.{k}": v for k, v in enc.state_dict().items()})
+            for part in ("classifier", "encoder"):
+                if best[part] is not None:
+                    tensors.update({f"best.{part}.{k}": v for k, v in best[part].items()})
+            ot, oj = ck.optimizer_to_state(opt, "opt")
+            tensors.update(ot)
+            meta = {"format": "cropmeta-resume", "config": cfg.to_dict(), "learner": learner, "seed": int(seed),
+                    "train_tasks": train_ids, "val_tasks": val_ids, "data_hash": data_hash,
+                    "opt": oj, "sched": sched.state_dict(), **state}
+            if enc_opt is not None:
+                et, ej = ck.optimizer_to_state(enc_opt, "enc_opt")
+                tensors.update(et)
+                meta.update({"enc_opt": ej, "enc_sched": enc_sched.state_dict()})
+            tensors["rng.train"] = g.get_state()
+            ck.save_state(workdir, tensors, meta)
+        dist.barrier()
+
+    k_total = cfg.tasks_per_step
+    a, b = dist.slice(k_total)
+    ys_full, yq_full = sampler.labels()
+    ys = torch.as_tensor(ys_full, device=device, dtype=dtype)
+    yq = torch.as_tensor(yq_full, device=device, dtype=dtype)
+    bar = _Progress(progress if dist.is_main else False, n_iter, int(state["iteration"]),
+                    f"meta-training ({learner})")
+    t0 = time.perf_counter()
+    last_val = state["best_val"]
+    try:
+        while state["iteration"] < n_iter:
+            it = int(state["iteration"])
+            active = [i for i, tid in enumerate(train_ids) if tid not in state["removed"]]
+            if not active:
+                break
+            clf.train()
+            chosen = sampler.choose(active, k_total, g)
+            sup, qry = sampler.sample(chosen, g)
+            noise = torch.randn((k_total, base_info.shape[1]), generator=g, dtype=torch.float64) * cfg.task_noise
+            enc_masks = enc.sample_masks(k_total, g) if enc is not None else None
+            masks_s = [clf.sample_masks(k_total, sup.shape[1], g) for _ in range(cfg.inner_steps)]
+            mask_q = clf.sample_masks(k_total, qry.shape[1], g)
+            info_full = (base_info[chosen] + noise).to(device=device, dtype=dtype)
+
+            opt.zero_grad(set_to_none=False)
+            if enc_opt is not None:
+                enc_opt.zero_grad(set_to_none=False)
+                enc.train()
+                film = slice_film(enc(info_full, enc_masks), a, b)
+            else:
+                film = None
+            step = MetaStep(
+                xs=bank.gather(sup[a:b]), ys=ys, xq=bank.gather(qry[a:b]), yq=yq, film=film,
+                info=info_full[a:b] if learner == "concat" else None,
+                masks_s=[_to(_sl(m, a, b), device, dtype) for m in masks_s], mask_q=_to(_sl(mask_q, a, b), device, dtype),
+            )
+            if b > a:
+                q_loss, q_logits = meta_gradient_step(maml, step, cfg.inner_steps, cfg.first_order, k_total,
+                                                      cfg.vectorize)
+            else:  # more ranks than tasks: this rank only joins the all-reduce
+                q_loss, q_logits = torch.zeros(0), torch.zeros(0, 2 * cfg.k_query)
+            dist.all_reduce_grads_(maml.parameters())
+            opt.step()
+            sched.step()
+            if enc_opt is not None:
+                dist.all_reduce_grads_(enc.parameters())
+                enc_opt.step()
+                enc_sched.step()
+            dist.average_buffers_(clf, (b - a) / k_total)
+
+            # per-task query loss / AUC of the whole meta-batch, on every rank
+            stats = torch.zeros(2, k_total, dtype=torch.float64)
+            stats[0, a:b] = q_loss.double().cpu()
+            stats[1, a:b] = batch_auc(q_logits.double().cpu(), cfg.k_query)
+            dist.all_reduce_(stats)
+            removed_now = _update_removal(state, [train_ids[i] for i in chosen], stats[1].tolist(), cfg, len(active))
+            state["iteration"] = it + 1
+            rec = {"iteration": it + 1, "meta_train_loss": float(stats[0].mean()),
+                   "meta_train_auc": float(stats[1].mean()), "lr": float(sched.get_last_lr()[0]),
+                   "active_tasks": len(active) - len(removed_now)}
+            if removed_now:
+                rec["removed"] = removed_now
+            if val_sampler is not None and ((it + 1) % cfg.val_every == 0 or it + 1 == n_iter):
+                vl, va = _validate(maml, enc, val_sampler, bank, learner, cfg, seed, dist, device, dtype, n_tr)
+                rec.update({"meta_val_loss": vl, "meta_val_auc": va})
+                last_val = vl
+                if state["best_val"] is None or vl < state["best_val"]:
+                    state["best_val"], state["best_iteration"] = vl, it + 1
+                    best["classifier"], best["encoder"] = _state_dict_clone(clf), _state_dict_clone(enc)
+                    rec["best"] = True
+            rec["elapsed_s"] = round(time.perf_counter() - t0, 3)
+            if log_path is not None and dist.is_main:
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+                state["log_lines"] = int(state["log_lines"]) + 1
+            bar.update(it + 1, rec["meta_train_loss"], last_val)
+            if callback is not None:
+                callback(it + 1, rec)
+            if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == n_iter:
+                checkpoint()
+    finally:
+        bar.close()
+    if state["iteration"] < n_iter:  # stopped early (every task removed)
+        checkpoint()
+
+    final_iteration = int(state["iteration"])
+    if best["classifier"] is not None:
+        clf.load_state_dict(best["classifier"])
+        if enc is not None and best["encoder"] is not None:
+            enc.load_state_dict(best["encoder"])
+    clf.eval()
+    if enc is not None:
+        enc.eval()
+    info = {"seed": int(seed), "learner": learner, "data_hash": data_hash, "iterations": final_iteration,
+            "planned_iterations": n_iter, "best_iteration": state["best_iteration"], "best_val_loss": state["best_val"],
+            "train_tasks": train_ids, "val_tasks": val_ids, "removed_tasks": list(state["removed"]),
+            "target": target.to_dict() if target is not None else None, "world_size": dist.world_size}
+    return TrainedModel(learner, clf, enc, normalizer, cfg, None, info)
+
+
+def _to(masks: dict | None, device, dtype) -> dict | None:
+    return None if masks is None else {k: v.to(device=device, dtype=dtype) for k, v in masks.items()}
+
+
+def _update_removal(state: dict, ids: list[str], aucs: list[float], cfg: TrainConfig, n_active: int) -> list[str]:
+    hist = state["history"]
+    for tid, auc in zip(ids, aucs):
+        h = hist.setdefault(tid, [])
+        h.append(round(float(auc), 6))
+        del h[: max(0, len(h) - cfg.remove_lookback)]
+    removed: list[str] = []
+    if cfg.remove_auc is None:
+        return removed
+    for tid in dict.fromkeys(ids):
+        h = hist.get(tid, [])
+        if tid not in state["removed"] and len(h) >= cfg.remove_lookback and float(np.mean(h)) >= cfg.remove_auc:
+            removed.append(tid)
+    state["removed"] = list(state["removed"]) + removed
+    return removed
+
+
+def _validate(maml, enc: TaskEncoder | None, sampler: TaskSampler, bank: TaskBank, learner: str, cfg: TrainConfig,
+              seed: int, dist: DistContext, device, dtype, offset: int) -> tuple[float, float]:
+    """Mean query loss / AUC over the validation tasks after adaptation, on fixed batches (the same
+    every time: the generator is re-seeded), without dropout, noise or running-stat updates."""
+    g = torch.Generator().manual_seed(int(seed) + VAL_SEED_OFFSET)
+    chosen = [i for i in range(len(sampler)) for _ in range(cfg.val_repeats)]
+    sup, qry = sampler.sample(chosen, g)
+    k = len(chosen)
+    vctx = DistContext(dist.rank, dist.world_size, dist.backend)
+    a, b = vctx.slice(k)
+    ys_np, yq_np = sampler.labels()
+    clf: TIMLClassifier = maml.module
+    clf.train()
+    clf.set_update_stats(False)
+    stats = torch.zeros(2, k, dtype=torch.float64)
+    try:
+        if b > a:
+            info = torch.as_tensor(np.stack([bank.pools[offset + i].task.info for i in chosen[a:b]])).to(device, dtype)
+            film = None
+            if enc is not None:
+                enc.eval()
+                with torch.no_grad():
+                    film = enc(info)
+            ys = torch.as_tensor(ys_np, device=device, dtype=dtype)
+            yq = torch.as_tensor(yq_np, device=device, dtype=dtype)
+            xs, xq = bank.gather(sup[a:b]), bank.gather(qry[a:b])
+            cinfo = info if learner == "concat" else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lrn = maml.clone(first_order=True)
+                expand_for_tasks(lrn.module, b - a)
+                for _ in range(cfg.inner_steps):
+                    lrn.adapt(_bce(lrn(xs, film=film, info=cinfo), ys).sum(), first_order=True)
+                with torch.no_grad():
+                    q = lrn(xq, film=film, info=cinfo)
+                    stats[0, a:b] = _bce(q, yq).double().cpu()
+                    stats[1, a:b] = batch_auc(q.double().cpu(), cfg.k_query)
+    finally:
+        clf.set_update_stats(True)
+    dist.all_reduce_(stats)
+    return float(stats[0].mean()), float(stats[1].mean())
+
+
+def _check_resumable(meta: dict, cfg: TrainConfig, learner: str, seed: int, train_ids, val_ids, data_hash,
+                     workdir: Path) -> None:
+    where = f"{workdir / ck.STATE_DIR}"
+    if meta.get("format") != "cropmeta-resume":
+        raise InputError(f"{where}: not a cropmeta resume checkpoint")
+    ignore = {"device", "threads", "vectorize", "val_every", "checkpoint_every"}
+    old = {k: v for k, v in (meta.get("config") or {}).items() if k not in ignore}
+    new = {k: v for k, v in cfg.to_dict().items() if k not in ignore}
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        raise InputError(f"{where}: cannot resume with a different configuration (changed: {', '.join(diff)})")
+    if meta.get("learner") != learner or int(meta.get("seed", -1)) != int(seed):
+        raise InputError(f"{where}: cannot resume: it was started with learner {meta.get('learner')!r}, "
+                         f"seed {meta.get('seed')}")
+    if meta.get("data_hash") != data_hash or meta.get("train_tasks") != train_ids or meta.get("val_tasks") != val_ids:
+        raise InputError(f"{where}: cannot resume: the training data or tasks differ from the interrupted run")
+
+
+def _truncate_log(path: Path, n_lines: int) -> None:
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if len(lines) != n_lines:
+        from cropmeta.io.atomic import atomic_write_text
+
+        atomic_write_text(path, "".join(lines[:n_lines]))

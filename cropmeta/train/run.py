@@ -1,0 +1,216 @@
+"""``cropmeta train``: ingest if needed → meta-train on every other task → fine-tune on the target →
+evaluate on its held-out test set → write the run directory.
+
+Run directory::
+
+    config.json        the resolved configuration (+ target, seed, shots, source)
+    log.jsonl          one line per outer step: meta-train loss/AUC, lr, active tasks, meta-val loss/AUC
+    checkpoint/        resume state (safetensors + JSON), for --resume
+    meta/              meta-trained weights before fine-tuning (model.safetensors + model.json)
+    model.safetensors  the fine-tuned model (+ model.json: bands, T, normalisation, task info, …)
+    metrics.json       held-out metrics (auc_roc, f1, precision, recall, accuracy, iou, kappa, brier, ece)
+
+Also runnable under torchrun: ``torchrun --nproc_per_node=2 -m cropmeta.train.run --region kenya``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cropmeta.errors import InputError
+from cropmeta.io.atomic import atomic_write_text
+from cropmeta.io.store import SampleSet, workspace_home
+from cropmeta.metrics import binary_metrics
+from cropmeta.regions import slugify
+from cropmeta.tasks import Task, resolve_target, target_data
+from cropmeta.train import checkpoint as ck
+from cropmeta.train.config import TrainConfig, resolve_config
+from cropmeta.train.distributed import SINGLE, DistContext, backend_for, from_env, spawn
+from cropmeta.train.finetune import finetune
+from cropmeta.train.maml import meta_train
+from cropmeta.train.trained import TrainedModel, predict_proba, resolve_device
+
+__all__ = ["train", "load_samples", "default_run_dir", "METRIC_ORDER"]
+
+METRIC_ORDER = ["auc_roc", "f1", "precision", "recall", "accuracy", "iou", "kappa", "brier", "ece"]
+META_PREFIX = "meta"
+
+
+def load_samples(source=None, seed: int = 0, progress: bool = False) -> SampleSet:
+    """Every ingested dataset; ingests first when ``source`` is given or nothing is stored yet
+    (``source=None`` → the simulated world of ``seed``)."""
+    from cropmeta.ingest import ingest, list_datasets, load_datasets
+
+    if source is not None or not list_datasets():
+        ingest(region=None, source=source, seed=seed, progress=progress)
+    return load_datasets()
+
+
+def default_run_dir(task: Task, preset: str, seed: int, shots: int | None = None) -> Path:
+    name = f"{slugify(task.region)}-{task.crop or 'crop'}-{preset}-s{seed}" + (f"-k{shots}" if shots else "")
+    return workspace_home() / "runs" / name
+
+
+def _overrides(first_order, device, extra) -> dict:
+    over = dict(extra or {})
+    if first_order is not None:
+        over["first_order"] = bool(first_order)
+    if device is not None:
+        over["device"] = device
+    return over
+
+
+def train(region: str, crop: str | None = None, source=None, preset: str | None = "quick", seed: int = 0,
+          out: str | Path | None = None, resume: bool = False, *, config: str | Path | None = None,
+          first_order: bool | None = None, device: str | None = None, nprocs: int = 1, shots: int | None = None,
+          learner: str | None = None, overrides: dict | None = None, progress=False,
+          samples: SampleSet | None = None) -> dict:
+    """The library function behind ``cropmeta train``. Returns ``{"run_dir", "target", "metrics",
+    "counts", "meta", "timings", "table"}``, where ``table`` is ``[(metric, value), …]`` in display order.
+
+    ``samples``: use these instead of the workspace's ingested datasets (tests, notebooks).
+    ``overrides``: any :class:`~cropmeta.train.config.TrainConfig` field (flags win over ``config``).
+    Under torchrun (``WORLD_SIZE`` > 1) every rank meta-trains its share; rank 0 fine-tunes, writes
+    and returns the result (other ranks return ``{}``)."""
+    t_start = time.perf_counter()
+    over = _overrides(first_order, device, overrides)
+    if learner is not None:
+        over["learner"] = learner
+    cfg = resolve_config(preset, config, over)
+    resolve_device(cfg.device)  # fail early: CUDA asked for but absent
+    nprocs = int(nprocs or 1)
+    if nprocs < 1:
+        raise InputError(f"--nprocs must be ≥ 1, got {nprocs}")
+    dist = from_env(resolve_device(cfg.device)) if nprocs == 1 else SINGLE
+    if samples is None:
+        samples = load_samples(source, seed, progress=bool(progress) and dist.is_main)
+    task = resolve_target(samples, region, crop)
+    # check the target's data before spending time on meta-training
+    td = target_data(samples, task, shots=shots, seed=seed)
+    run_dir = Path(out) if out is not None else default_run_dir(task, cfg.preset, seed, shots)
+    run_config = {**cfg.to_dict(), "target": task.to_dict(), "seed": int(seed), "shots": shots,
+                  "source": None if source is None else str(source), "nprocs": nprocs}
+    if dist.is_main:
+        _prepare_run_dir(run_dir, run_config, resume)
+    dist.barrier()
+
+    t0 = time.perf_counter()
+    if nprocs > 1:
+        backend = backend_for(resolve_device(cfg.device))
+        spawn(_meta_worker, nprocs, args=(samples, task, cfg, seed, str(run_dir), resume, bool(progress)),
+              backend=backend, threads=cfg.threads or 1)
+        meta_model, _ = ck.load_model(run_dir / META_PREFIX)
+    else:
+        meta_model = meta_train(samples, task, cfg, seed=seed, workdir=run_dir, resume=resume,
+                                progress=progress if dist.is_main else False, dist=dist)
+        if dist.is_main:
+            ck.save_model(run_dir / META_PREFIX, meta_model)
+    t_meta = time.perf_counter() - t0
+    if not dist.is_main:
+        return {}
+
+    t0 = time.perf_counter()
+    model = finetune(meta_model, td.x_train, td.y_train, task_info=task.info, cfg=cfg, seed=seed)
+    prob = predict_proba(model, td.x_test)
+    metrics = binary_metrics(td.y_test, prob)
+    t_ft = time.perf_counter() - t0
+    model.info.update({"task": task.to_dict(), "shots": shots})
+    extra = {"task": task.to_dict(), "seed": int(seed), "data_hash": samples.content_hash(),
+             "date_range": _date_range(samples, task), "config": cfg.to_dict()}
+    record = ck.save_model(run_dir, model, extra)
+    timings = {"meta_train_s": round(t_meta, 2), "finetune_eval_s": round(t_ft, 2),
+               "total_s": round(time.perf_counter() - t_start, 2)}
+    out_metrics = {**metrics, "target": task.name, "task_id": task.id, "seed": int(seed), "shots": shots,
+                   "counts": td.counts, "learner": meta_model.kind, "timings": timings,
+                   "meta": {k: meta_model.info.get(k) for k in ("iterations", "best_iteration", "best_val_loss",
+                                                                "removed_tasks", "world_size")},
+                   "n_meta_train_tasks": len(meta_model.info.get("train_tasks", [])),
+                   "n_meta_val_tasks": len(meta_model.info.get("val_tasks", [])),
+                   "model_sha256": record["weights_sha256"]}
+    atomic_write_text(run_dir / "metrics.json", json.dumps(out_metrics, indent=2, default=_nan_safe))
+    return {"run_dir": str(run_dir), "target": task.to_dict(), "metrics": metrics, "counts": td.counts,
+            "meta": out_metrics["meta"], "timings": timings,
+            "table": [(k, metrics[k]) for k in METRIC_ORDER if k in metrics]}
+
+
+def _nan_safe(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
+
+
+def _date_range(samples: SampleSet, task: Task) -> list | None:
+    from cropmeta.regions import slugify as _s
+
+    m = samples.meta
+    sel = m["region"].astype(str).map(_s) == _s(task.region)
+    dates = m.loc[sel, "start_date"].dropna().astype(str)
+    if dates.empty:
+        return None
+    return [dates.min(), dates.max()]
+
+
+def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
+    cfg_path = run_dir / "config.json"
+    if resume:
+        if cfg_path.exists():
+            old = json.loads(cfg_path.read_text())
+            ignore = {"device", "threads", "vectorize", "val_every", "checkpoint_every", "nprocs"}
+            diff = sorted(k for k in set(old) | set(run_config) if k not in ignore and old.get(k) != run_config.get(k))
+            if diff:
+                raise InputError(f"{run_dir}: --resume with different settings ({', '.join(diff)}); "
+                                 "use the original ones or another --out")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise InputError(f"{run_dir}: run directory exists and is not empty; pass --resume to continue it "
+                         "or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, json.dumps(run_config, indent=2, default=_nan_safe))
+
+
+def _meta_worker(ctx: DistContext, samples, task, cfg: TrainConfig, seed: int, run_dir: str, resume: bool,
+                 progress: bool) -> None:
+    """One rank of ``--nprocs N``: meta-train its share; rank 0 saves the meta-trained weights."""
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    model = meta_train(samples, task, cfg, seed=seed, workdir=run_dir, resume=resume,
+                       progress=progress and ctx.is_main, dist=ctx)
+    if ctx.is_main:
+        ck.save_model(Path(run_dir) / META_PREFIX, model)
+
+
+def load_meta_model(run_dir: str | Path) -> TrainedModel:
+    """The meta-trained (not fine-tuned) weights of a run directory."""
+    return ck.load_model(Path(run_dir) / META_PREFIX)[0]
+
+
+def _main(argv=None) -> None:
+    """``python -m cropmeta.train.run`` — for torchrun; the user-facing command is ``cropmeta train``."""
+    p = argparse.ArgumentParser(prog="python -m cropmeta.train.run", description=train.__doc__)
+    p.add_argument("--region", required=True)
+    p.add_argument("--crop")
+    p.add_argument("--source")
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--config")
+    p.add_argument("--first-order", action="store_true", default=None)
+    p.add_argument("--device")
+    p.add_argument("--shots", type=int)
+    a = p.parse_args(argv)
+    res = train(a.region, a.crop, a.source, a.preset, a.seed, a.out, a.resume, config=a.config,
+                first_order=a.first_order, device=a.device, shots=a.shots,
+                progress=int(os.environ.get("RANK", "0")) == 0)
+    if res:
+        print(json.dumps({"run_dir": res["run_dir"], **{k: v for k, v in res["table"]}}, indent=2))
+
+
+if __name__ == "__main__":
+    _main()

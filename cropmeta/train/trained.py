@@ -1,0 +1,246 @@
+"""A trained (or initialised) model: classifier + optional task encoder + normalisation, and the
+functions every method shares (device choice, model construction, prediction)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cropmeta.errors import InputError
+from cropmeta.models.timl import TaskEncoder, TIMLClassifier
+from cropmeta.schema import BANDS, N_BANDS, TASK_INFO_DIM, Normalizer
+from cropmeta.train.config import TrainConfig, config_from_dict
+
+__all__ = ["TrainedModel", "KINDS", "resolve_device", "torch_dtype", "build_model", "from_scratch",
+           "predict_proba", "seeded_init"]
+
+#: how a model's weights were obtained
+KINDS = ("timl", "maml", "concat", "pretrained", "scratch")
+MODEL_FORMAT = "cropmeta-model"
+MODEL_FORMAT_VERSION = 1
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU → :class:`InputError`."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise InputError(f"--device {name}: CUDA requested but not available ({why}); use --device cpu")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise InputError(f"--device {name!r}: expected auto, cpu or cuda")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+class seeded_init:
+    """Context manager: the global torch RNG seeded for weight initialisation, restored afterwards
+    (so building a model never disturbs anyone else's random stream)."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+
+    def __enter__(self):
+        self._ctx = torch.random.fork_rng(devices=[])
+        self._ctx.__enter__()
+        torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def build_model(cfg: TrainConfig, t: int, learner: str, seed: int = 0) -> tuple[TIMLClassifier, TaskEncoder | None]:
+    """A freshly initialised classifier (+ encoder for ``timl``), seeded."""
+    with seeded_init(seed):
+        extra = TASK_INFO_DIM if learner == "concat" else 0
+        clf = TIMLClassifier(t=t, n_bands=N_BANDS, hidden=cfg.hidden, dropout=cfg.lstm_dropout, extra_inputs=extra)
+        enc = None
+        if learner == "timl":
+            enc = TaskEncoder(t=t, n_bands=N_BANDS, hidden=cfg.hidden, dims=cfg.encoder_dims,
+                              dropout=cfg.encoder_dropout, channels_per_group=cfg.encoder_channels_per_group)
+    return clf, enc
+
+
+@dataclass
+class TrainedModel:
+    """Weights + everything needed to use them. ``kind`` says how they were obtained; ``task_info``
+    is set by fine-tuning (the target task's 13 numbers) and used by :func:`predict_proba`."""
+
+    kind: str
+    classifier: TIMLClassifier
+    encoder: TaskEncoder | None
+    normalizer: Normalizer | None
+    config: TrainConfig
+    task_info: np.ndarray | None = None
+    info: dict = field(default_factory=dict)  # seed, data hash, task, history summary, …
+
+    @property
+    def t(self) -> int:
+        return self.classifier.t
+
+    @property
+    def uses_task_info(self) -> bool:
+        return self.encoder is not None or self.classifier.extra_inputs > 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.classifier.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.classifier.parameters()).dtype
+
+    def to(self, device=None, dtype=None) -> "TrainedModel":
+        self.classifier.to(device=device, dtype=dtype)
+        if self.encoder is not None:
+            self.encoder.to(device=device, dtype=dtype)
+        return self
+
+    def copy(self) -> "TrainedModel":
+        return copy.deepcopy(self)
+
+    def task_inputs(self, task_info=None) -> tuple[dict | None, torch.Tensor | None]:
+        """(FiLM, info) to pass to the classifier for one task (no gradient, encoder in eval mode)."""
+        if not self.uses_task_info:
+            return None, None
+        ti = self.task_info if task_info is None else task_info
+        if ti is None:
+            raise InputError(f"this {self.kind} model needs the task information of the target (13 numbers)")
+        ti = torch.as_tensor(np.asarray(ti, dtype=np.float64), dtype=self.dtype, device=self.device).view(1, -1)
+        if ti.shape[1] != TASK_INFO_DIM:
+            raise InputError(f"task information has {ti.shape[1]} numbers, expected {TASK_INFO_DIM}")
+        if self.encoder is not None:
+            self.encoder.eval()
+            with torch.no_grad():
+                return self.encoder(ti), None
+        return None, ti
+
+    # ---- (de)serialisation as JSON + named arrays (safetensors on disk: see checkpoint.py) ----------
+    def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        arrays = {f"classifier.{k}": v.detach().cpu().numpy() for k, v in self.classifier.state_dict().items()}
+        if self.encoder is not None:
+            arrays.update({f"encoder.{k}": v.detach().cpu().numpy() for k, v in self.encoder.state_dict().items()})
+        meta = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "kind": self.kind,
+            "bands": list(BANDS),
+            "t": self.t,
+            "arch": {"classifier": self.classifier.arch(),
+                     "encoder": self.encoder.arch() if self.encoder is not None else None},
+            "normalizer": self.normalizer.to_dict() if self.normalizer is not None else None,
+            "task_info": [float(v) for v in self.task_info] if self.task_info is not None else None,
+            "config": self.config.to_dict(),
+            "info": self.info,
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict, source: str = "model", t: int | None = None) -> "TrainedModel":
+        """Rebuild from :meth:`to_state` output; refuses another format, band layout, T or weight shapes."""
+        if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+            raise InputError(f"{source}: not a cropmeta model (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+            raise InputError(f"{source}: model format version {meta.get('format_version')} is newer than this "
+                             f"cropmeta reads ({MODEL_FORMAT_VERSION}); upgrade cropmeta")
+        if list(meta.get("bands") or []) != list(BANDS):
+            raise InputError(f"{source}: band layout {meta.get('bands')} differs from cropmeta's {BANDS}")
+        mt = int(meta.get("t", -1))
+        if t is not None and mt != int(t):
+            raise InputError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
+        kind = meta.get("kind")
+        if kind not in KINDS:
+            raise InputError(f"{source}: unknown model kind {kind!r}")
+        cfg = config_from_dict(meta.get("config") or {}, f"{source} (config)")
+        ca = (meta.get("arch") or {}).get("classifier") or {}
+        ea = (meta.get("arch") or {}).get("encoder")
+        try:
+            clf = TIMLClassifier(t=mt, n_bands=int(ca["n_bands"]), hidden=int(ca["hidden"]),
+                                 dropout=float(ca["dropout"]), extra_inputs=int(ca["extra_inputs"]))
+            enc = None
+            if ea is not None:
+                enc = TaskEncoder(t=mt, n_bands=int(ea["n_bands"]), hidden=int(ea["hidden"]), dims=ea["dims"],
+                                  dropout=float(ea["dropout"]), channels_per_group=int(ea["channels_per_group"]),
+                                  info_dim=int(ea["info_dim"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{source}: model architecture record is incomplete ({e})") from e
+        if clf.n_bands != N_BANDS:
+            raise InputError(f"{source}: the model expects {clf.n_bands} bands per step, cropmeta has {N_BANDS}")
+        _load_module(clf, "classifier.", arrays, source)
+        if enc is not None:
+            _load_module(enc, "encoder.", arrays, source)
+        extra = set(arrays) - {f"classifier.{k}" for k in clf.state_dict()} - (
+            {f"encoder.{k}" for k in enc.state_dict()} if enc is not None else set())
+        if extra:
+            raise InputError(f"{source}: unexpected weights {sorted(extra)[:5]}")
+        norm = Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)") if meta.get("normalizer") else None
+        ti = np.asarray(meta["task_info"], dtype=np.float32) if meta.get("task_info") is not None else None
+        clf.eval()
+        if enc is not None:
+            enc.eval()
+        return cls(kind, clf, enc, norm, cfg, ti, dict(meta.get("info") or {}))
+
+
+def _load_module(mod: torch.nn.Module, prefix: str, arrays: dict, source: str) -> None:
+    sd = mod.state_dict()
+    new = {}
+    for k, ref in sd.items():
+        key = prefix + k
+        if key not in arrays:
+            raise InputError(f"{source}: weight {key!r} missing (another architecture or a damaged file)")
+        v = torch.as_tensor(np.asarray(arrays[key]))
+        if tuple(v.shape) != tuple(ref.shape):
+            raise InputError(f"{source}: weight {key!r} has shape {tuple(v.shape)}, the architecture needs "
+                             f"{tuple(ref.shape)} (another band layout, T or model size)")
+        if not torch.isfinite(v.double()).all():
+            raise InputError(f"{source}: weight {key!r} contains NaN or inf")
+        new[k] = v.to(ref.dtype)
+    mod.load_state_dict(new)
+
+
+def from_scratch(cfg: TrainConfig | None = None, t: int = 12, seed: int = 0, normalizer: Normalizer | None = None,
+                 learner: str = "maml") -> TrainedModel:
+    """A randomly initialised classifier (the "from scratch" baseline; ``normalizer=None`` → fitted
+    on the fine-tuning data by :func:`~cropmeta.train.finetune.finetune`)."""
+    from cropmeta.train.config import resolve_config
+
+    cfg = cfg or resolve_config("quick")
+    clf, enc = build_model(cfg, t, learner, seed)
+    return TrainedModel("scratch" if learner == "maml" else learner, clf, enc, normalizer, cfg,
+                        info={"seed": int(seed)})
+
+
+def predict_proba(model: TrainedModel, x: np.ndarray, task_info=None, batch_size: int = 8192,
+                  temperature: float | None = None) -> np.ndarray:
+    """Crop probability of raw canonical samples ``x [N, T, 18]`` (normalised here). ``task_info``
+    defaults to the one fine-tuning stored; ``temperature`` divides the logits (calibration)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[2] != N_BANDS:
+        raise InputError(f"samples must be [N, T, {N_BANDS}], got {list(x.shape)}")
+    if x.shape[1] != model.t:
+        raise InputError(f"the model was trained on T={model.t} time steps, the samples have T={x.shape[1]}")
+    if model.normalizer is None:
+        raise InputError("the model has no normalisation statistics (fine-tune or train it first)")
+    film, info = model.task_inputs(task_info)
+    model.classifier.eval()
+    out = np.empty(len(x), dtype=np.float64)
+    mean = torch.as_tensor(model.normalizer.mean, dtype=model.dtype, device=model.device)
+    std = torch.as_tensor(model.normalizer.std, dtype=model.dtype, device=model.device)
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(x[i : i + batch_size], device=model.device).to(model.dtype)
+            xb = ((xb - mean) / std).unsqueeze(0)
+            logits = model.classifier(xb, film=film, info=info)[0]
+            if temperature is not None:
+                logits = logits / float(temperature)
+            out[i : i + len(xb[0])] = torch.sigmoid(logits).double().cpu().numpy()
+    return out

@@ -1,0 +1,61 @@
+"""Temperature scaling recovers a known temperature; reliability curves match hand counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cropmeta.errors import InputError
+from cropmeta.evaluate.calibration import apply_temperature, fit_temperature, logit, reliability_curve, sigmoid
+from cropmeta.metrics import expected_calibration_error
+
+
+@pytest.mark.parametrize("true_t", [0.5, 2.5])
+def test_fit_temperature_recovers_known_temperature(true_t):
+    rng = np.random.default_rng(3)
+    z = rng.normal(0.0, 3.0, size=20_000)
+    # the model reports sigmoid(z) but the truth is sigmoid(z / T)
+    y = (rng.random(z.shape) < sigmoid(z / true_t)).astype(int)
+    p = sigmoid(z)
+    t = fit_temperature(p, y)
+    assert t == pytest.approx(true_t, rel=0.08)
+    before = expected_calibration_error(y, p)
+    after = expected_calibration_error(y, apply_temperature(p, t))
+    assert after < before / 2
+
+
+def test_temperature_keeps_ranking_and_identity():
+    p = np.array([0.1, 0.4, 0.6, 0.95])
+    q = apply_temperature(p, 3.0)
+    assert (np.argsort(q) == np.argsort(p)).all()
+    assert np.all(np.abs(q - 0.5) < np.abs(p - 0.5))  # T > 1 softens
+    np.testing.assert_allclose(apply_temperature(p, 1.0), p, atol=1e-12)
+    np.testing.assert_allclose(apply_temperature(p, None), p)
+    np.testing.assert_allclose(sigmoid(logit(p)), p, atol=1e-12)
+    with pytest.raises(InputError):
+        apply_temperature(p, -1.0)
+
+
+def test_fit_temperature_refuses_one_class_and_ignores_unlabelled():
+    assert fit_temperature([0.2, 0.7, 0.9], [1, 1, 1]) is None
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, 4000)
+    y = (rng.random(4000) < sigmoid(z / 2.0)).astype(int)
+    y_unl = y.copy()
+    y_unl[:100] = -1
+    p = sigmoid(z)
+    p_bad = p.copy()
+    p_bad[:100] = 0.999  # garbage on unlabelled points must not matter
+    assert fit_temperature(p_bad, y_unl) == pytest.approx(fit_temperature(p[100:], y[100:]), rel=1e-4)
+    with pytest.raises(InputError):
+        fit_temperature([0.1, np.nan], [0, 1])
+
+
+def test_reliability_curve_hand_counts():
+    y = [0, 1, 1, 1, -1]
+    p = [0.05, 0.15, 0.95, 1.0, 0.5]
+    c = reliability_curve(y, p, n_bins=10)
+    assert c["count"] == [1, 1, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert c["frac_pos"][0] == 0.0 and c["frac_pos"][9] == 1.0
+    assert c["mean_pred"][9] == pytest.approx(0.975)
+    assert np.isnan(c["mean_pred"][5])

@@ -1,0 +1,205 @@
+"""The comparison protocol: resume, the test set never reaches training or calibration, paired
+shot subsets, report contents. Uses cheap stand-in methods (the deep ones are tested in
+test_methods.py) so the whole file stays within a few seconds of compute."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from _eval_fixtures import make_samples
+from cropmeta.errors import InputError
+from cropmeta.evaluate import compare as cmp
+from cropmeta.evaluate.methods import Method, RandomForest
+from cropmeta.schema import Normalizer
+
+MARK = -98765.0  # poison written into every test sample: must never reach fit/prepare/calibration
+
+
+class Spy:
+    def __init__(self):
+        self.calls = {"prepare": 0, "fit": 0}
+        self.fit_x: list[np.ndarray] = []
+        self.source = []
+
+
+class LogReg(Method):
+    """A cheap 'prepared' method: prepare() learns a normaliser from the source data, fit() a logistic
+    regression. Records what it is given."""
+
+    needs_source = True
+
+    def __init__(self, name: str, spy: Spy):
+        self.name = name
+        self.spy = spy
+        self.norm = None
+        self.clf = None
+
+    def prepare(self, source, target, seed, workdir=None):
+        self.spy.calls["prepare"] += 1
+        self.spy.source.append(source)
+        self.norm = Normalizer.fit(source.x)
+        return self
+
+    def prepared_state(self):
+        return {"kind": "logreg"}, {"mean": self.norm.mean, "m2": self.norm.m2, "count": np.array([self.norm.count])}
+
+    def load_prepared_state(self, meta, arrays):
+        self.norm = Normalizer(mean=arrays["mean"], m2=arrays["m2"], count=int(arrays["count"][0]))
+        return True
+
+    def fit(self, x, y, seed=0):
+        from sklearn.linear_model import LogisticRegression
+
+        self.spy.calls["fit"] += 1
+        self.spy.fit_x.append(np.array(x))
+        self.clf = LogisticRegression(C=0.1, max_iter=200).fit(self.norm.transform(x).reshape(len(x), -1), y)
+        return self
+
+    def predict_proba(self, x):
+        return self.clf.predict_proba(self.norm.transform(x).reshape(len(x), -1))[:, 1]
+
+
+class SpyRF(RandomForest):
+    def __init__(self, spy: Spy):
+        super().__init__(n_estimators=15)
+        self.spy = spy
+
+    def fit(self, x, y, seed=0):
+        self.spy.calls["fit"] += 1
+        self.spy.fit_x.append(np.array(x))
+        return super().fit(x, y, seed)
+
+
+def factory(spy: Spy):
+    def make(name):
+        return SpyRF(spy) if name == "random-forest" else LogReg(name, spy)
+    return make
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return make_samples(n_per_region=70, seed=1)
+
+
+def poisoned(samples):
+    """Test samples of every region carry the marker in band 0 at step 0."""
+    s = make_samples(n_per_region=70, seed=1)
+    test = s.meta["split"].to_numpy() == "test"
+    s.x[test, 0, 0] = MARK
+    return s
+
+
+def _numbers(rep):
+    """The summary without wall-clock timings (which differ between runs)."""
+    return {k: {m: {v: row[v] for v in ("raw", "calibrated", "temperature")} for m, row in d.items()}
+            for k, d in rep["summary"].items()}
+
+
+@pytest.fixture()
+def no_plots(monkeypatch):
+    """Resume/leakage tests do not look at the report files: skip drawing them (test_report.py does)."""
+    import cropmeta.evaluate.report as rp
+
+    monkeypatch.setattr(rp, "write_report", lambda report, out: {})
+
+
+def run(samples, out, spy, **kw):
+    args = dict(seeds=2, shots="20,all", methods="timl,random-forest", out=out, samples=samples,
+                method_factory=factory(spy), progress=False)
+    args.update(kw)
+    return cmp.compare("kenya", **args)
+
+
+def test_test_set_never_reaches_training_or_calibration(tmp_path, samples, monkeypatch, no_plots):
+    s = poisoned(samples)
+    spy = Spy()
+    seen_calib = []
+    real_fit_t = cmp.fit_temperature
+
+    def spy_fit_temperature(p, y, **kw):
+        seen_calib.append(len(np.asarray(p)))
+        return real_fit_t(p, y, **kw)
+
+    monkeypatch.setattr(cmp, "fit_temperature", spy_fit_temperature)
+    rep = run(s, tmp_path / "out", spy)
+    test_ids = set(s.meta.loc[s.meta["split"] == "test", "sample_id"])
+    assert spy.calls["fit"] > 0 and spy.calls["prepare"] == 2
+    for x in spy.fit_x:
+        assert not np.any(x == MARK), "a test sample reached fit()"
+    for src in spy.source:
+        assert (src.meta["split"] == "train").all()
+        assert not np.any(src.x == MARK)
+        assert not set(src.meta["sample_id"]) & test_ids
+    # calibration is fitted on out-of-fold predictions of the training shots only
+    n_train = {c["n_train"] for c in rep["cells"]}
+    assert seen_calib and set(seen_calib) <= n_train
+    n_test = len(rep["y_test"])
+    assert n_test not in set(seen_calib) or n_test in n_train
+    for c in rep["cells"]:
+        assert not set(c["train_ids"]) & test_ids
+
+
+def test_resume_reuses_every_cell_and_prepared_weights(tmp_path, samples, no_plots):
+    out = tmp_path / "out"
+    spy = Spy()
+    first = run(samples, out, spy)
+    assert first["run"]["computed"] == 2 * 2 * 2 and first["run"]["reused"] == 0
+    n_fit = spy.calls["fit"]
+    # rerun: nothing computed, identical numbers
+    spy2 = Spy()
+    second = run(samples, out, spy2)
+    assert spy2.calls == {"prepare": 0, "fit": 0}
+    assert second["run"]["computed"] == 0 and second["run"]["reused"] == 8
+    assert _numbers(second) == _numbers(first)
+    # an interrupted run (one cell missing): only that cell is computed, prepared weights reloaded
+    (out / "cells" / "timl" / "seed-1" / "shots-all.json").unlink()
+    spy3 = Spy()
+    third = run(samples, out, spy3)
+    assert third["run"]["computed"] == 1 and third["run"]["prepared_reused"] == 1
+    assert spy3.calls["prepare"] == 0 and 0 < spy3.calls["fit"] < n_fit
+    assert _numbers(third) == _numbers(first)
+    # a changed protocol setting invalidates the cells, not the prepared weights (they do not depend on it)
+    spy4 = Spy()
+    fourth = run(samples, out, spy4, calib_folds=2)
+    assert fourth["run"]["computed"] == 8 and spy4.calls["prepare"] == 0 and fourth["run"]["prepared_reused"] == 2
+    # other source data invalidates the prepared weights too
+    other = make_samples(n_per_region=70, seed=2)
+    spy5 = Spy()
+    fifth = run(other, out, spy5)
+    assert fifth["run"]["computed"] == 8 and spy5.calls["prepare"] == 2
+
+
+def test_shot_subsets_are_paired_nested_and_balanced():
+    y = np.r_[np.ones(30), np.zeros(70)].astype(int)
+    a20, a64 = cmp.shot_indices(y, 20, seed=3), cmp.shot_indices(y, 64, seed=3)
+    assert len(a20) == 20 and y[a20].sum() == 10
+    assert set(a20) <= set(a64) and len(a64) == 64 and y[a64].sum() == 30  # all 30 positives, 34 negatives
+    assert not np.array_equal(a20, cmp.shot_indices(y, 20, seed=4))
+    np.testing.assert_array_equal(cmp.shot_indices(y, "all", 0), np.arange(100))
+
+
+def test_same_shots_for_every_method(tmp_path, samples, no_plots):
+    rep = run(samples, tmp_path / "o", Spy(), seeds=1, shots="20")
+    ids = {c["method"]: tuple(c["train_ids"]) for c in rep["cells"]}
+    assert ids["timl"] == ids["random-forest"] and len(ids["timl"]) == 20
+
+
+def test_shot_parsing_and_dedupe():
+    assert cmp.parse_shots("20, 32,all,20") == [20, 32, "all"]
+    with pytest.raises(InputError, match="neither"):
+        cmp.parse_shots("20,lots")
+    with pytest.raises(InputError):
+        cmp.parse_shots("2")
+    eff, notes = cmp.resolve_effective_shots([20, 64, 500, "all"], 100)
+    assert eff == [20, 64, "all"] and "500" in notes[0]
+
+
+def test_bad_target_errors(samples, tmp_path):
+    with pytest.raises(InputError, match="unknown region"):
+        run(samples, tmp_path / "x", Spy(), methods="random-forest") if False else cmp.compare(
+            "atlantis", samples=samples, out=tmp_path / "x", method_factory=factory(Spy()), progress=False)
+    with pytest.raises(InputError, match="unknown method"):
+        cmp.compare("kenya", samples=samples, methods="timl,xgboost", out=tmp_path / "x", progress=False)
