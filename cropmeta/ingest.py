@@ -29,12 +29,11 @@ import pandas as pd
 
 from cropmeta import __version__
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.atomic import atomic_dir
+from cropmeta.io.atomic import atomic_dir, atomic_write_text
 from cropmeta.io.cropharvest import is_cropharvest_archive, read_cropharvest
 from cropmeta.io.eetiff import EETiffInfo, list_ee_tiffs
 from cropmeta.io.labels import read_labels
 from cropmeta.io.sampling import (
-    EXTRA_COLUMNS,
     POLYGON_MODES,
     TileSamples,
     check_same_t,
@@ -42,12 +41,13 @@ from cropmeta.io.sampling import (
     finalize_meta,
     index_tiles,
     locate_points,
-    merge_missing,
+    missing_report,
     no_label_on_raster,
     sample_tile,
+    tile_bounds_4326,
 )
-from cropmeta.io.store import SampleSet, dataset_dir, read_samples, workspace_home, write_samples
-from cropmeta.regions import Region, slugify
+from cropmeta.io.store import SampleSet, dataset_dir, read_report, read_samples, workspace_home, write_samples
+from cropmeta.regions import Region, get_region, slugify
 
 #: bump when the staged per-tile format or sampling semantics change (invalidates the cache)
 CACHE_VERSION = 1
@@ -134,21 +134,21 @@ def _assign_regions(meta: pd.DataFrame, region: Region | None, source: str) -> t
 # --------------------------------------------------------------------------------------------------
 # per-tile staging (resumable)
 # --------------------------------------------------------------------------------------------------
-def _labels_digest(labels: gpd.GeoDataFrame) -> str:
-    h = hashlib.sha256()
+def _row_hashes(labels: gpd.GeoDataFrame) -> np.ndarray:
+    """One uint64 per label row over everything that affects its samples (computed once per run)."""
     cols = [c for c in ("sample_id", "lat", "lon", "is_crop", "label", "crop_group", "dataset", "split",
                         "start_date", "region", "class_value") if c in labels.columns]
-    h.update(pd.DataFrame(labels[cols]).to_csv(index=False).encode())
+    frame = pd.DataFrame({c: labels[c].astype(str).to_numpy() for c in cols})
     if "footprint" in labels.columns:
-        h.update(b"".join(g.wkb if g is not None else b"-" for g in labels["footprint"]))
-    return h.hexdigest()
+        frame["footprint"] = [g.wkb_hex if g is not None else "-" for g in labels["footprint"]]
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
-def _tile_key(info: EETiffInfo, labels: gpd.GeoDataFrame, polygons: str) -> str:
+def _tile_key(info: EETiffInfo, row_hashes: np.ndarray, polygons: str) -> str:
     st = info.path.stat()
     ident = {"v": CACHE_VERSION, "path": str(info.path.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns,
              "polygons": polygons, "start": info.start.isoformat() if info.start else None,
-             "labels": _labels_digest(labels)}
+             "labels": hashlib.sha256(np.ascontiguousarray(row_hashes).tobytes()).hexdigest()}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -159,24 +159,24 @@ def _load_staged(d: Path) -> TileSamples | None:
         stats = json.loads((d / "stats.json").read_text())
     except (OSError, ValueError, KeyError):
         return None
-    return TileSamples(x, meta, stats["missing"], stats["slope_filled"], np.asarray(stats["label_rows"], np.int64))
+    return TileSamples(x, meta, np.asarray(stats["nan_counts"], np.int32).reshape(len(x), -1),
+                       np.asarray(stats["label_rows"], np.int64))
 
 
 def _stage(d: Path, part: TileSamples) -> None:
     with atomic_dir(d) as tmp:
         np.save(tmp / "x.npy", part.x, allow_pickle=False)
         pd.DataFrame(part.meta).to_parquet(tmp / "meta.parquet")
-        (tmp / "stats.json").write_text(json.dumps({"missing": part.missing_per_band, "slope_filled": part.slope_filled,
+        (tmp / "stats.json").write_text(json.dumps({"nan_counts": part.nan_counts.tolist(),
                                                     "label_rows": [int(i) for i in part.label_rows]}))
 
 
-def _tile_candidates(info: EETiffInfo, labels: gpd.GeoDataFrame, where: np.ndarray, i: int, polygons: str) -> np.ndarray:
+def _tile_candidates(info: EETiffInfo, labels: gpd.GeoDataFrame, where: np.ndarray, i: int,
+                     polygons: str) -> np.ndarray:
     """Rows of ``labels`` to sample in tile ``i``."""
     if polygons != "pixels" or "footprint" not in labels.columns:
         return np.where(where == i)[0]
-    from rasterio.warp import transform_bounds
-
-    x0, y0, x1, y1 = transform_bounds(info.crs, "EPSG:4326", *info.bounds)
+    x0, y0, x1, y1 = tile_bounds_4326(info)
     fp = gpd.GeoSeries(labels["footprint"], crs="EPSG:4326")
     b = fp.bounds.to_numpy()
     has = fp.notna().to_numpy()
@@ -203,12 +203,14 @@ def _dedupe(meta: pd.DataFrame) -> tuple[np.ndarray, dict]:
     dup_id = meta["sample_id"].duplicated(keep="first").to_numpy()
     kept = meta[~dup_id]
     same_px = conflicting = 0
-    if {"tile", "pixel_row", "pixel_col"} <= set(kept.columns):
-        key = kept[["tile", "pixel_row", "pixel_col"]].astype(str).agg("/".join, axis=1)
-        same_px = int(key.duplicated(keep=False).sum())
+    px = ["tile", "pixel_row", "pixel_col"]
+    if set(px) <= set(kept.columns):
+        frame = pd.DataFrame({c: kept[c].astype(str).to_numpy() for c in px})
+        dup = frame.duplicated(keep=False).to_numpy()
+        same_px = int(dup.sum())
         if same_px:
-            n_classes = kept.groupby(key.to_numpy())["is_crop"].nunique()
-            conflicting = int(key.isin(n_classes[n_classes > 1].index).sum())
+            frame["is_crop"] = kept["is_crop"].to_numpy()
+            conflicting = int((frame.groupby(px)["is_crop"].transform("nunique") > 1).sum())
     return ~dup_id, {"sample_ids_dropped": int(dup_id.sum()), "same_pixel": same_px,
                      "same_pixel_conflicting_class": conflicting}
 
@@ -221,6 +223,24 @@ def _dataset_report(name: str, region: str, samples: SampleSet, extra: dict) -> 
     }
     rep.update(extra)
     return rep
+
+
+def _store_hash(samples: SampleSet) -> str:
+    """Hash of everything a dataset stores (arrays and every metadata column but the geometry)."""
+    h = hashlib.sha256(np.ascontiguousarray(samples.x).tobytes())
+    meta = pd.DataFrame(samples.meta.drop(columns="geometry"))
+    h.update(",".join(map(str, meta.columns)).encode())
+    h.update(pd.util.hash_pandas_object(meta.astype(str), index=False).to_numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def _unchanged(out: Path, store_hash: str) -> bool:
+    if not ((out / "samples.parquet").exists() and (out / "arrays.nc").exists()):
+        return False
+    try:
+        return read_report(out).get("store_hash") == store_hash
+    except (OSError, ValueError):
+        return False
 
 
 def _summary(datasets: dict[str, dict], top: dict) -> dict:
@@ -236,6 +256,7 @@ def _summary(datasets: dict[str, dict], top: dict) -> dict:
     s["tiles_failed"] = top.get("tiles", {}).get("failed", 0)
     s["labels_in_failed_tiles"] = sum(r.get("labels_in_failed_tiles", 0) for r in datasets.values())
     s["missing_values_filled"] = sum(sum(r.get("missing_values", {}).values()) for r in datasets.values())
+    s["datasets_unchanged"] = sum(bool(r.get("unchanged")) for r in datasets.values())
     s["duplicates_dropped"] = sum(r.get("duplicates", {}).get("sample_ids_dropped", 0) for r in datasets.values())
     for split in ("train", "test"):
         for k in ("crop", "non_crop"):
@@ -254,18 +275,26 @@ def _progress(enabled: bool):
 
 
 def _sample_tiles(labels: gpd.GeoDataFrame, tiles_src: Path, root: Path | None, home: Path, polygons: str,
-                  start_date, allow_failed: bool, progress: bool) -> tuple[dict[int, TileSamples], dict, list, np.ndarray]:
+                  start_date, allow_failed: bool,
+                  progress: bool) -> tuple[dict[int, TileSamples], dict, list, np.ndarray]:
     """Sample every tile holding labels, staged per tile. Returns (tile index → samples, tile counts,
     infos, mask of labels held by tiles that failed)."""
     failed: dict[str, str] = {}
-    infos = index_tiles(list_ee_tiffs(tiles_src), start_date=start_date,
-                        on_error=lambda p, e: failed.__setitem__(str(p), str(e)))
+    kinds: list[type] = []  # the error class of each failure (DataError stays DataError)
+
+    def on_error(p, e):
+        failed[str(p)] = str(e)
+        kinds.append(type(e))
+
+    infos = index_tiles(list_ee_tiffs(tiles_src), start_date=start_date, on_error=on_error)
     if not infos:
         first = next(iter(failed.values()), f"{tiles_src}: no usable tiles")
-        raise InputError(first if len(failed) <= 1 else f"all {len(failed)} tiles failed; first: {first}")
+        kind = kinds[0] if kinds else InputError
+        raise kind(first if len(failed) <= 1 else f"all {len(failed)} tiles failed; first: {first}")
     check_same_t(infos)
     where = locate_points(labels, infos, root=root)
     cache = home / ".cache" / "ingest"
+    hashes = _row_hashes(labels)
     jobs = [(i, _tile_candidates(info, labels, where, i, polygons)) for i, info in enumerate(infos)]
     jobs = [(i, rows) for i, rows in jobs if len(rows)]
     parts: dict[int, TileSamples] = {}
@@ -275,8 +304,7 @@ def _sample_tiles(labels: gpd.GeoDataFrame, tiles_src: Path, root: Path | None, 
         task = bar.add_task("sampling tiles", total=len(jobs))
         for i, rows in jobs:
             info = infos[i]
-            sub = labels.iloc[rows]
-            key_dir = cache / _tile_key(info, sub, polygons)
+            key_dir = cache / _tile_key(info, hashes[rows], polygons)
             part = _load_staged(key_dir) if key_dir.exists() else None
             if part is not None:
                 counts["cached"] += 1
@@ -284,9 +312,9 @@ def _sample_tiles(labels: gpd.GeoDataFrame, tiles_src: Path, root: Path | None, 
                 try:
                     name = str(info.path.relative_to(root)) if root is not None and info.path.is_relative_to(root) \
                         else str(info.path)
-                    part = sample_tile(info, sub, polygons=polygons, tile_name=name)
+                    part = sample_tile(info, labels.iloc[rows], polygons=polygons, tile_name=name)
                 except InputError as e:  # DataError included
-                    failed[str(info.path)] = str(e)
+                    on_error(info.path, e)
                     failed_rows[rows] = True
                     bar.advance(task)
                     continue
@@ -300,7 +328,7 @@ def _sample_tiles(labels: gpd.GeoDataFrame, tiles_src: Path, root: Path | None, 
     if failed and not allow_failed:
         path, msg = next(iter(failed.items()))
         more = f" (and {len(failed) - 1} more tile(s), listed in the report)" if len(failed) > 1 else ""
-        raise InputError(f"{msg}{more}. Nothing was written; completed tiles are staged, so a rerun after fixing "
+        raise kinds[0](f"{msg}{more}. Nothing was written; completed tiles are staged, so a rerun after fixing "
                          "or removing the bad file(s) resumes (or pass allow_failed=True to skip them)")
     return parts, counts, infos, failed_rows
 
@@ -310,8 +338,9 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
            *, start_date: str | None = None, allow_failed: bool = False) -> IngestResult:
     """Build each region's samples into ``<home>/datasets/<region_slug>/``.
 
-    ``region``: a :class:`~cropmeta.regions.Region` (only its labels are ingested) or None (every
-    region the labels fall in: the labels' ``region`` column, else the country holding each point).
+    ``region``: a :class:`~cropmeta.regions.Region` or a country name (only its labels are ingested)
+    or None (every region the labels fall in: the labels' ``region`` column, else the country holding
+    each point).
     ``source``: None/"sim" (the simulated world of ``seed``), a GeoTIFF or directory of
     Earth-Engine exports (``labels`` required), or a CropHarvest archive root.
     ``label_options``: keyword arguments of :func:`cropmeta.io.labels.read_labels` (``class_column``,
@@ -320,6 +349,8 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
     ``start_date``: first step date for tiles whose file names carry none.
     """
     home = Path(home) if home is not None else workspace_home()
+    if isinstance(region, str):
+        region = get_region(region)
     opts = dict(label_options or {})
     polygons = opts.pop("polygons", "centroid")
     if polygons not in POLYGON_MODES:
@@ -343,7 +374,7 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
             keep, dup = _dedupe(sub.meta)
             sub = sub.subset(keep)
             groups[name] = (sub, {"source": str(src), "duplicates": dup,
-                                  "missing_values": ch_report.get("missing_values", {})})
+                                  "archive_missing_values": ch_report.get("missing_values", {})})
     else:
         lab = read_labels(labels_path, **opts)
         top["labels_file"] = str(labels_path)
@@ -361,28 +392,29 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
         groups = {}
         for name in sorted(set(lab["region"])):
             in_region = (lab["region"] == name).to_numpy()
-            xs, metas, missing, slope_filled = [], [], [], 0
+            xs, metas, nans = [], [], []
             sampled = np.zeros(len(lab), dtype=bool)
             for part in parts.values():
                 sel = (part.meta["region"].astype(object).to_numpy() == name)
                 if sel.any():
                     xs.append(part.x[sel])
                     metas.append(part.meta[sel])
-                    missing.append(part.missing_per_band)
-                    slope_filled += part.slope_filled
+                    nans.append(part.nan_counts[sel])
                 sampled[part.label_rows] = True
             n_labels = int(in_region.sum())
             got = sampled & in_region
             if not xs:
                 reg_lab = lab[in_region]
-                if failed_paths:
-                    raise DataError(f"region {name!r}: no samples; every tile holding its labels failed: "
-                                    f"{next(iter(tile_counts['failed_files'].values()))}")
+                if tile_counts["failed"]:  # only reached with allow_failed: skip the region, report it
+                    top.setdefault("regions_skipped", {})[name] = (
+                        f"no samples; {tile_counts['failed']} tile(s) failed and none of the others holds its labels")
+                    continue
                 err = no_label_on_raster(reg_lab, infos)
                 raise DataError(f"region {name!r}: {err}")
             meta = pd.concat(metas, ignore_index=True)
             keep, dup = _dedupe(meta)
             x = np.concatenate(xs)[keep]
+            nan_counts = np.concatenate(nans)[keep]
             meta = finalize_meta(meta[keep].reset_index(drop=True), name)
             outside = in_region & ~sampled
             groups[name] = (SampleSet(x, meta), {
@@ -390,18 +422,28 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
                 "labels_sampled": int(got.sum()), "outside_raster": int(outside.sum()),
                 "outside_raster_ids": lab.loc[outside, "sample_id"].astype(str).head(20).tolist(),
                 "labels_in_failed_tiles": int((failed_rows & in_region & ~sampled).sum()),
-                "missing_values": merge_missing(missing), "slope_filled_with_tile_mean": slope_filled,
+                **missing_report(nan_counts, x.shape[1]),
                 "duplicates": dup, "polygons": polygons,
                 "tiles": {k: v for k, v in tile_counts.items() if k != "failed_files"},
             })
 
+    if not groups:
+        raise DataError(f"{src}: no region has samples to write ({json.dumps(top.get('regions_skipped', {}))})")
     # every region sampled: now write, each dataset atomically
     result = IngestResult(report=top)
     reports = {}
     for name, (samples, extra) in groups.items():
         slug = slugify(name)
         rep = _dataset_report(slug, name, samples, extra)
-        result.datasets[slug] = write_samples(samples, dataset_dir(slug, home), report=rep)
+        out = dataset_dir(slug, home)
+        rep["store_hash"] = _store_hash(samples)
+        if _unchanged(out, rep["store_hash"]):
+            # idempotent rerun: same samples, so only the report is refreshed (one atomic file write)
+            rep["unchanged"] = True
+            atomic_write_text(out / "report.json", json.dumps(rep, indent=2, default=str))
+            result.datasets[slug] = out
+        else:
+            result.datasets[slug] = write_samples(samples, out, report=rep)
         reports[slug] = rep
     top["datasets"] = reports
     top["summary"] = _summary(reports, top)
@@ -456,4 +498,4 @@ def load_datasets(home: str | Path | None = None, names: list[str] | None = None
     return SampleSet.concat([read_samples(dataset_dir(n, base)) for n in wanted])
 
 
-__all__ = ["IngestResult", "class_balance", "ingest", "list_datasets", "load_datasets", "EXTRA_COLUMNS"]
+__all__ = ["IngestResult", "class_balance", "ingest", "list_datasets", "load_datasets"]

@@ -59,3 +59,38 @@ def test_reliability_curve_hand_counts():
     assert c["frac_pos"][0] == 0.0 and c["frac_pos"][9] == 1.0
     assert c["mean_pred"][9] == pytest.approx(0.975)
     assert np.isnan(c["mean_pred"][5])
+
+
+def test_calibrate_run_saves_temperature_used_by_the_predictor(tmp_path, monkeypatch):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _eval_fixtures import make_samples
+
+    import cropmeta.evaluate.calibration as cal
+    from cropmeta.train.checkpoint import load_predictor
+    from cropmeta.train.run import train
+
+    tiny = {"hidden": 16, "encoder_dims": [16, 16, 16], "iterations": 3, "tasks_per_step": 4, "k_support": 2,
+            "k_query": 1, "ft_steps": 10, "threads": 1, "device": "cpu"}
+    s = make_samples(n_per_region=60, seed=4)
+    test = s.meta["split"].to_numpy() == "test"
+    run = tmp_path / "run"
+    train("kenya", samples=s, out=run, overrides=tiny)
+    raw = load_predictor(run)
+    assert raw.temperature is None
+    seen = []
+    real = cal.fit_temperature
+    monkeypatch.setattr(cal, "fit_temperature", lambda p, y, **kw: seen.append(len(p)) or real(p, y, **kw))
+    rec = cal.calibrate_run(run, samples=s)
+    n_train_task = rec["n_calibration"]
+    assert seen == [n_train_task] and n_train_task < int((~test).sum())  # training labels only
+    pred = load_predictor(run)
+    assert pred.temperature == pytest.approx(rec["temperature"])
+    x = s.x[test][:10]
+    np.testing.assert_allclose(pred.predict_proba(x), apply_temperature(raw.predict_proba(x), rec["temperature"]),
+                               atol=1e-5)
+    assert json.loads((run / "calibration.json").read_text())["temperature"] == pytest.approx(rec["temperature"])
+    assert (run / "calibration.png").exists()

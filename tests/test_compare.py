@@ -203,3 +203,52 @@ def test_bad_target_errors(samples, tmp_path):
             "atlantis", samples=samples, out=tmp_path / "x", method_factory=factory(Spy()), progress=False)
     with pytest.raises(InputError, match="unknown method"):
         cmp.compare("kenya", samples=samples, methods="timl,xgboost", out=tmp_path / "x", progress=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end with the real methods: the CropHarvest benchmark on the archive-layout fixture
+# --------------------------------------------------------------------------------------------------
+TINY = {"hidden": 16, "encoder_dims": [16, 16, 16], "iterations": 3, "tasks_per_step": 4, "k_support": 2,
+        "k_query": 1, "ft_steps": 10, "pt_steps": 6, "pt_val_every": 3, "threads": 1, "device": "cpu"}
+
+
+def _tiny_png(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def test_cropharvest_benchmark_end_to_end_on_archive_fixture(tmp_path, monkeypatch):
+    import cropmeta.evaluate.report as rp
+    from cropmeta.evaluate.benchmark import PUBLISHED
+    from cropmeta.io.cropharvest import make_archive_fixture
+
+    monkeypatch.setattr(rp, "PLOTS", {name: _tiny_png for name in rp.PLOTS})  # plots: test_report.py
+    root = make_archive_fixture(tmp_path / "archive", n_per_dataset=24, seed=0)
+    out = tmp_path / "bench"
+    res = cmp.compare(benchmark="cropharvest", root=root, seeds=2, shots="all", out=out, config=TINY,
+                      calib_folds=2, method_options={"rf": {"n_estimators": 10}}, progress=False)
+    assert set(res["targets"]) == {"kenya", "brazil", "togo"}
+    for key, t in res["targets"].items():
+        rep = json.loads((out / key / "report.json").read_text())
+        assert rep["config"]["methods"] == ["timl", "maml", "pretrained", "scratch", "random-forest"]
+        # the test set is the archive's test file for this target (its own labels, unlabelled -1 dropped)
+        assert len(rep["y_test"]) == 23 and set(rep["y_test"]) == {0, 1}
+        assert {c["method"] for c in rep["cells"]} == set(rep["config"]["methods"]) and len(rep["cells"]) == 10
+        for m in rep["config"]["methods"]:
+            assert t["methods"][m]["auc_roc"]["mean"] == pytest.approx(rep["summary"]["all"][m]["raw"]["auc_roc"]["mean"])
+    md = (out / "benchmark.md").read_text()
+    # the published numbers are printed beside ours
+    for key in ("kenya", "brazil", "togo"):
+        for m in ("timl", "random-forest"):
+            assert f"{PUBLISHED[key][m]['auc_roc']:.3f}" in md and f"{PUBLISHED[key][m]['f1']:.3f}" in md
+    row = next(r for r in res["table"] if r[0] == "Kenya maize" and r[1] == "TIML")
+    assert row[4:] == ["0.838", "0.794"]
+    assert row[3].startswith(f"{res['targets']['kenya']['methods']['timl']['auc_roc']['mean']:.3f}")
+    assert (out / "benchmark.html").read_text().count("data:image/png;base64,") == 1

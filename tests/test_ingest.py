@@ -33,8 +33,7 @@ def world(tmp_path, monkeypatch):
         return w
 
     monkeypatch.setattr("cropmeta.sim.ensure_world", ensure_world, raising=False)
-    w.calls = calls
-    return w
+    return w, calls
 
 
 def _pixel_values(world, meta_row):
@@ -43,9 +42,10 @@ def _pixel_values(world, meta_row):
 
 
 def test_sim_world_default_source(world, tmp_path):
+    world, calls = world
     home = tmp_path / "home"
     r = ingest(seed=7, home=home, progress=False)
-    assert world.calls == [(7, home)]
+    assert calls == [(7, home)]
     assert set(r.datasets) == {"kenya", "togo"} and list_datasets(home) == ["kenya", "togo"]
     kenya = read_samples(r.datasets["kenya"])
     assert len(kenya) == 16 and kenya.t == 3 and set(kenya.meta["region"]) == {"Kenya"}
@@ -68,6 +68,7 @@ def test_sim_world_default_source(world, tmp_path):
 
 
 def test_region_filter_and_rerun_is_idempotent(world, tmp_path):
+    world, _ = world
     home = tmp_path / "home"
     r1 = ingest(region=get_region("kenya"), home=home, progress=False)
     assert list(r1.datasets) == ["kenya"] and r1.report["labels_outside_region"] == 16
@@ -77,11 +78,16 @@ def test_region_filter_and_rerun_is_idempotent(world, tmp_path):
     # a changed tile (new mtime) is read again; the untouched one stays cached
     tile = world / "tiles" / "kenya" / f"0-sim-kenya_{DATE}.tif"
     os.utime(tile, ns=(tile.stat().st_atime_ns, tile.stat().st_mtime_ns + 10**9))
-    r3 = ingest(home=home, progress=False)
-    assert r3.report["tiles"]["complete"] == 1 and r3.report["tiles"]["cached"] == 1
+    r3 = ingest(region=get_region("kenya"), home=home, progress=False)
+    assert r3.report["tiles"]["complete"] == 1 and r3.report["tiles"]["cached"] == 0
+    # all regions: Kenya's tile is staged now, Togo's is new
+    r4 = ingest(home=home, progress=False)
+    assert r4.report["tiles"]["complete"] == 1 and r4.report["tiles"]["cached"] == 1
+    assert set(r4.datasets) == {"kenya", "togo"}
 
 
 def test_failed_tile_is_resumable(world, tmp_path):
+    world, _ = world
     home = tmp_path / "home"
     togo = world / "tiles" / "togo" / f"1-sim-togo_{DATE}.tif"
     good = togo.read_bytes()
@@ -91,6 +97,7 @@ def test_failed_tile_is_resumable(world, tmp_path):
     assert list_datasets(home) == []  # nothing written
     r = ingest(home=home, progress=False, allow_failed=True)  # skip it: Kenya only, failure reported
     assert set(r.datasets) == {"kenya"} and r.report["tiles"]["failed"] == 1
+    assert "Togo" in r.report["regions_skipped"] and r.report["summary"]["tiles_failed"] == 1
     assert r.report["tiles"]["cached"] == 1  # Kenya was staged by the failed run
     togo.write_bytes(good)
     r = ingest(home=home, progress=False)
@@ -125,7 +132,7 @@ def test_user_tiles_labels_outside_raster_reported(tmp_path):
 
 def test_utm_tile_is_sampled_at_the_right_pixel(tmp_path):
     # a tile in UTM 36N; labels in EPSG:4326 are reprojected to find their pixel
-    d, path, tr = _user_tiles(tmp_path, crs="EPSG:32636", west=530000, north=60000, res=10)
+    d, path, tr = _user_tiles(tmp_path, crs="EPSG:32636", west=700000, north=60000, res=10)
     xy = [pixel_centre(tr, 2, 4), pixel_centre(tr, 0, 0)]
     ll = gpd.GeoSeries([Point(*p) for p in xy], crs="EPSG:32636").to_crs(4326)
     labels = gpd.GeoDataFrame({"is_crop": [1, 0]}, geometry=ll.values, crs="EPSG:4326")
@@ -196,8 +203,10 @@ def test_real_togo_export_with_real_labels(shared_data, tmp_path):
     r = ingest(region=get_region("Togo"), source=tif, labels=labels, home=tmp_path / "h", progress=False,
                label_options={"default_is_crop": 1, "dataset": "togo"})
     rep = r.report["datasets"]["togo"]
-    # 688 crop polygons; only #98 lies on this export (it was exported for that polygon)
-    assert rep["labels"] == 688 and rep["samples"] == 1 and rep["outside_raster"] == 687
+    # 688 crop polygons, 581 of them inside Togo's borders (the others: Benin 68, Ghana 25, Burkina
+    # Faso 14); only #98 lies on this export (it was exported for that polygon)
+    assert r.report["labels_read"] == 688 and r.report["labels_outside_region"] == 107
+    assert rep["labels"] == 581 and rep["samples"] == 1 and rep["outside_raster"] == 580
     s = read_samples(r.datasets["togo"])
     assert s.meta["sample_id"].iloc[0] == "crop_merged_v2:98"
     assert (s.meta["pixel_row"].iloc[0], s.meta["pixel_col"].iloc[0]) == (8, 8)  # the centre of 17 x 17
@@ -213,10 +222,11 @@ def test_cli_ingest_exit_code(tmp_path):
 
     repo = Path(__file__).resolve().parent.parent
     d, path, tr = _user_tiles(tmp_path)
-    gpd.GeoDataFrame({"k": [1]}, geometry=[Point(*pixel_centre(tr, 0, 0))], crs="EPSG:4326").to_file(tmp_path / "l.geojson")
+    labels = tmp_path / "l.geojson"
+    gpd.GeoDataFrame({"k": [1]}, geometry=[Point(*pixel_centre(tr, 0, 0))], crs="EPSG:4326").to_file(labels)
     env = dict(os.environ, PYTHONPATH=str(repo))
     code = "import sys; from cli.app import main; sys.argv = ['cropmeta'] + sys.argv[1:]; main()"
-    p = subprocess.run([sys.executable, "-c", code, "ingest", "--source", str(d), "--labels", str(tmp_path / "l.geojson"),
+    p = subprocess.run([sys.executable, "-c", code, "ingest", "--source", str(d), "--labels", str(labels),
                         "--class-column", "nope", "--out", str(tmp_path / "h")], capture_output=True, text=True,
                        env=env, cwd=tmp_path)
     assert p.returncode == 2, p.stderr

@@ -135,7 +135,8 @@ def test_class_values_and_unlabelled(tmp_path):
 
 def test_missing_column_is_named(tmp_path):
     _points().to_file(tmp_path / "l.geojson")
-    with pytest.raises(InputError, match=r"l\.geojson: class column 'crop' does not exist; available columns: pid, klass, kind"):
+    with pytest.raises(InputError,
+                       match=r"l\.geojson: class column 'crop' does not exist; available columns: pid, klass, kind"):
         read_labels(tmp_path / "l.geojson", class_column="crop")
     with pytest.raises(InputError, match="crop type column 'Crop1' does not exist"):
         read_labels(tmp_path / "l.geojson", crop_type_column="Crop1")

@@ -131,7 +131,7 @@ def test_wrong_layout_and_t_are_named(tmp_path, run):
     with rasterio.open(swapped, "r+") as d:
         d.set_band_description(1, "VH")
         d.set_band_description(2, "VV")
-    with pytest.raises(InputError, match=r"swapped\.tif: band 1 is 'VH', expected 'VV'"):
+    with pytest.raises(InputError, match=r"swapped\.tif: band 1 is described as 'VH', expected 'VV'"):
         _export(run, tmp_path / "x.tif", [swapped])
 
 
@@ -144,18 +144,21 @@ def test_unwritable_output_and_previous_map_kept(tmp_path, run):
     with pytest.raises(InputError):
         _export(run, out, [make_ee_tile(tmp_path / "t3.tif", height=4, width=4, t=3)])
     assert out.read_bytes() == before
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InputError, match=r"a_file/m\.tif: cannot write the map there"):
+        _export(run, blocker / "m.tif", [tif])
+    with pytest.raises(InputError, match="is a directory"):
+        _export(run, tmp_path, [tif])
     ro = tmp_path / "ro"
     ro.mkdir()
     os.chmod(ro, 0o500)
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user who can write anywhere (root); permission check not testable")
-        with pytest.raises(InputError, match=r"ro/m\.tif: cannot write"):
-            _export(run, ro / "m.tif", [tif])
+        if not os.access(ro, os.W_OK):  # (root can write anywhere)
+            with pytest.raises(InputError, match=r"ro/m\.tif: cannot write"):
+                _export(run, ro / "m.tif", [tif])
     finally:
         os.chmod(ro, 0o700)
-    with pytest.raises(InputError, match="is a directory"):
-        _export(run, ro, [tif])
 
 
 def test_disk_full_keeps_previous_map(tmp_path, run, monkeypatch):

@@ -106,3 +106,76 @@ def plot_reliability(ax, curves: dict[str, dict], title: str = "") -> None:
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
+
+
+def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False) -> dict:
+    """Fit and save the calibration temperature of a ``cropmeta train`` run directory, so that
+    :func:`cropmeta.train.checkpoint.load_predictor` (and hence ``cropmeta export``) returns
+    calibrated probabilities.
+
+    The held-out support data are out-of-fold predictions on the run's own *training* labels (the
+    same ``shots`` subset and seed as the run): the meta-trained weights in ``RUN/meta/`` are
+    fine-tuned on ``folds − 1`` folds with the run's configuration and predict the remaining fold.
+    The test set is only used afterwards, to report ECE before/after. Writes ``calibration.json``
+    and ``calibration.png`` (reliability diagram) into the run directory and returns the record.
+    ``samples``: the data the run was trained on (default: the run's source, as ``cropmeta train``
+    loads it)."""
+    import json
+    from pathlib import Path
+
+    from cropmeta.evaluate.compare import out_of_fold
+    from cropmeta.evaluate.deep import DeepMethod
+    from cropmeta.io.atomic import atomic_write_text
+    from cropmeta.metrics import binary_metrics
+    from cropmeta.tasks import Task, target_data
+    from cropmeta.train.checkpoint import load_model, save_temperature
+    from cropmeta.train.run import load_meta_model, load_samples
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise InputError(f"{run_dir}: not a cropmeta run directory (no config.json)")
+    run_cfg = json.loads(cfg_path.read_text())
+    model, meta = load_model(run_dir)
+    try:
+        base = load_meta_model(run_dir)
+    except InputError as e:
+        raise InputError(f"{run_dir}: calibration needs the meta-trained weights in meta/ ({e})") from e
+    task = Task.from_dict(run_cfg["target"])
+    seed, shots = int(run_cfg.get("seed", 0)), run_cfg.get("shots")
+    if samples is None:
+        samples = load_samples(run_cfg.get("source"), seed, progress=progress)
+    td = target_data(samples, task, shots=shots, seed=seed)
+    method = DeepMethod("timl", cfg=model.config)
+    method.name = base.kind
+    method.base, method.task_info, method.seed = base, np.asarray(task.info, dtype=np.float32), seed
+    oof, used = out_of_fold(method, td.x_train, td.y_train, seed, folds)
+    temperature = fit_temperature(oof, td.y_train) if used else None
+    if temperature is None:
+        raise InputError(f"{run_dir}: too few training labels of a class for {folds}-fold calibration "
+                         f"({int(td.y_train.sum())} positive, {int((td.y_train == 0).sum())} negative)")
+    from cropmeta.train.trained import predict_proba
+
+    p_test = predict_proba(model, td.x_test)
+    before, after = binary_metrics(td.y_test, p_test), binary_metrics(td.y_test, apply_temperature(p_test, temperature))
+    record = {
+        "temperature": temperature, "folds": used, "n_calibration": int(len(td.y_train)),
+        "fitted_on": "out-of-fold predictions on the run's training labels (never the test set)",
+        "oof_ece_before": float(binary_metrics(td.y_train, oof)["ece"]),
+        "oof_ece_after": float(binary_metrics(td.y_train, apply_temperature(oof, temperature))["ece"]),
+        "test": {"ece_before": before["ece"], "ece_after": after["ece"], "brier_before": before["brier"],
+                 "brier_after": after["brier"], "f1_before": before["f1"], "f1_after": after["f1"],
+                 "n": before["n"]},
+    }
+    from cropmeta.evaluate.report import _plt, _save
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    plot_reliability(ax, {f"before (test ECE {before['ece']:.3f})": reliability_curve(td.y_test, p_test),
+                          f"after T={temperature:.2f} (test ECE {after['ece']:.3f})":
+                              reliability_curve(td.y_test, apply_temperature(p_test, temperature))},
+                     title=f"{task.name}: reliability on the test set")
+    _save(fig, run_dir / "calibration.png")
+    atomic_write_text(run_dir / "calibration.json", json.dumps(record, indent=2))
+    save_temperature(run_dir, temperature)
+    return record

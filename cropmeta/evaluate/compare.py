@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from cropmeta.evaluate import stats
 from cropmeta.evaluate.calibration import apply_temperature, fit_temperature
 from cropmeta.evaluate.methods import METHOD_LABELS, Method, TargetTask, make_method, resolve_methods
 from cropmeta.io.atomic import atomic_write_text
-from cropmeta.metrics import METRIC_NAMES, binary_metrics
+from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_error
 
 PROTOCOL_VERSION = 1
 DEFAULT_SHOTS: tuple = (20, 32, 64, 128, 256, "all")
@@ -102,6 +103,12 @@ def build_target(samples, region: str, crop: str | None = None) -> TargetData:
     meta = samples.meta
     y_all = task_labels(meta, task)
     split = meta["split"].astype(str).to_numpy()
+    # CropHarvest test files (e.g. Kenya_maize_2020_0) label "not maize" points y=0 without saying
+    # whether they are crop: their own labels (column "target") are the truth for this task
+    own = test_file_rows(meta, task)
+    if own.any():
+        y_all = y_all.copy()
+        y_all[own] = meta.loc[own, "target"].astype(int).to_numpy()
     tr = (split == "train") & (y_all != -1)
     te = (split == "test") & (y_all != -1)
     for which, m in (("training", tr), ("test", te)):
@@ -125,6 +132,29 @@ def build_target(samples, region: str, crop: str | None = None) -> TargetData:
         "t": int(samples.t),
     }
     return TargetData(target, samples.x[tr], y_all[tr], samples.x[te], y_all[te], ids[tr], ids[te], summary)
+
+
+_TEST_FILE = re.compile(r"^(?P<region>[A-Za-z]+)_(?P<crop>[A-Za-z_]+?)_(?P<year>\d{4})(?:_(?P<k>\d+))?$")
+
+
+def test_file_rows(meta, task) -> np.ndarray:
+    """Rows of ``meta`` that come from a CropHarvest test file of exactly this task
+    (``test_features/{Country}_{crop}_{year}_{k}.h5``; crop "crop" = crop vs non-crop) and carry
+    that file's own label in column ``target``."""
+    from cropmeta.regions import slugify
+
+    if "target" not in meta.columns or "dataset" not in meta.columns:
+        return np.zeros(len(meta), dtype=bool)
+    want_crop = task.crop or "crop"
+    hits = set()
+    for name in meta.loc[meta["split"].astype(str) == "test", "dataset"].astype(str).unique():
+        m = _TEST_FILE.match(name)
+        if m and slugify(m.group("region")) == slugify(task.region) and m.group("crop").lower() == want_crop:
+            hits.add(name)
+    if not hits:
+        return np.zeros(len(meta), dtype=bool)
+    return ((meta["split"].astype(str) == "test") & meta["dataset"].astype(str).isin(hits)
+            & meta["target"].notna()).to_numpy()
 
 
 def source_samples(samples, target: TargetData):
@@ -200,8 +230,8 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
         if used:
             temperature = fit_temperature(oof, y)
             if temperature is not None:
-                calib["oof_ece_before"] = _r(binary_metrics(y, oof)["ece"])
-                calib["oof_ece_after"] = _r(binary_metrics(y, apply_temperature(oof, temperature))["ece"])
+                calib["oof_ece_before"] = _r(expected_calibration_error(y, oof))
+                calib["oof_ece_after"] = _r(expected_calibration_error(y, apply_temperature(oof, temperature)))
         if temperature is None:
             calib["note"] = "too few labels of a class for out-of-fold calibration"
     else:
@@ -465,6 +495,7 @@ def compare(
     config: str | Path | dict | None = None,
     calib_folds: int = 3,
     method_factory: Callable[[str], Method] | None = None,
+    method_options: dict[str, dict] | None = None,
     console=None,
 ) -> dict:
     """Run the comparison and write the report (json, md, html, png) to ``out``.
@@ -474,7 +505,9 @@ def compare(
     ``methods``: any of timl, maml, pretrained, scratch, random-forest. ``source``: the data (None →
     the simulated world; a path → ingested by :func:`cropmeta.ingest.ingest`); ``samples``: a
     :class:`~cropmeta.io.store.SampleSet` to use directly instead. ``preset``/``config``: the
-    training configuration of the deep methods (as ``cropmeta train``). ``benchmark``: "sim" or
+    training configuration of the deep methods (as ``cropmeta train``): a preset name plus a config
+    file path or a dict of overrides. ``method_options``: extra keyword arguments per method, e.g.
+    ``{"random-forest": {"n_estimators": 10}}`` (recorded in the report). ``benchmark``: "sim" or
     "cropharvest" (with ``root``) runs the three published targets instead
     (:func:`cropmeta.evaluate.benchmark.run_benchmark`). Returns the report dict (also report.json).
     """
@@ -483,7 +516,8 @@ def compare(
 
         return run_benchmark(benchmark, root=root, seeds=seeds, shots=shots, methods=methods, out=out,
                              preset=preset, progress=progress, config=config, calib_folds=calib_folds,
-                             method_factory=method_factory, console=console, samples=samples)
+                             method_factory=method_factory, console=console, samples=samples,
+                             method_options=method_options)
     if region is None:
         raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest")
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
@@ -498,14 +532,14 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     eff_shots, shot_notes = resolve_effective_shots(shot_list, len(data.y_train))
     src = source_samples(samples, data)
-    cfg_dict, factory = _resolve_config(preset, config, method_factory)
+    cfg_dict, factory = _resolve_config(preset, config, method_factory, method_options)
     cells, info = run_protocol(data, src, method_list, seed_list, eff_shots, out, factory, cfg_dict,
                                calib_folds=calib_folds, progress=progress, source_hash=src.content_hash())
     config_rec = {
         "region": data.task.region, "crop": data.task.crop, "seeds": seed_list, "shots": shot_list,
         "shots_run": eff_shots, "shot_notes": shot_notes, "methods": method_list, "preset": preset,
         "calib_folds": calib_folds, "source": str(source) if source is not None else "sim",
-        "training_config": cfg_dict,
+        "training_config": cfg_dict, "method_options": cfg_dict.get("method_options", {}),
     }
     src_summary = {"n_samples": int(len(src)), "n_regions": int(src.meta["region"].nunique()) if len(src) else 0}
     report = make_report(data, cells, config_rec, info, src_summary)
@@ -538,19 +572,22 @@ def make_report(data: TargetData, cells: list[dict], config: dict, run_info: dic
     }
 
 
-def _resolve_config(preset: str, config, method_factory) -> tuple[dict, Callable[[str], Method]]:
-    """The deep methods' training configuration (resolved, JSON-able) and the method factory."""
+def _resolve_config(preset: str, config, method_factory, method_options=None) -> tuple[dict, Callable[[str], Method]]:
+    """The deep methods' training configuration (resolved, JSON-able; it enters the cache keys) and
+    the method factory."""
+    opts = {resolve_methods([k])[0]: dict(v) for k, v in (method_options or {}).items()}
     if method_factory is not None:
-        return {"preset": preset, "config": config if isinstance(config, dict) else str(config)}, method_factory
+        return {"preset": preset, "config": config if isinstance(config, dict) else str(config),
+                "method_options": opts}, method_factory
     from cropmeta.evaluate.deep import resolve_train_config
 
     cfg, cfg_dict = resolve_train_config(preset, config)
-    return cfg_dict, lambda name: make_method(name, cfg=cfg)
+    return cfg_dict | {"method_options": opts}, lambda name: make_method(name, cfg=cfg, **opts.get(name, {}))
 
 
 def load_samples(source=None, progress: bool = True):
-    """All ingested samples of ``source`` (None → the simulated world), ingesting when needed."""
-    from cropmeta.ingest import ingest, load_datasets
+    """Every ingested dataset, ingesting ``source`` first when given or when nothing is stored
+    (None → the simulated world) — the same data ``cropmeta train`` uses."""
+    from cropmeta.train.run import load_samples as train_load_samples
 
-    res = ingest(region=None, source=source, progress=progress)
-    return load_datasets(names=list(res.datasets))
+    return train_load_samples(source, seed=0, progress=progress)

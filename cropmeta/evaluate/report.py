@@ -239,7 +239,7 @@ def _plt():
 
 def _save(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     _plt().close(fig)
     return path
 
@@ -510,3 +510,40 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     atomic_write_text(out / "report.json", json.dumps(_clean_json(body), indent=1, default=_json_default,
                                                       allow_nan=False))
     return files
+
+
+def print_summary(report: dict, console) -> None:
+    """Print a finished comparison with Rich (for the CLI): AUC-ROC and F1 per method and shot count
+    (mean [95 % CI], best in bold), the plain-language summary and where the files are. A benchmark
+    result (``kind == "cropmeta-benchmark"``) prints ours beside the published numbers."""
+    from rich.table import Table
+
+    if report.get("kind") == "cropmeta-benchmark":
+        from cropmeta.evaluate.benchmark import print_table
+
+        print_table(report, console)
+        for p in report.get("summary_text", []):
+            console.print(p)
+        console.print(f"report: {report.get('files', {}).get('benchmark.html', '')}")
+        return
+    shots = [str(k) for k in report["config"]["shots_run"]]
+    tab = Table(title=f"{report['target']['region']} {report['target'].get('crop') or 'crop vs non-crop'}: "
+                      f"mean over {len(report['seeds'])} seed(s) [95 % CI]")
+    tab.add_column("Method")
+    for k in shots:
+        tab.add_column(f"AUC-ROC @ {_shot_label(k)}")
+        tab.add_column(f"F1 @ {_shot_label(k)}")
+    for m in report["config"]["methods"]:
+        row = [label(m)]
+        for k in shots:
+            for met in ("auc_roc", "f1"):
+                s = report["summary"][k][m]["raw"][met]
+                txt = f"{_fmt(s['mean'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]"
+                row.append(f"[bold]{txt}[/]" if m in best_methods(report["summary"][k], met) else txt)
+        tab.add_row(*row)
+    console.print(tab)
+    for p in narrative(report):
+        console.print(p)
+    files = report.get("files", {})
+    if files:
+        console.print(f"report: {files.get('report.html', '')} (also report.md, report.json, PNGs)")

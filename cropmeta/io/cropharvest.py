@@ -153,7 +153,8 @@ def read_cropharvest(root: str | Path, include_test: bool = True,
     if rows:
         ts = {a.shape[0] for a in xs}
         if len(ts) > 1:
-            raise InputError(f"{root / 'features' / 'arrays'}: arrays have different numbers of time steps {sorted(ts)}")
+            raise InputError(f"{root / 'features' / 'arrays'}: arrays have different numbers of time steps "
+                             f"{sorted(ts)}")
         t = ts.pop()
         df = pd.DataFrame(rows)
         is_crop = df["is_crop"].fillna(-1).astype(int).clip(-1, 1)

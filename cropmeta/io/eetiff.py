@@ -11,6 +11,7 @@ from :func:`cropmeta.schema.raw_band_names`.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,13 +163,38 @@ def _resolve_start(path: Path, start_date) -> _dt.date | None:
     return parsed.start if parsed else None
 
 
+class _GdalWarnings(logging.Handler):
+    """Collects the GDAL warnings rasterio logs while a file is opened (GDAL reports a cut-off
+    TIFF tag, e.g. the band descriptions of a truncated file, only as a warning)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+_DAMAGE = re.compile(r"IO error|Read error|Failed to read|truncat|Cannot read", re.IGNORECASE)
+
+
 def _open(path: Path):
     if not path.exists():
         raise InputError(f"{path}: file not found")
+    log = logging.getLogger("rasterio._env")
+    catcher = _GdalWarnings()
+    log.addHandler(catcher)
     try:
-        return rasterio.open(path)
+        src = rasterio.open(path)
     except RasterioError as e:
         raise InputError(f"{path}: not a readable GeoTIFF (corrupt or truncated?): {e}") from e
+    finally:
+        log.removeHandler(catcher)
+    damage = [m for m in catcher.messages if _DAMAGE.search(m)]
+    if damage:
+        src.close()
+        raise InputError(f"{path}: corrupt or truncated GeoTIFF (GDAL: {damage[0]})")
+    return src
 
 
 def _check_descriptions(path: Path, descriptions, t: int) -> None:
@@ -197,13 +223,15 @@ def ee_tiff_info(path: str | Path, start_date=None, check_descriptions: bool = T
 
 
 def read_ee_raw(path: str | Path, window: Window | None = None, check_descriptions: bool = True,
-                bands: list[int] | None = None) -> tuple[np.ndarray, EETiffInfo]:
+                bands: list[int] | None = None, info: EETiffInfo | None = None) -> tuple[np.ndarray, EETiffInfo]:
     """Raw values ``[count, H, W]`` float64 (nodata → NaN) of a validated export, plus its header.
 
     ``bands``: 1-based raster band indexes to read (default: all). ``window``: a rasterio window.
+    ``info``: the header from :func:`ee_tiff_info` when already validated (skips re-validation).
     """
     path = Path(path)
-    info = ee_tiff_info(path, check_descriptions=check_descriptions)
+    if info is None:
+        info = ee_tiff_info(path, check_descriptions=check_descriptions)
     with _open(path) as src:
         try:
             data = src.read(indexes=bands, window=window, out_dtype="float64")
@@ -220,12 +248,13 @@ def split_raw(data: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
     return data[:n_dyn].reshape((t, RAW_PER_STEP) + data.shape[1:]), data[n_dyn:]
 
 
-def tile_slope_mean(path: str | Path, check_descriptions: bool = True) -> float:
+def tile_slope_mean(path: str | Path, check_descriptions: bool = True, info: EETiffInfo | None = None) -> float:
     """Mean of the tile's ``slope`` band over its valid pixels (NaN when none): the fill value for
     pixels whose slope is missing (SRTM slope is NaN on a tile's 1-px border)."""
     path = Path(path)
-    info = ee_tiff_info(path, check_descriptions=check_descriptions)
-    slope, _ = read_ee_raw(path, bands=[n_raw_bands(info.t)], check_descriptions=False)
+    if info is None:
+        info = ee_tiff_info(path, check_descriptions=check_descriptions)
+    slope, _ = read_ee_raw(path, bands=[n_raw_bands(info.t)], info=info)
     return float(np.nanmean(slope)) if np.isfinite(slope).any() else float("nan")
 
 
@@ -258,7 +287,7 @@ def read_ee_tiff(path: str | Path, start_date=None, window: Window | None = None
     h, w = data.shape[1:]
     canon = canonical_from_raw(np.moveaxis(dynamic, (0, 1), (2, 3)), np.moveaxis(static, 0, 2))  # [h,w,T,18]
     if fill:
-        slope_fill = tile_slope_mean(path, check_descriptions=False)
+        slope_fill = tile_slope_mean(path, info=info)
         flat = fill_missing(canon.reshape(h * w, t, len(BANDS)), source=str(path), slope_fill=slope_fill)
         canon = flat.reshape(h, w, t, len(BANDS))
     values = np.ascontiguousarray(np.moveaxis(canon, (2, 3), (0, 1)))  # [T,18,h,w]

@@ -21,7 +21,9 @@ import pandas as pd
 import rasterio.features
 import rasterio.windows
 from pyproj import Transformer
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
+from shapely.geometry import box
 
 from cropmeta.errors import DataError, InputError
 from cropmeta.io.eetiff import EETiffInfo, ee_tiff_info, read_ee_raw, split_raw, tile_slope_mean, time_coords
@@ -92,19 +94,36 @@ def locate_points(labels: gpd.GeoDataFrame, infos: list[EETiffInfo], root: Path 
     lon, lat = labels["lon"].to_numpy(float), labels["lat"].to_numpy(float)
     if "tile" in labels.columns and root is not None and n:
         by_path = {info.path.resolve(): i for i, info in enumerate(infos)}
-        named = labels["tile"].map(lambda t: by_path.get((root / str(t)).resolve(), -1) if t else -1).to_numpy()
+        tiles = labels["tile"].astype(object).where(labels["tile"].notna(), None)
+        lookup = {t: (by_path.get((root / str(t)).resolve(), -1) if t else -1) for t in set(tiles)}
+        named = np.array([lookup[t] for t in tiles], dtype=np.int64)
         for i in np.unique(named[named >= 0]):
             m = named == i
             ok, _, _ = points_in_tile(infos[i], lon[m], lat[m])
             idx = np.where(m)[0][ok]
             where[idx] = i
-    for i, info in enumerate(infos):
-        todo = where < 0
-        if not todo.any():
-            break
-        ok, _, _ = points_in_tile(info, lon[todo], lat[todo])
-        where[np.where(todo)[0][ok]] = i
+    todo = np.where(where < 0)[0]
+    if len(todo) and infos:
+        # candidate (point, tile) pairs from the tiles' EPSG:4326 boxes (spatial index), then the exact
+        # pixel test in each tile's own CRS; the first tile (in the given order) holding a point wins
+        boxes = gpd.GeoDataFrame({"tile": np.arange(len(infos))}, geometry=[box(*tile_bounds_4326(i)) for i in infos],
+                                 crs="EPSG:4326")
+        pts = gpd.GeoDataFrame({"row": todo}, geometry=gpd.points_from_xy(lon[todo], lat[todo]), crs="EPSG:4326")
+        pairs = gpd.sjoin(pts, boxes, how="inner", predicate="intersects")[["row", "tile"]]
+        for i, grp in pairs.sort_values(["tile", "row"]).groupby("tile", sort=True):
+            rows = grp["row"].to_numpy()
+            rows = rows[where[rows] < 0]
+            if len(rows):
+                ok, _, _ = points_in_tile(infos[int(i)], lon[rows], lat[rows])
+                where[rows[ok]] = int(i)
     return where
+
+
+def tile_bounds_4326(info: EETiffInfo) -> tuple[float, float, float, float]:
+    """A tile's bounds in EPSG:4326 (densified edges, so reprojected tiles are fully covered)."""
+    if info.crs.to_epsg() == 4326:
+        return info.bounds
+    return tuple(transform_bounds(info.crs, "EPSG:4326", *info.bounds, densify_pts=21))
 
 
 def _read_pixels(info: EETiffInfo, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -113,12 +132,12 @@ def _read_pixels(info: EETiffInfo, rows: np.ndarray, cols: np.ndarray) -> np.nda
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     count = info.t * 17 + 2
     if (r1 - r0) * (c1 - c0) * count * 8 <= MAX_WINDOW_BYTES:
-        data, _ = read_ee_raw(info.path, window=Window(c0, r0, c1 - c0, r1 - r0), check_descriptions=False)
+        data, _ = read_ee_raw(info.path, window=Window(c0, r0, c1 - c0, r1 - r0), info=info)
         return data[:, rows - r0, cols - c0].T
     uniq, inverse = np.unique(np.stack([rows, cols], axis=1), axis=0, return_inverse=True)
     vals = np.empty((len(uniq), count))
     for k, (r, c) in enumerate(uniq):
-        d, _ = read_ee_raw(info.path, window=Window(int(c), int(r), 1, 1), check_descriptions=False)
+        d, _ = read_ee_raw(info.path, window=Window(int(c), int(r), 1, 1), info=info)
         vals[k] = d[:, 0, 0]
     return vals[inverse.ravel()]
 
@@ -127,10 +146,9 @@ def _read_pixels(info: EETiffInfo, rows: np.ndarray, cols: np.ndarray) -> np.nda
 class TileSamples:
     """Samples taken from one tile (before de-duplication), and what was filled."""
 
-    x: np.ndarray  # [n, T, 18] float32
+    x: np.ndarray  # [n, T, 18] float32, gaps filled
     meta: pd.DataFrame
-    missing_per_band: dict[str, int] = field(default_factory=dict)
-    slope_filled: int = 0
+    nan_counts: np.ndarray  # [n, 18] int32: values that were missing (and filled) per sample and band
     label_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # rows of `labels` sampled
 
 
@@ -196,15 +214,15 @@ def sample_tile(info: EETiffInfo, labels: gpd.GeoDataFrame, polygons: str = "cen
         lab, rows, cols = np.where(ok)[0], rows[ok], cols[ok]
     t = info.t
     if len(lab) == 0:
-        return TileSamples(np.zeros((0, t, N_BANDS), np.float32), pd.DataFrame(columns=list(META_COLUMNS)))
+        return TileSamples(np.zeros((0, t, N_BANDS), np.float32), pd.DataFrame(columns=list(META_COLUMNS)),
+                           np.zeros((0, N_BANDS), np.int32))
     lab = np.asarray(lab, dtype=np.int64)
     raw = _read_pixels(info, rows, cols)  # [n, count]
     dynamic, static = split_raw(raw.T, t)  # [T,17,n], [2,n]
     x = canonical_from_raw(np.moveaxis(dynamic, 2, 0), static.T)  # [n,T,18]
-    nan = np.isnan(x)
-    missing = {b: int(nan[..., i].sum()) for i, b in enumerate(BANDS) if nan[..., i].any()}
-    slope_all_nan = int(nan[..., BANDS.index("slope")].all(axis=1).sum())
-    slope_fill = tile_slope_mean(info.path, check_descriptions=False) if slope_all_nan else None
+    nan_counts = np.isnan(x).sum(axis=1).astype(np.int32)  # [n, 18]
+    slope_all_nan = bool((nan_counts[:, BANDS.index("slope")] == t).any())
+    slope_fill = tile_slope_mean(info.path, info=info) if slope_all_nan else None
     x = fill_missing(x, source=str(info.path), slope_fill=slope_fill)
 
     meta = labels.iloc[lab].reset_index(drop=True)
@@ -227,7 +245,7 @@ def sample_tile(info: EETiffInfo, labels: gpd.GeoDataFrame, polygons: str = "cen
     meta["pixel_row"] = rows.astype(np.int32)
     meta["pixel_col"] = cols.astype(np.int32)
     meta["start_date"] = str(np.datetime_as_string(time_coords(info.start, 1)[0], unit="D"))
-    return TileSamples(x, meta, missing, slope_all_nan, np.unique(lab))
+    return TileSamples(x, meta, nan_counts, np.unique(lab))
 
 
 def finalize_meta(meta: pd.DataFrame, region: str | None = None) -> gpd.GeoDataFrame:
@@ -272,6 +290,7 @@ def sample_points(labels: gpd.GeoDataFrame, tiles: Iterable[str | Path], start_d
     if not sampled.any():
         raise no_label_on_raster(labels, infos)
     x = np.concatenate([p.x for p in parts if len(p.x)])
+    nan_counts = np.concatenate([p.nan_counts for p in parts if len(p.x)])
     meta = finalize_meta(pd.concat([p.meta for p in parts if len(p.meta)], ignore_index=True), region)
     samples = SampleSet(x, meta)
     report = {
@@ -279,18 +298,20 @@ def sample_points(labels: gpd.GeoDataFrame, tiles: Iterable[str | Path], start_d
         "samples": int(len(samples)),
         "outside_raster": int((~sampled).sum()),
         "outside_raster_ids": labels.loc[~sampled, "sample_id"].astype(str).head(20).tolist(),
-        "missing_values": merge_missing([p.missing_per_band for p in parts]),
-        "slope_filled_with_tile_mean": int(sum(p.slope_filled for p in parts)),
+        **missing_report(nan_counts, samples.t),
     }
     return samples, report
 
 
-def merge_missing(parts: list[dict[str, int]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for d in parts:
-        for k, v in d.items():
-            out[k] = out.get(k, 0) + int(v)
-    return {b: out[b] for b in BANDS if b in out}
+def missing_report(nan_counts: np.ndarray, t: int) -> dict:
+    """Missing values filled, from per-sample counts ``[n, 18]``: per band, samples with any gap,
+    samples whose slope was all missing (filled with the tile mean)."""
+    per_band = nan_counts.sum(axis=0)
+    return {
+        "missing_values": {b: int(per_band[i]) for i, b in enumerate(BANDS) if per_band[i]},
+        "samples_with_gaps": int((nan_counts.sum(axis=1) > 0).sum()),
+        "slope_filled_with_tile_mean": int((nan_counts[:, BANDS.index("slope")] >= t).sum()) if t else 0,
+    }
 
 
 def check_same_t(infos: list[EETiffInfo]) -> int:

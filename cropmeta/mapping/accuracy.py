@@ -217,8 +217,10 @@ def assess(map_path: str | Path, truth: str | Path, per_class: int | None = None
                     ds.crs, ds.transform, ds.width, ds.height):
                 from rasterio.vrt import WarpedVRT
 
+                # outside the truth's extent: a value that is neither 0 nor 1 (ignored)
+                fill = truth_src.nodata if truth_src.nodata is not None else 255
                 truth_src = WarpedVRT(truth_src, crs=ds.crs, transform=ds.transform, width=ds.width,
-                                      height=ds.height, resampling=rasterio.enums.Resampling.nearest)
+                                      height=ds.height, resampling=rasterio.enums.Resampling.nearest, nodata=fill)
         try:
             for _, win in ds.block_windows(1):
                 prob = ds.read(1, window=win, masked=True)
@@ -235,8 +237,11 @@ def assess(map_path: str | Path, truth: str | Path, per_class: int | None = None
                 if truth_src is None:
                     continue
                 t = truth_src.read(1, window=win, masked=True)
-                tv = valid & ~np.ma.getmaskarray(t)
-                tt = np.asarray(t.filled(-1)).astype(np.int64)
+                tmask = np.ma.getmaskarray(t)
+                tv = valid & ~tmask
+                td = np.ma.getdata(t).astype(np.float64)
+                tt = np.where(tmask | ~np.isfinite(td), -1, np.nan_to_num(td, nan=-1)).astype(np.int64)
+                tt[(td != 0) & (td != 1)] = -1
                 tv &= (tt == 0) | (tt == 1)
                 if not tv.any():
                     continue

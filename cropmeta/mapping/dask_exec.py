@@ -68,7 +68,8 @@ class SerialExecutor:
         try:
             return self._run(jobs, bundle, retries, on_result, failures)
         finally:
-            set_threads(old_threads)
+            if old_threads is not None:
+                set_threads(old_threads)
 
     def _run(self, jobs, bundle, retries, on_result, failures) -> list[Failure]:
         for job in jobs:
@@ -94,15 +95,20 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None, connect_timeout: float = 10.0):
+    def __init__(self, workers: int | None = None, scheduler: str | None = None,
+                 connect_timeout: float | None = None):
         from dask.distributed import Client, LocalCluster
 
         self._cluster = None
         if scheduler:
             if "://" not in scheduler:
                 scheduler = f"tcp://{scheduler}"
+            import dask
+
+            timeout = connect_timeout if connect_timeout is not None else \
+                dask.config.get("distributed.comm.timeouts.connect")
             try:
-                self.client = Client(scheduler, timeout=f"{connect_timeout}s")
+                self.client = Client(scheduler, timeout=timeout, set_as_default=False)
             except (OSError, TimeoutError) as e:
                 raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from e
             except ValueError as e:
@@ -112,7 +118,7 @@ class DaskExecutor:
                 raise InputError(f"--workers must be >= 1, got {workers}")
             self._cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                          dashboard_address=None)
-            self.client = Client(self._cluster)
+            self.client = Client(self._cluster, set_as_default=False)
         self.n_workers = max(1, len(self.client.scheduler_info().get("workers", {})) or int(workers or 1))
 
     def run(self, jobs: list[Job], bundle: Bundle, retries: int,
@@ -121,6 +127,10 @@ class DaskExecutor:
 
         if not jobs:
             return []
+        with self.client.as_current():
+            return self._run(jobs, bundle, retries, on_result, as_completed)
+
+    def _run(self, jobs, bundle, retries, on_result, as_completed) -> list[Failure]:
         fut_bundle = self.client.scatter(bundle, broadcast=True)
         in_flight = max(4, 4 * self.n_workers)
         todo = iter(jobs)

@@ -62,72 +62,66 @@ def _expand_inputs(inputs) -> list:
     return out
 
 
-def find_world(run_dir: Path, world: str | Path | None = None) -> Path:
-    """The simulated world a run was trained on: ``world``, the run's config/metadata, or
-    ``$CROPMETA_HOME/world``."""
+def _run_record(run_dir: Path, predictor) -> dict:
+    """What the run says about its data: ``config.json`` merged under the predictor's metadata."""
+    rec: dict = {}
+    p = run_dir / "config.json"
+    if p.exists():
+        try:
+            rec.update(json.loads(p.read_text()))
+        except ValueError:
+            pass
+    meta = dict(getattr(predictor, "metadata", None) or {})
+    for k in ("task", "seed", "source", "world"):
+        if meta.get(k) is not None:
+            rec[k] = meta[k]
+    if "task" not in rec and isinstance(rec.get("target"), dict):
+        rec["task"] = rec["target"]
+    return rec
+
+
+def find_world(run_dir: Path, predictor=None, world: str | Path | None = None) -> Path:
+    """The simulated world a run was trained on: ``world``; the run's ``source`` when it is a world;
+    else the cached world of the run's seed (``$CROPMETA_HOME/worlds/seed-<seed>``)."""
     from cropmeta.io.store import workspace_home
 
+    rec = _run_record(run_dir, predictor)
     candidates: list[Path] = []
     if world is not None:
         candidates.append(Path(world))
-    for name in ("config.json", "model.json"):
-        p = run_dir / name
-        if p.exists():
-            try:
-                d = json.loads(p.read_text())
-            except ValueError:
-                continue
-            for holder in (d, d.get("info") or {}, d.get("data") or {}):
-                for key in ("world", "world_dir", "sim_world"):
-                    if isinstance(holder, dict) and holder.get(key):
-                        candidates.append(Path(holder[key]))
-    candidates += [workspace_home() / "world", workspace_home() / "sim-world"]
+    for key in ("world", "source"):
+        if isinstance(rec.get(key), str) and rec[key]:
+            candidates.append(Path(rec[key]))
+    seed = rec.get("seed")
+    candidates.append(workspace_home() / "worlds" / f"seed-{int(seed) if isinstance(seed, int) else 0}")
     for c in candidates:
         if (c / "world.json").exists():
             return c
     raise InputError(
         f"{run_dir}: no map inputs given and no simulated world found (looked in "
-        f"{', '.join(str(c) for c in candidates)}); pass --input TILE(S)")
+        f"{', '.join(str(c) for c in candidates)}); pass the input tile(s)")
 
 
-def _run_target(run_dir: Path, predictor) -> str | None:
-    """The run's target region name (e.g. 'kenya'), from its metadata or config."""
-    meta = dict(getattr(predictor, "metadata", None) or {})
-    task = meta.get("task") or {}
-    for holder in (task, meta, meta.get("config") or {}):
-        if isinstance(holder, dict):
-            for key in ("target", "region", "dataset"):
-                if isinstance(holder.get(key), str) and holder[key]:
-                    return holder[key]
-    p = run_dir / "config.json"
-    if p.exists():
-        try:
-            d = json.loads(p.read_text())
-        except ValueError:
-            d = {}
-        for key in ("target", "region", "dataset"):
-            if isinstance(d.get(key), str) and d[key]:
-                return d[key]
-    return None
-
-
-def scene_for_run(run_dir: Path, predictor, world: str | Path | None = None) -> tuple[Path, Path | None, str]:
-    """(scene tif, truth tif or None, target key) of the run's target in the simulated world."""
+def scene_for_run(run_dir: Path, predictor=None, world: str | Path | None = None) -> tuple[Path, Path | None, str]:
+    """(scene tif, truth tif or None, target key) of the run's target in its simulated world: the
+    target with the run's region and crop (crop/non-crop when the run has no crop)."""
     from cropmeta.regions import slugify
 
-    wdir = find_world(run_dir, world)
+    wdir = find_world(run_dir, predictor, world)
     w = json.loads((wdir / "world.json").read_text())
     scenes = w.get("scenes") or {}
-    targets = w.get("targets") or {}
-    target = _run_target(run_dir, predictor)
-    keys = []
-    if target:
-        t = slugify(target)
-        keys = [k for k in scenes if slugify(k) == t]
-        keys += [k for k, v in targets.items() if k in scenes and slugify(str(v.get("region", ""))) == t]
+    task = _run_record(run_dir, predictor).get("task") or {}
+    region = task.get("region") if isinstance(task, dict) else None
+    crop = task.get("crop") if isinstance(task, dict) else None
+    if not region:
+        raise InputError(f"{run_dir}: the run records no target region; pass the input tile(s)")
+    same_region = [k for k, sc in scenes.items()
+                   if slugify(str(sc.get("region") or "")) == slugify(region) or slugify(k) == slugify(region)]
+    exact = [k for k in same_region if (scenes[k].get("crop") or None) == (crop or None)]
+    keys = exact or same_region
     if not keys:
-        raise InputError(f"{run_dir}: cannot tell which simulated scene to map (run target {target!r}; "
-                         f"scenes in {wdir}: {', '.join(scenes) or 'none'}); pass --input TILE(S)")
+        raise InputError(f"{run_dir}: the simulated world {wdir} has no scene of {region!r} "
+                         f"(scenes: {', '.join(scenes) or 'none'}); pass the input tile(s)")
     key = keys[0]
     scene = scenes[key]
     tif = wdir / scene["tif"]
@@ -176,7 +170,7 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
            as_float: bool = False, workers: int | None = None, scheduler: str | None = None, truth=None,
            mosaic: str = "vrt", progress: bool = True, *, world=None, loader: str | None = None,
            batch_size: int = DEFAULT_BATCH, retries: int = 2, quicklook: bool = True,
-           keep_work: bool = False) -> dict[str, Any]:
+           keep_work: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Write the prediction map of ``run_dir``'s model over ``inputs``.
 
     inputs: EE-layout GeoTIFF path(s) or folder(s), netCDF datacube path(s), xarray object(s); None →
@@ -187,6 +181,8 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     cluster of N one-thread workers; ``scheduler``: an existing Dask scheduler address; neither:
     in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json``.
     ``loader``: ``"module:function"`` returning a predictor for ``run_dir`` (default: cropmeta's).
+    ``device``: where inference runs (``cpu``, ``cuda``); ``batch_size``: pixels per model call;
+    ``retries``: attempts after a block fails; ``keep_work``: keep the parts after success.
 
     Returns a summary dict (paths, pixel counts, timings, resumed blocks, accuracy)."""
     t0 = time.perf_counter()
@@ -200,7 +196,7 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     check_writable(out)
 
     # ---- model (once, in the driver: validation + provenance) ------------------------------------
-    predictor = get_predictor(run_dir, loader)
+    predictor = get_predictor(run_dir, loader, device)
     model_t = int(predictor.t)
 
     # ---- inputs ------------------------------------------------------------------------------------
@@ -247,7 +243,7 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
             if roi[ti] is not None and not _window_touches(roi[ti], s, w):
                 continue
             jobs.append(Job(ti, int(w.row_off), int(w.col_off), int(w.height), int(w.width)))
-    model = ModelSpec(str(run_dir.resolve()), loader, threads=1, batch_size=batch_size)
+    model = ModelSpec(str(run_dir.resolve()), loader, threads=1, batch_size=batch_size, device=device)
     tags = model_tags(run_dir, predictor)
     if tags["DATE_RANGE"] == "null":
         dr = _date_range(sources)

@@ -19,7 +19,7 @@ from cropmeta.errors import DataError
 from cropmeta.mapping.model import get_predictor, set_threads
 from cropmeta.mapping.sources import MAX_READ_PIXELS, Source
 
-DEFAULT_BATCH = 4096
+DEFAULT_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class ModelSpec:
     loader: str | None = None
     threads: int = 1
     batch_size: int = DEFAULT_BATCH
+    device: str = "cpu"
 
 
 def predict_samples(predictor, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
@@ -63,8 +64,8 @@ def predict_samples(predictor, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -
 def run_job(job: Job, source: Source, model: ModelSpec, roi_mask: np.ndarray | None = None) -> np.ndarray:
     """Probabilities of one block ``[height, width]`` float32; NaN where the input is missing or the
     pixel lies outside the region (``roi_mask`` False)."""
+    predictor = get_predictor(model.run_dir, model.loader, model.device)
     set_threads(model.threads)
-    predictor = get_predictor(model.run_dir, model.loader)
     out = np.full((job.height, job.width), np.nan, dtype=np.float32)
     if roi_mask is not None and not roi_mask.any():
         return out

@@ -40,26 +40,31 @@ def resolve_loader(spec: str | None) -> Callable[[Path], Any]:
 
 
 def _run_key(run_dir: Path) -> tuple:
-    """Files of the run that identify the model (so a retrained run in place is reloaded)."""
-    parts = []
-    for name in ("model.safetensors", "model.json"):
-        p = run_dir / name
-        if p.exists():
-            st = p.stat()
-            parts.append((name, st.st_size, st.st_mtime_ns))
-    return tuple(parts)
+    """Size and mtime of the run's files (so a run retrained in place is reloaded)."""
+    try:
+        files = sorted(p for p in run_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError:
+        return ()
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
-def get_predictor(run_dir: str | Path, loader: str | None = None):
-    """The run's predictor, loaded once in this process (keyed by run path, loader and model files)."""
+def get_predictor(run_dir: str | Path, loader: str | None = None, device: str = "cpu"):
+    """The run's predictor, loaded once in this process (keyed by run path, loader, device and the
+    run's files) and moved to ``device`` (``cpu``, ``cuda``, ``cuda:N``) when it has ``.to``."""
     run_dir = Path(run_dir)
-    key = (str(run_dir.resolve()), loader or DEFAULT_LOADER, _run_key(run_dir))
+    key = (str(run_dir.resolve()), loader or DEFAULT_LOADER, device, _run_key(run_dir))
     with _LOCK:
         pred = _CACHE.get(key)
         if pred is None:
             if not run_dir.is_dir():
                 raise InputError(f"{run_dir}: run directory not found (train one with `cropmeta train`)")
             pred = resolve_loader(loader)(run_dir)
+            if device != "cpu":
+                if not hasattr(pred, "to"):
+                    raise InputError(f"{run_dir}: this predictor cannot be moved to {device}")
+                from cropmeta.train.trained import resolve_device
+
+                pred.to(resolve_device(device))
             for attr in ("predict_proba", "t"):
                 if not hasattr(pred, attr):
                     raise InputError(f"{run_dir}: loader {loader or DEFAULT_LOADER} returned an object "
@@ -69,10 +74,13 @@ def get_predictor(run_dir: str | Path, loader: str | None = None):
         return pred
 
 
-def set_threads(threads: int) -> int:
-    """Set torch's intra-op threads; returns the previous setting."""
-    import torch
+def set_threads(threads: int) -> int | None:
+    """Set torch's intra-op threads (when torch is in use); returns the previous setting."""
+    import sys
 
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
     old = torch.get_num_threads()
     if old != threads:
         torch.set_num_threads(threads)

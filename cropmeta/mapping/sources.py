@@ -36,9 +36,7 @@ from cropmeta.schema import (
     RAW_PER_STEP,
     canonical_from_raw,
     fill_missing,
-    raw_band_names,
     recompute_ndvi,
-    t_from_raw_band_count,
 )
 
 _SLOPE = BAND_INDEX["slope"]
@@ -215,34 +213,18 @@ class EETiffSource(Source):
         return total / count if count else 0.0
 
 
-def _layout_error(path: str, descriptions: tuple, t: int) -> str | None:
-    """None when the band descriptions are absent or match the EE layout of ``t`` steps."""
-    if not any(descriptions):
-        return None
-    expect = raw_band_names(t)
-    for i, (got, want) in enumerate(zip(descriptions, expect), start=1):
-        if got != want:
-            return f"{path}: band {i} is {got!r}, expected {want!r} (Earth-Engine layout VV, VH, B1 … slope)"
-    return None
-
-
 def open_eetiff(path: str | Path) -> EETiffSource:
-    """Validate an Earth-Engine-layout GeoTIFF's header (band count/names → T, grid, nodata)."""
+    """Validate an Earth-Engine-layout GeoTIFF's header (band count → T, band names, grid, nodata)
+    with the ingestion reader's own checks (:func:`cropmeta.io.eetiff.ee_tiff_info`)."""
+    from cropmeta.io.eetiff import ee_tiff_info
+
     path = str(path)
     if not Path(path).exists():
         raise InputError(f"{path}: map input not found")
-    try:
-        ds = rasterio.open(path)
-    except rasterio.errors.RasterioIOError as e:
-        raise InputError(f"{path}: not a readable GeoTIFF ({e})") from e
-    with ds:
-        t = t_from_raw_band_count(ds.count, source=path)
-        err = _layout_error(path, ds.descriptions, t)
-        if err:
-            raise InputError(err)
-        grid = Grid(ds.width, ds.height, ds.crs.to_wkt() if ds.crs else None, tuple(ds.transform)[:6])
-        nodata = ds.nodata
-    return EETiffSource(name=Path(path).name, grid=grid, t=t, slope_fill=None, nodata=nodata,
+    info = ee_tiff_info(path)
+    grid = Grid(int(info.width), int(info.height), info.crs.to_wkt() if info.crs else None,
+                tuple(info.transform)[:6])
+    return EETiffSource(name=Path(path).name, grid=grid, t=int(info.t), slope_fill=None, nodata=info.nodata,
                         kind="eetiff", ref=path)
 
 

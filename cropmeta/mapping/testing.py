@@ -9,14 +9,16 @@ with the :class:`cropmeta.train.checkpoint.Predictor` interface:
 - ``lstm``: a seeded one-layer torch LSTM (hidden ``hidden``) + linear head on normalised inputs —
   real torch inference (threads, batching) without a training run.
 
-``delay`` (seconds per ``predict_proba`` call) slows the model down so that tests can interrupt
-an export mid-way.
+``delay`` (seconds per ``predict_proba`` call, or the environment variable
+``CROPMETA_TEST_PREDICT_DELAY``, which leaves the model's identity unchanged) slows the model down so
+that tests can interrupt an export mid-way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -64,16 +66,19 @@ class DoublePredictor:
             self._head = torch.nn.Linear(h, 1)
             with torch.no_grad():
                 for p in list(self._lstm.parameters()) + list(self._head.parameters()):
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+                    p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(p.shape[-1]))
+                self._head.weight.mul_(4.0)
             self._lstm.eval()
-            # fixed normalisation: rough scale of each raw band
-            self._scale = torch.tensor([20, 20] + [3000] * 10 + [300, 0.1, 1000, 30, 1.0], dtype=torch.float32)
+            # fixed normalisation: rough centre and spread of each raw band (canonical order)
+            self._center = torch.tensor([-12, -18] + [1000] * 11 + [290, 0.003, 1000, 5, 0.4], dtype=torch.float32)
+            self._scale = torch.tensor([5, 5] + [100] * 11 + [10, 0.003, 500, 3, 0.25], dtype=torch.float32)
         elif spec["kind"] != "ndvi":
             raise ValueError(f"unknown double kind {spec['kind']!r}")
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        if self.spec.get("delay"):
-            time.sleep(float(self.spec["delay"]))
+        delay = float(self.spec.get("delay") or os.environ.get("CROPMETA_TEST_PREDICT_DELAY") or 0)
+        if delay:
+            time.sleep(delay)
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3 or x.shape[1] != self.t or x.shape[2] != N_BANDS:
             raise ValueError(f"expected [N, {self.t}, {N_BANDS}], got {list(x.shape)}")
@@ -82,7 +87,7 @@ class DoublePredictor:
         import torch
 
         with torch.no_grad():
-            xb = torch.from_numpy(x) / self._scale
+            xb = torch.tanh((torch.from_numpy(x) - self._center) / self._scale)
             out, _ = self._lstm(xb)
             return torch.sigmoid(self._head(out[:, -1])).squeeze(-1).double().numpy()
 
@@ -118,6 +123,9 @@ def make_ee_tile(path: str | Path, height: int = 40, width: int = 60, t: int = D
     ndvi = np.asarray(ndvi, dtype=np.float64)
     dyn = rng.normal(1000.0, 100.0, (t, RAW_PER_STEP, height, width)).astype(np.float32)
     b8, b4 = DYNAMIC_BANDS_RAW.index("B8"), DYNAMIC_BANDS_RAW.index("B4")
+    dyn[:, :2] = rng.normal(-12.0, 3.0, (t, 2, height, width))  # VV, VH (dB)
+    dyn[:, RAW_PER_STEP - 2] = rng.normal(295.0, 3.0, (t, height, width))  # temperature_2m (K)
+    dyn[:, RAW_PER_STEP - 1] = np.abs(rng.normal(0.003, 0.002, (t, height, width)))  # precipitation (m)
     dyn[:, b4] = 1000.0
     dyn[:, b8] = (1000.0 * (1 + ndvi) / (1 - ndvi)).astype(np.float32)
     stat = np.stack([rng.normal(1500, 50, (height, width)), rng.uniform(0, 10, (height, width))]).astype(np.float32)
@@ -127,3 +135,27 @@ def make_ee_tile(path: str | Path, height: int = 40, width: int = 60, t: int = D
         stat[:, missing] = np.nan
     x0, y0 = origin
     return write_ee_tiff(path, dyn, stat, from_origin(x0, y0, res, res), crs)
+
+
+def make_timl_run(run_dir: str | Path, t: int = DEFAULT_T, hidden: int = 128, seed: int = 0,
+                  region: str = "Kenya", crop: str | None = "maize") -> Path:
+    """A run directory holding cropmeta's real TIML model (paper architecture, ``hidden`` LSTM units),
+    initialised (not trained) and with normalisation statistics from synthetic samples — for
+    throughput/memory benchmarks: the compute per pixel is exactly a trained model's."""
+    from cropmeta.regions import get_region
+    from cropmeta.schema import Normalizer, crop_group_of, task_info
+    from cropmeta.train import checkpoint as ck
+    from cropmeta.train.config import resolve_config
+    from cropmeta.train.toy import toy_samples
+    from cropmeta.train.trained import TrainedModel, build_model
+
+    cfg = resolve_config("paper", overrides={"hidden": hidden})
+    clf, enc = build_model(cfg, t, "timl", seed=seed)
+    norm = Normalizer.fit(toy_samples(n_per_label=20, n_noncrop=20, t=t, seed=seed).x)
+    lat, lon = get_region(region).centre
+    ti = task_info(lat, lon, crop_group_of(crop))
+    model = TrainedModel("timl", clf, enc, norm, cfg, ti, {"seed": seed})
+    task = {"region": region, "crop": crop, "lat": lat, "lon": lon}
+    ck.save_model(run_dir, model, {"task": task, "seed": seed, "date_range": None, "config": cfg.to_dict()})
+    atomic_write_text(Path(run_dir) / "config.json", json.dumps({**cfg.to_dict(), "target": task, "seed": seed}))
+    return Path(run_dir)

@@ -58,10 +58,13 @@ def bernoulli_mask(shape, p: float, generator: torch.Generator | None, dtype=tor
 
 
 def _mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x [K, M, in] @ w.T`` for ``w`` shaped ``[out, in]`` (shared) or ``[K, out, in]`` (per task)."""
+    """``x [K, M, in] @ w`` for ``w`` shaped ``[in, out]`` (shared) or ``[K, in, out]`` (per task).
+
+    Weights are stored ``[in, out]`` so that neither the product nor its gradients involve a
+    transpose: per-task weight gradients are then contiguous and accumulate at memory speed."""
     if w.dim() == 2:
-        return x @ w.t()
-    return torch.bmm(x, w.transpose(1, 2))
+        return x @ w
+    return torch.bmm(x, w)
 
 
 def _bias(b: torch.Tensor) -> torch.Tensor:
@@ -104,10 +107,10 @@ class TaskLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))  # [in, out]: see _mm
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         bound = 1 / math.sqrt(in_features)
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        nn.init.uniform_(self.weight, -bound, bound)  # = nn.Linear's default (kaiming_uniform a=√5)
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
 
@@ -119,16 +122,16 @@ class TaskLinear(nn.Module):
 
 
 class TaskLSTM(nn.Module):
-    """One LSTM layer, gates ordered (input, forget, cell, output) like ``nn.LSTM``; initialised
-    U(−1/√H, 1/√H) like the paper's unrolled cell. The input projection of all T steps is one
+    """One LSTM layer, gates ordered (input, forget, cell, output) like ``nn.LSTM`` (weights stored
+    transposed, ``[in, 4H]``); initialised U(−1/√H, 1/√H) like the paper's unrolled cell. The input projection of all T steps is one
     matmul; each step then costs one ``[K, N, H] @ [H, 4H]`` matmul. Variational dropout: one mask
     ``[K, N, H]`` multiplies the hidden state fed back at every step."""
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.weight_ih = nn.Parameter(torch.empty(input_size, 4 * hidden_size))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, 4 * hidden_size))
         self.bias = nn.Parameter(torch.empty(4 * hidden_size))
         k = 1 / math.sqrt(hidden_size)
         for p in (self.weight_ih, self.weight_hh, self.bias):
@@ -139,10 +142,13 @@ class TaskLSTM(nn.Module):
         k, n, t, f = x.shape
         hs = self.hidden_size
         gx = (_mm(x.reshape(k, n * t, f), self.weight_ih) + _bias(self.bias)).view(k, n, t, 4 * hs)
+        # unbind over time: its backward is one stack (a per-step select would scatter into a full-size
+        # zero tensor at every step, O(T²) memory traffic)
+        steps = gx.permute(2, 0, 1, 3).unbind(0)
         h = x.new_zeros(k, n, hs)
         c = x.new_zeros(k, n, hs)
         for step in range(t):
-            g = gx[:, :, step] + _mm(h, self.weight_hh)
+            g = steps[step] + _mm(h, self.weight_hh)
             i, fg, cc, o = g.chunk(4, dim=-1)
             c = torch.sigmoid(fg) * c + torch.sigmoid(i) * torch.tanh(cc)
             h = torch.sigmoid(o) * torch.tanh(c)

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from cropmeta.errors import InputError
-from cropmeta.regions import data_dir, get_region
+from cropmeta.regions import data_dir
 from cropmeta.schema import CROP_TO_GROUP, DEFAULT_T
 
 PARAM_FILES = ("world.toml", "regions.toml", "covers.toml")
@@ -135,6 +135,8 @@ def _load_params(directory: str) -> SimParams:
         r = dict(r)
         name = r.pop("name", key)
         where = f"{d / 'regions.toml'} [{key}]"
+        from cropmeta.sim.world import get_region
+
         try:
             get_region(name)
         except InputError as e:

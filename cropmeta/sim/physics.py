@@ -113,7 +113,7 @@ def simulate_climate(p, region: dict, lat: np.ndarray, elev: np.ndarray, start_d
     rain += max(0.0, 1.0 - share_sum) * annual_m / DAYS
     # temperature
     alat = np.abs(lat)
-    amp = (c["amp_base"] + c["amp_lat_coef"] * alat) * region.get("continentality", 1.0)
+    amp = (c["amp_base"] + c["amp_lat2_coef"] * alat**2) * region.get("continentality", 1.0)
     peak = np.where(lat >= 0, c["peak_doy_north"], c["peak_doy_south"])
     mean_c = (c["t_equator_c"] - c["t_lat_coef"] * lat**2 - c["lapse_k_per_km"] * elev / 1000.0
               + region.get("t_offset", 0.0))
@@ -123,11 +123,11 @@ def simulate_climate(p, region: dict, lat: np.ndarray, elev: np.ndarray, start_d
               - cool[:, None] * (rn - rn.mean(axis=1, keepdims=True)))
     temp_k = temp_c + 273.15
     sm_d = 1.0 - np.exp(-_trailing_mean(rain, 30) / c["soil_moisture_ref"])
-    moist = _trailing_mean(sm_d, 45)
+    moist = _trailing_mean(sm_d, 20)
     tf = np.clip((temp_c - 3.0) / 10.0, 0.0, 1.0)
     gdd = {}
     for b in sorted(set(bases)):
-        g = np.maximum(temp_c - b, 0.0)
+        g = np.clip(np.minimum(temp_c, 30.0) - b, 0.0, None)
         gdd[b] = np.concatenate([np.zeros((n, 1)), np.cumsum(np.concatenate([g, g], axis=1), axis=1)],
                                 axis=1)
     rain_m = _monthly(rain, start_doy, t) * rng.lognormal(0.0, c["rain_month_cv"], (n, t))
@@ -331,26 +331,24 @@ def sentinel1(p, region: dict, px: dict, rng: np.random.Generator) -> tuple[np.n
     shape = vv.shape
     off = px["angle"][:, None]
     vv_db = 10 * np.log10(vv) + off + rng.normal(0, diff["s1_speckle"], shape)
-    vh_db = 10 * np.log10(vh) + off + rng.normal(0, diff["s1_speckle"], shape)
+    vh_db = 10 * np.log10(vh) + off + rng.normal(0, diff["s1_speckle"] * s["vh_noise"], shape)
     return vv_db.astype(np.float32), vh_db.astype(np.float32)
 
 
 def edge_mix(r: np.ndarray, field: np.ndarray, w: float = 0.4) -> np.ndarray:
     """Mixed pixels at field borders: ``[n, T, B, S, S]`` reflectance, ``[n, S, S]`` field ids.
     Border pixels take ``w`` of their 3x3 neighbourhood mean (10 m pixels straddle boundaries)."""
-    pad = np.pad(r, [(0, 0)] * 3 + [(1, 1), (1, 1)], mode="edge")
-    S1, S2 = r.shape[-2:]
-    acc = np.zeros_like(r)
-    for dy in range(3):
-        for dx in range(3):
-            acc += pad[..., dy:dy + S1, dx:dx + S2]
-    mean = acc / 9.0
+    p = np.concatenate([r[..., :1, :], r, r[..., -1:, :]], axis=-2)
+    v = p[..., :-2, :] + p[..., 1:-1, :] + p[..., 2:, :]
+    p = np.concatenate([v[..., :1], v, v[..., -1:]], axis=-1)
+    box = (p[..., :-2] + p[..., 1:-1] + p[..., 2:]) * np.float32(1.0 / 9.0)
     fp = np.pad(field, [(0, 0), (1, 1), (1, 1)], mode="edge")
+    S1, S2 = field.shape[-2:]
     border = np.zeros(field.shape, dtype=bool)
     for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
         border |= fp[:, dy:dy + S1, dx:dx + S2] != field
     b = border[:, None, None]
-    return np.where(b, (1 - w) * r + w * mean, r)
+    return np.where(b, np.float32(1 - w) * r + np.float32(w) * box, r)
 
 
 def smooth_noise(rng: np.random.Generator, shape_lead: tuple, S: int, terms: int = 3,
@@ -368,8 +366,8 @@ def smooth_noise(rng: np.random.Generator, shape_lead: tuple, S: int, terms: int
     return out / np.sqrt(terms / 2.0)
 
 
-def sentinel2_toa(p, region: dict, surf: np.ndarray, cloud_tile: np.ndarray, wet: np.ndarray,
-                  rng: np.random.Generator) -> np.ndarray:
+def sentinel2_toa(p, region: dict, surf: np.ndarray, cloud_tile: np.ndarray, gap_tile: np.ndarray,
+                  wet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Level-1C DN ``[n, T, 13, S, S]`` (B1..B12) from surface reflectance ``[n, T, 10, S, S]``:
     residual cloud of the monthly composite (smooth in space), path radiance, derived B1/B9/B10,
     sensor noise, NaN where a month had no clear observation (at most a third of the steps)."""
@@ -384,8 +382,8 @@ def sentinel2_toa(p, region: dict, surf: np.ndarray, cloud_tile: np.ndarray, wet
     r = (1 - cb) * surf + cb * (sp["cloud"][None, None, :, None, None])
     toa = r + aer * sp["path"][None, None, :, None, None]
     # sensor / compositing noise: a common factor per pixel-step and a band-specific part
-    z = rng.normal(0, 1, (n, t, 1, S, S)).astype(np.float32)
-    zb = rng.normal(0, 1, toa.shape).astype(np.float32)
+    z = rng.standard_normal((n, t, 1, S, S), dtype=np.float32)
+    zb = rng.standard_normal(toa.shape, dtype=np.float32)
     toa = toa * (1 + diff["s2_noise"] * (0.7 * z + 0.3 * zb))
     b2, b8a = r[:, :, 0], r[:, :, 7]
     b1 = s2["b1_from_b2"] * b2 + s2["b1_path"] * aer[:, :, 0]
@@ -396,9 +394,10 @@ def sentinel2_toa(p, region: dict, surf: np.ndarray, cloud_tile: np.ndarray, wet
     b9 = b9 * (1 + diff["s2_noise"] * z[:, :, 0])
     out = np.concatenate([b1[:, :, None], toa[:, :, :8], b9[:, :, None], b10[:, :, None], toa[:, :, 8:]], axis=2)
     out = np.clip(np.round(out), 0, 15000).astype(np.float32)
-    # gaps: the cloudiest steps of a pixel above the threshold have no clear observation
-    rank = np.argsort(np.argsort(-c, axis=1), axis=1)  # 0 = cloudiest step of that pixel
-    gap = (c > s2["gap_threshold"]) & (rank < max(1, t // 3))
+    # gaps: in a tile-month without a clear observation, the cloudier part of the tile is NaN;
+    # a pixel keeps at least two thirds of its steps
+    gap = gap_tile[:, :, None, None] & (pattern > -0.2)
+    gap &= np.cumsum(gap, axis=1) <= max(1, t // 3)
     out[np.broadcast_to(gap[:, :, None], out.shape)] = np.nan
     return out
 
@@ -424,10 +423,11 @@ def terrain(p, region: dict, rng_region: np.random.Generator, rng: np.random.Gen
     for k in range(terms):
         big += np.sin(2 * np.pi * (np.cos(ang[k]) * lon + np.sin(ang[k]) * lat) / lam[k] + ph[k])
     big = mean + relief * big / np.sqrt(terms / 2.0)
-    bump_amp = p.terrain["tile_bumps_m"] * (0.5 + relief / 300.0)
-    micro = bump_amp * smooth_noise(rng, (n,), S, terms=3, wavelength=(6.0, 16.0))
-    z = np.maximum(big + micro, -50.0)
+    bump_amp = p.terrain["tile_bumps_m"] * (0.3 + relief / 150.0)
+    micro = bump_amp * smooth_noise(rng, (n,), S, terms=3, wavelength=(8.0, 24.0))
+    z = np.maximum(big + micro, 0.0)
     gy, gx = np.gradient(z, axis=(1, 2))
     slope = np.degrees(np.arctan(np.hypot(gx, gy) / 10.0))  # 10 m pixels
     slope[:, 0, :] = slope[:, -1, :] = slope[:, :, 0] = slope[:, :, -1] = np.nan
+    slope = np.round(slope * 256) / 256
     return np.round(z).astype(np.float32), slope.astype(np.float32)

@@ -255,9 +255,9 @@ def render(p: SimParams, region: dict, layout: Layout, clim: physics.Climate, el
     surf = physics.edge_mix(surf, layout.field)
     s2 = p.s2
     mu = np.clip((s2["cloud_base"] + s2["cloud_rain"] * clim.wet_m) * diff["cloud"], 0.005, 0.9)
-    k = 6.0
-    cloud_tile = rng.beta(mu * k, (1 - mu) * k).astype(np.float32)
-    toa = physics.sentinel2_toa(p, region, surf, cloud_tile, clim.wet_m.astype(np.float32), rng)  # [n,T,13,S,S]
+    cloud_tile = rng.beta(mu * 4.0, (1 - mu) * 4.0).astype(np.float32)
+    gap_tile = rng.uniform(size=mu.shape) < (s2["gap_base"] + s2["gap_rain"] * clim.wet_m) * diff["cloud"]
+    toa = physics.sentinel2_toa(p, region, surf, cloud_tile, gap_tile, clim.wet_m.astype(np.float32), rng)
     del surf
     vv, vh = physics.sentinel1(p, region, px, rng)
     vv = vv.reshape(n, S, S, t).transpose(0, 3, 1, 2)
@@ -265,6 +265,8 @@ def render(p: SimParams, region: dict, layout: Layout, clim: physics.Climate, el
     ones = np.ones((1, 1, S, S), dtype=np.float32)
     temp = clim.temp_m.astype(np.float32)[:, :, None, None] * ones
     rain = np.maximum(clim.rain_m, 0).astype(np.float32)[:, :, None, None] * ones
+    # radar dB on a 1/64 dB grid (far below the speckle; exact in float32, so the files compress)
+    vv, vh = np.round(vv * 64) / 64, np.round(vh * 64) / 64
     dynamic = np.concatenate([vv[:, :, None], vh[:, :, None], toa, temp[:, :, None], rain[:, :, None]], axis=2)
     assert dynamic.shape[2] == len(DYNAMIC_BANDS_RAW)
     static = np.stack([elev, slope], axis=1).astype(np.float32)

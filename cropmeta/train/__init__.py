@@ -9,18 +9,35 @@ The reusable API (also what ``cropmeta compare`` builds on)::
     predict_proba(model, x, task_info=None) -> np.ndarray [N]
     train(region, crop=None, source=None, preset="quick", seed=0, out=None, resume=False, ...) -> dict
     load_predictor(run_dir) -> Predictor;  save_temperature(run_dir, T)
+
+Names are imported lazily (``from cropmeta.train import train`` loads only what it needs), so a
+process that only loads a predictor does not import learn2learn or the ingestion stack.
 """
 
-from cropmeta.train.checkpoint import Predictor, load_model, load_predictor, save_model, save_temperature
-from cropmeta.train.config import LEARNERS, PRESETS, TrainConfig, load_config_file, resolve_config
-from cropmeta.train.finetune import finetune
-from cropmeta.train.maml import fit_normalizer, meta_train
-from cropmeta.train.pretrain import pretrain
-from cropmeta.train.run import load_samples, train
-from cropmeta.train.trained import TrainedModel, from_scratch, predict_proba, resolve_device
+from __future__ import annotations
 
-__all__ = [
-    "LEARNERS", "PRESETS", "Predictor", "TrainConfig", "TrainedModel", "finetune", "fit_normalizer",
-    "from_scratch", "load_config_file", "load_model", "load_predictor", "load_samples", "meta_train",
-    "predict_proba", "pretrain", "resolve_config", "resolve_device", "save_model", "save_temperature", "train",
-]
+import importlib
+
+_EXPORTS = {
+    "Predictor": "checkpoint", "load_model": "checkpoint", "load_predictor": "checkpoint",
+    "save_model": "checkpoint", "save_temperature": "checkpoint",
+    "LEARNERS": "config", "PRESETS": "config", "TrainConfig": "config", "load_config_file": "config",
+    "resolve_config": "config",
+    "finetune": "finetune",
+    "fit_normalizer": "maml", "meta_train": "maml",
+    "pretrain": "pretrain",
+    "load_samples": "run", "train": "run",
+    "TrainedModel": "trained", "from_scratch": "trained", "predict_proba": "trained", "resolve_device": "trained",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"cropmeta.train.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'cropmeta.train' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -119,6 +120,11 @@ def _entry(rank: int, fn, world_size: int, port: int, backend: str, threads: int
         fn(DistContext(rank, world_size, backend), *args, **kwargs)
     finally:
         tdist.destroy_process_group()
+    # success: leave at once. torch's interpreter shutdown takes seconds and nothing is left to
+    # clean up (the process group is gone, results are on disk); errors above still propagate.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def spawn(fn, nprocs: int, args: tuple = (), kwargs: dict | None = None, backend: str = "gloo",

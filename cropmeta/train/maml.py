@@ -43,9 +43,11 @@ from cropmeta.train.config import LEARNERS, TrainConfig, resolve_config
 from cropmeta.train.distributed import SINGLE, DistContext
 from cropmeta.train.trained import TrainedModel, build_model, resolve_device, torch_dtype
 
-__all__ = ["meta_train", "fit_normalizer", "TaskBank", "MetaStep", "batch_auc", "meta_gradient_step"]
+__all__ = ["meta_train", "meta_train_worker", "META_DIR", "fit_normalizer", "TaskBank", "MetaStep", "batch_auc", "meta_gradient_step"]
 
 VAL_SEED_OFFSET = 1_000_003
+#: sub-directory of a work/run directory holding the meta-trained (not fine-tuned) model
+META_DIR = "meta"
 
 
 def fit_normalizer(samples: SampleSet) -> Normalizer:
@@ -379,6 +381,16 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
             "train_tasks": train_ids, "val_tasks": val_ids, "removed_tasks": list(state["removed"]),
             "target": target.to_dict() if target is not None else None, "world_size": dist.world_size}
     return TrainedModel(learner, clf, enc, normalizer, cfg, None, info)
+
+
+def meta_train_worker(ctx: DistContext, samples: SampleSet, target: Task | None, cfg: TrainConfig, seed: int,
+                      workdir: str, resume: bool = False, progress: bool = False) -> None:
+    """One rank of a multi-process run (:func:`cropmeta.train.distributed.spawn`): meta-train its
+    share of every meta-batch; rank 0 saves the meta-trained model in ``workdir/meta``."""
+    model = meta_train(samples, target, cfg, seed=seed, workdir=workdir, resume=resume,
+                       progress=progress and ctx.is_main, dist=ctx)
+    if ctx.is_main:
+        ck.save_model(Path(workdir) / META_DIR, model)
 
 
 def _to(masks: dict | None, device, dtype) -> dict | None:

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cropmeta.errors import InputError
 from cropmeta.io.atomic import atomic_write_text
@@ -31,16 +30,16 @@ from cropmeta.metrics import binary_metrics
 from cropmeta.regions import slugify
 from cropmeta.tasks import Task, resolve_target, target_data
 from cropmeta.train import checkpoint as ck
-from cropmeta.train.config import TrainConfig, resolve_config
-from cropmeta.train.distributed import SINGLE, DistContext, backend_for, from_env, spawn
+from cropmeta.train.config import resolve_config
+from cropmeta.train.distributed import SINGLE, backend_for, from_env, spawn
 from cropmeta.train.finetune import finetune
-from cropmeta.train.maml import meta_train
+from cropmeta.train.maml import META_DIR, meta_train, meta_train_worker
 from cropmeta.train.trained import TrainedModel, predict_proba, resolve_device
 
 __all__ = ["train", "load_samples", "default_run_dir", "METRIC_ORDER"]
 
 METRIC_ORDER = ["auc_roc", "f1", "precision", "recall", "accuracy", "iou", "kappa", "brier", "ece"]
-META_PREFIX = "meta"
+
 
 
 def load_samples(source=None, seed: int = 0, progress: bool = False) -> SampleSet:
@@ -104,14 +103,14 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     t0 = time.perf_counter()
     if nprocs > 1:
         backend = backend_for(resolve_device(cfg.device))
-        spawn(_meta_worker, nprocs, args=(samples, task, cfg, seed, str(run_dir), resume, bool(progress)),
+        spawn(meta_train_worker, nprocs, args=(samples, task, cfg, seed, str(run_dir), resume, bool(progress)),
               backend=backend, threads=cfg.threads or 1)
-        meta_model, _ = ck.load_model(run_dir / META_PREFIX)
+        meta_model, _ = ck.load_model(run_dir / META_DIR)
     else:
         meta_model = meta_train(samples, task, cfg, seed=seed, workdir=run_dir, resume=resume,
                                 progress=progress if dist.is_main else False, dist=dist)
         if dist.is_main:
-            ck.save_model(run_dir / META_PREFIX, meta_model)
+            ck.save_model(run_dir / META_DIR, meta_model)
     t_meta = time.perf_counter() - t0
     if not dist.is_main:
         return {}
@@ -174,20 +173,9 @@ def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
     atomic_write_text(cfg_path, json.dumps(run_config, indent=2, default=_nan_safe))
 
 
-def _meta_worker(ctx: DistContext, samples, task, cfg: TrainConfig, seed: int, run_dir: str, resume: bool,
-                 progress: bool) -> None:
-    """One rank of ``--nprocs N``: meta-train its share; rank 0 saves the meta-trained weights."""
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    model = meta_train(samples, task, cfg, seed=seed, workdir=run_dir, resume=resume,
-                       progress=progress and ctx.is_main, dist=ctx)
-    if ctx.is_main:
-        ck.save_model(Path(run_dir) / META_PREFIX, model)
-
-
 def load_meta_model(run_dir: str | Path) -> TrainedModel:
     """The meta-trained (not fine-tuned) weights of a run directory."""
-    return ck.load_model(Path(run_dir) / META_PREFIX)[0]
+    return ck.load_model(Path(run_dir) / META_DIR)[0]
 
 
 def _main(argv=None) -> None:
