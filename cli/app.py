@@ -80,6 +80,15 @@ def ingest(
     labels: Optional[Path] = typer.Option(None, help="label file (GeoJSON/GPKG/SHP/GeoParquet/CSV)"),
     class_column: Optional[str] = typer.Option(None, help="label column holding the class"),
     crop_values: Optional[str] = typer.Option(None, help="comma-separated class values that mean crop"),
+    crop_type_column: Optional[str] = typer.Option(None, help="label column holding the crop type (e.g. Crop1)"),
+    id_column: Optional[str] = typer.Option(None, help="label column with unique ids"),
+    layer: Optional[str] = typer.Option(None, help="layer of a multi-layer file (GeoPackage)"),
+    lat_column: Optional[str] = typer.Option(None, help="CSV latitude column (default lat)"),
+    lon_column: Optional[str] = typer.Option(None, help="CSV longitude column (default lon)"),
+    crs: Optional[str] = typer.Option(None, help="CRS of a label file that has none (e.g. EPSG:32636)"),
+    polygons: Optional[str] = typer.Option(None, help="centroid (default) | pixels: every pixel inside a polygon"),
+    start_date: Optional[str] = typer.Option(None, help="first time step (YYYY-MM-DD) when file names carry no dates"),
+    allow_failed: bool = typer.Option(False, help="skip unreadable tiles (reported) instead of stopping"),
     seed: int = typer.Option(0, help="simulated world seed (with --source sim)"),
     out: Optional[Path] = typer.Option(None, help="workspace (default $CROPMETA_HOME or ./cropmeta-data)"),
 ) -> None:
@@ -88,9 +97,13 @@ def ingest(
     from cropmeta.regions import resolve_region
 
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
-    label_options = {k: v for k, v in {"class_column": class_column, "crop_values": _csv(crop_values)}.items() if v}
+    opts = {"class_column": class_column, "crop_values": _csv(crop_values), "crop_type_column": crop_type_column,
+            "id_column": id_column, "layer": layer, "lat_column": lat_column, "lon_column": lon_column, "crs": crs,
+            "polygons": polygons}
+    label_options = {k: v for k, v in opts.items() if v is not None}
     result = run_ingest(region=reg, source=source, labels=labels, seed=seed, home=out,
-                        label_options=label_options or None, progress=True)
+                        label_options=label_options or None, progress=True, start_date=start_date,
+                        allow_failed=allow_failed)
     for name, path in result.datasets.items():
         console.print(f"[green]dataset[/] {name}: {path}")
     summary = result.report.get("summary", {}) if isinstance(result.report, dict) else {}

@@ -250,6 +250,7 @@ def _summary(datasets: dict[str, dict], top: dict) -> dict:
     for k in ("labels_outside_region", "labels_outside_all_regions"):
         if k in top:
             s[k] = top[k]
+    s["regions_skipped"] = len(top.get("regions_skipped", {}))
     s["outside_raster"] = sum(r.get("outside_raster", 0) for r in datasets.values())
     s["tiles_complete"] = top.get("tiles", {}).get("complete", 0)
     s["tiles_cached"] = top.get("tiles", {}).get("cached", 0)
@@ -388,29 +389,30 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
         parts, tile_counts, infos, failed_rows = _sample_tiles(lab, src, root, home, polygons, start_date,
                                                                allow_failed, progress)
         top["tiles"] = {k: v for k, v in tile_counts.items()}
-        failed_paths = set(tile_counts["failed_files"])
         groups = {}
+        sampled = np.zeros(len(lab), dtype=bool)
+        for part in parts.values():
+            sampled[part.label_rows] = True
         for name in sorted(set(lab["region"])):
             in_region = (lab["region"] == name).to_numpy()
             xs, metas, nans = [], [], []
-            sampled = np.zeros(len(lab), dtype=bool)
             for part in parts.values():
                 sel = (part.meta["region"].astype(object).to_numpy() == name)
                 if sel.any():
                     xs.append(part.x[sel])
                     metas.append(part.meta[sel])
                     nans.append(part.nan_counts[sel])
-                sampled[part.label_rows] = True
             n_labels = int(in_region.sum())
             got = sampled & in_region
             if not xs:
-                reg_lab = lab[in_region]
-                if tile_counts["failed"]:  # only reached with allow_failed: skip the region, report it
-                    top.setdefault("regions_skipped", {})[name] = (
-                        f"no samples; {tile_counts['failed']} tile(s) failed and none of the others holds its labels")
-                    continue
-                err = no_label_on_raster(reg_lab, infos)
-                raise DataError(f"region {name!r}: {err}")
+                err = f"region {name!r}: {no_label_on_raster(lab[in_region], infos)}"
+                if tile_counts["failed"]:
+                    err += f" ({tile_counts['failed']} tile(s) failed)"
+                if region is not None and not tile_counts["failed"]:
+                    raise DataError(err)
+                # several regions (or failed tiles skipped on request): skip this one, report it
+                top.setdefault("regions_skipped", {})[name] = err
+                continue
             meta = pd.concat(metas, ignore_index=True)
             keep, dup = _dedupe(meta)
             x = np.concatenate(xs)[keep]
@@ -428,7 +430,10 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
             })
 
     if not groups:
-        raise DataError(f"{src}: no region has samples to write ({json.dumps(top.get('regions_skipped', {}))})")
+        skipped = top.get("regions_skipped", {})
+        first = next(iter(skipped.values()), "")
+        raise DataError(f"{src}: no region has samples to write; {first}"
+                        + (f" (and {len(skipped) - 1} more region(s))" if len(skipped) > 1 else ""))
     # every region sampled: now write, each dataset atomically
     result = IngestResult(report=top)
     reports = {}

@@ -263,7 +263,7 @@ CROP_GROUPS = [
 ]
 #: crop type (lower case) → crop group, for the crops cropmeta's simulator and label files use
 CROP_TO_GROUP = {
-    "maize": "cereals", "wheat": "cereals", "rice": "cereals", "sorghum": "cereals", "millet": "cereals",
+    "maize": "cereals", "corn": "cereals", "wheat": "cereals", "rice": "cereals", "sorghum": "cereals", "millet": "cereals",
     "barley": "cereals", "teff": "cereals",
     "tomato": "vegetables_melons", "cabbage": "vegetables_melons", "onion": "vegetables_melons",
     "banana": "fruits_nuts", "mango": "fruits_nuts", "citrus": "fruits_nuts", "cashew": "fruits_nuts",
@@ -273,7 +273,9 @@ CROP_TO_GROUP = {
     "coffee": "beverage_spice", "cocoa": "beverage_spice", "tea": "beverage_spice",
     "bean": "leguminous", "chickpea": "leguminous", "cowpea": "leguminous", "lentil": "leguminous",
     "sugarcane": "sugar", "sugar_beet": "sugar",
-    "cotton": "other", "tobacco": "other", "fallowland": "other", "hay": "other",
+    "cotton": "other", "tobacco": "other", "fallowland": "other", "hay": "other", "brachiaria": "other",
+    # non-crop covers that label files name as classes
+    "pasture": "non_crop", "cerrado": "non_crop", "forest": "non_crop", "grassland": "non_crop",
 }
 #: task information vector: region centre on the unit sphere (x, y, z) + crop-group one-hot
 TASK_INFO_DIM = 3 + len(CROP_GROUPS)  # 13

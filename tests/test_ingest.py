@@ -13,7 +13,7 @@ import pytest
 from shapely.geometry import Point, box
 
 from _fixtures_io import make_world, pixel_centre, tiny_tile
-from cropmeta.errors import InputError
+from cropmeta.errors import DataError, InputError
 from cropmeta.ingest import ingest, list_datasets, load_datasets
 from cropmeta.io.eetiff import read_ee_tiff
 from cropmeta.io.sampling import sample_points
@@ -72,9 +72,14 @@ def test_region_filter_and_rerun_is_idempotent(world, tmp_path):
     home = tmp_path / "home"
     r1 = ingest(region=get_region("kenya"), home=home, progress=False)
     assert list(r1.datasets) == ["kenya"] and r1.report["labels_outside_region"] == 16
-    r2 = ingest(region=get_region("kenya"), home=home, progress=False)
+    arrays = r1.datasets["kenya"] / "arrays.nc"
+    stamp = arrays.stat().st_mtime_ns
+    r2 = ingest(region="Kenya", home=home, progress=False)
     assert r2.report["tiles"]["cached"] == 1 and r2.report["tiles"]["complete"] == 0
     assert r2.report["datasets"]["kenya"]["data_hash"] == r1.report["datasets"]["kenya"]["data_hash"]
+    # same content: the store is not rewritten, only its report refreshed
+    assert r2.report["datasets"]["kenya"]["unchanged"] is True and arrays.stat().st_mtime_ns == stamp
+    assert read_report(r2.datasets["kenya"])["tiles"]["cached"] == 1
     # a changed tile (new mtime) is read again; the untouched one stays cached
     tile = world / "tiles" / "kenya" / f"0-sim-kenya_{DATE}.tif"
     os.utime(tile, ns=(tile.stat().st_atime_ns, tile.stat().st_mtime_ns + 10**9))
@@ -128,6 +133,21 @@ def test_user_tiles_labels_outside_raster_reported(tmp_path):
     np.testing.assert_array_equal(s.x[0], da.values[:, :, 1, 2])
     np.testing.assert_array_equal(s.x[1], da.values[:, :, 3, 5])
     assert s.meta["start_date"].tolist() == ["2019-02-06"] * 2
+
+
+def test_regions_from_countries_and_skipped_regions(tmp_path):
+    d, path, tr = _user_tiles(tmp_path)
+    pts = [Point(*pixel_centre(tr, 0, 1)), Point(32.5, 0.3), Point(0.0, 0.0)]  # Kenya (on the tile), Uganda, sea
+    gpd.GeoDataFrame({"is_crop": [1, 0, 1]}, geometry=pts, crs="EPSG:4326").to_file(tmp_path / "l.geojson")
+    r = ingest(source=d, labels=tmp_path / "l.geojson", home=tmp_path / "h", progress=False)
+    assert list(r.datasets) == ["kenya"]
+    assert r.report["labels_outside_all_regions"] == 1
+    assert list(r.report["regions_skipped"]) == ["Uganda"]
+    assert "none of the 1 labels" in r.report["regions_skipped"]["Uganda"]
+    assert r.report["summary"]["regions_skipped"] == 1
+    # asking for Uganda explicitly is an error naming the problem
+    with pytest.raises(DataError, match=r"region 'Uganda': .*l\.geojson: none of the 1 labels .* lies on any raster"):
+        ingest(region="Uganda", source=d, labels=tmp_path / "l.geojson", home=tmp_path / "h", progress=False)
 
 
 def test_utm_tile_is_sampled_at_the_right_pixel(tmp_path):

@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.eetiff import EETiffInfo, ee_tiff_info, read_ee_raw, split_raw, tile_slope_mean, time_coords
+from cropmeta.io.eetiff import EETiffInfo, ee_tiff_info, read_ee_raw, split_raw, tile_slope_mean
 from cropmeta.io.store import META_COLUMNS, SampleSet, make_meta
 from cropmeta.schema import BANDS, N_BANDS, canonical_from_raw, fill_missing
 
@@ -244,7 +244,7 @@ def sample_tile(info: EETiffInfo, labels: gpd.GeoDataFrame, polygons: str = "cen
     meta["tile"] = tile_name or str(info.path)
     meta["pixel_row"] = rows.astype(np.int32)
     meta["pixel_col"] = cols.astype(np.int32)
-    meta["start_date"] = str(np.datetime_as_string(time_coords(info.start, 1)[0], unit="D"))
+    meta["start_date"] = info.start.isoformat()
     return TileSamples(x, meta, nan_counts, np.unique(lab))
 
 

@@ -27,6 +27,7 @@ class Bundle:
     sources: list[Source]
     roi: list  # per source: shapely geometry in the source's CRS, or None
     model: ModelSpec
+    gdal_cache_mb: int = 256  # GDAL block cache cap while reading (bounds memory, see export)
 
 
 @dataclass
@@ -43,9 +44,12 @@ class Failure:
 
 
 def compute_block(job: Job, bundle: Bundle) -> tuple[str, np.ndarray]:
+    import rasterio
+
     src = bundle.sources[job.tile]
-    mask = block_mask(bundle.roi[job.tile], src.grid, job.window)
-    return job.key, run_job(job, src, bundle.model, mask)
+    with rasterio.Env(GDAL_CACHEMAX=int(bundle.gdal_cache_mb)):
+        mask = block_mask(bundle.roi[job.tile], src.grid, job.window)
+        return job.key, run_job(job, src, bundle.model, mask)
 
 
 def _describe_exc(e: BaseException) -> str:

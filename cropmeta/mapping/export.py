@@ -170,7 +170,7 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
            as_float: bool = False, workers: int | None = None, scheduler: str | None = None, truth=None,
            mosaic: str = "vrt", progress: bool = True, *, world=None, loader: str | None = None,
            batch_size: int = DEFAULT_BATCH, retries: int = 2, quicklook: bool = True,
-           keep_work: bool = False, device: str = "cpu") -> dict[str, Any]:
+           keep_work: bool = False, device: str = "cpu", gdal_cache_mb: int = 256) -> dict[str, Any]:
     """Write the prediction map of ``run_dir``'s model over ``inputs``.
 
     inputs: EE-layout GeoTIFF path(s) or folder(s), netCDF datacube path(s), xarray object(s); None →
@@ -182,9 +182,24 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json``.
     ``loader``: ``"module:function"`` returning a predictor for ``run_dir`` (default: cropmeta's).
     ``device``: where inference runs (``cpu``, ``cuda``); ``batch_size``: pixels per model call;
-    ``retries``: attempts after a block fails; ``keep_work``: keep the parts after success.
+    ``retries``: attempts after a block fails; ``keep_work``: keep the parts after success;
+    ``gdal_cache_mb``: GDAL's block cache cap during the export (GDAL's default, 5 % of RAM, would
+    otherwise let the cache — and the process — grow with the size of the input).
 
     Returns a summary dict (paths, pixel counts, timings, resumed blocks, accuracy)."""
+    import rasterio
+
+    if gdal_cache_mb < 16:
+        raise InputError(f"gdal_cache_mb must be >= 16, got {gdal_cache_mb}")
+    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)):
+        return _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler,
+                       truth, mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
+                       gdal_cache_mb)
+
+
+def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler, truth,
+            mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
+            gdal_cache_mb) -> dict[str, Any]:
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     if not 0.0 < float(threshold) < 1.0:
@@ -257,7 +272,7 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
         "PRODUCER": "cropmeta export",
     })
     signature = {
-        "model": tags["MODEL_SHA256"], "run": model.run_dir, "loader": loader, "batch": batch_size,
+        "model": tags["MODEL_SHA256"], "run": model.run_dir, "loader": loader, "batch": batch_size, "device": device,
         "inputs": [_source_sig(s) for s in sources],
         "roi": [None if g is None else g.wkb_hex for g in roi],
     }
@@ -280,7 +295,7 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     executor = None
     try:
         executor = make_executor(workers, scheduler)
-        failures = executor.run(todo, Bundle(sources, roi, model), retries, on_result)
+        failures = executor.run(todo, Bundle(sources, roi, model, int(gdal_cache_mb)), retries, on_result)
     finally:
         bar.close()
         manifest.close()

@@ -93,14 +93,33 @@ class Climate:
     shift: np.ndarray  # onset shift of each tile, days
 
 
+def onset_field(rng_region: np.random.Generator, lat: np.ndarray, lon: np.ndarray, terms: int = 3) -> np.ndarray:
+    """A smooth random field over lat/lon (wavelengths 0.5-3 deg, sd about 1), fixed per region and
+    seed: neighbouring tiles share their climate anomaly, distant ones differ."""
+    lam = rng_region.uniform(0.5, 3.0, terms)
+    ang = rng_region.uniform(0, np.pi, terms)
+    ph = rng_region.uniform(0, 2 * np.pi, terms)
+    f = np.zeros_like(np.asarray(lat, float))
+    for k in range(terms):
+        f += np.sin(2 * np.pi * (np.cos(ang[k]) * lon + np.sin(ang[k]) * lat) / lam[k] + ph[k])
+    return f / np.sqrt(terms / 2.0)
+
+
 def simulate_climate(p, region: dict, lat: np.ndarray, elev: np.ndarray, start_doy: int, t: int,
-                     rng: np.random.Generator, bases) -> Climate:
+                     rng: np.random.Generator, bases, lon: np.ndarray | None = None,
+                     rng_region: np.random.Generator | None = None) -> Climate:
+    """Climate of tiles at ``lat``/``lon`` (centres) and mean elevation ``elev``. The rainy-season
+    onset shifts with latitude (``onset_lat``) and by a smooth regional anomaly field of sd
+    ``tile_onset_sd`` (from ``rng_region``), plus a small tile-level part (a quarter of it)."""
     c = p.climate
     n = len(lat)
     diff = region["difficulty"]
     zone = region["zone"]
     zlat = 0.5 * (zone[1] + zone[3])
-    shift = region.get("onset_lat", 0.0) * (lat - zlat) + rng.normal(0, diff["tile_onset_sd"], n)
+    sd = diff["tile_onset_sd"]
+    anomaly = (onset_field(rng_region, lat, lon) if rng_region is not None and lon is not None
+               else rng.normal(0, 1, n))
+    shift = region.get("onset_lat", 0.0) * (lat - zlat) + sd * anomaly + rng.normal(0, 0.25 * sd, n)
     days = np.arange(DAYS)[None, :]
     annual_m = region["rain_mm"] / 1000.0
     rain = np.zeros((n, DAYS))
@@ -144,7 +163,7 @@ def simulate_climate(p, region: dict, lat: np.ndarray, elev: np.ndarray, start_d
 def _cover_table(p, names: list[str]) -> dict[str, np.ndarray]:
     """Per-cover parameter columns (0 where a cover lacks the key). ``tbase`` is the thermal-time
     base temperature of annual crops; ``base`` the base green cover of the other covers."""
-    keys = ["delay", "base", "gdd", "greenup", "senesce", "peak", "dry", "residue", "water", "flooded",
+    keys = ["delay", "base", "gdd", "days", "greenup", "senesce", "peak", "dry", "residue", "water", "flooded",
             "amp", "woody", "cuts", "regrow", "tbase"]
     tab = {k: np.zeros(len(names)) for k in keys}
     tab["kind"] = np.array([p.covers[c].kind for c in names])
@@ -195,17 +214,21 @@ def cover_fractions(p, region: dict, fields: dict, clim: Climate, start_doy: int
             cols = pa[m][:, None] + np.arange(DAYS)[None, :]
             G[m] = cum[rows, cols] - cum[rows, pa[m][:, None]]
         reached = G >= gdd_tot[:, None]
-        ds_h = np.where(reached.any(axis=1), reached.argmax(axis=1), 330)
-        ds_h = np.minimum(ds_h, 330)
+        ds_h = np.where(reached.any(axis=1), reached.argmax(axis=1), DAYS - 1)
+        ds_h = np.minimum(ds_h, np.minimum(tab["days"][ci[a]], 340).astype(int))
+        # where the season is cut short, phenology runs on the degree days actually reached
+        gdd_eff = np.maximum(np.minimum(gdd_tot, G[np.arange(len(a)), ds_h]), 1.0)
         ds = (sd[None, :] - pa[:, None]) % DAYS  # [Fa, tK]
         rows = np.arange(len(a))[:, None]
-        stage = G[rows, ds] / gdd_tot[:, None]
+        stage = G[rows, ds] / gdd_eff[:, None]
         ins = ds <= ds_h[:, None]
         grow = sigmoid((stage - tab["greenup"][ci[a]][:, None]) / 0.07)
         sen = sigmoid((stage - tab["senesce"][ci[a]][:, None]) / 0.05)
         post = np.maximum(ds - ds_h[:, None], 0)
         g = np.where(ins, tab["peak"][ci[a]][:, None] * vig[a][:, None] * grow * (1 - sen), 0.0)
-        g = g * (0.6 + 0.4 * moist[a]) * (0.15 + 0.85 * tf[a])
+        # water stress (rain-fed) and winter dormancy (cool-season crops keep some green cover)
+        t_c = clim.temp_d[ti[a]][:, sd] - 273.15
+        g = g * (0.6 + 0.4 * moist[a]) * (0.4 + 0.6 * np.clip(t_c / 8.0, 0.0, 1.0))
         d = np.where(ins, tab["dry"][ci[a]][:, None] * grow * sen,
                      tab["residue"][ci[a]][:, None] * np.exp(-post / 75.0))
         weeds = diff["weeds"] * moist[a] * tf[a] * (1 - np.where(ins, grow, 0.0))
@@ -376,7 +399,7 @@ def sentinel2_toa(p, region: dict, surf: np.ndarray, cloud_tile: np.ndarray, gap
     n, t, _, S, _ = surf.shape
     sp = {k: np.asarray(v, dtype=np.float32) for k, v in p.spectra.items()}
     pattern = smooth_noise(rng, (n, t), S, terms=2, wavelength=(S * 0.7, S * 3.0))
-    c = np.clip(cloud_tile[:, :, None, None] * (1.0 + 0.8 * pattern), 0.0, 1.0)  # [n,t,S,S]
+    c = np.clip(cloud_tile[:, :, None, None] * (1.0 + 0.8 * pattern), 0.0, s2["cloud_max"])  # [n,t,S,S]
     cb = c[:, :, None]
     aer = rng.uniform(0.7, 1.3, (n, t)).astype(np.float32)[:, :, None, None, None]
     r = (1 - cb) * surf + cb * (sp["cloud"][None, None, :, None, None])

@@ -255,7 +255,8 @@ def render(p: SimParams, region: dict, layout: Layout, clim: physics.Climate, el
     surf = physics.edge_mix(surf, layout.field)
     s2 = p.s2
     mu = np.clip((s2["cloud_base"] + s2["cloud_rain"] * clim.wet_m) * diff["cloud"], 0.005, 0.9)
-    cloud_tile = rng.beta(mu * 4.0, (1 - mu) * 4.0).astype(np.float32)
+    k = s2["cloud_conc"]
+    cloud_tile = np.minimum(rng.beta(mu * k, (1 - mu) * k), s2["cloud_max"]).astype(np.float32)
     gap_tile = rng.uniform(size=mu.shape) < (s2["gap_base"] + s2["gap_rain"] * clim.wet_m) * diff["cloud"]
     toa = physics.sentinel2_toa(p, region, surf, cloud_tile, gap_tile, clim.wet_m.astype(np.float32), rng)
     del surf

@@ -157,9 +157,10 @@ def climate_and_terrain(p: SimParams, name: str, region: dict, seed: int, lat0, 
     rr = region_rng(seed, region["key"], 100 + _TERRAIN)  # the region's fixed large-scale relief
     elev, slope = physics.terrain(p, region, rr, rng_terrain, lat0, lon0, S, pix)
     bases = [c.p["base"] for c in p.covers.values() if c.kind == "annual"]
-    lat_c = lat0 - S * pix / 2
+    lat_c, lon_c = lat0 - S * pix / 2, lon0 + S * pix / 2
     clim = physics.simulate_climate(p, region, lat_c, elev.reshape(len(lat0), -1).mean(axis=1), start_doy,
-                                    p.t, rng_climate, bases)
+                                    p.t, rng_climate, bases, lon=lon_c,
+                                    rng_region=region_rng(seed, region["key"], 100 + _PHYS))
     return elev, slope, clim
 
 

@@ -10,34 +10,31 @@ The reusable API (also what ``cropmeta compare`` builds on)::
     train(region, crop=None, source=None, preset="quick", seed=0, out=None, resume=False, ...) -> dict
     load_predictor(run_dir) -> Predictor;  save_temperature(run_dir, T)
 
-Names are imported lazily (``from cropmeta.train import train`` loads only what it needs), so a
-process that only loads a predictor does not import learn2learn or the ingestion stack.
+``meta_train``, ``train`` and ``load_samples`` are imported lazily: a process that only loads a
+predictor or fine-tunes does not import learn2learn or the ingestion stack.
 """
 
 from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {
-    "Predictor": "checkpoint", "load_model": "checkpoint", "load_predictor": "checkpoint",
-    "save_model": "checkpoint", "save_temperature": "checkpoint",
-    "LEARNERS": "config", "PRESETS": "config", "TrainConfig": "config", "load_config_file": "config",
-    "resolve_config": "config",
-    "finetune": "finetune",
-    "fit_normalizer": "maml", "meta_train": "maml",
-    "pretrain": "pretrain",
-    "load_samples": "run", "train": "run",
-    "TrainedModel": "trained", "from_scratch": "trained", "predict_proba": "trained", "resolve_device": "trained",
-}
+from cropmeta.train.checkpoint import Predictor, load_model, load_predictor, save_model, save_temperature
+from cropmeta.train.common import fit_normalizer
+from cropmeta.train.config import LEARNERS, PRESETS, TrainConfig, load_config_file, resolve_config
+from cropmeta.train.finetune import finetune
+from cropmeta.train.pretrain import pretrain
+from cropmeta.train.trained import TrainedModel, from_scratch, predict_proba, resolve_device
 
-__all__ = sorted(_EXPORTS)
+_LAZY = {"meta_train": "maml", "load_samples": "run", "train": "run"}
+
+__all__ = sorted([
+    "LEARNERS", "PRESETS", "Predictor", "TrainConfig", "TrainedModel", "finetune", "fit_normalizer",
+    "from_scratch", "load_config_file", "load_model", "load_predictor", "predict_proba", "pretrain",
+    "resolve_config", "resolve_device", "save_model", "save_temperature", *_LAZY,
+])
 
 
 def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"cropmeta.train.{_EXPORTS[name]}"), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"cropmeta.train.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'cropmeta.train' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__

@@ -31,63 +31,27 @@ from typing import Callable
 import learn2learn as l2l
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cropmeta.errors import InputError
 from cropmeta.io.store import SampleSet
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier, expand_for_tasks, slice_film
 from cropmeta.schema import Normalizer
-from cropmeta.tasks import Task, TaskPools, TaskSampler, build_tasks, split_tasks
+from cropmeta.tasks import Task, TaskSampler, build_tasks, split_tasks
 from cropmeta.train import checkpoint as ck
+from cropmeta.train.common import (  # noqa: F401 - re-exported
+    META_DIR,
+    VAL_SEED_OFFSET,
+    Progress,
+    TaskBank,
+    batch_auc,
+    bce_per_task,
+    fit_normalizer,
+)
 from cropmeta.train.config import LEARNERS, TrainConfig, resolve_config
 from cropmeta.train.distributed import SINGLE, DistContext
 from cropmeta.train.trained import TrainedModel, build_model, resolve_device, torch_dtype
 
 __all__ = ["meta_train", "meta_train_worker", "META_DIR", "fit_normalizer", "TaskBank", "MetaStep", "batch_auc", "meta_gradient_step"]
-
-VAL_SEED_OFFSET = 1_000_003
-#: sub-directory of a work/run directory holding the meta-trained (not fine-tuned) model
-META_DIR = "meta"
-
-
-def fit_normalizer(samples: SampleSet) -> Normalizer:
-    """Per-band statistics of every labelled training sample (test points excluded)."""
-    m = samples.meta
-    keep = ((m["split"].astype(str) == "train") & (m["is_crop"].to_numpy() >= 0)).to_numpy()
-    if not keep.any():
-        raise InputError("no labelled training samples to compute normalisation statistics from")
-    return Normalizer.fit(samples.x[keep])
-
-
-class TaskBank:
-    """The samples the tasks use, normalised once and held as one tensor on the device; batches
-    are gathered by index."""
-
-    def __init__(self, samples: SampleSet, pools: list[TaskPools], normalizer: Normalizer,
-                 device: torch.device, dtype: torch.dtype):
-        used = np.unique(np.concatenate([np.r_[p.pos, p.neg_crop, p.neg_noncrop] for p in pools]))
-        remap = np.full(len(samples), -1, dtype=np.int64)
-        remap[used] = np.arange(len(used))
-        self.pools = [TaskPools(p.task, remap[p.pos], remap[p.neg_crop], remap[p.neg_noncrop]) for p in pools]
-        self.x = torch.as_tensor(normalizer.transform(samples.x[used])).to(device=device, dtype=dtype)
-        self.device, self.dtype = device, dtype
-
-    def gather(self, idx: np.ndarray) -> torch.Tensor:
-        return self.x[torch.as_tensor(idx, device=self.device)]
-
-
-def batch_auc(scores: torch.Tensor, n_pos: int) -> torch.Tensor:
-    """ROC AUC per row of ``scores [K, n_pos + n_neg]`` whose first ``n_pos`` columns are positives
-    (ties count ½, exactly like scikit-learn's ``roc_auc_score``)."""
-    pos = scores[:, :n_pos].unsqueeze(2)
-    neg = scores[:, n_pos:].unsqueeze(1)
-    return ((pos > neg).to(torch.float64) + 0.5 * (pos == neg).to(torch.float64)).mean(dim=(1, 2))
-
-
-def _bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-task mean binary cross-entropy: logits ``[K, N]``, y ``[N]`` → ``[K]``."""
-    return F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").mean(dim=1)
-
 
 @dataclass
 class MetaStep:
@@ -123,10 +87,10 @@ def meta_gradient_step(maml: l2l.algorithms.MAML, step: MetaStep, inner_steps: i
             learner = maml.clone(first_order=first_order)
             expand_for_tasks(learner.module, k)
             for s in range(inner_steps):
-                support = _bce(learner(step.xs, film=step.film, info=step.info, masks=step.masks_s[s]), step.ys)
+                support = bce_per_task(learner(step.xs, film=step.film, info=step.info, masks=step.masks_s[s]), step.ys)
                 learner.adapt(support.sum(), first_order=first_order)
             q = learner(step.xq, film=step.film, info=step.info, masks=step.mask_q)
-            q_loss = _bce(q, step.yq)
+            q_loss = bce_per_task(q, step.yq)
             (q_loss.sum() / denom).backward()
             return q_loss.detach(), q.detach()
         losses, logits = [], []
@@ -135,43 +99,15 @@ def meta_gradient_step(maml: l2l.algorithms.MAML, step: MetaStep, inner_steps: i
             film = slice_film(step.film, j, j + 1)
             info = None if step.info is None else step.info[j : j + 1]
             for s in range(inner_steps):
-                support = _bce(learner(step.xs[j : j + 1], film=film, info=info,
+                support = bce_per_task(learner(step.xs[j : j + 1], film=film, info=info,
                                        masks=_sl(step.masks_s[s], j, j + 1)), step.ys)
                 learner.adapt(support.sum(), first_order=first_order)
             q = learner(step.xq[j : j + 1], film=film, info=info, masks=_sl(step.mask_q, j, j + 1))
-            q_loss = _bce(q, step.yq)
+            q_loss = bce_per_task(q, step.yq)
             (q_loss.sum() / denom).backward(retain_graph=j < k - 1)
             losses.append(q_loss.detach())
             logits.append(q.detach())
         return torch.cat(losses), torch.cat(logits)
-
-
-class _Progress:
-    """Optional Rich progress bar with the meta-loss and ETA."""
-
-    def __init__(self, enabled, total: int, start: int, description: str):
-        self.p = None
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = enabled if not isinstance(enabled, bool) else None
-        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
-                          TimeRemainingColumn(), console=console, transient=False)
-        self.p.start()
-        self.t = self.p.add_task(description, total=total, completed=start, loss="–", val="–")
-
-    def update(self, completed: int, loss: float, val: float | None) -> None:
-        if self.p is not None:
-            fields = {"loss": f"{loss:.3f}"}
-            if val is not None:
-                fields["val"] = f"{val:.3f}"
-            self.p.update(self.t, completed=completed, **fields)
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.stop()
 
 
 def _state_dict_clone(mod: torch.nn.Module | None) -> dict | None:
@@ -288,7 +224,7 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     ys_full, yq_full = sampler.labels()
     ys = torch.as_tensor(ys_full, device=device, dtype=dtype)
     yq = torch.as_tensor(yq_full, device=device, dtype=dtype)
-    bar = _Progress(progress if dist.is_main else False, n_iter, int(state["iteration"]),
+    bar = Progress(progress if dist.is_main else False, n_iter, int(state["iteration"]),
                     f"meta-training ({learner})")
     t0 = time.perf_counter()
     last_val = state["best_val"]
@@ -446,10 +382,10 @@ def _validate(maml, enc: TaskEncoder | None, sampler: TaskSampler, bank: TaskBan
                 lrn = maml.clone(first_order=True)
                 expand_for_tasks(lrn.module, b - a)
                 for _ in range(cfg.inner_steps):
-                    lrn.adapt(_bce(lrn(xs, film=film, info=cinfo), ys).sum(), first_order=True)
+                    lrn.adapt(bce_per_task(lrn(xs, film=film, info=cinfo), ys).sum(), first_order=True)
                 with torch.no_grad():
                     q = lrn(xq, film=film, info=cinfo)
-                    stats[0, a:b] = _bce(q, yq).double().cpu()
+                    stats[0, a:b] = bce_per_task(q, yq).double().cpu()
                     stats[1, a:b] = batch_auc(q.double().cpu(), cfg.k_query)
     finally:
         clf.set_update_stats(True)

@@ -19,7 +19,7 @@ from cropmeta.io.store import SampleSet
 from cropmeta.schema import Normalizer
 from cropmeta.tasks import Task, TaskSampler, build_tasks, split_tasks
 from cropmeta.train.config import TrainConfig, resolve_config
-from cropmeta.train.maml import VAL_SEED_OFFSET, TaskBank, _Progress, fit_normalizer
+from cropmeta.train.common import VAL_SEED_OFFSET, Progress, TaskBank, fit_normalizer
 from cropmeta.train.trained import TrainedModel, build_model, resolve_device, torch_dtype
 
 __all__ = ["pretrain"]
@@ -63,7 +63,7 @@ def pretrain(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | 
 
     best, best_step, bad = float("inf"), 0, 0
     best_sd = None
-    bar = _Progress(progress, cfg.pt_steps, 0, "pretraining")
+    bar = Progress(progress, cfg.pt_steps, 0, "pretraining")
     history = []
     try:
         for step in range(1, cfg.pt_steps + 1):

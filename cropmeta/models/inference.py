@@ -1,0 +1,151 @@
+"""Inference-only form of a trained TIML classifier for map export: the same function, fewer and
+bigger kernels.
+
+A trained classifier in evaluation mode for ONE task is an affine map of the raw input, an LSTM and
+a small head. Everything that is fixed for the task is folded into weights once:
+
+- normalisation ``(x − mean) / std`` and the input FiLM ``x·γ + β`` → one affine per (step, band),
+  ``x·A + B``, applied to the raw input (in float32 even when the LSTM runs in bfloat16: raw
+  reflectances are in the thousands and bfloat16 keeps 8 significant bits);
+- the concatenated task information of the ``concat`` ablation → a constant added to the LSTM bias;
+- the LSTM runs as ``torch.nn.LSTM`` (oneDNN's fused RNN on CPU, cuDNN on CUDA) instead of a Python
+  loop of separate matmul/sigmoid/tanh kernels (:class:`~cropmeta.models.timl.TaskLSTM` is built for
+  training with per-task weights; its gate order (i, f, g, o) is ``nn.LSTM``'s);
+- BatchNorm (running statistics) + hidden FiLM → folded into the two head linears.
+
+The result equals :class:`~cropmeta.models.timl.TIMLClassifier` in eval mode to float32 rounding
+(tests/test_precision.py). ``dtype=torch.bfloat16`` runs the LSTM in bfloat16 (everything else in
+float32); use it only where the hardware has fast bfloat16 (:func:`bf16_fast`) and only after a check
+such as :func:`cropmeta.mapping.precision.check_reduced_precision`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FoldedTIML", "fold_classifier", "bf16_fast", "model_flops_per_pixel"]
+
+
+class FoldedTIML(nn.Module):
+    """``forward(x raw [N, T, F]) -> logits [N]`` (float32) for one task. Build with :func:`fold_classifier`."""
+
+    def __init__(self, t: int, n_bands: int, hidden: int):
+        super().__init__()
+        self.t, self.n_bands, self.hidden = t, n_bands, hidden
+        self.register_buffer("in_scale", torch.ones(t, n_bands))
+        self.register_buffer("in_shift", torch.zeros(t, n_bands))
+        self.lstm = nn.LSTM(n_bands, hidden, batch_first=True)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+        self.lstm_dtype = torch.float32
+
+    def set_lstm_dtype(self, dtype: torch.dtype) -> "FoldedTIML":
+        """Run the LSTM in ``dtype`` (float32 or bfloat16); the input affine and the head stay float32."""
+        self.lstm.to(dtype=dtype)
+        self.lstm_dtype = dtype
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.addcmul(self.in_shift, x.to(self.in_scale.dtype), self.in_scale)
+        _, (h, _) = self.lstm(x.to(self.lstm_dtype))
+        h = h[-1].to(self.fc1.weight.dtype)
+        return self.fc2(F.gelu(self.fc1(h))).squeeze(-1)
+
+
+@torch.no_grad()
+def fold_classifier(clf, film: dict | None, mean, std, info=None) -> FoldedTIML:
+    """The :class:`FoldedTIML` of ``clf`` (a :class:`~cropmeta.models.timl.TIMLClassifier`) for one task.
+
+    ``film``: the task's FiLM dict from the task encoder (leading task axis of 1 allowed) or ``None``;
+    ``mean``, ``std``: the normaliser's per-band statistics (``[F]``); ``info``: the 13 task numbers
+    for a classifier built with ``extra_inputs`` (the concatenation ablation). Folding is done in
+    float64, the result is float32 on the classifier's device."""
+    t, nb, hs = int(clf.t), int(clf.n_bands), int(clf.hidden)
+    device = next(clf.parameters()).device
+    mean = torch.as_tensor(np.asarray(mean, dtype=np.float64)).view(1, nb)
+    std = torch.as_tensor(np.asarray(std, dtype=np.float64)).view(1, nb)
+    if film is not None:
+        g_in, b_in = (v.detach().to("cpu", torch.float64).reshape(t, nb) for v in film["in"])
+        g1, b1 = (v.detach().to("cpu", torch.float64).reshape(hs) for v in film["h1"])
+        g2, b2 = (v.detach().to("cpu", torch.float64).reshape(hs) for v in film["h2"])
+    else:
+        g_in, b_in = torch.ones(t, nb, dtype=torch.float64), torch.zeros(t, nb, dtype=torch.float64)
+        g1 = g2 = torch.ones(hs, dtype=torch.float64)
+        b1 = b2 = torch.zeros(hs, dtype=torch.float64)
+    out = FoldedTIML(t, nb, hs)
+    out.in_scale.copy_(g_in / std)
+    out.in_shift.copy_(b_in - mean * g_in / std)
+
+    w_ih = clf.lstm.weight_ih.detach().to("cpu", torch.float64)  # [F (+extra), 4H]
+    w_hh = clf.lstm.weight_hh.detach().to("cpu", torch.float64)  # [H, 4H]
+    bias = clf.lstm.bias.detach().to("cpu", torch.float64)
+    extra = int(getattr(clf, "extra_inputs", 0) or 0)
+    if extra:
+        if info is None:
+            raise ValueError("this classifier concatenates task information: pass info (13 numbers)")
+        inf = torch.as_tensor(np.asarray(info, dtype=np.float64)).reshape(extra)
+        bias = bias + inf @ w_ih[nb:]
+        w_ih = w_ih[:nb]
+    out.lstm.weight_ih_l0.copy_(w_ih.T)
+    out.lstm.weight_hh_l0.copy_(w_hh.T)
+    out.lstm.bias_ih_l0.copy_(bias)
+    out.lstm.bias_hh_l0.zero_()
+
+    def bn_affine(bn):  # eval-mode TaskBatchNorm: (h − rm) / sqrt(rv + eps)
+        rm = bn.running_mean.detach().to("cpu", torch.float64)
+        sd = torch.sqrt(bn.running_var.detach().to("cpu", torch.float64) + bn.eps)
+        return 1.0 / sd, -rm / sd
+
+    a1, c1 = bn_affine(clf.bn1)
+    a1, c1 = a1 * g1, c1 * g1 + b1  # h ↦ h·a1 + c1 (BN then FiLM)
+    w1 = clf.fc1.weight.detach().to("cpu", torch.float64)  # [in, out]
+    out.fc1.weight.copy_((a1[:, None] * w1).T)
+    b_fc1 = c1 @ w1
+    if clf.fc1.bias is not None:
+        b_fc1 = b_fc1 + clf.fc1.bias.detach().to("cpu", torch.float64)
+    out.fc1.bias.copy_(b_fc1)
+    a2, c2 = bn_affine(clf.bn2)
+    a2, c2 = a2 * g2, c2 * g2 + b2
+    w2 = clf.fc2.weight.detach().to("cpu", torch.float64)  # [H, 1]
+    out.fc2.weight.copy_((a2[:, None] * w2).T)
+    out.fc2.bias.copy_(c2 @ w2 + clf.fc2.bias.detach().to("cpu", torch.float64))
+    out.eval()
+    return out.to(device=device, dtype=torch.float32)
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return ""
+
+
+def bf16_fast(device: torch.device | str = "cpu") -> bool:
+    """Whether bfloat16 matrix multiplication is native (faster than float32) on ``device``: a CUDA
+    GPU with bfloat16 support, or a CPU with AMX-BF16 or AVX512-BF16. Elsewhere bfloat16 is emulated
+    and slower (measured ≈ 50× slower than float32 on an AVX2-only EPYC; docs/benchmarks-perf.md)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    flags = _cpu_flags().split()
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def model_flops_per_pixel(t: int, n_bands: int, hidden: int, extra_inputs: int = 0) -> int:
+    """Multiply-add FLOPs (×2) of one pixel through the TIML classifier: the LSTM's input and
+    recurrent products at every step, plus the two head linears (elementwise work not counted).
+    Hidden 128, T = 12, 18 bands: 1 827 072 ≈ 1.83 MFLOP (issue 7 quotes ≈ 1.8)."""
+    gates = 4 * hidden
+    lstm = t * 2 * (n_bands + extra_inputs + hidden) * gates
+    head = 2 * hidden * hidden + 2 * hidden
+    return int(lstm + head)

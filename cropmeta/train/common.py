@@ -1,0 +1,86 @@
+"""Pieces meta-training and plain pretraining share (no learn2learn here, so importing them is light):
+normalisation statistics, the on-device task bank, per-task losses and AUCs, the progress bar."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cropmeta.errors import InputError
+from cropmeta.io.store import SampleSet
+from cropmeta.schema import Normalizer
+from cropmeta.tasks import TaskPools
+
+__all__ = ["VAL_SEED_OFFSET", "META_DIR", "fit_normalizer", "TaskBank", "batch_auc", "bce_per_task", "Progress"]
+
+VAL_SEED_OFFSET = 1_000_003
+#: sub-directory of a work/run directory holding the meta-trained (not fine-tuned) model
+META_DIR = "meta"
+
+
+def fit_normalizer(samples: SampleSet) -> Normalizer:
+    """Per-band statistics of every labelled training sample (test points excluded)."""
+    m = samples.meta
+    keep = ((m["split"].astype(str) == "train") & (m["is_crop"].to_numpy() >= 0)).to_numpy()
+    if not keep.any():
+        raise InputError("no labelled training samples to compute normalisation statistics from")
+    return Normalizer.fit(samples.x[keep])
+
+
+class TaskBank:
+    """The samples the tasks use, normalised once and held as one tensor on the device; batches
+    are gathered by index."""
+
+    def __init__(self, samples: SampleSet, pools: list[TaskPools], normalizer: Normalizer,
+                 device: torch.device, dtype: torch.dtype):
+        used = np.unique(np.concatenate([np.r_[p.pos, p.neg_crop, p.neg_noncrop] for p in pools]))
+        remap = np.full(len(samples), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        self.pools = [TaskPools(p.task, remap[p.pos], remap[p.neg_crop], remap[p.neg_noncrop]) for p in pools]
+        self.x = torch.as_tensor(normalizer.transform(samples.x[used])).to(device=device, dtype=dtype)
+        self.device, self.dtype = device, dtype
+
+    def gather(self, idx: np.ndarray) -> torch.Tensor:
+        return self.x[torch.as_tensor(idx, device=self.device)]
+
+
+def batch_auc(scores: torch.Tensor, n_pos: int) -> torch.Tensor:
+    """ROC AUC per row of ``scores [K, n_pos + n_neg]`` whose first ``n_pos`` columns are positives
+    (ties count ½, exactly like scikit-learn's ``roc_auc_score``)."""
+    pos = scores[:, :n_pos].unsqueeze(2)
+    neg = scores[:, n_pos:].unsqueeze(1)
+    return ((pos > neg).to(torch.float64) + 0.5 * (pos == neg).to(torch.float64)).mean(dim=(1, 2))
+
+
+def bce_per_task(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-task mean binary cross-entropy: logits ``[K, N]``, y ``[N]`` → ``[K]``."""
+    return F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").mean(dim=1)
+
+
+class Progress:
+    """Optional Rich progress bar with the meta-loss and ETA."""
+
+    def __init__(self, enabled, total: int, start: int, description: str):
+        self.p = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = enabled if not isinstance(enabled, bool) else None
+        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
+                          TimeRemainingColumn(), console=console, transient=False)
+        self.p.start()
+        self.t = self.p.add_task(description, total=total, completed=start, loss="–", val="–")
+
+    def update(self, completed: int, loss: float, val: float | None) -> None:
+        if self.p is not None:
+            fields = {"loss": f"{loss:.3f}"}
+            if val is not None:
+                fields["val"] = f"{val:.3f}"
+            self.p.update(self.t, completed=completed, **fields)
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()
