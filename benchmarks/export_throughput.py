@@ -150,6 +150,10 @@ def run_export(run_dir: Path, tif: Path, out: Path, workers: int | None, batch: 
             "pixels_per_s_inference_phase": res["pixels"] / res["seconds_inference"]}
 
 
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--height", type=int, default=128)
@@ -181,14 +185,24 @@ def main(argv=None) -> dict:
         tif = make_ee_tile(d / "tile_2021-01-01_2021-12-31.tif", height=args.height, width=args.width, t=args.t)
         pred = load_predictor(run_dir, device=args.device)
 
+        _log("matmul rates")
         result["mm_fp32_1thread"] = mm_rate("float32", threads=1, device=args.device)
         result["mm_fp32_all_threads"] = mm_rate("float32", threads=os.cpu_count() or 1, device=args.device)
         torch.set_num_threads(1)
+        # bf16 only where the hardware has it: a 256³ probe first (without AMX/AVX512-BF16 torch
+        # falls back to a slow path that would take minutes at n = 2048)
         try:
-            result["mm_bf16_1thread"] = mm_rate("bfloat16", threads=1, device=args.device)
+            probe = mm_rate("bfloat16", n=256, reps=1, threads=1, device=args.device)
+            hw = args.device != "cpu" or result["machine"]["amx"] or result["machine"]["avx512_bf16"]
+            if hw and probe["gflops"] > 0.5 * result["mm_fp32_1thread"]["gflops"]:
+                result["mm_bf16_1thread"] = mm_rate("bfloat16", threads=1, device=args.device)
+            else:
+                result["mm_bf16_1thread"] = {"skipped": "no bf16 matmul hardware (no AMX / AVX512-BF16)",
+                                             "probe_256": probe}
         except Exception as e:  # noqa: BLE001 - hardware without bf16 matmul
             result["mm_bf16_1thread"] = {"error": str(e)}
         torch.set_num_threads(1)
+        _log("model FLOPs and inference rate")
         fpp = model_flops_per_pixel(pred, args.t)
         result["model_flops_per_pixel"] = fpp
         mr = model_rate(pred, args.t, batch, args.model_pixels, args.reps)
@@ -201,11 +215,14 @@ def main(argv=None) -> dict:
             batch_scan[str(b)] = r["pixels_per_s"]
         result["model_pixels_per_s_by_batch"] = batch_scan
 
+        _log("export, serial")
         result["export_serial"] = run_export(run_dir, tif, d / "serial.tif", None, batch)
         if args.workers:
+            _log(f"export, {args.workers} Dask workers")
             result["export_dask"] = run_export(run_dir, tif, d / "dask.tif", args.workers, batch)
             result["dask_identical_to_serial"] = (d / "dask.tif").read_bytes() == (d / "serial.tif").read_bytes()
         if not args.skip_reference:
+            _log("reference path")
             result["reference"] = reference_path(run_dir, tif, d / "ref.nc")
             result["speedup_export_serial_vs_reference"] = (result["export_serial"]["pixels_per_s"]
                                                             / result["reference"]["pixels_per_s"])

@@ -163,7 +163,7 @@ def make_layout(p: SimParams, region: dict, rng: np.random.Generator, lat0: np.n
     # --- intercropping / mixed fields: a partner cover blended into the field ---------------------
     mixed = rng.uniform(size=F) < np.where(is_crop, diff["intercrop"], 0.5 * diff["intercrop"])
     mi = np.where(mixed)[0]
-    part_crop = rng.uniform(size=len(mi)) < np.where(is_crop[mi], 0.5, 1.0)
+    part_crop = rng.uniform(size=len(mi)) < np.where(is_crop[mi], diff["intercrop_crop"], 1.0)
     part_cov = np.where(part_crop, rng.choice(crop_idx, len(mi), p=crop_w), rng.choice(nc_idx, len(mi), p=nc_w))
     part_plant, _ = plant_dates(part_cov, ftile[mi])
     partners = attrs(part_cov, ftile[mi], part_plant)

@@ -89,7 +89,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU default: a few minutes on 2 cores. Same model and task protocol; fewer, smaller outer steps
     # and first-order MAML (see docs/benchmarks-train.md for the measured speed and accuracy).
     "quick": {
-        "iterations": 400,
+        "threads": 1,
+        "iterations": 200,
         "tasks_per_step": 16,
         "first_order": True,
         "outer_lr": 3e-3,
