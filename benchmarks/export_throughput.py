@@ -182,7 +182,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="cropmeta-bench-") as d:
         d = Path(d)
         run_dir = make_timl_run(d / "run", t=args.t, hidden=args.hidden)
-        tif = make_ee_tile(d / "tile_2021-01-01_2021-12-31.tif", height=args.height, width=args.width, t=args.t)
+        tif = make_ee_tile(d / "0-bench_2021-01-01_2021-12-31.tif", height=args.height, width=args.width, t=args.t)
         pred = load_predictor(run_dir, device=args.device)
 
         _log("matmul rates")

@@ -145,25 +145,20 @@ def compare(
     crop: Optional[str] = typer.Option(None),
     seeds: int = typer.Option(5),
     shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label)"),
-    methods: str = typer.Option("rf,scratch,pretrained,maml,timl"),
+    methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest"),
     out: Optional[Path] = typer.Option(None, help="report directory"),
     source: Optional[str] = typer.Option(None),
     preset: str = typer.Option("quick"),
     benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim"),
     root: Optional[Path] = typer.Option(None, help="CropHarvest archive root (with --benchmark cropharvest)"),
-    views: int = typer.Option(0, help="generated views per labelled sample (data++)"),
 ) -> None:
     """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
-    from cropmeta.evaluate import compare as run_compare
+    from cropmeta.evaluate.compare import compare as run_compare
+    from cropmeta.evaluate.report import print_summary
 
     kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True)
-    if views:
-        kwargs["views"] = views
-    result = run_compare(**kwargs)
-    console.print(result.get("summary", ""))
-    if "out" in result:
-        console.print(f"[green]report:[/] {result['out']}")
+    print_summary(run_compare(**kwargs), console)
 
 
 @app.command()
@@ -182,7 +177,7 @@ def export(
     mosaic: str = typer.Option("vrt", help="vrt | cog (many tiles → one mosaic)"),
 ) -> None:
     """Write a Cloud-Optimised GeoTIFF crop map (+ PNG quick-look, + accuracy with --truth)."""
-    from cropmeta.mapping import export as run_export
+    from cropmeta.mapping.export import export as run_export
 
     result = run_export(run, out, inputs=inputs, region=region, region_file=region_file, bbox=bbox,
                         threshold=threshold, as_float=as_float, workers=workers, scheduler=scheduler, truth=truth,

@@ -13,7 +13,7 @@ def demo(region: str = "kenya", out: str | Path = "runs/demo", seed: int = 0, pr
     the region's simulated scene as a COG with quick-look, and assess the map against the scene's
     truth raster. Returns the metrics of each step and the paths written."""
     from cropmeta.ingest import ingest
-    from cropmeta.mapping import export
+    from cropmeta.mapping.export import export
     from cropmeta.train import train
 
     out = Path(out)

@@ -22,9 +22,12 @@ from cropmeta.sim import world as world_mod
 from cropmeta.sim.calibrate import target_labels, world_samples
 from cropmeta.sim.params import NONCROP_COVERS, load_params
 
-# a small world: a target (Togo), a near region with the same monsoon (Ghana) and a distant one in
-# the other hemisphere with temperate seasons (Argentina)
-REGIONS = ["Togo", "Ghana", "Argentina"]
+# a small world: a target (Togo), near regions under the same West-African monsoon (Ghana, Nigeria,
+# Mali) and a distant savanna with the same kind of crops but southern-hemisphere seasons (Zambia:
+# rains November-April instead of April-October)
+REGIONS = ["Togo", "Ghana", "Nigeria", "Mali", "Zambia"]
+NEAR = ["Ghana", "Nigeria", "Mali"]
+FAR = ["Zambia"]
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,11 @@ def world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def labels(world) -> gpd.GeoDataFrame:
     return gpd.read_parquet(world / "labels.parquet")
+
+
+@pytest.fixture(scope="module")
+def samples(world):
+    return world_samples(world)
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -48,7 +56,7 @@ def _hashes(root: Path) -> dict[str, str]:
 def test_world_json_and_labels_follow_the_contract(world, labels):
     doc = load_world(world)
     assert doc["kind"] == "cropmeta-sim-world" and doc["seed"] == 0 and doc["t"] == 12
-    assert doc["regions"] == REGIONS
+    assert sorted(doc["regions"]) == sorted(REGIONS)  # in the simulator's order
     assert doc["targets"] == {"togo": {"region": "Togo", "crop": None}}
     assert set(doc["scenes"]) == {"togo"}
     for col in ("sample_id", "is_crop", "label", "crop_group", "region", "dataset", "split", "start_date", "tile"):
@@ -259,26 +267,29 @@ def test_phenology_perennials_stay_green_and_radar_sees_biomass():
 # ------------------------------------------------------------------------------------------------
 # learnable, and location matters
 # ------------------------------------------------------------------------------------------------
-def test_classifier_transfers_to_a_near_region_better_than_to_a_distant_one(world):
+def test_classifier_transfers_to_a_near_region_better_than_to_a_distant_one(samples):
+    """A linear classifier of Togo's crop vs non-crop time series works under the same monsoon and
+    fails where the seasons are shifted by half a year (measured on seed 0: own test 0.91, near
+    0.89, far 0.41; over seeds 0-3 near >= 0.76 and far <= 0.41)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
     from cropmeta.schema import Normalizer
 
-    x, meta = world_samples(world)
+    x, meta = samples
     y = meta["is_crop"].to_numpy()
     src = ((meta["region"] == "Togo") & (meta["split"] == "train")).to_numpy()
     norm = Normalizer.fit(x[src])
     f = norm.transform(x).reshape(len(x), -1)
-    clf = LogisticRegression(C=0.1, max_iter=2000).fit(f[src], y[src])
+    clf = LogisticRegression(C=0.01, max_iter=500).fit(f[src], y[src])
     auc = {}
     for name, mask in (("own test", (meta["region"] == "Togo") & (meta["split"] == "test")),
-                       ("near", meta["region"] == "Ghana"), ("far", meta["region"] == "Argentina")):
+                       ("near", meta["region"].isin(NEAR)), ("far", meta["region"].isin(FAR))):
         m = mask.to_numpy()
         auc[name] = roc_auc_score(y[m], clf.predict_proba(f[m])[:, 1])
     assert auc["own test"] > 0.8, auc
-    assert auc["near"] > 0.75, auc
-    assert auc["near"] - auc["far"] > 0.15, auc
+    assert auc["near"] > 0.7, auc
+    assert auc["near"] - auc["far"] > 0.2, auc
 
 
 def test_rf_protocol_on_togo_is_neither_trivial_nor_chance(world):
@@ -312,10 +323,10 @@ CORR_PAIRS = [("VV", "VH"), ("B4", "B8"), ("B8", "NDVI"), ("B4", "NDVI"), ("B11"
 
 
 @pytest.mark.shared
-def test_band_values_and_correlations_within_the_real_arrays(world, shared_data):
+def test_band_values_and_correlations_within_the_real_arrays(samples, shared_data):
     real_sets = _real_sets(shared_data)
     real = np.concatenate(list(real_sets.values()))
-    x, _ = world_samples(world)
+    x, _ = samples
     sim = x.reshape(-1, 18)
     for i, b in enumerate(BANDS):
         r, s = real[:, i][np.isfinite(real[:, i])], sim[:, i]

@@ -1,0 +1,180 @@
+"""Meta-training throughput: cropmeta's learn2learn loop vs the TIML-paper-style reference loop.
+
+Both sides in the same process, alternating (A B, B A, …) so that a change in machine load hits
+both; same tasks, same seed, same initial weights (benchmarks/reference/timl_reference.py; its
+meta-gradient equals cropmeta's, tests/test_perf_reference.py):
+
+- outer steps/s, second and first order: 32 tasks × (10 + 10 support, 4 + 4 query), T = 12,
+  18 bands, hidden 128 (the paper's sizes); per-step times from the steps after the first of every
+  block, median and spread over all blocks;
+- held-out AUC after the same wall time: each side meta-trains for ``--auc-seconds`` (its steps
+  estimated from its measured rate; the reference also stops at the wall time), then the same
+  fine-tuning (cropmeta's, 250 SGD steps) and AUC on the target's held-out test set; plus the AUC of
+  the same fine-tuning from the untrained initialisation (the floor).
+
+No task removal and no meta-validation on either side (``remove_auc=None, val_fraction=0``): the
+reference has neither, so the loops do the same work.
+
+    .venv/bin/python benchmarks/bench_meta_train.py               # full (~6 min on 2 cores)
+    .venv/bin/python benchmarks/bench_meta_train.py --quick       # smoke test (~1 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import command_line, machine, summarize, write_result  # noqa: E402
+
+
+def load_samples(data: str, home: str | None):
+    if data == "toy":
+        from cropmeta.train.toy import toy_samples
+
+        return toy_samples(n_per_label=40, n_noncrop=60, t=12, seed=0)
+    from cropmeta.ingest import ingest, list_datasets, load_datasets
+
+    if not list_datasets(home):
+        ingest(progress=False, seed=0, home=home)
+    return load_datasets(home)
+
+
+def _intervals(stamps: list[float]) -> list[float]:
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def run_ours(samples, target, cfg, seed: int) -> tuple[list[float], object, float]:
+    from cropmeta.train.maml import meta_train
+
+    stamps: list[float] = []
+    t0 = time.perf_counter()
+    model = meta_train(samples, target, cfg, learner="timl", seed=seed,
+                       callback=lambda i, rec: stamps.append(time.perf_counter()))
+    return stamps, model, time.perf_counter() - t0
+
+
+def run_reference(samples, target, cfg, seed: int, iterations: int, wall_time: float | None = None):
+    from benchmarks.reference.timl_reference import reference_meta_train
+
+    stamps: list[float] = []
+    t0 = time.perf_counter()
+    model, rec = reference_meta_train(samples, target, cfg, seed=seed, iterations=iterations, wall_time=wall_time,
+                                      callback=lambda i, t: stamps.append(t))
+    return stamps, model, time.perf_counter() - t0
+
+
+def heldout_auc(model, td, task, cfg, seed: int) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    from cropmeta.train.finetune import finetune
+    from cropmeta.train.trained import predict_proba
+
+    ft = finetune(model, td.x_train, td.y_train, task_info=task.info, cfg=cfg, seed=seed)
+    return float(roc_auc_score(td.y_test, predict_proba(ft, td.x_test)))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", choices=["sim", "toy"], default="sim", help="simulated world (ingested) or toy samples")
+    ap.add_argument("--home", default=None, help="CROPMETA_HOME holding the ingested world (default: the environment's)")
+    ap.add_argument("--region", default="kenya")
+    ap.add_argument("--steps", type=int, default=5, help="outer steps per timed block (the first is warm-up)")
+    ap.add_argument("--rounds", type=int, default=3, help="blocks per side and order")
+    ap.add_argument("--tasks", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (both sides)")
+    ap.add_argument("--orders", default="second,first")
+    ap.add_argument("--auc-seconds", type=float, default=60.0, help="meta-training wall time per side (0: skip)")
+    ap.add_argument("--auc-order", choices=["second", "first"], default="second")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.steps, args.rounds, args.auc_seconds = 3, 1, min(args.auc_seconds, 8.0)
+
+    import torch
+
+    from cropmeta.tasks import resolve_target, target_data
+    from cropmeta.train.config import resolve_config
+
+    torch.set_num_threads(args.threads)
+    samples = load_samples(args.data, args.home)
+    task = resolve_target(samples, args.region)
+    td = target_data(samples, task, seed=0)
+    base = resolve_config("paper", overrides={
+        "tasks_per_step": args.tasks, "k_support": 10, "k_query": 4, "hidden": args.hidden, "remove_auc": None,
+        "val_fraction": 0.0, "threads": args.threads, "device": args.device})
+    res: dict = {"benchmark": "meta_train", "command": command_line("bench_meta_train.py", argv),
+                 "machine_before": machine(), "data": args.data, "n_samples": len(samples), "target": task.name,
+                 "sizes": {"tasks_per_step": args.tasks, "support": "10+10", "query": "4+4", "t": samples.t,
+                           "bands": 18, "hidden": args.hidden, "threads": args.threads, "device": args.device},
+                 "throughput": {}}
+    from cropmeta.tasks import build_tasks
+
+    res["n_meta_train_tasks"] = len(build_tasks(samples, exclude=task, min_per_class=base.min_examples))
+
+    for order in [o.strip() for o in args.orders.split(",") if o.strip()]:
+        cfg = base.replace(first_order=(order == "first"), iterations=args.steps)
+        ours, ref, ratios = [], [], []
+        for r in range(args.rounds):
+            sides = ["ours", "ref"] if r % 2 == 0 else ["ref", "ours"]
+            got = {}
+            for side in sides:
+                if side == "ours":
+                    stamps, _, _ = run_ours(samples, task, cfg, seed=r)
+                else:
+                    stamps, _, _ = run_reference(samples, task, cfg, seed=r, iterations=args.steps)
+                got[side] = _intervals(stamps)
+            ours += got["ours"]
+            ref += got["ref"]
+            ratios.append(summarize(got["ref"])["median"] / summarize(got["ours"])["median"])
+        so, sr = summarize(ours), summarize(ref)
+        res["throughput"][order] = {
+            "cropmeta_step_s": so, "reference_step_s": sr,
+            "cropmeta_steps_per_s": 1.0 / so["median"], "reference_steps_per_s": 1.0 / sr["median"],
+            "speedup": sr["median"] / so["median"], "speedup_per_round": ratios,
+        }
+        print(f"{order} order: cropmeta {1 / so['median']:.3f} steps/s, reference {1 / sr['median']:.3f} steps/s, "
+              f"speed-up {sr['median'] / so['median']:.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})",
+              flush=True)
+
+    if args.auc_seconds > 0:
+        order = args.auc_order
+        cfg = base.replace(first_order=(order == "first"))
+        tp = res["throughput"].get(order)
+        if tp is None:
+            raise SystemExit(f"--auc-order {order} needs its throughput measured (--orders)")
+        w = float(args.auc_seconds)
+        n_ours = max(2, int(w * tp["cropmeta_steps_per_s"]))
+        n_ref = max(2, int(w * tp["reference_steps_per_s"]))
+        auc: dict = {"order": order, "wall_seconds_budget": w}
+        _, m_ours, t_ours = run_ours(samples, task, cfg.replace(iterations=n_ours), seed=0)
+        auc["cropmeta"] = {"steps": n_ours, "seconds": t_ours, "auc": heldout_auc(m_ours, td, task, cfg, 0)}
+        _, m_ref, t_ref = run_reference(samples, task, cfg, seed=0, iterations=n_ref, wall_time=w)
+        auc["reference"] = {"steps": int(m_ref.info["iterations"]), "seconds": t_ref,
+                            "auc": heldout_auc(m_ref, td, task, cfg, 0)}
+        from cropmeta.train.trained import build_model, TrainedModel
+        from cropmeta.train.maml import fit_normalizer
+
+        clf, enc = build_model(cfg, samples.t, "timl", 0)
+        init = TrainedModel("timl", clf.eval(), enc.eval(), fit_normalizer(samples), cfg, None, {})
+        auc["untrained_init"] = {"auc": heldout_auc(init, td, task, cfg, 0)}
+        auc["test_points"] = int(len(td.y_test))
+        res["heldout_auc_same_wall_time"] = auc
+        print(f"held-out AUC after ~{w:.0f} s ({order} order): cropmeta {auc['cropmeta']['auc']:.4f} "
+              f"({n_ours} steps, {t_ours:.1f} s), reference {auc['reference']['auc']:.4f} "
+              f"({auc['reference']['steps']} steps, {t_ref:.1f} s), untrained {auc['untrained_init']['auc']:.4f}",
+              flush=True)
+    res["machine_after"] = machine()
+    path = write_result("meta_train", res, args.out)
+    print(f"wrote {path}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
