@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -136,21 +135,44 @@ def _plain(o):
 
 
 def command_line(script: str, argv: list[str] | None) -> str:
-    args = sys.argv[1:] if argv is None else argv
-    return " ".join([".venv/bin/python", f"benchmarks/{script}", *args]).strip()
+    """How to rerun this benchmark (``--out``/``--home`` paths of one run left out)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    keep, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in ("--out", "--home"):
+            skip = True
+            continue
+        keep.append(a)
+    return " ".join([".venv/bin/python", f"benchmarks/{script}", *keep]).strip()
 
 
-def peak_rss_of(cmd: list[str], env: dict | None = None, timeout: float = 600) -> tuple[int, float, str]:
-    """Run ``cmd``; (peak RSS of the child in bytes, wall seconds, stdout). Linux ``ru_maxrss`` is KiB."""
-    import resource
+def cprofile_top(fn, n: int = 20, sort: str = "tottime") -> list[str]:
+    """cProfile's top ``n`` entries (by ``sort``) of ``fn()``, as text lines."""
+    import cProfile
+    import io
+    import pstats
 
-    t0 = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # RUSAGE_CHILDREN is the max over all waited-for children: only meaningful if this child is the largest so
-    # far, so callers run sizes in increasing order or parse the child's own report (preferred: see bench_export)
-    return max(after, before) * 1024, wall, p.stdout
+    pr = cProfile.Profile()
+    pr.enable()
+    try:
+        fn()
+    finally:
+        pr.disable()
+    s = io.StringIO()
+    pstats.Stats(pr, stream=s).sort_stats(sort).print_stats(n)
+    lines = [ln for ln in s.getvalue().splitlines() if ln.strip()]
+    # keep the header line and the table
+    start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
+    return lines[start:]
+
+
+def torch_profile_top(fn, n: int = 15) -> list[str]:
+    """torch.profiler's top ``n`` operators by self CPU time of ``fn()``, as text lines."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=n).splitlines()

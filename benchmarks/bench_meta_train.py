@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import command_line, machine, summarize, write_result  # noqa: E402
+from benchmarks._common import command_line, machine, mm_rate, summarize, write_result  # noqa: E402
 
 
 def load_samples(data: str, home: str | None):
@@ -91,6 +91,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--auc-seconds", type=float, default=60.0, help="meta-training wall time per side (0: skip)")
     ap.add_argument("--auc-order", choices=["second", "first"], default="second")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler top operators of cropmeta's steps")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -143,6 +144,24 @@ def main(argv=None) -> dict:
               f"speed-up {sr['median'] / so['median']:.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})",
               flush=True)
 
+    if args.profile:
+        from benchmarks._common import torch_profile_top
+
+        res["profile"] = {}
+        for order in res["throughput"]:
+            cfg = base.replace(first_order=(order == "first"), iterations=2)
+            res["profile"][order] = torch_profile_top(lambda: run_ours(samples, task, cfg, seed=0))
+        from torch.utils.flop_counter import FlopCounterMode
+
+        for order in res["throughput"]:
+            cfg = base.replace(first_order=(order == "first"), iterations=1)
+            with FlopCounterMode(display=False) as fc:
+                run_ours(samples, task, cfg, seed=0)
+            tp = res["throughput"][order]
+            tp["cropmeta_gflop_per_step"] = fc.get_total_flops() / 1e9
+            tp["cropmeta_gflops_achieved"] = fc.get_total_flops() / 1e9 * tp["cropmeta_steps_per_s"]
+        res["mm_fp32_gflops"] = mm_rate("float32", threads=args.threads)["gflops"]
+
     if args.auc_seconds > 0:
         order = args.auc_order
         cfg = base.replace(first_order=(order == "first"))
@@ -158,8 +177,8 @@ def main(argv=None) -> dict:
         _, m_ref, t_ref = run_reference(samples, task, cfg, seed=0, iterations=n_ref, wall_time=w)
         auc["reference"] = {"steps": int(m_ref.info["iterations"]), "seconds": t_ref,
                             "auc": heldout_auc(m_ref, td, task, cfg, 0)}
-        from cropmeta.train.trained import build_model, TrainedModel
         from cropmeta.train.maml import fit_normalizer
+        from cropmeta.train.trained import TrainedModel, build_model
 
         clf, enc = build_model(cfg, samples.t, "timl", 0)
         init = TrainedModel("timl", clf.eval(), enc.eval(), fit_normalizer(samples), cfg, None, {})

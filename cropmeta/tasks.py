@@ -144,12 +144,17 @@ def resolve_target(samples: SampleSet, region: str, crop: str | None = None, use
     by_slug = {slugify(n): n for n in names}
     key = slugify(region)
     name = by_slug.get(key)
+    known = None
     if name is None:
         try:  # ISO code or another spelling that regions.py knows
-            name = by_slug.get(slugify(get_region(region).name))
+            known = get_region(region).name
+            name = by_slug.get(slugify(known))
         except InputError:
             name = None
     if name is None:
+        if known is not None:
+            raise InputError(f"region {known} has no labelled samples (ingest labels there first); "
+                             f"regions with labels: {', '.join(names) or 'none'}")
         close = difflib.get_close_matches(region.strip().title(), names, n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise InputError(f"unknown region {region!r} in the labelled data{hint} "

@@ -13,6 +13,8 @@ import rasterio
 from cropmeta.mapping.export import export
 from cropmeta.mapping.validate import check_cog
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def kenya_run(tmp_path_factory):
@@ -35,7 +37,7 @@ def kenya_run(tmp_path_factory):
     task = resolve_target(samples, "kenya", "maize")
     td = target_data(samples, task)
     cfg = resolve_config("quick", overrides={"hidden": 16, "encoder_dims": [8, 8, 8], "encoder_channels_per_group": 4,
-                                             "ft_steps": 10})
+                                             "ft_steps": 30})
     clf, enc = build_model(cfg, samples.t, "timl", seed=0)
     model = finetune(TrainedModel("timl", clf, enc, None, cfg), td.x_train, td.y_train, task.info, cfg, seed=0)
     run = d / "run"

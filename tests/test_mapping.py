@@ -200,6 +200,10 @@ def test_many_tiles_vrt_and_cog_mosaic(tmp_path, run):
     np.testing.assert_array_equal(mos[ok], np.rint(exp[ok] * 100))
     assert (mos[~ok] == 255).all() and (~ok).sum() == 9
 
+    none = _export(run, tmp_path / "mos0" / "map.tif", [a, b], mosaic="none", quicklook=False)
+    assert none["map"].endswith("map.tiles") and [Path(p).name for p in none["tiles"]] == ["a.tif", "b.tif"]
+    assert not (tmp_path / "mos0" / "map.vrt").exists()
+
     one = tmp_path / "mos1" / "map.tif"
     res1 = _export(run, one, [a, b], mosaic="cog")
     assert res1["map"] == str(one) and check_cog(one) == []

@@ -16,6 +16,8 @@ from cropmeta.mapping.testing import make_double_run, make_ee_tile
 
 LOADER = "cropmeta.mapping.testing:load_double"
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):

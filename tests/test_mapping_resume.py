@@ -3,7 +3,6 @@ same map, byte for byte, as an uninterrupted export."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,11 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from cropmeta.mapping.export import export
 from cropmeta.mapping.manifest import work_dir_for
 from cropmeta.mapping.testing import make_double_run, make_ee_tile
 
 LOADER = "cropmeta.mapping.testing:load_double"
+
+pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
 

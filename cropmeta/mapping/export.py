@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from shapely.geometry import box
 
-from cropmeta.errors import CropmetaError, DataError, InputError
+from cropmeta.errors import DataError, InputError
 from cropmeta.io.atomic import atomic_dir
 from cropmeta.mapping.cog import GTiffWriter, check_writable, copy_to_cog, iter_blocks, write_vrt
 from cropmeta.mapping.dask_exec import Bundle, make_executor
@@ -431,4 +431,4 @@ def remove_work(out: str | Path) -> None:
     shutil.rmtree(work_dir_for(Path(out)), ignore_errors=True)
 
 
-__all__ = ["export", "ExportFailed", "find_world", "scene_for_run", "remove_work", "CropmetaError"]
+__all__ = ["export", "ExportFailed", "find_world", "scene_for_run", "remove_work"]

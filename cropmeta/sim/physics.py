@@ -310,28 +310,31 @@ def blend(fr: dict, idx_a: np.ndarray, idx_b: np.ndarray, w: np.ndarray) -> dict
 # ==================================================================================================
 # Sensors
 # ==================================================================================================
-def surface_reflectance(p, region: dict, px: dict, rng: np.random.Generator) -> np.ndarray:
-    """Surface reflectance ``[P, T, 10]`` (end-member bands) of pixels from their cover fractions.
+def surface_reflectance(p, region: dict, px: dict, n: int, S: int) -> np.ndarray:
+    """Surface reflectance ``[n, T, 10, S, S]`` (end-member bands) of the pixels of ``n`` rasters of
+    ``S x S`` from their cover fractions (computed band by band to bound memory).
 
-    ``px``: ``green, dry, water, built, woody, sm, snow`` ``[P, T]`` and ``soil_scale`` ``[P]``."""
+    ``px``: ``green, dry, water, built, woody, sm, snow`` ``[P, T]`` and ``soil_scale`` ``[P]``,
+    pixels in raster order (``P = n * S * S``)."""
     sp = {k: np.asarray(v, dtype=np.float32) for k, v in p.spectra.items()}
     bright, red = region["soil"]
     soil = sp["soil"] * bright
     soil = soil * np.array([red**-0.6, red**-0.3, red**0.3, red**0.15, 1, 1, 1, 1, 1, 1], dtype=np.float32)
     g, d, wa, bu = (px[k].astype(np.float32) for k in ("green", "dry", "water", "built"))
-    tot = g + d + wa + bu
-    over = np.maximum(tot, 1.0)
+    over = np.maximum(g + d + wa + bu, np.float32(1.0))
     g, d, wa, bu = g / over, d / over, wa / over, bu / over
-    s = np.clip(1.0 - g - d - wa - bu, 0.0, 1.0)
-    woody = px["woody"].astype(np.float32)[..., None]
-    green = sp["green"] * (1.0 - woody * (1.0 - sp["shadow"]))  # [P, T, 10]
-    wet = (1.0 - 0.3 * px["sm"].astype(np.float32))[..., None]
-    r = (g[..., None] * green + d[..., None] * sp["dry"] + wa[..., None] * sp["water"]
-         + bu[..., None] * sp["built_up"]
-         + (s[..., None] * wet) * (soil * px["soil_scale"].astype(np.float32)[:, None, None]))
-    sn = (px["snow"] * (1.0 - 0.6 * px["woody"])).astype(np.float32)[..., None]
-    r = (1.0 - sn) * r + sn * sp["snow"]
-    return r.astype(np.float32)
+    s_wet = np.clip(1.0 - g - d - wa - bu, 0.0, 1.0) * (1.0 - 0.3 * px["sm"].astype(np.float32))
+    s_wet *= px["soil_scale"].astype(np.float32)[:, None]
+    woody = px["woody"].astype(np.float32)
+    sn = (px["snow"] * (1.0 - 0.6 * px["woody"])).astype(np.float32)
+    t = g.shape[1]
+    out = np.empty((n, t, len(soil), S, S), dtype=np.float32)
+    for j in range(len(soil)):
+        green_j = sp["green"][j] * (1.0 - woody * (1.0 - sp["shadow"][j]))
+        r = (g * green_j + d * sp["dry"][j] + wa * sp["water"][j] + bu * sp["built_up"][j] + s_wet * soil[j])
+        r = (1.0 - sn) * r + sn * sp["snow"][j]
+        out[:, :, j] = r.reshape(n, S, S, t).transpose(0, 3, 1, 2)
+    return out
 
 
 def sentinel1(p, region: dict, px: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -359,19 +362,22 @@ def sentinel1(p, region: dict, px: dict, rng: np.random.Generator) -> tuple[np.n
 
 
 def edge_mix(r: np.ndarray, field: np.ndarray, w: float = 0.4) -> np.ndarray:
-    """Mixed pixels at field borders: ``[n, T, B, S, S]`` reflectance, ``[n, S, S]`` field ids.
-    Border pixels take ``w`` of their 3x3 neighbourhood mean (10 m pixels straddle boundaries)."""
-    p = np.concatenate([r[..., :1, :], r, r[..., -1:, :]], axis=-2)
-    v = p[..., :-2, :] + p[..., 1:-1, :] + p[..., 2:, :]
-    p = np.concatenate([v[..., :1], v, v[..., -1:]], axis=-1)
-    box = (p[..., :-2] + p[..., 1:-1] + p[..., 2:]) * np.float32(1.0 / 9.0)
+    """Mixed pixels at field borders, in place: ``[n, T, B, S, S]`` reflectance, ``[n, S, S]`` field
+    ids. Border pixels take ``w`` of their 3x3 neighbourhood mean (10 m pixels straddle boundaries)."""
     fp = np.pad(field, [(0, 0), (1, 1), (1, 1)], mode="edge")
     S1, S2 = field.shape[-2:]
     border = np.zeros(field.shape, dtype=bool)
     for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
         border |= fp[:, dy:dy + S1, dx:dx + S2] != field
-    b = border[:, None, None]
-    return np.where(b, np.float32(1 - w) * r + np.float32(w) * box, r)
+    b = border[:, None]
+    for j in range(r.shape[2]):
+        x = r[:, :, j]
+        q = np.concatenate([x[..., :1, :], x, x[..., -1:, :]], axis=-2)
+        v = q[..., :-2, :] + q[..., 1:-1, :] + q[..., 2:, :]
+        q = np.concatenate([v[..., :1], v, v[..., -1:]], axis=-1)
+        box = (q[..., :-2] + q[..., 1:-1] + q[..., 2:]) * np.float32(1.0 / 9.0)
+        r[:, :, j] = np.where(b, np.float32(1 - w) * x + np.float32(w) * box, x)
+    return r
 
 
 def smooth_noise(rng: np.random.Generator, shape_lead: tuple, S: int, terms: int = 3,
@@ -393,30 +399,34 @@ def sentinel2_toa(p, region: dict, surf: np.ndarray, cloud_tile: np.ndarray, gap
                   wet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Level-1C DN ``[n, T, 13, S, S]`` (B1..B12) from surface reflectance ``[n, T, 10, S, S]``:
     residual cloud of the monthly composite (smooth in space), path radiance, derived B1/B9/B10,
-    sensor noise, NaN where a month had no clear observation (at most a third of the steps)."""
+    sensor noise, NaN where a month had no clear observation (at most a third of the steps).
+    Computed band by band to bound memory."""
     s2 = p.s2
-    diff = region["difficulty"]
+    noise = np.float32(region["difficulty"]["s2_noise"])
     n, t, _, S, _ = surf.shape
     sp = {k: np.asarray(v, dtype=np.float32) for k, v in p.spectra.items()}
     pattern = smooth_noise(rng, (n, t), S, terms=2, wavelength=(S * 0.7, S * 3.0))
-    c = np.clip(cloud_tile[:, :, None, None] * (1.0 + 0.8 * pattern), 0.0, s2["cloud_max"])  # [n,t,S,S]
-    cb = c[:, :, None]
-    aer = rng.uniform(0.7, 1.3, (n, t)).astype(np.float32)[:, :, None, None, None]
-    r = (1 - cb) * surf + cb * (sp["cloud"][None, None, :, None, None])
-    toa = r + aer * sp["path"][None, None, :, None, None]
+    c = np.clip(cloud_tile[:, :, None, None] * (1.0 + 0.8 * pattern), 0.0, s2["cloud_max"]).astype(np.float32)
+    clear = 1 - c
+    aer = rng.uniform(0.7, 1.3, (n, t)).astype(np.float32)[:, :, None, None]
     # sensor / compositing noise: a common factor per pixel-step and a band-specific part
-    z = rng.standard_normal((n, t, 1, S, S), dtype=np.float32)
-    zb = rng.standard_normal(toa.shape, dtype=np.float32)
-    toa = toa * (1 + diff["s2_noise"] * (0.7 * z + 0.3 * zb))
-    b2, b8a = r[:, :, 0], r[:, :, 7]
-    b1 = s2["b1_from_b2"] * b2 + s2["b1_path"] * aer[:, :, 0]
-    b9 = (s2["b9_from_b8a"] - s2["b9_humid"] * wet[:, :, None, None]) * b8a + 60.0 * aer[:, :, 0]
+    z = rng.standard_normal((n, t, S, S), dtype=np.float32)
+    out = np.empty((n, t, 13, S, S), dtype=np.float32)
+    # output band positions of the 10 end-member bands (B2..B8A, B11, B12) among B1..B12
+    pos = [1, 2, 3, 4, 5, 6, 7, 8, 11, 12]
+    for j, k in enumerate(pos):
+        r = clear * surf[:, :, j] + c * sp["cloud"][j]
+        if j == 0:  # B1 (coastal aerosol) follows blue, with a larger path radiance
+            out[:, :, 0] = (s2["b1_from_b2"] * r + s2["b1_path"] * aer) * (1 + noise * z)
+        zb = rng.standard_normal((n, t, S, S), dtype=np.float32)
+        out[:, :, k] = (r + aer * sp["path"][j]) * (1 + noise * (0.7 * z + 0.3 * zb))
+    # water-vapour band: the surface is seen through the vapour column, clouds above it are bright
+    out[:, :, 9] = ((s2["b9_from_b8a"] - s2["b9_humid"] * wet[:, :, None, None]) * clear * surf[:, :, 7]
+                    + c * s2["b9_cloud"] + 60.0 * aer) * (1 + noise * z)
     cirrus = rng.uniform(0, 1, (n, t, 1, 1)) < 0.25
-    b10 = s2["b10_clear"] + s2["b10_cirrus"] * c * np.where(cirrus, 1.0, 0.15)
-    b1 = b1 * (1 + diff["s2_noise"] * z[:, :, 0])
-    b9 = b9 * (1 + diff["s2_noise"] * z[:, :, 0])
-    out = np.concatenate([b1[:, :, None], toa[:, :, :8], b9[:, :, None], b10[:, :, None], toa[:, :, 8:]], axis=2)
-    out = np.clip(np.round(out), 0, 15000).astype(np.float32)
+    out[:, :, 10] = s2["b10_clear"] + s2["b10_cirrus"] * c * np.where(cirrus, 1.0, 0.15)
+    np.round(out, out=out)
+    np.clip(out, 0, 15000, out=out)
     # gaps: in a tile-month without a clear observation, the cloudier part of the tile is NaN;
     # a pixel keeps at least two thirds of its steps
     gap = gap_tile[:, :, None, None] & (pattern > -0.2)

@@ -233,9 +233,10 @@ def render(p: SimParams, region: dict, layout: Layout, clim: physics.Climate, el
     P = len(fid)
     f = layout.fields
     pv = rng.normal(1.0, 0.05, P).astype(np.float32)[:, None]
+    fr = {k: v.astype(np.float32) for k, v in fr.items()}
     px = {
-        "green": np.clip(fr["green"][fid] * pv + rng.normal(0, diff["pixel_sd"], (P, t)), 0, 0.97),
-        "dry": np.clip(fr["dry"][fid] + rng.normal(0, diff["pixel_sd"] / 2, (P, t)), 0, 0.9),
+        "green": np.clip(fr["green"][fid] * pv + rng.normal(0, diff["pixel_sd"], (P, t)).astype(np.float32), 0, 0.97),
+        "dry": np.clip(fr["dry"][fid] + rng.normal(0, diff["pixel_sd"] / 2, (P, t)).astype(np.float32), 0, 0.9),
         "water": np.clip(fr["water"][fid], 0, 1),
         "built": np.clip(fr["built"][fid], 0, 1),
         "woody": fr["woody"][fid],
@@ -250,8 +251,7 @@ def render(p: SimParams, region: dict, layout: Layout, clim: physics.Climate, el
         "bdb": f["bdb"][fid],
         "angle": rng.normal(0, p.s1["angle_sd_db"], n)[tile],
     }
-    surf = physics.surface_reflectance(p, region, px, rng)  # [P, T, 10]
-    surf = surf.reshape(n, S, S, t, -1).transpose(0, 3, 4, 1, 2)  # [n, T, 10, S, S]
+    surf = physics.surface_reflectance(p, region, px, n, S)  # [n, T, 10, S, S]
     surf = physics.edge_mix(surf, layout.field)
     s2 = p.s2
     mu = np.clip((s2["cloud_base"] + s2["cloud_rain"] * clim.wet_m) * diff["cloud"], 0.005, 0.9)

@@ -43,7 +43,12 @@ class DistContext:
     def all_reduce_(self, t: torch.Tensor) -> torch.Tensor:
         """In-place SUM over ranks (no-op on one process)."""
         if self.active:
-            tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+            if self.backend == "nccl" and not t.is_cuda:  # NCCL reduces CUDA tensors only
+                tmp = t.cuda()
+                tdist.all_reduce(tmp, op=tdist.ReduceOp.SUM)
+                t.copy_(tmp.cpu())
+            else:
+                tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
         return t
 
     def all_reduce_grads_(self, params) -> None:

@@ -160,7 +160,9 @@ class TrainedModel:
         kind = meta.get("kind")
         if kind not in KINDS:
             raise InputError(f"{source}: unknown model kind {kind!r}")
-        cfg = config_from_dict(meta.get("config") or {}, f"{source} (config)")
+        known = set(TrainConfig.__dataclass_fields__)  # options of a newer cropmeta are ignored here
+        cfg = config_from_dict({k: v for k, v in (meta.get("config") or {}).items() if k in known},
+                               f"{source} (config)")
         ca = (meta.get("arch") or {}).get("classifier") or {}
         ea = (meta.get("arch") or {}).get("encoder")
         try:
