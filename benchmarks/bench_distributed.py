@@ -14,25 +14,15 @@ T = 12, hidden 128; first order (the CPU preset) and second order.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import command_line, machine, summarize, write_result  # noqa: E402
-from benchmarks.bench_meta_train import load_samples  # noqa: E402
+from benchmarks.bench_meta_train import load_samples, run_ours_ranks  # noqa: E402
 
 
-def block(samples, task, cfg, nprocs: int, workdir: Path) -> list[float]:
-    from cropmeta.train.distributed import spawn
-    from cropmeta.train.maml import meta_train_worker
-
-    spawn(meta_train_worker, nprocs, args=(samples, task, cfg, 0, str(workdir), False, False), threads=1)
-    recs = [json.loads(line) for line in (workdir / "log.jsonl").read_text().splitlines() if line.strip()]
-    el = [r["elapsed_s"] for r in recs]
-    return [b - a for a, b in zip(el, el[1:])]
 
 
 def main(argv=None) -> dict:
@@ -71,8 +61,7 @@ def main(argv=None) -> dict:
             sides = [1, args.ranks] if r % 2 == 0 else [args.ranks, 1]
             got = {}
             for n in sides:
-                with tempfile.TemporaryDirectory(prefix="cropmeta-dist-") as d:
-                    got[n] = block(samples, task, cfg, n, Path(d))
+                got[n] = run_ours_ranks(samples, task, cfg, n)
                 times[n] += got[n]
             ratios.append(summarize(got[1])["median"] / summarize(got[args.ranks])["median"])
         s1, sn = summarize(times[1]), summarize(times[args.ranks])

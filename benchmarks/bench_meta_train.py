@@ -6,7 +6,9 @@ meta-gradient equals cropmeta's, tests/test_perf_reference.py):
 
 - outer steps/s, second and first order: 32 tasks × (10 + 10 support, 4 + 4 query), T = 12,
   18 bands, hidden 128 (the paper's sizes); per-step times from the steps after the first of every
-  block, median and spread over all blocks;
+  block, median and spread over all blocks. One thread each (``--threads``), and the whole machine:
+  cropmeta on 2 gloo ranks of one thread (``cropmeta train --nprocs 2``) vs the reference on 2 torch
+  threads (its loop is single-process);
 - held-out AUC after the same wall time: each side meta-trains for ``--auc-seconds`` (its steps
   estimated from its measured rate; the reference also stops at the wall time), then the same
   fine-tuning (cropmeta's, 250 SGD steps) and AUC on the target's held-out test set; plus the AUC of
@@ -57,6 +59,21 @@ def run_ours(samples, target, cfg, seed: int) -> tuple[list[float], object, floa
     return stamps, model, time.perf_counter() - t0
 
 
+def run_ours_ranks(samples, target, cfg, nprocs: int) -> list[float]:
+    """Step intervals of a ``nprocs``-rank gloo run (one thread per rank), from rank 0's log.jsonl."""
+    import json
+    import tempfile
+
+    from cropmeta.train.distributed import spawn
+    from cropmeta.train.maml import meta_train_worker
+
+    cfg = cfg.replace(threads=1, checkpoint_every=10_000)
+    with tempfile.TemporaryDirectory(prefix="cropmeta-ranks-") as d:
+        spawn(meta_train_worker, nprocs, args=(samples, target, cfg, 0, d, False, False), threads=1)
+        recs = [json.loads(line) for line in (Path(d) / "log.jsonl").read_text().splitlines() if line.strip()]
+    return _intervals([r["elapsed_s"] for r in recs])
+
+
 def run_reference(samples, target, cfg, seed: int, iterations: int, wall_time: float | None = None):
     from benchmarks.reference.timl_reference import reference_meta_train
 
@@ -88,6 +105,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (both sides)")
     ap.add_argument("--orders", default="second,first")
+    ap.add_argument("--no-machine-best", action="store_true",
+                    help="skip the whole-machine sides (cropmeta on 2 gloo ranks, the reference on 2 threads)")
     ap.add_argument("--auc-seconds", type=float, default=60.0, help="meta-training wall time per side (0: skip)")
     ap.add_argument("--auc-order", choices=["second", "first"], default="second")
     ap.add_argument("--device", default="cpu")
@@ -121,27 +140,47 @@ def main(argv=None) -> dict:
 
     for order in [o.strip() for o in args.orders.split(",") if o.strip()]:
         cfg = base.replace(first_order=(order == "first"), iterations=args.steps)
-        ours, ref, ratios = [], [], []
+        sides = ["ours", "ref"] + ([] if args.no_machine_best else ["ours_2ranks", "ref_2threads"])
+        times: dict[str, list[float]] = {k: [] for k in sides}
+        ratios = []
         for r in range(args.rounds):
-            sides = ["ours", "ref"] if r % 2 == 0 else ["ref", "ours"]
+            order_r = sides if r % 2 == 0 else sides[::-1]
             got = {}
-            for side in sides:
+            for side in order_r:
                 if side == "ours":
                     stamps, _, _ = run_ours(samples, task, cfg, seed=r)
-                else:
+                    got[side] = _intervals(stamps)
+                elif side == "ref":
                     stamps, _, _ = run_reference(samples, task, cfg, seed=r, iterations=args.steps)
-                got[side] = _intervals(stamps)
-            ours += got["ours"]
-            ref += got["ref"]
+                    got[side] = _intervals(stamps)
+                elif side == "ours_2ranks":
+                    got[side] = run_ours_ranks(samples, task, cfg, 2)
+                else:
+                    stamps, _, _ = run_reference(samples, task, cfg.replace(threads=2), seed=r, iterations=args.steps)
+                    got[side] = _intervals(stamps)
+                times[side] += got[side]
+            torch.set_num_threads(args.threads)
             ratios.append(summarize(got["ref"])["median"] / summarize(got["ours"])["median"])
-        so, sr = summarize(ours), summarize(ref)
-        res["throughput"][order] = {
+        st = {k: summarize(v) for k, v in times.items()}
+        so, sr = st["ours"], st["ref"]
+        tp = {
             "cropmeta_step_s": so, "reference_step_s": sr,
             "cropmeta_steps_per_s": 1.0 / so["median"], "reference_steps_per_s": 1.0 / sr["median"],
             "speedup": sr["median"] / so["median"], "speedup_per_round": ratios,
         }
+        msg = ""
+        if not args.no_machine_best:
+            best_ours = min(so["median"], st["ours_2ranks"]["median"])
+            best_ref = min(sr["median"], st["ref_2threads"]["median"])
+            tp.update({"cropmeta_2ranks_step_s": st["ours_2ranks"], "reference_2threads_step_s": st["ref_2threads"],
+                       "cropmeta_2ranks_steps_per_s": 1.0 / st["ours_2ranks"]["median"],
+                       "reference_2threads_steps_per_s": 1.0 / st["ref_2threads"]["median"],
+                       "speedup_whole_machine": best_ref / best_ours})
+            msg = (f"; whole machine: cropmeta 2 ranks {1 / st['ours_2ranks']['median']:.3f}, reference 2 threads "
+                   f"{1 / st['ref_2threads']['median']:.3f} steps/s → {best_ref / best_ours:.2f}x")
+        res["throughput"][order] = tp
         print(f"{order} order: cropmeta {1 / so['median']:.3f} steps/s, reference {1 / sr['median']:.3f} steps/s, "
-              f"speed-up {sr['median'] / so['median']:.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})",
+              f"speed-up {sr['median'] / so['median']:.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)}){msg}",
               flush=True)
 
     if args.profile:

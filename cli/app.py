@@ -174,7 +174,7 @@ def export(
     workers: Optional[int] = typer.Option(None, help="local Dask workers"),
     scheduler: Optional[str] = typer.Option(None, help="tcp://HOST:PORT of an existing Dask scheduler"),
     truth: Optional[Path] = typer.Option(None, help="truth raster or label file: report map accuracy"),
-    mosaic: str = typer.Option("vrt", help="vrt | cog (many tiles → one mosaic)"),
+    mosaic: str = typer.Option("vrt", help="vrt | cog | none (many tiles → a VRT of tile COGs, one COG, or tiles only)"),
 ) -> None:
     """Write a Cloud-Optimised GeoTIFF crop map (+ PNG quick-look, + accuracy with --truth)."""
     from cropmeta.mapping.export import export as run_export
@@ -188,6 +188,19 @@ def export(
     if result.get("accuracy"):
         acc = result["accuracy"]
         _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
+
+
+@app.command()
+def assess(
+    map_path: Path = typer.Argument(..., help="a map written by `cropmeta export`"),
+    truth: Path = typer.Option(..., help="truth raster (0/1) or label file"),
+    out: Optional[Path] = typer.Option(None, help="write the accuracy report here (JSON)"),
+) -> None:
+    """Map accuracy: confusion matrix, F1, AUC, crop area and its error-adjusted estimate (ha)."""
+    from cropmeta.mapping.accuracy import assess as run_assess
+
+    acc = run_assess(map_path, truth, out_json=out)
+    _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
 
 
 @app.command()
