@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import geopandas as gpd
@@ -54,7 +54,7 @@ class Region:
     def slug(self) -> str:
         return slugify(self.name)
 
-    @property
+    @cached_property
     def centre(self) -> tuple[float, float]:
         """(lat, lon) of the equal-area centroid (representative point if outside)."""
         g = gpd.GeoSeries([self.geometry], crs="EPSG:4326")
@@ -113,8 +113,12 @@ def list_regions() -> gpd.GeoDataFrame:
 
 def get_region(name: str) -> Region:
     """A country by name (case-insensitive; ``kenya``, ``South Africa``, ``south_africa``, ISO A3)."""
+    return _get_region(slugify(name), name)
+
+
+@lru_cache(maxsize=512)
+def _get_region(key: str, name: str) -> Region:
     gdf = _regions()
-    key = slugify(name)
     hit = gdf[(gdf["name"].map(slugify) == key) | (gdf["iso_a3"].astype(str).str.lower() == key)]
     if hit.empty:
         close = difflib.get_close_matches(name.strip().title(), gdf["name"].tolist(), n=4, cutoff=0.6)

@@ -144,7 +144,7 @@ def test_same_seed_same_bytes_and_regions_are_independent(world, tmp_path):
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kw", [dict(seed=-1), dict(seed=2**33), dict(seed=1.5), dict(seed=True),
                                 dict(scene_size=8), dict(scene_size=4096), dict(regions=["Atlantis"]),
-                                dict(regions=["Iceland"])])
+                                dict(regions=["Iceland"]), dict(regions=[]), dict(regions="Togo")])
 def test_bad_arguments_raise_input_error(tmp_path, kw):
     with pytest.raises(InputError):
         generate_world(tmp_path / "w", **kw)
@@ -270,7 +270,7 @@ def test_phenology_perennials_stay_green_and_radar_sees_biomass():
 def test_classifier_transfers_to_a_near_region_better_than_to_a_distant_one(samples):
     """A linear classifier of Togo's crop vs non-crop time series works under the same monsoon and
     fails where the seasons are shifted by half a year (measured on seed 0: own test 0.91, near
-    0.89, far 0.41; over seeds 0-3 near >= 0.76 and far <= 0.41)."""
+    0.89, far 0.41; over seeds 0-3 near >= 0.77 and far <= 0.41)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 

@@ -42,8 +42,6 @@ from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_
 PROTOCOL_VERSION = 1
 DEFAULT_SHOTS: tuple = (20, 32, 64, 128, 256, "all")
 DEFAULT_METHODS: tuple = ("timl", "maml", "pretrained", "scratch", "random-forest")
-#: metrics where lower is better
-LOWER_IS_BETTER = {"brier", "ece"}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ protocol and configuration as ``cropmeta train``).
 
 from __future__ import annotations
 
-import copy
 import difflib
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,8 +161,3 @@ def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
     from cropmeta.evaluate.deep import DeepMethod
 
     return DeepMethod(name, cfg=cfg, **kwargs)
-
-
-def clone(method: Method) -> Method:
-    """A deep copy (tests use it to check that ``fit`` restarts from the prepared state)."""
-    return copy.deepcopy(method)

@@ -55,6 +55,7 @@ def write_ee_tiff(
     crs: str = "EPSG:4326",
     dtype: str = "float32",
     tags: dict | None = None,
+    creation_options: dict | None = None,
 ) -> Path:
     """Write an Earth-Engine-layout GeoTIFF atomically.
 
@@ -73,6 +74,7 @@ def write_ee_tiff(
                    transform=transform, compress="deflate", interleave="pixel")
     if h >= 16 and w >= 16 and h % 16 == 0 and w % 16 == 0:
         profile.update(tiled=True, blockxsize=min(256, w - w % 16), blockysize=min(256, h - h % 16))
+    profile.update(creation_options or {})
     path = Path(path)
     with atomic_path(path, suffix=".tif") as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:

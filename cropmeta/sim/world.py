@@ -360,6 +360,8 @@ def generate_world(out_dir: str | Path, seed: int = 0, scene_size: int = 128, ov
     if regions is None:
         names = list(p.regions)
     else:
+        if isinstance(regions, str) or not list(regions):
+            raise InputError("regions: give a non-empty list of region names (or None for all)")
         names = []
         for r in regions:
             nm = get_region(r).name  # InputError for unknown names
