@@ -70,6 +70,7 @@ def run_export(run_dir: Path, tif: Path, out: Path, workers: int | None, loader:
     dt = time.perf_counter() - t0
     return {"workers": workers, "loader": loader or "default", "seconds": dt, "pixels": r["pixels"],
             "pixels_per_s": r["pixels"] / dt, "seconds_inference": r["seconds_inference"],
+            "pixels_per_s_inference_phase": r["pixels"] / max(r["seconds_inference"], 1e-9),
             "seconds_write": r["seconds_write"]}
 
 
@@ -179,6 +180,10 @@ def main(argv=None) -> dict:
             "cropmeta_predictor_batch1024": lambda x: _batched(pred.predict_proba, x, 1024),
             "cropmeta_folded_fp32_batch1024": lambda x: _batched(fast.predict_proba, x, 1024),
         }
+        n_cores = os.cpu_count() or 1
+        if n_cores > 1:
+            rows[f"cropmeta_folded_fp32_batch1024_{n_cores}threads"] = lambda x: _threads(
+                n_cores, lambda: _batched(fast.predict_proba, x, 1024))
         # interleaved with the matmul: every repetition times the fp32 mm once and each model once, so a
         # change in machine load (shared cores) hits both sides of each share
         samples: dict = {name: [] for name in rows}
@@ -207,7 +212,8 @@ def main(argv=None) -> dict:
         n_bf = len(xs) if native_bf16 else min(len(xs), 512)  # emulated bf16 is slow: a short measurement
         r = model_rate(lambda x: _batched(bf.predict_proba, x, 1024), xs[:n_bf], 1 if not native_bf16 else args.reps)
         r["gflops"] = r["pixels_per_s"] * fpp / 1e9
-        r["share_of_bf16_mm"] = r["gflops"] / res["mm_bf16_1thread"]["gflops"]
+        if native_bf16:
+            r["share_of_bf16_mm"] = r["gflops"] / res["mm_bf16_1thread"]["gflops"]
         r["share_of_fp32_mm"] = r["gflops"] / mm32
         res["model_1thread"]["cropmeta_folded_bf16_batch1024"] = r
         scan = {}
@@ -269,6 +275,17 @@ def main(argv=None) -> dict:
     path = write_result("export", res, args.out)
     print(f"wrote {path}")
     return res
+
+
+def _threads(n: int, fn):
+    """``fn()`` with ``n`` torch threads (then back to 1)."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(1)
 
 
 def _batched(fn, x: np.ndarray, b: int) -> np.ndarray:

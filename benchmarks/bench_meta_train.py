@@ -10,14 +10,15 @@ meta-gradient equals cropmeta's, tests/test_perf_reference.py):
   cropmeta on 2 gloo ranks of one thread (``cropmeta train --nprocs 2``) vs the reference on 2 torch
   threads (its loop is single-process);
 - held-out AUC after the same wall time: each side meta-trains for ``--auc-seconds`` (its steps
-  estimated from its measured rate; the reference also stops at the wall time), then the same
-  fine-tuning (cropmeta's, 250 SGD steps) and AUC on the target's held-out test set; plus the AUC of
-  the same fine-tuning from the untrained initialisation (the floor).
+  estimated from its measured rate; the reference also stops at the wall time) with the CPU preset's
+  settings (first order, Adam 3e-3; ``--auc-order``, ``--auc-preset``) and 32 tasks per step, then
+  the same fine-tuning (cropmeta's, 250 SGD steps) and AUC on the target's held-out test set; plus
+  the AUC of the same fine-tuning from the untrained initialisation (the floor).
 
 No task removal and no meta-validation on either side (``remove_auc=None, val_fraction=0``): the
 reference has neither, so the loops do the same work.
 
-    .venv/bin/python benchmarks/bench_meta_train.py               # full (~6 min on 2 cores)
+    .venv/bin/python benchmarks/bench_meta_train.py               # full (~10 min on 2 cores)
     .venv/bin/python benchmarks/bench_meta_train.py --quick       # smoke test (~1 min)
 """
 
@@ -99,7 +100,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--data", choices=["sim", "toy"], default="sim", help="simulated world (ingested) or toy samples")
     ap.add_argument("--home", default=None, help="CROPMETA_HOME holding the ingested world (default: the environment's)")
     ap.add_argument("--region", default="kenya")
-    ap.add_argument("--steps", type=int, default=5, help="outer steps per timed block (the first is warm-up)")
+    ap.add_argument("--steps", type=int, default=4, help="outer steps per timed block (the first is warm-up)")
     ap.add_argument("--rounds", type=int, default=3, help="blocks per side and order")
     ap.add_argument("--tasks", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=128)
@@ -107,8 +108,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--orders", default="second,first")
     ap.add_argument("--no-machine-best", action="store_true",
                     help="skip the whole-machine sides (cropmeta on 2 gloo ranks, the reference on 2 threads)")
-    ap.add_argument("--auc-seconds", type=float, default=60.0, help="meta-training wall time per side (0: skip)")
-    ap.add_argument("--auc-order", choices=["second", "first"], default="second")
+    ap.add_argument("--auc-seconds", type=float, default=90.0, help="meta-training wall time per side (0: skip)")
+    ap.add_argument("--auc-order", choices=["second", "first"], default="first",
+                    help="order of the AUC comparison (default: first, the CPU preset's)")
+    ap.add_argument("--auc-preset", default="quick", help="learning rates etc. of this preset for the AUC comparison")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--profile", action="store_true", help="torch.profiler top operators of cropmeta's steps")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -203,14 +206,16 @@ def main(argv=None) -> dict:
 
     if args.auc_seconds > 0:
         order = args.auc_order
-        cfg = base.replace(first_order=(order == "first"))
+        cfg = resolve_config(args.auc_preset, overrides={
+            "tasks_per_step": args.tasks, "hidden": args.hidden, "remove_auc": None, "val_fraction": 0.0,
+            "threads": args.threads, "device": args.device, "first_order": order == "first"})
         tp = res["throughput"].get(order)
         if tp is None:
             raise SystemExit(f"--auc-order {order} needs its throughput measured (--orders)")
         w = float(args.auc_seconds)
         n_ours = max(2, int(w * tp["cropmeta_steps_per_s"]))
         n_ref = max(2, int(w * tp["reference_steps_per_s"]))
-        auc: dict = {"order": order, "wall_seconds_budget": w}
+        auc: dict = {"order": order, "preset": args.auc_preset, "wall_seconds_budget": w}
         _, m_ours, t_ours = run_ours(samples, task, cfg.replace(iterations=n_ours), seed=0)
         auc["cropmeta"] = {"steps": n_ours, "seconds": t_ours, "auc": heldout_auc(m_ours, td, task, cfg, 0)}
         _, m_ref, t_ref = run_reference(samples, task, cfg, seed=0, iterations=n_ref, wall_time=w)

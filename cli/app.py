@@ -120,18 +120,19 @@ def train(
     seed: int = typer.Option(0),
     out: Optional[Path] = typer.Option(None, help="run directory"),
     resume: bool = typer.Option(False, help="continue from the last checkpoint in --out"),
-    first_order: bool = typer.Option(False, help="first-order MAML"),
+    first_order: Optional[bool] = typer.Option(None, "--first-order/--second-order",
+                                               help="MAML order (default: the preset's; quick = first, paper = second)"),
     device: Optional[str] = typer.Option(None, help="auto|cpu|cuda (default: the preset's, auto)"),
     config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the preset"),
     nprocs: int = typer.Option(1, help="torch.distributed ranks (task-parallel meta-batches)"),
-    shots: Optional[int] = typer.Option(None, help="fine-tune on N labels per class instead of all"),
+    shots: Optional[int] = typer.Option(None, help="fine-tune on N training labels in total (class-balanced, N/2 positives) instead of all"),
     learner: Optional[str] = typer.Option(None, help="timl (default) | maml | concat"),
 ) -> None:
     """Meta-train on all other tasks, fine-tune on the target region, evaluate on its test set."""
     from cropmeta.train import train as run_train
 
     result = run_train(region=region, crop=crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
-                       first_order=first_order or None, device=device, config=config, nprocs=nprocs, shots=shots,
+                       first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
                        learner=learner, progress=True)
     target = result.get("target", {})
     _print_dict_table(f"held-out metrics — {target.get('name', region)}", dict(result.get("table", [])))

@@ -91,8 +91,9 @@ class Task:
         return task_info(self.lat, self.lon, self.crop_group if self.crop else None)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "region": self.region, "crop": self.crop, "crop_group": self.crop_group,
-                "lat": self.lat, "lon": self.lon, "info": [float(v) for v in self.info]}
+        return {"id": self.id, "name": self.name, "region": self.region, "crop": self.crop,
+                "crop_group": self.crop_group, "lat": self.lat, "lon": self.lon,
+                "info": [float(v) for v in self.info]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Task":

@@ -7,8 +7,9 @@ its weights plus the support set it reads are the learned function (Santoro et a
 
 Architecture (:class:`InContextClassifier`):
 
-- **sample encoder**: one LSTM layer over the ``[T, 18]`` series (the same reading of a pixel as the
-  TIML classifier), last hidden state → LayerNorm → a ``d``-vector per sample;
+- **sample encoder**: one LSTM layer over the ``[T, 18]`` series (the TIML classifier's LSTM,
+  :class:`cropmeta.models.timl.TaskLSTM`: explicit matmuls, so ``torch.utils.flop_counter`` counts
+  its FLOPs), last hidden state → LayerNorm → a ``d``-vector per sample;
 - **tokens**: a *task token* (a linear map of the 13 task-information numbers, or a learned constant
   when task information is off), one token per support sample (its encoding + a learned embedding of
   its label, 0 or 1), one token per query sample (its encoding + the "unknown label" embedding);
@@ -35,6 +36,7 @@ import math
 import torch
 from torch import nn
 
+from cropmeta.models.timl import TaskLSTM
 from cropmeta.schema import N_BANDS, TASK_INFO_DIM
 
 __all__ = ["InContextClassifier", "QUERY_LABEL"]
@@ -102,7 +104,7 @@ class InContextClassifier(nn.Module):
         super().__init__()
         self.t, self.n_bands, self.d_model, self.layers, self.heads = int(t), int(n_bands), int(d_model), int(layers), int(heads)
         self.ff_dim, self.dropout, self.use_task_info, self.info_dim = int(ff), float(dropout), bool(use_task_info), int(info_dim)
-        self.encoder = nn.LSTM(self.n_bands, self.d_model, batch_first=True)
+        self.encoder = TaskLSTM(self.n_bands, self.d_model)
         self.enc_norm = nn.LayerNorm(self.d_model)
         self.label_emb = nn.Embedding(3, self.d_model)
         self.task_token = nn.Parameter(torch.zeros(self.d_model))
@@ -128,8 +130,8 @@ class InContextClassifier(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Samples ``[..., T, F]`` → encodings ``[..., d]``."""
         lead = x.shape[:-2]
-        _, (h, _) = self.encoder(x.reshape(-1, x.shape[-2], x.shape[-1]))
-        return self.enc_norm(h[-1]).view(*lead, self.d_model)
+        h = self.encoder(x.reshape(1, -1, x.shape[-2], x.shape[-1]))[0]
+        return self.enc_norm(h).view(*lead, self.d_model)
 
     def context(self, xs: torch.Tensor, ys: torch.Tensor, info: torch.Tensor | None = None,
                 support_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

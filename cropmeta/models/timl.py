@@ -123,8 +123,8 @@ class TaskLinear(nn.Module):
 
 class TaskLSTM(nn.Module):
     """One LSTM layer, gates ordered (input, forget, cell, output) like ``nn.LSTM`` (weights stored
-    transposed, ``[in, 4H]``); initialised U(−1/√H, 1/√H) like the paper's unrolled cell. The input projection of all T steps is one
-    matmul; each step then costs one ``[K, N, H] @ [H, 4H]`` matmul. Variational dropout: one mask
+    transposed, ``[in, 4H]``); initialised U(−1/√H, 1/√H) like the paper's unrolled cell. The input
+    projection of all T steps is one matmul; each step then costs one ``[K, N, H] @ [H, 4H]`` matmul. Variational dropout: one mask
     ``[K, N, H]`` multiplies the hidden state fed back at every step."""
 
     def __init__(self, input_size: int, hidden_size: int):

@@ -73,7 +73,7 @@ class ViewControls:
     cloud_rain: float = 0.08
     cloud_conc: float = 8.0
     cloud_max: float = 0.35
-    haze_scale: float = 1.0
+    haze_scale: float = 0.5
     soil_sd: float = 0.12
     soil_scale: float = 1.0
     s2_noise: float = 0.03

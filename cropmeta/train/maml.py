@@ -51,7 +51,9 @@ from cropmeta.train.config import LEARNERS, TrainConfig, resolve_config
 from cropmeta.train.distributed import SINGLE, DistContext
 from cropmeta.train.trained import TrainedModel, build_model, resolve_device, torch_dtype
 
-__all__ = ["meta_train", "meta_train_worker", "META_DIR", "fit_normalizer", "TaskBank", "MetaStep", "batch_auc", "meta_gradient_step"]
+__all__ = ["meta_train", "meta_train_worker", "META_DIR", "fit_normalizer", "TaskBank", "MetaStep", "batch_auc",
+           "meta_gradient_step"]
+
 
 @dataclass
 class MetaStep:
@@ -253,7 +255,8 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
             step = MetaStep(
                 xs=bank.gather(sup[a:b]), ys=ys, xq=bank.gather(qry[a:b]), yq=yq, film=film,
                 info=info_full[a:b] if learner == "concat" else None,
-                masks_s=[_to(_sl(m, a, b), device, dtype) for m in masks_s], mask_q=_to(_sl(mask_q, a, b), device, dtype),
+                masks_s=[_to(_sl(m, a, b), device, dtype) for m in masks_s],
+                mask_q=_to(_sl(mask_q, a, b), device, dtype),
             )
             if b > a:
                 q_loss, q_logits = meta_gradient_step(maml, step, cfg.inner_steps, cfg.first_order, k_total,

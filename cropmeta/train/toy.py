@@ -59,7 +59,8 @@ def toy_samples(n_per_label: int = 40, n_noncrop: int = 60, t: int = 12, seed: i
                 base = 900 + 150 * j
                 gain = 1600 if b in ("B7", "B8", "B8A") else (-450 if b in ("B2", "B3", "B4") else 300)
                 x[..., BAND_INDEX[b]] = base + gain * c + 120 * noise[..., 2 + j]
-            x[..., BAND_INDEX["temperature_2m"]] = 295 - abs(lat) * 0.3 + 3 * np.sin(steps / t * 2 * np.pi) + noise[..., 13]
+            season = 3 * np.sin(steps / t * 2 * np.pi)
+            x[..., BAND_INDEX["temperature_2m"]] = 295 - abs(lat) * 0.3 + season + noise[..., 13]
             x[..., BAND_INDEX["total_precipitation"]] = np.abs(0.003 + 0.002 * c + 0.001 * noise[..., 14])
             x[..., BAND_INDEX["elevation"]] = (rng.uniform(200, 1500, n))[:, None]
             x[..., BAND_INDEX["slope"]] = (rng.uniform(0, 8, n))[:, None]

@@ -148,7 +148,8 @@ class TrainedModel:
     def from_state(cls, meta: dict, arrays: dict, source: str = "model", t: int | None = None) -> "TrainedModel":
         """Rebuild from :meth:`to_state` output; refuses another format, band layout, T or weight shapes."""
         if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-            raise InputError(f"{source}: not a cropmeta model (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+            fmt = meta.get("format") if isinstance(meta, dict) else None
+            raise InputError(f"{source}: not a cropmeta model (format {fmt!r})")
         if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
             raise InputError(f"{source}: model format version {meta.get('format_version')} is newer than this "
                              f"cropmeta reads ({MODEL_FORMAT_VERSION}); upgrade cropmeta")
@@ -184,7 +185,8 @@ class TrainedModel:
             {f"encoder.{k}" for k in enc.state_dict()} if enc is not None else set())
         if extra:
             raise InputError(f"{source}: unexpected weights {sorted(extra)[:5]}")
-        norm = Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)") if meta.get("normalizer") else None
+        norm = (Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)")
+                if meta.get("normalizer") else None)
         ti = np.asarray(meta["task_info"], dtype=np.float32) if meta.get("task_info") is not None else None
         clf.eval()
         if enc is not None:
