@@ -180,7 +180,8 @@ def narrative(report: dict) -> list[str]:
                 w = report.get("wilcoxon", {}).get(k, {}).get(met, {}).get(second)
                 txt += f", {means[ref] - means[second]:.3f} above the next best, {label(second)}"
                 if w and w["n"]:
-                    txt += f" (better on {w['wins']} of {w['n']} seeds, Wilcoxon p = {_fmt(w['p_value'])})"
+                    txt += (f" ({label(ref)} better on {w['wins']} of {w['n']} seeds, "
+                            f"Wilcoxon p = {_fmt(w['p_value'])})")
             sentences.append(txt + ".")
     paras.append(" ".join(sentences))
     if ref in methods:
@@ -522,7 +523,7 @@ def print_summary(report: dict, console) -> None:
 
         print_table(report, console)
         for p in report.get("summary_text", []):
-            console.print(p)
+            console.print(p, markup=False, highlight=False)
         console.print(f"report: {report.get('files', {}).get('benchmark.html', '')}")
         return
     shots = [str(k) for k in report["config"]["shots_run"]]
@@ -542,7 +543,7 @@ def print_summary(report: dict, console) -> None:
         tab.add_row(*row)
     console.print(tab)
     for p in narrative(report):
-        console.print(p)
+        console.print(p, markup=False, highlight=False)
     files = report.get("files", {})
     if files:
         console.print(f"report: {files.get('report.html', '')} (also report.md, report.json, PNGs)")
