@@ -40,6 +40,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--home", default=None, help="workspace holding (or to hold) the simulated world")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="cProfile top entries of one more ingestion")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -70,6 +71,14 @@ def main(argv=None) -> dict:
             times.append(time.perf_counter() - t0)
             n_samples = len(load_datasets(fresh))
             shutil.rmtree(fresh / "datasets", ignore_errors=True)
+    if args.profile:
+        from benchmarks._common import cprofile_top
+
+        with tempfile.TemporaryDirectory(prefix="cropmeta-ingest-") as d:
+            fresh = Path(d)
+            (fresh / "worlds").mkdir()
+            os.symlink(world, fresh / "worlds" / world.name)
+            res["profile"] = cprofile_top(lambda: ingest(progress=False, seed=args.seed, home=fresh), n=20)
     s = summarize(times)
     res.update({"seconds": s, "samples": n_samples,
                 "mb_per_s_on_disk": stats["bytes_on_disk"] / 1e6 / s["median"],

@@ -36,7 +36,7 @@ SCRIPTS = {"ingest": "bench_ingest.py", "meta_train": "bench_meta_train.py", "di
 def bench_args(name: str, home: Path, quick: bool, device: str) -> list[str]:
     q = ["--quick"] if quick else []
     if name == "ingest":
-        return ["--home", str(home), *q]
+        return ["--home", str(home), *(q or ["--profile"])]
     if name == "meta_train":
         return ["--data", "sim", "--home", str(home), "--device", device, "--profile", *q]
     if name == "distributed":
@@ -335,6 +335,8 @@ def render(run_info: dict | None = None, results: Path = RESULTS) -> str:
         w(f"| {ig['files']} | {ig['bytes_on_disk'] / 1e6:.1f} | {ig['bytes_decoded_float32'] / 1e6:.0f} | {ig['samples']} | "
           f"{_spread(ig['seconds'], nd=1)} | {ig['mb_per_s_on_disk']:.2f} | {ig['mb_per_s_decoded']:.1f} | {ig['samples_per_s']:.0f} |")
         if ig.get("profile"):
+            w("")
+            w("cProfile of one more ingestion (top entries by own time):")
             w("")
             w("```")
             lines.extend(ig["profile"])
