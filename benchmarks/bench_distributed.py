@@ -3,8 +3,11 @@
 Each rank runs one torch thread and takes half of every meta-batch of tasks
 (:mod:`cropmeta.train.distributed`); 1 and 2 ranks are started the same way
 (:func:`cropmeta.train.distributed.spawn`) and alternate block by block so that changes in machine
-load hit both. Step times come from the run's ``log.jsonl`` (``elapsed_s`` per outer step, written
-by rank 0); the first step of each block is warm-up. Paper sizes: 32 tasks × (10 + 10, 4 + 4),
+load hit both. Step times: rank 0's wall clock after every outer step (the first step of each block
+is warm-up). Also each rank's CPU time per step: on a machine shared with other jobs a rank may wait
+for a core, which inflates wall time but hardly its CPU time, so "CPU-time scaling" (one rank's CPU
+seconds per step ÷ the busiest rank's of N) is the speed-up N idle cores would give if nothing else
+(memory bandwidth, all-reduce) limited it. Paper sizes: 32 tasks × (10 + 10, 4 + 4),
 T = 12, hidden 128; first order (the CPU preset) and second order.
 
     .venv/bin/python benchmarks/bench_distributed.py            # full (~4 min on 2 cores)
@@ -56,21 +59,28 @@ def main(argv=None) -> dict:
     for order in [o.strip() for o in args.orders.split(",") if o.strip()]:
         cfg = base.replace(first_order=(order == "first"))
         times: dict[int, list[float]] = {1: [], args.ranks: []}
+        cpu: dict[int, list[float]] = {1: [], args.ranks: []}  # per step: the busiest rank's CPU seconds
         ratios = []
         for r in range(args.rounds):
             sides = [1, args.ranks] if r % 2 == 0 else [args.ranks, 1]
             got = {}
             for n in sides:
-                got[n] = run_ours_ranks(samples, task, cfg, n)
-                times[n] += got[n]
+                wall, per_rank = run_ours_ranks(samples, task, cfg, n, with_cpu=True)
+                got[n] = wall
+                times[n] += wall
+                cpu[n] += [max(v) for v in zip(*per_rank)]
             ratios.append(summarize(got[1])["median"] / summarize(got[args.ranks])["median"])
         s1, sn = summarize(times[1]), summarize(times[args.ranks])
+        c1, cn = summarize(cpu[1]), summarize(cpu[args.ranks])
         res["orders"][order] = {"1_rank_step_s": s1, f"{args.ranks}_ranks_step_s": sn,
                                 "1_rank_steps_per_s": 1 / s1["median"], f"{args.ranks}_ranks_steps_per_s": 1 / sn["median"],
-                                "scaling": s1["median"] / sn["median"], "scaling_per_round": ratios}
+                                "scaling": s1["median"] / sn["median"], "scaling_per_round": ratios,
+                                "1_rank_cpu_s_per_step": c1, f"{args.ranks}_ranks_busiest_cpu_s_per_step": cn,
+                                "cpu_time_scaling": c1["median"] / cn["median"]}
         print(f"{order} order: 1 rank {1 / s1['median']:.3f} steps/s, {args.ranks} ranks "
               f"{1 / sn['median']:.3f} steps/s, scaling {s1['median'] / sn['median']:.2f}x "
-              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})", flush=True)
+              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}); CPU s/step: 1 rank {c1['median']:.3f}, "
+              f"busiest of {args.ranks} {cn['median']:.3f} → {c1['median'] / cn['median']:.2f}x", flush=True)
     res["machine_after"] = machine()
     path = write_result("distributed", res, args.out)
     print(f"wrote {path}")

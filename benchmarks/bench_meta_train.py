@@ -60,19 +60,73 @@ def run_ours(samples, target, cfg, seed: int) -> tuple[list[float], object, floa
     return stamps, model, time.perf_counter() - t0
 
 
-def run_ours_ranks(samples, target, cfg, nprocs: int) -> list[float]:
-    """Step intervals of a ``nprocs``-rank gloo run (one thread per rank), from rank 0's log.jsonl."""
+class _Stop(Exception):
+    pass
+
+
+def run_ours_for(samples, target, cfg, seed: int, wall: float):
+    """cropmeta's meta_train stopped once ``wall`` seconds have passed since the call (setup included):
+    a checkpoint is written after every step and the last one is loaded (the step in progress when
+    the time ran out is lost: conservative for cropmeta). Returns (model, steps, seconds)."""
+    import tempfile
+
+    from cropmeta.train import checkpoint as ck
+    from cropmeta.train.maml import fit_normalizer, meta_train
+    from cropmeta.train.trained import TrainedModel, build_model
+
+    t0 = time.perf_counter()
+
+    def cb(i, rec):
+        if time.perf_counter() - t0 >= wall:
+            raise _Stop
+
+    with tempfile.TemporaryDirectory(prefix="cropmeta-auc-") as d:
+        try:
+            model = meta_train(samples, target, cfg.replace(checkpoint_every=1), learner="timl", seed=seed,
+                               workdir=d, callback=cb)
+            return model, int(model.info["iterations"]), time.perf_counter() - t0
+        except _Stop:
+            seconds = time.perf_counter() - t0
+            tensors, meta = ck.load_state(d)
+    clf, enc = build_model(cfg, samples.t, "timl", seed)
+    clf.load_state_dict({k[len("classifier."):]: v for k, v in tensors.items() if k.startswith("classifier.")})
+    enc.load_state_dict({k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")})
+    model = TrainedModel("timl", clf.eval(), enc.eval(), fit_normalizer(samples), cfg, None,
+                         {"iterations": int(meta["iteration"])})
+    return model, int(meta["iteration"]), seconds
+
+
+def _timed_worker(ctx, samples, target, cfg, workdir: str) -> None:
+    """One rank: meta-train its share, recording wall and this process's CPU time after every step."""
+    import json
+
+    from cropmeta.train.maml import meta_train
+
+    stamps: list[tuple[float, float]] = []
+    meta_train(samples, target, cfg, learner="timl", seed=0, dist=ctx,
+               callback=lambda i, rec: stamps.append((time.perf_counter(), time.process_time())))
+    (Path(workdir) / f"rank{ctx.rank}.json").write_text(json.dumps(stamps))
+
+
+def run_ours_ranks(samples, target, cfg, nprocs: int, with_cpu: bool = False):
+    """Step intervals of a ``nprocs``-rank gloo run (one thread per rank, started by
+    :func:`cropmeta.train.distributed.spawn` like ``cropmeta train --nprocs``), from rank 0's wall
+    clock; ``with_cpu``: also each rank's CPU seconds per step (a measure of the work per rank
+    that other jobs on a shared machine hardly change)."""
     import json
     import tempfile
 
     from cropmeta.train.distributed import spawn
-    from cropmeta.train.maml import meta_train_worker
 
     cfg = cfg.replace(threads=1, checkpoint_every=10_000)
     with tempfile.TemporaryDirectory(prefix="cropmeta-ranks-") as d:
-        spawn(meta_train_worker, nprocs, args=(samples, target, cfg, 0, d, False, False), threads=1)
-        recs = [json.loads(line) for line in (Path(d) / "log.jsonl").read_text().splitlines() if line.strip()]
-    return _intervals([r["elapsed_s"] for r in recs])
+        spawn(_timed_worker, nprocs, args=(samples, target, cfg, d), threads=1)
+        ranks = [json.loads((Path(d) / f"rank{r}.json").read_text()) for r in range(nprocs)]
+    wall = _intervals([s[0] for s in ranks[0]])
+    if not with_cpu:
+        return wall
+    cpu = [_intervals([s[1] for s in rk]) for rk in ranks]
+    return wall, cpu
 
 
 def run_reference(samples, target, cfg, seed: int, iterations: int, wall_time: float | None = None):
@@ -112,6 +166,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--auc-order", choices=["second", "first"], default="first",
                     help="order of the AUC comparison (default: first, the CPU preset's)")
     ap.add_argument("--auc-preset", default="quick", help="learning rates etc. of this preset for the AUC comparison")
+    ap.add_argument("--auc-region", default="togo",
+                    help="target of the AUC comparison (default togo: learnable within the budget; see the report)")
+    ap.add_argument("--auc-only", action="store_true",
+                    help="redo only the AUC comparison, reusing the throughput of the existing result file")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--profile", action="store_true", help="torch.profiler top operators of cropmeta's steps")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -128,7 +186,6 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     samples = load_samples(args.data, args.home)
     task = resolve_target(samples, args.region)
-    td = target_data(samples, task, seed=0)
     base = resolve_config("paper", overrides={
         "tasks_per_step": args.tasks, "k_support": 10, "k_query": 4, "hidden": args.hidden, "remove_auc": None,
         "val_fraction": 0.0, "threads": args.threads, "device": args.device})
@@ -141,6 +198,13 @@ def main(argv=None) -> dict:
 
     res["n_meta_train_tasks"] = len(build_tasks(samples, exclude=task, min_per_class=base.min_examples))
 
+    out_path = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / "meta_train.json"
+    if args.auc_only:
+        import json
+
+        prev = json.loads(out_path.read_text())
+        res = {**prev, "command_auc": command_line("bench_meta_train.py", argv), "machine_before_auc": machine()}
+        args.orders, args.profile = "", False
     for order in [o.strip() for o in args.orders.split(",") if o.strip()]:
         cfg = base.replace(first_order=(order == "first"), iterations=args.steps)
         sides = ["ours", "ref"] + ([] if args.no_machine_best else ["ours_2ranks", "ref_2threads"])
@@ -213,24 +277,28 @@ def main(argv=None) -> dict:
         if tp is None:
             raise SystemExit(f"--auc-order {order} needs its throughput measured (--orders)")
         w = float(args.auc_seconds)
+        # the cosine schedule's horizon: the steps each side is expected to fit in the budget
         n_ours = max(2, int(w * tp["cropmeta_steps_per_s"]))
         n_ref = max(2, int(w * tp["reference_steps_per_s"]))
-        auc: dict = {"order": order, "preset": args.auc_preset, "wall_seconds_budget": w}
-        _, m_ours, t_ours = run_ours(samples, task, cfg.replace(iterations=n_ours), seed=0)
-        auc["cropmeta"] = {"steps": n_ours, "seconds": t_ours, "auc": heldout_auc(m_ours, td, task, cfg, 0)}
-        _, m_ref, t_ref = run_reference(samples, task, cfg, seed=0, iterations=n_ref, wall_time=w)
-        auc["reference"] = {"steps": int(m_ref.info["iterations"]), "seconds": t_ref,
-                            "auc": heldout_auc(m_ref, td, task, cfg, 0)}
+        auc_task = resolve_target(samples, args.auc_region)
+        atd = target_data(samples, auc_task, seed=0)
+        auc: dict = {"order": order, "preset": args.auc_preset, "wall_seconds_budget": w, "target": auc_task.name}
+        m_ours, steps_ours, t_ours = run_ours_for(samples, auc_task, cfg.replace(iterations=n_ours), 0, w)
+        auc["cropmeta"] = {"steps": steps_ours, "planned_steps": n_ours, "seconds": t_ours,
+                           "auc": heldout_auc(m_ours, atd, auc_task, cfg, 0)}
+        _, m_ref, t_ref = run_reference(samples, auc_task, cfg, seed=0, iterations=n_ref, wall_time=w)
+        auc["reference"] = {"steps": int(m_ref.info["iterations"]), "planned_steps": n_ref, "seconds": t_ref,
+                            "auc": heldout_auc(m_ref, atd, auc_task, cfg, 0)}
         from cropmeta.train.maml import fit_normalizer
         from cropmeta.train.trained import TrainedModel, build_model
 
         clf, enc = build_model(cfg, samples.t, "timl", 0)
         init = TrainedModel("timl", clf.eval(), enc.eval(), fit_normalizer(samples), cfg, None, {})
-        auc["untrained_init"] = {"auc": heldout_auc(init, td, task, cfg, 0)}
-        auc["test_points"] = int(len(td.y_test))
+        auc["untrained_init"] = {"auc": heldout_auc(init, atd, auc_task, cfg, 0)}
+        auc["test_points"] = int(len(atd.y_test))
         res["heldout_auc_same_wall_time"] = auc
-        print(f"held-out AUC after ~{w:.0f} s ({order} order): cropmeta {auc['cropmeta']['auc']:.4f} "
-              f"({n_ours} steps, {t_ours:.1f} s), reference {auc['reference']['auc']:.4f} "
+        print(f"held-out AUC ({auc_task.name}) after ~{w:.0f} s ({order} order): cropmeta {auc['cropmeta']['auc']:.4f} "
+              f"({steps_ours} steps, {t_ours:.1f} s), reference {auc['reference']['auc']:.4f} "
               f"({auc['reference']['steps']} steps, {t_ref:.1f} s), untrained {auc['untrained_init']['auc']:.4f}",
               flush=True)
     res["machine_after"] = machine()

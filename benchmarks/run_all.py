@@ -152,14 +152,17 @@ def render(run_info: dict | None = None, results: Path = RESULTS) -> str:
         auc = mt.get("heldout_auc_same_wall_time")
         if auc:
             ok = auc["cropmeta"]["auc"] >= auc["reference"]["auc"] - 0.005
-            w(f"| … at equal or better held-out AUC (same wall time, {auc['order']} order) | cropmeta "
+            w(f"| … at equal or better held-out AUC (same wall time, {auc['order']} order, "
+              f"{auc.get('target', mt['target'])}) | cropmeta "
               f"{auc['cropmeta']['auc']:.3f} vs reference {auc['reference']['auc']:.3f} "
               f"({auc['cropmeta']['steps']} vs {auc['reference']['steps']} steps) | {_met(ok)} |")
     ds = R["distributed"]
     if ds:
         for order, o in ds["orders"].items():
-            w(f"| 2 ranks ≥ 1.6× one rank ({order} order) | {o['scaling']:.2f}× | {_met(o['scaling'] >= 1.6)}"
-              f"{_short(o['scaling'], 1.6)} |")
+            cts = o.get("cpu_time_scaling")
+            w(f"| 2 ranks ≥ 1.6× one rank ({order} order) | {o['scaling']:.2f}× wall"
+              + (f" (CPU-time scaling {cts:.2f}×: what 2 free cores would give)" if cts else "")
+              + f" | {_met(o['scaling'] >= 1.6)}{_short(o['scaling'], 1.6)} |")
     ex = R["export"]
     if ex:
         e2e = ex["end_to_end"]
@@ -231,8 +234,10 @@ def render(run_info: dict | None = None, results: Path = RESULTS) -> str:
         if auc:
             w("")
             w(f"Held-out AUC after the same meta-training wall time (budget {auc['wall_seconds_budget']:.0f} s, "
-              f"{auc['order']} order; then the same fine-tuning, 250 SGD steps, and AUC on the target's "
-              f"{auc['test_points']} held-out test points):")
+              f"{auc['order']} order, {auc.get('preset', 'paper')} preset's learning rates, 32 tasks per step; "
+              f"target {auc.get('target', mt['target'])} excluded from meta-training; then the same fine-tuning, "
+              f"250 SGD steps, and AUC on the target's {auc['test_points']} held-out test points)"
+              + (f" — command `{mt['command_auc']}`" if mt.get("command_auc") else "") + ":")
             w("")
             w("| | outer steps | meta-training s | held-out AUC |")
             w("|---|---|---|---|")
@@ -255,13 +260,16 @@ def render(run_info: dict | None = None, results: Path = RESULTS) -> str:
         w("")
         w(f"Command: `{ds['command']}`; load {_load_str(ds)}.")
         w("")
-        w("| order | 1 rank s/step | 2 ranks s/step | 1 rank steps/s | 2 ranks steps/s | scaling | per round |")
-        w("|---|---|---|---|---|---|---|")
+        w("| order | 1 rank s/step | 2 ranks s/step | 1 rank steps/s | 2 ranks steps/s | scaling (wall) | per round | CPU s/step: 1 rank → busiest of 2 | CPU-time scaling |")
+        w("|---|---|---|---|---|---|---|---|---|")
         for order, o in ds["orders"].items():
             k2 = next(k for k in o if k.endswith("_ranks_step_s"))
             kn = next(k for k in o if k.endswith("_ranks_steps_per_s"))
+            kc = next((k for k in o if k.endswith("_ranks_busiest_cpu_s_per_step")), None)
+            cpu = (f"{o['1_rank_cpu_s_per_step']['median']:.3f} → {o[kc]['median']:.3f}" if kc else "–")
             w(f"| {order} | {_spread(o['1_rank_step_s'])} | {_spread(o[k2])} | {o['1_rank_steps_per_s']:.3f} | "
-              f"{o[kn]:.3f} | **{o['scaling']:.2f}×** | {', '.join(f'{x:.2f}' for x in o['scaling_per_round'])} |")
+              f"{o[kn]:.3f} | **{o['scaling']:.2f}×** | {', '.join(f'{x:.2f}' for x in o['scaling_per_round'])} | "
+              f"{cpu} | {_f(o.get('cpu_time_scaling'))}{'×' if o.get('cpu_time_scaling') else ''} |")
         w("")
 
     # ---------------- export ----------------
