@@ -126,14 +126,16 @@ def train(
     config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the preset"),
     nprocs: int = typer.Option(1, help="torch.distributed ranks (task-parallel meta-batches)"),
     shots: Optional[int] = typer.Option(None, help="fine-tune on N training labels in total (class-balanced, N/2 positives) instead of all"),
-    learner: Optional[str] = typer.Option(None, help="timl (default) | maml | concat"),
+    learner: Optional[str] = typer.Option(None, help="timl (default) | maml | concat | in-context"),
+    pretrain_source: Optional[str] = typer.Option(None, help="sim: train on the simulated world first, then on this data"),
+    sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
 ) -> None:
     """Meta-train on all other tasks, fine-tune on the target region, evaluate on its test set."""
     from cropmeta.train import train as run_train
 
     result = run_train(region=region, crop=crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
                        first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
-                       learner=learner, progress=True)
+                       learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed)
     target = result.get("target", {})
     _print_dict_table(f"held-out metrics — {target.get('name', region)}", dict(result.get("table", [])))
     if "run_dir" in result:
@@ -146,19 +148,24 @@ def compare(
     crop: Optional[str] = typer.Option(None),
     seeds: int = typer.Option(5),
     shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label)"),
-    methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest"),
+    methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest",
+                                help="any of timl, maml, pretrained, scratch, random-forest, in-context (+sim / +views variants)"),
     out: Optional[Path] = typer.Option(None, help="report directory"),
     source: Optional[str] = typer.Option(None),
     preset: str = typer.Option("quick"),
     benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim"),
     root: Optional[Path] = typer.Option(None, help="CropHarvest archive root (with --benchmark cropharvest)"),
+    views: int = typer.Option(0, help="also fit each method on its labels + N generative views of each ('<method> + views' rows)"),
+    pretrain_source: Optional[str] = typer.Option(None, help="sim: also pretrain each meta/pretrained method on the simulated world first ('(sim → real)' rows)"),
+    sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
 ) -> None:
     """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
     from cropmeta.evaluate.compare import compare as run_compare
     from cropmeta.evaluate.report import print_summary
 
     kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
-                  source=source, preset=preset, benchmark=benchmark, root=root, progress=True)
+                  source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
+                  pretrain_source=pretrain_source, sim_seed=sim_seed)
     print_summary(run_compare(**kwargs), console)
 
 

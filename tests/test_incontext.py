@@ -188,3 +188,31 @@ def test_model_shapes_and_task_token():
         net(xs, ys, xq)
     # the task information matters
     assert not torch.allclose(out, net(xs, ys, xq, info + 1.0))
+
+
+def test_train_learner_in_context_writes_a_run_directory(tmp_path):
+    from cropmeta.metrics import binary_metrics
+    from cropmeta.train.run import train
+
+    s = toy_samples(n_per_label=20, n_noncrop=20, t=4, seed=1, regions=REGIONS)
+    over = {**CFG, "iterations": 12, "ic_d_model": 8, "ic_ff": 16, "ic_heads": 2, "ic_layers": 1}
+    out = tmp_path / "run"
+    res = train("togo", samples=s, out=out, learner="in-context", overrides=over, seed=2)
+    for f in ("config.json", "metrics.json", "model.safetensors", "model.json", "log.jsonl", "meta/model.json",
+              "checkpoint/state.json"):
+        assert (out / f).exists(), f
+    meta = json.loads((out / "model.json").read_text())
+    td = target_data(s, resolve_target(s, "togo"))
+    assert meta["kind"] == "in-context" and meta["support"]["n"] == len(td.y_train)
+    assert meta["in_context"]["d_model"] == 8 and json.loads((out / "config.json").read_text())["learner"] == "in-context"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["learner"] == "in-context"
+    assert len((out / "log.jsonl").read_text().splitlines()) == 12
+    again = binary_metrics(td.y_test, load_incontext_predictor(out).predict_proba(td.x_test))
+    assert again["auc_roc"] == pytest.approx(res["metrics"]["auc_roc"])
+    res2 = train("togo", samples=s, out=out, learner="in-context", overrides=over, seed=2, resume=True)
+    assert res2["metrics"]["auc_roc"] == pytest.approx(res["metrics"]["auc_roc"])
+    with pytest.raises(InputError, match="in-context option"):
+        train("togo", samples=s, out=tmp_path / "x", learner="in-context", overrides={**over, "ic_d_modle": 8})
+    with pytest.raises(InputError, match="one process"):
+        train("togo", samples=s, out=tmp_path / "y", learner="in-context", overrides=over, nprocs=2)

@@ -119,3 +119,39 @@ def test_bad_requests(data):
     short = sim.subset(np.zeros(len(sim), bool))
     with pytest.raises(InputError):
         sim_then_real(real, None, cfg, "maml", sim=short)
+
+
+def test_train_and_compare_with_pretrain_source_sim(data, tmp_path, monkeypatch):
+    """``cropmeta train --pretrain-source sim`` and ``compare --pretrain-source sim`` on the fixture
+    (the simulated world is the small two-region one)."""
+    import json
+
+    import cropmeta.evaluate.report as rp
+    import cropmeta.train.sim_then_real as str_mod
+    from cropmeta.evaluate.compare import compare
+    from cropmeta.train.run import train
+
+    _, real, sim = data
+    calls = []
+
+    def small_world(seed, regions=None, home=None, progress=False):
+        calls.append(seed)
+        return sim
+
+    monkeypatch.setattr(str_mod, "load_sim_samples", small_world)
+    out = tmp_path / "run"
+    res = train("togo", samples=real, out=out, overrides=TINY, pretrain_source="sim", sim_seed=7)
+    assert calls == [7]
+    for f in ("sim/log.jsonl", "real/log.jsonl", "meta/model.json", "model.json", "metrics.json"):
+        assert (out / f).exists(), f
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pretrain"]["source"] == "sim" and metrics["pretrain"]["sim_seed"] == 7
+    assert json.loads((out / "config.json").read_text())["pretrain_source"] == "sim"
+    assert np.isfinite(res["metrics"]["auc_roc"])
+
+    monkeypatch.setattr(rp, "PLOTS", {name: lambda report, path: path.write_bytes(b"") or path for name in rp.PLOTS})
+    rep = compare("kenya", samples=real, seeds=1, shots="all", methods="maml,scratch", pretrain_source="sim",
+                  out=tmp_path / "cmp", config=TINY, calib_folds=0, progress=False)
+    assert rep["config"]["methods"] == ["maml", "maml+sim", "scratch"]  # scratch does not pretrain
+    assert "MAML (sim → real)" in (tmp_path / "cmp" / "report.md").read_text()
+    assert {c["method"] for c in rep["cells"]} == {"maml", "maml+sim", "scratch"}

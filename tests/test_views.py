@@ -150,3 +150,49 @@ def test_views_never_touch_the_test_set(x):
     assert test_calls and all(np.array_equal(p, x_test) for p in test_calls)
     assert all(not np.isin(mark, p).any() for p in spy.pred_x if len(p) != len(x_test))
     assert cell["n_train"] == 20 and len(cell["prob_test"]) == len(x_test)
+
+
+def _tiny_png(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def test_compare_reports_in_context_and_views_rows_with_adaptation_cost(tmp_path, monkeypatch):
+    import json
+
+    import cropmeta.evaluate.report as rp
+    from _eval_fixtures import make_samples
+    from cropmeta.evaluate.compare import compare
+
+    monkeypatch.setattr(rp, "PLOTS", {name: _tiny_png for name in rp.PLOTS})
+    samples = make_samples(n_per_region=70, seed=1)
+    tiny = {"hidden": 16, "encoder_dims": [16, 16, 16], "iterations": 3, "tasks_per_step": 4, "k_support": 3,
+            "k_query": 2, "ft_steps": 10, "threads": 1, "device": "cpu"}
+    opts = {"in-context": {"d_model": 16, "ff": 32, "heads": 2}, "rf": {"n_estimators": 10}}
+    out = tmp_path / "cmp"
+    rep = compare("kenya", samples=samples, seeds=1, shots="8,all", methods="timl,in-context,rf", views=2, out=out,
+                  config=tiny, calib_folds=2, method_options=opts, progress=False)
+    methods = ["timl", "timl+views", "in-context", "in-context+views", "random-forest", "random-forest+views"]
+    assert rep["config"]["methods"] == methods and rep["config"]["views"] == 2
+    # views reuse their method's prepared (meta-trained) weights: timl and in-context prepared once each
+    assert rep["run"]["prepared"] == 2
+    cells = {(c["method"], str(c["shots"])): c for c in rep["cells"]}
+    assert cells[("in-context", "8")]["flops"]["fit"] == 0 < cells[("in-context", "8")]["flops"]["predict"]
+    assert cells[("timl", "8")]["flops"]["fit"] > cells[("in-context", "8")]["flops"]["adapt_predict"]
+    assert cells[("random-forest", "8")]["flops"] is None  # not torch: unknown, not zero
+    # a +views fit sees 1 + 2 views per label, the plain one its labels only: other predictions
+    assert cells[("timl+views", "all")]["prob_test"] != cells[("timl", "all")]["prob_test"]
+    md = (out / "report.md").read_text()
+    for text in ("In-context learner + views", "TIML + views", "Random forest + views", "GFLOP / task",
+                 "Adapt + predict (s)"):
+        assert text in md
+    row = next(line for line in md.splitlines() if line.startswith("| In-context learner |"))
+    assert row.count("[") >= 9  # every metric with its CI, as the other rows
+    assert json.loads((out / "report.json").read_text())["summary"]["8"]["in-context"]["flops"]["predict"] > 0

@@ -102,8 +102,8 @@ def summarize_target(report: dict) -> dict:
         s = report["summary"][k][m]["raw"]
         rows[m] = {met: {"mean": s[met]["mean"], "ci_low": s[met]["ci_low"], "ci_high": s[met]["ci_high"],
                          "n": s[met]["n"]} for met in ("f1", "auc_roc")}
-    return {"shots": k, "target": report["target"], "methods": rows, "report_dir": str(Path(report["files"]["report.json"]).parent)
-            if report.get("files") else None}
+    return {"shots": k, "target": report["target"], "methods": rows,
+            "report_dir": Path(report["files"]["report.json"]).parent.name if report.get("files") else None}
 
 
 def _f(v) -> str:
@@ -144,7 +144,7 @@ def plot_benchmark(result: dict, path: Path) -> Path:
             lo = np.array([v["ci_low"] if v["ci_low"] is not None else np.nan for v in vals], dtype=float)
             hi = np.array([v["ci_high"] if v["ci_high"] is not None else np.nan for v in vals], dtype=float)
             pos = xs + (j - (len(methods) - 1) / 2) * width
-            ax.bar(pos, mean, width, yerr=np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)]),
+            ax.bar(pos, mean, width, yerr=np.clip(np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)]), 0, None),
                    capsize=2, label=label(m))
             pub = [result["published"].get(k, {}).get(m, {}).get(met) for k in keys]
             if any(p is not None for p in pub):
@@ -208,7 +208,7 @@ def write_benchmark_report(result: dict, reports: dict, out: Path) -> dict[str, 
     files = {"benchmark.png": img, "benchmark.md": out / "benchmark.md", "benchmark.html": out / "benchmark.html",
              "benchmark.json": out / "benchmark.json"}
     body = dict(result)
-    body["files"] = {k: str(v) for k, v in files.items()}
+    body["files"] = {k: Path(v).name for k, v in files.items()}  # relative to the benchmark folder
     atomic_write_text(out / "benchmark.json", json.dumps(_clean_json(body), indent=1, allow_nan=False, default=str))
     return files
 

@@ -35,7 +35,15 @@ import numpy as np
 from cropmeta.errors import InputError
 from cropmeta.evaluate import stats
 from cropmeta.evaluate.calibration import apply_temperature, fit_temperature
-from cropmeta.evaluate.methods import METHOD_LABELS, Method, TargetTask, make_method, resolve_methods
+from cropmeta.evaluate.methods import (
+    Method,
+    TargetTask,
+    expand_methods,
+    make_method,
+    method_label,
+    resolve_methods,
+    split_method,
+)
 from cropmeta.io.atomic import atomic_write_text
 from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_error
 
@@ -210,17 +218,35 @@ def _r(v: float, nd: int = 6):
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(float(v), nd)
 
 
-def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 3) -> dict:
-    """Fit on ``k`` shots, calibrate on out-of-fold predictions, evaluate on the test set."""
+def _counted(fn, count: bool):
+    """(result, FLOPs or None) of ``fn()``; FLOPs by ``torch.utils.flop_counter`` (torch ops only)."""
+    if not count:
+        return fn(), None
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        out = fn()
+    return out, int(fc.get_total_flops())
+
+
+def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 3, count_flops: bool = False) -> dict:
+    """Fit on ``k`` shots, calibrate on out-of-fold predictions, evaluate on the test set.
+    ``count_flops``: also count the FLOPs of the fit and of predicting the test set (the adaptation
+    cost per task; ``torch.utils.flop_counter``, so only torch work is counted: none for the random
+    forest, whose cost is then recorded as unknown)."""
     idx = shot_indices(data.y_train, k, seed)
     x, y = data.x_train[idx], data.y_train[idx]
     t0 = time.perf_counter()
-    method.fit(x, y, seed=seed)
+    _, f_fit = _counted(lambda: method.fit(x, y, seed=seed), count_flops)
     t_fit = time.perf_counter() - t0
-    p_test = np.asarray(method.predict_proba(data.x_test), dtype=np.float64)
-    t_pred = time.perf_counter() - t0 - t_fit
-    raw = binary_metrics(data.y_test, p_test)
     t1 = time.perf_counter()
+    p_test, f_pred = _counted(lambda: np.asarray(method.predict_proba(data.x_test), dtype=np.float64), count_flops)
+    t_pred = time.perf_counter() - t1
+    flops = None
+    if count_flops and (f_fit or f_pred):
+        flops = {"fit": f_fit, "predict": f_pred, "adapt_predict": f_fit + f_pred}
+    raw = binary_metrics(data.y_test, p_test)
+    t2 = time.perf_counter()
     temperature, calib = None, {"folds": 0, "note": ""}
     if calib_folds and calib_folds >= 2:
         oof, used = out_of_fold(method, x, y, seed, calib_folds)
@@ -249,7 +275,8 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
         "calibration": calib,
         "prob_test": [round(float(v), 6) for v in p_test],
         "seconds": {"fit": round(t_fit, 3), "predict": round(t_pred, 3),
-                    "calibrate": round(time.perf_counter() - t1, 3)},
+                    "calibrate": round(time.perf_counter() - t2, 3)},
+        "flops": flops,
     }
 
 
@@ -282,6 +309,12 @@ def prepared_workdir(out: Path, method: str, seed: int, fingerprint: str) -> Pat
     return Path(out) / "prepared" / f"{method}-seed-{seed}-{fingerprint}.work"
 
 
+def _prep_name(method: str) -> str:
+    """Whose prepared weights a method uses: ``timl+views`` fits views on TIML's (cached once)."""
+    base, variants = split_method(method)
+    return "+".join([base] + [v for v in variants if v != "views"])
+
+
 def _save_prepared(out: Path, method: Method, seed: int, fingerprint: str, seconds: float) -> None:
     state = method.prepared_state()
     if state is None:
@@ -291,14 +324,14 @@ def _save_prepared(out: Path, method: Method, seed: int, fingerprint: str, secon
 
     from cropmeta.io.atomic import atomic_path
 
-    jpath, spath = _prepared_paths(out, method.name, seed)
+    jpath, spath = _prepared_paths(out, _prep_name(method.name), seed)
     with atomic_path(spath) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
     atomic_write_text(jpath, json.dumps({"fingerprint": fingerprint, "seconds": seconds, "meta": meta}, default=str))
 
 
 def _load_prepared(out: Path, method: Method, seed: int, fingerprint: str) -> float | None:
-    jpath, spath = _prepared_paths(out, method.name, seed)
+    jpath, spath = _prepared_paths(out, _prep_name(method.name), seed)
     if not (jpath.exists() and spath.exists()):
         return None
     try:
@@ -382,7 +415,7 @@ def run_protocol(
                 fp = _fingerprint(base | {"method": m, "seed": s})
                 # the prepared weights depend on the source data, configuration, target task and seed only
                 fp_prep = _fingerprint({"protocol": PROTOCOL_VERSION, "source": source_hash, "config": config,
-                                        "task": data.task.name, "method": m, "seed": s})
+                                        "task": data.task.name, "method": _prep_name(m), "seed": s})
                 pending = []
                 for k in shots:
                     c = _read_cell(cell_path(out, m, s, k), fp)
@@ -397,7 +430,7 @@ def run_protocol(
                     continue
                 method = method_factory(m)
                 if prog:
-                    prog.update(bar, description=f"{METHOD_LABELS[m]} · seed {s} · preparing")
+                    prog.update(bar, description=f"{method_label(m)} · seed {s} · preparing")
                 t0 = time.perf_counter()
                 secs = None
                 if method.needs_source:
@@ -405,7 +438,8 @@ def run_protocol(
                     secs = _load_prepared(out, method, s, fp_prep)
                 if secs is None:
                     method.prepare(source if method.needs_source else None, data.task, s,
-                                   workdir=prepared_workdir(out, m, s, fp_prep) if method.needs_source else None)
+                                   workdir=prepared_workdir(out, _prep_name(m), s, fp_prep) if method.needs_source
+                                   else None)
                     secs = time.perf_counter() - t0
                     if method.needs_source:
                         info["prepared"] += 1
@@ -415,8 +449,9 @@ def run_protocol(
                 info["prepare_seconds"][f"{m}/seed-{s}"] = round(secs, 3)
                 for k in pending:
                     if prog:
-                        prog.update(bar, description=f"{METHOD_LABELS[m]} · seed {s} · {k} shots")
-                    c = run_cell(method, data, s, k, calib_folds)
+                        prog.update(bar, description=f"{method_label(m)} · seed {s} · {k} shots")
+                    # adaptation FLOPs depend on shapes, not on the seed: counted on the first seed only
+                    c = run_cell(method, data, s, k, calib_folds, count_flops=s == seeds[0])
                     c["fingerprint"] = fp
                     c["seconds"]["prepare"] = round(secs, 3)
                     atomic_write_text(cell_path(out, m, s, k), json.dumps(c))
@@ -456,6 +491,13 @@ def aggregate(cells: list[dict], methods: list[str], shots: list, reference: str
             temps = [by[(m, ks, s)]["temperature"] for s in seeds if (m, ks, s) in by]
             row["temperature"] = [t for t in temps]
             row["seconds_fit"] = stats.summarize([by[(m, ks, s)]["seconds"]["fit"] for s in seeds if (m, ks, s) in by])
+            # adaptation cost per task: adapting (fit) + predicting the test set
+            row["seconds_adapt"] = stats.summarize([by[(m, ks, s)]["seconds"]["fit"] + by[(m, ks, s)]["seconds"]["predict"]
+                                                    for s in seeds if (m, ks, s) in by])
+            fl = [by[(m, ks, s)].get("flops") for s in seeds if (m, ks, s) in by]
+            fl = [f for f in fl if f]
+            row["flops"] = ({key: float(np.mean([f[key] for f in fl])) for key in ("fit", "predict", "adapt_predict")}
+                            if fl else None)
             summary[ks][m] = row
         if reference in methods:
             tests[ks] = {}
@@ -495,6 +537,9 @@ def compare(
     method_factory: Callable[[str], Method] | None = None,
     method_options: dict[str, dict] | None = None,
     console=None,
+    views: int = 0,
+    pretrain_source: str | None = None,
+    sim_seed: int = 1,
 ) -> dict:
     """Run the comparison and write the report (json, md, html, png) to ``out``.
 
@@ -507,8 +552,15 @@ def compare(
     file path or a dict of overrides. ``method_options``: extra keyword arguments per method, e.g.
     ``{"random-forest": {"n_estimators": 10}}`` (recorded in the report). ``benchmark``: "sim" or
     "cropharvest" (with ``root``) runs the three published targets instead
-    (:func:`cropmeta.evaluate.benchmark.run_benchmark`). Returns the report dict (also report.json).
+    (:func:`cropmeta.evaluate.benchmark.run_benchmark`). ``views``: also report each method fitted on
+    its labels plus ``views`` generative views of each (rows "<method> + views",
+    :mod:`cropmeta.sim.views`). ``pretrain_source="sim"``: also report each pretraining method
+    (timl, maml, pretrained, in-context) pretrained on the simulated world ``sim_seed`` first
+    (rows "<method> (sim → real)", :mod:`cropmeta.train.sim_then_real`). Returns the report dict
+    (also report.json).
     """
+    if views or pretrain_source not in (None, "none"):
+        methods, method_options = _variant_methods(methods, method_options, views, pretrain_source, sim_seed)
     if benchmark is not None:
         from cropmeta.evaluate.benchmark import run_benchmark
 
@@ -537,6 +589,7 @@ def compare(
         "region": data.task.region, "crop": data.task.crop, "seeds": seed_list, "shots": shot_list,
         "shots_run": eff_shots, "shot_notes": shot_notes, "methods": method_list, "preset": preset,
         "calib_folds": calib_folds, "source": str(source) if source is not None else "sim",
+        "views": int(views or 0), "pretrain_source": pretrain_source if pretrain_source != "none" else None,
         "training_config": cfg_dict, "method_options": cfg_dict.get("method_options", {}),
     }
     src_summary = {"n_samples": int(len(src)), "n_regions": int(src.meta["region"].nunique()) if len(src) else 0}
@@ -568,6 +621,26 @@ def make_report(data: TargetData, cells: list[dict], config: dict, run_info: dic
                                               [str(k) for k in shots].index(str(c["shots"])))),
         **agg,
     }
+
+
+def _variant_methods(methods, method_options, views: int, pretrain_source, sim_seed: int) -> tuple[list[str], dict]:
+    """The expanded method rows (:func:`cropmeta.evaluate.methods.expand_methods`) and their options:
+    a variant gets its base method's options plus ``n_views`` / ``sim_seed`` (which therefore enter
+    the cache fingerprints)."""
+    rows = expand_methods(methods, int(views or 0), pretrain_source)
+    given = {resolve_methods([k])[0]: dict(v) for k, v in (method_options or {}).items()}
+    opts = dict(given)
+    for m in rows:
+        base, variants = split_method(m)
+        if not variants:
+            continue
+        o = {**given.get(base, {}), **given.get(m, {})}
+        if "views" in variants:
+            o.setdefault("n_views", int(views or 4))
+        if "sim" in variants:
+            o.setdefault("sim_seed", int(sim_seed))
+        opts[m] = o
+    return rows, opts
 
 
 def _resolve_config(preset: str, config, method_factory, method_options=None) -> tuple[dict, Callable[[str], Method]]:

@@ -33,32 +33,83 @@ METHOD_LABELS = {
     "pretrained": "Plain pretraining",
     "scratch": "From scratch",
     "random-forest": "Random forest",
+    "in-context": "In-context learner",
 }
 ALL_METHODS = tuple(METHOD_LABELS)
 ALIASES = {
     "rf": "random-forest", "random_forest": "random-forest", "randomforest": "random-forest",
     "from-scratch": "scratch", "from_scratch": "scratch", "pretrain": "pretrained", "pretraining": "pretrained",
-    "plain-pretraining": "pretrained",
+    "plain-pretraining": "pretrained", "incontext": "in-context", "in_context": "in-context", "icl": "in-context",
 }
+#: variants of a method, written as suffixes: ``timl+sim`` (pretrained on the simulated world, then
+#: the real source: ``--pretrain-source sim``), ``timl+views`` (fitted on labels + generative views:
+#: ``--views N``), ``timl+sim+views``
+SIM_METHODS = ("timl", "maml", "pretrained", "in-context")
+VARIANTS = ("sim", "views")
+VARIANT_LABELS = {"sim": " (sim → real)", "views": " + views"}
+
+
+def split_method(name: str) -> tuple[str, tuple[str, ...]]:
+    """``"timl+sim+views"`` → ``("timl", ("sim", "views"))`` (no validation)."""
+    parts = [p.strip() for p in str(name).split("+")]
+    return parts[0], tuple(parts[1:])
+
+
+def method_label(name: str) -> str:
+    """Display label of a method or variant, e.g. "TIML (sim → real) + views"."""
+    base, variants = split_method(name)
+    return METHOD_LABELS.get(base, base) + "".join(VARIANT_LABELS.get(v, f" + {v}") for v in variants)
+
+
+def _resolve_one(m) -> str:
+    raw = str(m).strip().lower().replace(" ", "-")
+    base, variants = split_method(raw)
+    base = ALIASES.get(base, base)
+    if base not in METHOD_LABELS:
+        close = difflib.get_close_matches(base, list(METHOD_LABELS) + list(ALIASES), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise InputError(f"unknown method {m!r}{hint}; known: {', '.join(METHOD_LABELS)} "
+                         f"(variants: <method>+sim, <method>+views)")
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or len(set(variants)) != len(variants):
+        raise InputError(f"method {m!r}: unknown or repeated variant {bad or list(variants)}; variants are +sim, +views")
+    if "sim" in variants and base not in SIM_METHODS:
+        raise InputError(f"method {m!r}: sim pretraining applies to {', '.join(SIM_METHODS)}")
+    return "+".join([base] + [v for v in VARIANTS if v in variants])
 
 
 def resolve_methods(methods) -> list[str]:
-    """Normalise a list / comma-separated string of method names (aliases accepted), report order kept
-    as given, duplicates removed. Unknown names → :class:`InputError` with close matches."""
+    """Normalise a list / comma-separated string of method names (aliases accepted, variants
+    ``+sim`` / ``+views`` allowed), report order kept as given, duplicates removed. Unknown names →
+    :class:`InputError` with close matches."""
     if isinstance(methods, str):
         methods = [m for m in methods.split(",") if m.strip()]
     out: list[str] = []
     for m in methods:
-        key = str(m).strip().lower().replace(" ", "-")
-        key = ALIASES.get(key, key)
-        if key not in METHOD_LABELS:
-            close = difflib.get_close_matches(key, list(METHOD_LABELS) + list(ALIASES), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise InputError(f"unknown method {m!r}{hint}; known: {', '.join(METHOD_LABELS)}")
+        key = _resolve_one(m)
         if key not in out:
             out.append(key)
     if not out:
         raise InputError("no method selected")
+    return out
+
+
+def expand_methods(methods: list[str], views: int = 0, pretrain_source: str | None = None) -> list[str]:
+    """The rows of a comparison: each method, its ``+sim`` variant (``pretrain_source == "sim"``,
+    methods that pretrain only) and, with ``views`` > 0, the ``+views`` variant of each of those."""
+    if pretrain_source not in (None, "none", "sim"):
+        raise InputError(f"--pretrain-source {pretrain_source!r}: expected 'sim' (or none)")
+    if int(views or 0) < 0:
+        raise InputError(f"--views must be ≥ 0, got {views}")
+    out: list[str] = []
+    for m in resolve_methods(methods):
+        base, variants = split_method(m)
+        rows = [m]
+        if pretrain_source == "sim" and base in SIM_METHODS and "sim" not in variants:
+            rows.append(_resolve_one(m + "+sim"))
+        if views and "views" not in variants:
+            rows += [_resolve_one(r + "+views") for r in list(rows)]
+        out += [r for r in rows if r not in out]
     return out
 
 
@@ -152,12 +203,149 @@ class RandomForest(Method):
         return p[:, list(self.model.classes_).index(1)].astype(np.float64)
 
 
+VIEW_OPTIONS = ("n_views", "view_controls")
+SIM_OPTIONS = ("sim_seed", "sim_regions")
+
+
 def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
     """A fresh method object. Deep methods take the training configuration ``cfg``
-    (:mod:`cropmeta.train` config; None → the quick preset)."""
+    (:mod:`cropmeta.train` config; None → the quick preset). Variants: ``+sim`` wraps the method in
+    :class:`SimThenReal` (options ``sim_seed``, ``sim_regions``), ``+views`` in
+    :class:`cropmeta.sim.views.WithViews` (options ``n_views``, default 4, ``view_controls``); the
+    other keyword arguments go to the method itself (e.g. ``n_estimators`` for the random forest,
+    ``d_model`` / ``iterations`` for the in-context learner)."""
     name = resolve_methods([name])[0]
-    if name == "random-forest":
-        return RandomForest(**kwargs)
-    from cropmeta.evaluate.deep import DeepMethod
+    base, variants = split_method(name)
+    view_kw = {k: kwargs.pop(k) for k in VIEW_OPTIONS if k in kwargs}
+    sim_kw = {k: kwargs.pop(k) for k in SIM_OPTIONS if k in kwargs}
+    if base == "random-forest":
+        method: Method = RandomForest(**kwargs)
+    elif base == "in-context":
+        method = InContextMethod(cfg=cfg, **kwargs)
+    else:
+        from cropmeta.evaluate.deep import DeepMethod
 
-    return DeepMethod(name, cfg=cfg, **kwargs)
+        method = DeepMethod(base, cfg=cfg, **kwargs)
+    if "sim" in variants:
+        method = SimThenReal(method, **sim_kw)
+    if "views" in variants:
+        from cropmeta.sim.views import WithViews
+
+        method = WithViews(method, n_views=int(view_kw.get("n_views", 4)), controls=view_kw.get("view_controls"),
+                           name=name)
+    return method
+
+
+class InContextMethod(Method):
+    """The in-context learner (:mod:`cropmeta.train.incontext`): ``prepare`` meta-trains it on the
+    non-target tasks (same tasks, splits and seeds as TIML); ``fit`` takes no gradient step — it
+    stores the labelled samples as the support set; ``predict_proba`` reads them (chunk-averaged when
+    there are more than the model's training length)."""
+
+    name = "in-context"
+    needs_source = True
+
+    def __init__(self, cfg: Any = None, **options):
+        if cfg is None:
+            from cropmeta.evaluate.deep import resolve_train_config
+
+            cfg, _ = resolve_train_config("quick")
+        self.cfg = cfg
+        self.options = dict(options)  # InContextOptions overrides (d_model, iterations, …)
+        self.base = None
+        self.model = None
+        self.task_info: np.ndarray | None = None
+        self.seed = 0
+
+    def set_target(self, target: TargetTask, seed: int) -> None:
+        self.task_info = np.asarray(target.task_info, dtype=np.float32)
+        self.seed = int(seed)
+
+    def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "InContextMethod":
+        from cropmeta.train.incontext import meta_train_incontext
+
+        self.set_target(target, seed)
+        self.base = meta_train_incontext(source, target.extra.get("task"), self.cfg, seed, options=self.options,
+                                         workdir=workdir, resume=workdir is not None)
+        return self
+
+    def fit(self, x, y, seed: int = 0) -> "InContextMethod":
+        from cropmeta.train.incontext import adapt
+
+        if self.base is None:
+            raise InputError("in-context: fit called before prepare")
+        x, y = _check_xy(x, y, "in-context")
+        self.model = adapt(self.base, x, y, task_info=self.task_info, seed=seed)
+        return self
+
+    def predict_proba(self, x) -> np.ndarray:
+        from cropmeta.train.incontext import predict_proba
+
+        if self.model is None:
+            raise InputError("in-context: predict_proba called before fit")
+        return np.asarray(predict_proba(self.model, x), dtype=np.float64)
+
+    def prepared_state(self):
+        return None if self.base is None else self.base.to_state()
+
+    def load_prepared_state(self, meta: dict, arrays: dict) -> bool:
+        from cropmeta.train.incontext import InContextModel
+        from cropmeta.train.trained import resolve_device, torch_dtype
+
+        model = InContextModel.from_state(meta, arrays, source="cached in-context weights")
+        model.to(device=resolve_device(self.cfg.device), dtype=torch_dtype(self.cfg.dtype))
+        self.base = model
+        return True
+
+
+class SimThenReal(Method):
+    """``<method>+sim``: the wrapped deep method's ``prepare`` runs on the simulated world first and
+    then continues on the real source (:func:`cropmeta.train.sim_then_real.sim_then_real`); fitting
+    and prediction are the wrapped method's."""
+
+    needs_source = True
+    _SIM_CACHE: dict = {}
+
+    def __init__(self, method: Method, sim_seed: int = 1, sim_regions=None):
+        if method.name not in SIM_METHODS:
+            raise InputError(f"--pretrain-source sim applies to {', '.join(SIM_METHODS)}, not {method.name!r}")
+        self.method = method
+        self.name = f"{method.name}+sim"
+        self.sim_seed = int(sim_seed)
+        self.sim_regions = list(sim_regions) if sim_regions else None
+
+    def _sim(self):
+        from cropmeta.io.store import workspace_home
+        from cropmeta.train.sim_then_real import load_sim_samples
+
+        key = (self.sim_seed, tuple(self.sim_regions or ()), str(workspace_home()))
+        if key not in self._SIM_CACHE:
+            self._SIM_CACHE.clear()
+            self._SIM_CACHE[key] = load_sim_samples(self.sim_seed, regions=self.sim_regions)
+        return self._SIM_CACHE[key]
+
+    def set_target(self, target: TargetTask, seed: int) -> None:
+        self.method.set_target(target, seed)
+
+    def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "SimThenReal":
+        from cropmeta.train.sim_then_real import sim_then_real
+
+        self.method.set_target(target, seed)
+        self.method.base = sim_then_real(source, target.extra.get("task"), self.method.cfg, self.method.name, seed,
+                                         sim=self._sim(), sim_seed=self.sim_seed, sim_regions=self.sim_regions,
+                                         workdir=workdir, resume=workdir is not None,
+                                         ic_options=getattr(self.method, "options", None))
+        return self
+
+    def fit(self, x, y, seed: int = 0) -> "SimThenReal":
+        self.method.fit(x, y, seed=seed)
+        return self
+
+    def predict_proba(self, x) -> np.ndarray:
+        return self.method.predict_proba(x)
+
+    def prepared_state(self):
+        return self.method.prepared_state()
+
+    def load_prepared_state(self, meta: dict, arrays: dict) -> bool:
+        return self.method.load_prepared_state(meta, arrays)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cropmeta.evaluate.methods import METHOD_LABELS
+from cropmeta.evaluate.methods import method_label
 from cropmeta.io.atomic import atomic_path, atomic_write_text
 from cropmeta.metrics import METRIC_NAMES
 
@@ -27,7 +27,19 @@ LOWER_IS_BETTER = {"brier", "ece"}
 
 
 def label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    return method_label(method)
+
+
+def cost_cells(row: dict) -> list[str]:
+    """The adaptation-cost columns of a results row: wall time of adapting to the target's labels and
+    predicting its test set (mean over seeds) and the FLOPs of the same (first seed; "–" where torch
+    did not do the work, e.g. the random forest)."""
+    sec = (row.get("seconds_adapt") or {}).get("mean")
+    fl = (row.get("flops") or {}).get("adapt_predict") if row.get("flops") else None
+    return [_fmt(sec, 2) if sec is not None else "–", f"{fl / 1e9:.3g}" if fl else "–"]
+
+
+COST_HEADER = ["Adapt + predict (s)", "GFLOP / task"]
 
 
 def _fmt(v, nd: int = 3) -> str:
@@ -61,7 +73,7 @@ def results_table(report: dict, k: str, metrics=METRIC_NAMES, variant: str = "ra
     """Rows (header first) of the results table at shot count ``k``: mean ± std [CI low, high]."""
     summ = report["summary"][k]
     methods = [m for m in report["config"]["methods"] if m in summ]
-    rows = [["Method"] + [METRIC_LABELS[m] + (" ↓" if m in LOWER_IS_BETTER else "") for m in metrics]]
+    rows = [["Method"] + [METRIC_LABELS[m] + (" ↓" if m in LOWER_IS_BETTER else "") for m in metrics] + COST_HEADER]
     best = {met: best_methods(summ, met, variant) for met in metrics}
     for m in methods:
         row = [label(m)]
@@ -75,7 +87,7 @@ def results_table(report: dict, k: str, metrics=METRIC_NAMES, variant: str = "ra
             elif fmt == "html":
                 txt = html.escape(txt)
             row.append(txt)
-        rows.append(row)
+        rows.append(row + cost_cells(summ[m]))
     return rows
 
 
@@ -351,7 +363,8 @@ def plot_bars(report: dict, path: Path, metrics=("auc_roc", "f1", "ece")) -> Pat
             mean = np.array([v["mean"] for v in s], dtype=float)
             lo = np.array([v["ci_low"] for v in s], dtype=float)
             hi = np.array([v["ci_high"] for v in s], dtype=float)
-            err = np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)])
+            # a percentile CI need not contain the sample mean (and float rounding): clip at 0
+            err = np.clip(np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)]), 0, None)
             ax.bar(xs + (j - (len(methods) - 1) / 2) * width, mean, width, yerr=err, capsize=2, label=label(m))
         ax.set_xticks(xs, [_shot_label(k) for k in shots])
         ax.set_xlabel("labelled target samples", fontsize=8)
@@ -424,6 +437,11 @@ CAVEATS = [
     "reference at each shot count and metric.",
     "The results table shows uncalibrated probabilities (the published protocol); calibration is reported "
     "separately. Temperature scaling never changes AUC-ROC.",
+    "Adaptation cost: wall time of fitting to the target's labels plus predicting its test set (mean over "
+    "seeds; meta-training/pretraining excluded; shared machines make it indicative) and the FLOPs of the same, "
+    "counted by torch.utils.flop_counter on the first seed (fine-tuning steps for TIML/MAML/pretrained/"
+    "scratch, one forward pass over the support and test samples for the in-context learner; the random "
+    "forest runs outside torch: –).",
 ]
 
 
@@ -506,7 +524,7 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     files["report.html"] = out / "report.html"
     files["report.json"] = out / "report.json"
     body = {k: v for k, v in report.items() if k != "files"}
-    body["files"] = {k: str(v) for k, v in files.items()}
+    body["files"] = {k: Path(v).name for k, v in files.items()}  # relative to the report's folder
     atomic_write_text(out / "report.json", json.dumps(_clean_json(body), indent=1, default=_json_default,
                                                       allow_nan=False))
     return files

@@ -53,7 +53,8 @@ def summarize(values, confidence: float = 0.95, n_resamples: int = 10_000, seed:
     v = _finite(values)
     lo, hi = bootstrap_ci(v, confidence, n_resamples, seed)
     return {
-        "mean": float(v.mean()) if len(v) else float("nan"),
+        # identical values: their value exactly (a float sum can land one ulp away, outside the CI)
+        "mean": (float(v[0]) if np.ptp(v) == 0 else float(v.mean())) if len(v) else float("nan"),
         "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
         "ci_low": lo,
         "ci_high": hi,

@@ -203,6 +203,16 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     """The :class:`Predictor` of a trained run directory (the contract map export relies on)."""
     from cropmeta.train.trained import resolve_device
 
+    jpath = Path(run_dir) / MODEL_JSON
+    if jpath.exists():
+        try:
+            kind = json.loads(jpath.read_text()).get("kind")
+        except (ValueError, OSError):
+            kind = None  # load_model below names the problem
+        if kind == "in-context":
+            from cropmeta.train.incontext import load_incontext_predictor
+
+            return load_incontext_predictor(run_dir, device)
     model, meta = load_model(run_dir)
     model.to(device=resolve_device(device))
     if model.task_info is None and model.uses_task_info:

@@ -12,11 +12,28 @@ from cropmeta.io.store import SampleSet
 from cropmeta.schema import Normalizer
 from cropmeta.tasks import TaskPools
 
-__all__ = ["VAL_SEED_OFFSET", "META_DIR", "fit_normalizer", "TaskBank", "batch_auc", "bce_per_task", "Progress"]
+__all__ = ["VAL_SEED_OFFSET", "META_DIR", "fit_normalizer", "load_init", "TaskBank", "batch_auc", "bce_per_task", "Progress"]
 
 VAL_SEED_OFFSET = 1_000_003
 #: sub-directory of a work/run directory holding the meta-trained (not fine-tuned) model
 META_DIR = "meta"
+
+
+def load_init(classifier: torch.nn.Module, encoder: torch.nn.Module | None, init) -> None:
+    """Start ``classifier`` (and ``encoder``) from the weights of ``init`` (a TrainedModel), e.g. the
+    model of a simulated-world phase; refuses architectures that differ."""
+    pairs = [("classifier", classifier, init.classifier)]
+    if encoder is not None:
+        if getattr(init, "encoder", None) is None:
+            raise InputError("the initial model has no task encoder, but this learner needs one")
+        pairs.append(("task encoder", encoder, init.encoder))
+    for what, dst, src in pairs:
+        sd = {k: v.detach().clone() for k, v in src.state_dict().items()}
+        ref = dst.state_dict()
+        bad = [k for k in ref if k not in sd or tuple(sd[k].shape) != tuple(ref[k].shape)]
+        if bad:
+            raise InputError(f"cannot start from the given model: the {what} architectures differ ({bad[:3]})")
+        dst.load_state_dict(sd)
 
 
 def fit_normalizer(samples: SampleSet) -> Normalizer:

@@ -18,7 +18,7 @@ from cropmeta.errors import InputError
 
 __all__ = ["TrainConfig", "PRESETS", "LEARNERS", "resolve_config", "load_config_file"]
 
-LEARNERS = ("timl", "maml", "concat")
+LEARNERS = ("timl", "maml", "concat", "in-context")  # in-context: cropmeta.train.incontext
 
 
 @dataclass
@@ -29,7 +29,7 @@ class TrainConfig:
     encoder_dims: list = field(default_factory=lambda: [32, 64, 128])  #: task-encoder MLP widths
     encoder_dropout: float = 0.2
     encoder_channels_per_group: int = 16  #: GroupNorm channels per group in the encoder
-    learner: str = "timl"  #: timl (FiLM from the task encoder) | maml (no task info) | concat
+    learner: str = "timl"  #: timl (FiLM from the task encoder) | maml (no task info) | concat | in-context
     # ---- tasks ---------------------------------------------------------------------------------
     k_support: int = 10  #: support examples per class (10 + 10)
     k_query: int = 4  #: query examples per class (4 + 4)

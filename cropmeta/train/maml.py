@@ -40,6 +40,7 @@ from cropmeta.tasks import Task, TaskSampler, build_tasks, split_tasks
 from cropmeta.train import checkpoint as ck
 from cropmeta.train.common import (  # noqa: F401 - re-exported
     META_DIR,
+    load_init,
     VAL_SEED_OFFSET,
     Progress,
     TaskBank,
@@ -119,7 +120,7 @@ def _state_dict_clone(mod: torch.nn.Module | None) -> dict | None:
 def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | None = None,
                learner: str | None = None, seed: int = 0, *, workdir: str | Path | None = None,
                resume: bool = False, progress=False, callback: Callable[[int, dict], None] | None = None,
-               dist: DistContext = SINGLE, normalizer: Normalizer | None = None) -> TrainedModel:
+               dist: DistContext = SINGLE, normalizer: Normalizer | None = None, init=None) -> TrainedModel:
     """Meta-train on every task of ``samples`` except ``target`` (test points never used).
 
     ``learner``: ``timl`` (task encoder + FiLM; default from ``cfg.learner``), ``maml`` (no task
@@ -150,6 +151,8 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     t = samples.t
 
     clf, enc = build_model(cfg, t, learner, seed)
+    if init is not None:  # e.g. the simulated-world phase of --pretrain-source sim
+        load_init(clf, enc, init)
     clf.to(device=device, dtype=dtype)
     if enc is not None:
         enc.to(device=device, dtype=dtype)

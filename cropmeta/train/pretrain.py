@@ -19,14 +19,14 @@ from cropmeta.io.store import SampleSet
 from cropmeta.schema import Normalizer
 from cropmeta.tasks import Task, TaskSampler, build_tasks, split_tasks
 from cropmeta.train.config import TrainConfig, resolve_config
-from cropmeta.train.common import VAL_SEED_OFFSET, Progress, TaskBank, fit_normalizer
+from cropmeta.train.common import VAL_SEED_OFFSET, Progress, TaskBank, fit_normalizer, load_init
 from cropmeta.train.trained import TrainedModel, build_model, resolve_device, torch_dtype
 
 __all__ = ["pretrain"]
 
 
 def pretrain(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | None = None, seed: int = 0,
-             progress=False, normalizer: Normalizer | None = None) -> TrainedModel:
+             progress=False, normalizer: Normalizer | None = None, init=None) -> TrainedModel:
     cfg = cfg or resolve_config("quick")
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -40,6 +40,8 @@ def pretrain(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | 
     n_tr = len(train_pools)
     sampler = TaskSampler(bank.pools[:n_tr], cfg.k_support, cfg.k_query)
     clf, _ = build_model(cfg, samples.t, "maml", seed)
+    if init is not None:
+        load_init(clf, None, init)
     clf.to(device=device, dtype=dtype)
     opt = torch.optim.Adam(clf.parameters(), lr=cfg.pt_lr)
     g = torch.Generator().manual_seed(int(seed))

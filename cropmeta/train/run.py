@@ -70,24 +70,46 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
           out: str | Path | None = None, resume: bool = False, *, config: str | Path | None = None,
           first_order: bool | None = None, device: str | None = None, nprocs: int = 1, shots: int | None = None,
           learner: str | None = None, overrides: dict | None = None, progress=False,
-          samples: SampleSet | None = None) -> dict:
+          samples: SampleSet | None = None, pretrain_source: str | None = None, sim_seed: int = 1,
+          ic_options: dict | None = None) -> dict:
     """The library function behind ``cropmeta train``. Returns ``{"run_dir", "target", "metrics",
     "counts", "meta", "timings", "table"}``, where ``table`` is ``[(metric, value), …]`` in display order.
 
     ``samples``: use these instead of the workspace's ingested datasets (tests, notebooks).
     ``overrides``: any :class:`~cropmeta.train.config.TrainConfig` field (flags win over ``config``).
     Under torchrun (``WORLD_SIZE`` > 1) every rank meta-trains its share; rank 0 fine-tunes, writes
-    and returns the result (other ranks return ``{}``)."""
+    and returns the result (other ranks return ``{}``).
+
+    ``learner="in-context"``: the in-context learner (:mod:`cropmeta.train.incontext`) is meta-trained
+    instead and adapted without gradient steps; its options come from ``ic_options`` or ``ic_*`` keys
+    of ``overrides``. ``pretrain_source="sim"``: the learner is first trained on the simulated world
+    ``sim_seed`` and then continues on this data (:mod:`cropmeta.train.sim_then_real`; phase logs
+    and resume state in ``sim/`` and ``real/`` of the run directory). Both run on one process."""
     t_start = time.perf_counter()
     over = _overrides(first_order, device, overrides)
+    ic_opts = dict(ic_options or {})
+    ic_opts.update({k: over.pop(k) for k in [k for k in over if str(k).startswith("ic_")]})
     if learner is not None:
         over["learner"] = learner
     cfg = resolve_config(preset, config, over)
+    if pretrain_source in ("none", ""):
+        pretrain_source = None
+    if pretrain_source not in (None, "sim"):
+        raise InputError(f"--pretrain-source {pretrain_source!r}: expected 'sim' (or none)")
+    in_context = cfg.learner == "in-context"
+    if in_context:
+        from cropmeta.train.incontext import InContextOptions
+
+        InContextOptions.resolve(cfg, ic_opts)  # bad options fail before any work
+    elif ic_opts:
+        raise InputError(f"in-context options {sorted(ic_opts)} given for learner {cfg.learner!r}")
     resolve_device(cfg.device)  # fail early: CUDA asked for but absent
     nprocs = int(nprocs or 1)
     if nprocs < 1:
         raise InputError(f"--nprocs must be ≥ 1, got {nprocs}")
     dist = from_env(resolve_device(cfg.device)) if nprocs == 1 else SINGLE
+    if (in_context or pretrain_source) and (nprocs > 1 or dist.active):
+        raise InputError("--nprocs / torchrun: the in-context learner and --pretrain-source sim train on one process")
     if samples is None:
         samples = load_samples(source, seed, progress=bool(progress) and dist.is_main)
     task = resolve_target(samples, region, crop)
@@ -96,12 +118,26 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     run_dir = Path(out) if out is not None else default_run_dir(task, cfg.preset, seed, shots)
     run_config = {**cfg.to_dict(), "target": task.to_dict(), "seed": int(seed), "shots": shots,
                   "source": None if source is None else str(source), "nprocs": nprocs}
+    if pretrain_source:
+        run_config.update({"pretrain_source": pretrain_source, "sim_seed": int(sim_seed)})
+    if in_context:
+        run_config["in_context"] = ic_opts
     if dist.is_main:
         _prepare_run_dir(run_dir, run_config, resume)
     dist.barrier()
 
     t0 = time.perf_counter()
-    if nprocs > 1:
+    if pretrain_source == "sim":
+        from cropmeta.train.sim_then_real import sim_then_real
+
+        meta_model = sim_then_real(samples, task, cfg, cfg.learner, seed, sim_seed=sim_seed, workdir=run_dir,
+                                   resume=resume, progress=progress, ic_options=ic_opts)
+    elif in_context:
+        from cropmeta.train.incontext import meta_train_incontext
+
+        meta_model = meta_train_incontext(samples, task, cfg, seed, options=ic_opts, workdir=run_dir, resume=resume,
+                                          progress=progress)
+    elif nprocs > 1:
         backend = backend_for(resolve_device(cfg.device))
         spawn(meta_train_worker, nprocs, args=(samples, task, cfg, seed, str(run_dir), resume, bool(progress)),
               backend=backend, threads=cfg.threads or 1)
@@ -109,21 +145,38 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     else:
         meta_model = meta_train(samples, task, cfg, seed=seed, workdir=run_dir, resume=resume,
                                 progress=progress if dist.is_main else False, dist=dist)
-        if dist.is_main:
+    if nprocs == 1 and dist.is_main:
+        if in_context:
+            from cropmeta.train.incontext import save_incontext
+
+            save_incontext(run_dir / META_DIR, meta_model)
+        else:
             ck.save_model(run_dir / META_DIR, meta_model)
     t_meta = time.perf_counter() - t0
     if not dist.is_main:
         return {}
 
     t0 = time.perf_counter()
-    model = finetune(meta_model, td.x_train, td.y_train, task_info=task.info, cfg=cfg, seed=seed)
-    prob = predict_proba(model, td.x_test)
+    if in_context:  # adaptation = reading the support set, no gradient step
+        from cropmeta.train.incontext import adapt
+        from cropmeta.train.incontext import predict_proba as ic_predict_proba
+
+        model = adapt(meta_model, td.x_train, td.y_train, task_info=task.info, seed=seed)
+        prob = ic_predict_proba(model, td.x_test)
+    else:
+        model = finetune(meta_model, td.x_train, td.y_train, task_info=task.info, cfg=cfg, seed=seed)
+        prob = predict_proba(model, td.x_test)
     metrics = binary_metrics(td.y_test, prob)
     t_ft = time.perf_counter() - t0
     model.info.update({"task": task.to_dict(), "shots": shots})
     extra = {"task": task.to_dict(), "seed": int(seed), "data_hash": samples.content_hash(),
              "date_range": _date_range(samples, task), "config": cfg.to_dict()}
-    record = ck.save_model(run_dir, model, extra)
+    if in_context:
+        from cropmeta.train.incontext import save_incontext
+
+        record = save_incontext(run_dir, model, extra)
+    else:
+        record = ck.save_model(run_dir, model, extra)
     timings = {"meta_train_s": round(t_meta, 2), "finetune_eval_s": round(t_ft, 2),
                "total_s": round(time.perf_counter() - t_start, 2)}
     out_metrics = {**metrics, "target": task.name, "task_id": task.id, "seed": int(seed), "shots": shots,
@@ -133,6 +186,8 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
                    "n_meta_train_tasks": len(meta_model.info.get("train_tasks", [])),
                    "n_meta_val_tasks": len(meta_model.info.get("val_tasks", [])),
                    "model_sha256": record["weights_sha256"]}
+    if "pretrain" in meta_model.info:
+        out_metrics["pretrain"] = meta_model.info["pretrain"]
     atomic_write_text(run_dir / "metrics.json", json.dumps(out_metrics, indent=2, default=_nan_safe))
     return {"run_dir": str(run_dir), "target": task.to_dict(), "metrics": metrics, "counts": td.counts,
             "meta": out_metrics["meta"], "timings": timings,

@@ -24,9 +24,7 @@ evaluation data.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import inspect
 from pathlib import Path
 
 from cropmeta.errors import InputError
@@ -71,57 +69,10 @@ def load_sim_samples(seed: int = DEFAULT_SIM_SEED, regions: list[str] | None = N
     return samples.subset(keep)
 
 
-@contextlib.contextmanager
-def _start_from(init):
-    """Make :func:`cropmeta.train.maml.meta_train` / :func:`cropmeta.train.pretrain.pretrain` start
-    from ``init``'s weights.
-
-    Interim shim: those functions build their model with ``build_model`` and take no initial
-    weights yet; this wraps ``build_model`` in their modules for the duration of one call (single
-    threaded, restored on exit). It is bypassed as soon as they accept ``init=`` (see
-    :func:`_call_with_init`)."""
-    import importlib
-
-    # (``import cropmeta.train.pretrain as m`` would give the function the package re-exports)
-    maml_mod = importlib.import_module("cropmeta.train.maml")
-    pt_mod = importlib.import_module("cropmeta.train.pretrain")
-
-    originals = {mod: mod.build_model for mod in (maml_mod, pt_mod)}
-
-    def build(cfg, t, learner, seed=0, _orig=originals[maml_mod]):
-        clf, enc = _orig(cfg, t, learner, seed)
-        _load_into(clf, init.classifier, "classifier")
-        if enc is not None:
-            if init.encoder is None:
-                raise InputError("phase 1 produced no task encoder for this learner")
-            _load_into(enc, init.encoder, "task encoder")
-        return clf, enc
-
-    for mod in originals:
-        mod.build_model = build
-    try:
-        yield
-    finally:
-        for mod, fn in originals.items():
-            mod.build_model = fn
-
-
-def _load_into(dst, src, what: str) -> None:
-    sd = {k: v.detach().clone() for k, v in src.state_dict().items()}
-    ref = dst.state_dict()
-    bad = [k for k in ref if k not in sd or tuple(sd[k].shape) != tuple(ref[k].shape)]
-    if bad:
-        raise InputError(f"cannot start the real phase from the sim phase: the {what} architectures differ ({bad[:3]})")
-    dst.load_state_dict(sd)
-
-
 def _call_with_init(fn, init, *args, **kwargs):
-    if init is not None and "init" in inspect.signature(fn).parameters:
-        return fn(*args, init=init, **kwargs)
-    if init is None:
-        return fn(*args, **kwargs)
-    with _start_from(init):
-        return fn(*args, **kwargs)
+    """``fn(*args, **kwargs)``, starting from ``init``'s weights when given (meta_train/pretrain take
+    ``init=``)."""
+    return fn(*args, **kwargs) if init is None else fn(*args, init=init, **kwargs)
 
 
 def _train_once(learner: str, samples: SampleSet, target: Task | None, cfg: TrainConfig, seed: int, normalizer,
