@@ -155,6 +155,8 @@ def compare(
     preset: str = typer.Option("quick"),
     benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim"),
     root: Optional[Path] = typer.Option(None, help="CropHarvest archive root (with --benchmark cropharvest)"),
+    config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the deep methods' training preset"),
+    calib_folds: int = typer.Option(3, help="folds of the training labels used to fit the temperature"),
     views: int = typer.Option(0, help="also fit each method on its labels + N generative views of each ('<method> + views' rows)"),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: also pretrain each meta/pretrained method on the simulated world first ('(sim → real)' rows)"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
@@ -165,8 +167,20 @@ def compare(
 
     kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
-                  pretrain_source=pretrain_source, sim_seed=sim_seed)
+                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, calib_folds=calib_folds)
     print_summary(run_compare(**kwargs), console)
+
+
+@app.command()
+def calibrate(
+    run: Path = typer.Argument(..., help="trained run directory"),
+    folds: int = typer.Option(3, help="folds of the run's training labels (never its test set)"),
+) -> None:
+    """Fit a temperature on out-of-fold predictions of the run's training labels; export uses it."""
+    from cropmeta.evaluate.calibration import calibrate_run
+
+    _print_dict_table("calibration", {k: v for k, v in calibrate_run(run, folds=folds).items()
+                                      if isinstance(v, (int, float))})
 
 
 @app.command()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -174,6 +175,29 @@ def resolve_target(samples: SampleSet, region: str, crop: str | None = None, use
     return make_task(name, crop, samples)
 
 
+_TEST_FILE = re.compile(r"^(?P<region>[A-Za-z]+)_(?P<crop>[A-Za-z_]+?)_(?P<year>\d{4})(?:_(?P<k>\d+))?$")
+
+
+
+
+def test_file_rows(meta, task) -> np.ndarray:
+    """Rows of ``meta`` that come from a CropHarvest test file of exactly this task
+    (``test_features/{Country}_{crop}_{year}_{k}.h5``; crop "crop" = crop vs non-crop) and carry
+    that file's own label in column ``target``."""
+    if "target" not in meta.columns or "dataset" not in meta.columns:
+        return np.zeros(len(meta), dtype=bool)
+    want_crop = task.crop or "crop"
+    hits = set()
+    for name in meta.loc[meta["split"].astype(str) == "test", "dataset"].astype(str).unique():
+        m = _TEST_FILE.match(name)
+        if m and slugify(m.group("region")) == slugify(task.region) and m.group("crop").lower() == want_crop:
+            hits.add(name)
+    if not hits:
+        return np.zeros(len(meta), dtype=bool)
+    return ((meta["split"].astype(str) == "test") & meta["dataset"].astype(str).isin(hits)
+            & meta["target"].notna()).to_numpy()
+
+
 def task_labels(meta: pd.DataFrame, task: Task) -> np.ndarray:
     """Per-sample label of ``task``: 1 positive, 0 negative, −1 not part of the task (other region,
     unlabelled, or a crop of unknown type in a crop-label task). Split is *not* looked at."""
@@ -183,7 +207,15 @@ def task_labels(meta: pd.DataFrame, task: Task) -> np.ndarray:
     if task.crop is None:
         ok = region & (is_crop >= 0)
         y[ok] = is_crop[ok]
-        return y
+    else:
+        y = _crop_label_targets(meta, task, region, is_crop, y)
+    own = test_file_rows(meta, task)
+    if own.any():
+        y[own] = meta.loc[own, "target"].astype(int).to_numpy()
+    return y
+
+
+def _crop_label_targets(meta, task, region, is_crop, y):
     label = meta["label"].astype(object).where(meta["label"].notna(), None)
     lab = np.array([str(v).lower() if v is not None else "" for v in label], dtype=object)
     pos = region & (is_crop == 1) & (lab == task.crop)

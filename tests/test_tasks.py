@@ -145,3 +145,19 @@ def test_batch_auc_matches_sklearn():
     y = np.r_[np.ones(4), np.zeros(5)]
     want = [roc_auc_score(y, s) for s in scores.numpy()]
     assert np.allclose(got.numpy(), want)
+
+
+def test_target_on_cropharvest_archive_uses_the_test_files_own_labels(tmp_path):
+    """CropHarvest's Kenya_maize test file marks 'not maize' points y=0 without crop status; the
+    target task must take those labels (regression: train --region kenya on an archive)."""
+    from cropmeta.io.cropharvest import make_archive_fixture, read_cropharvest
+    from cropmeta.tasks import resolve_target, target_data
+
+    root = make_archive_fixture(tmp_path / "ch", seed=0)
+    samples, _ = read_cropharvest(root)
+    task = resolve_target(samples, "kenya")
+    td = target_data(samples, task)
+    test_rows = samples.meta[(samples.meta["split"] == "test") & samples.meta["dataset"].str.startswith("Kenya_maize")]
+    labelled = test_rows[test_rows["target"].isin([0, 1])]  # the file's −1 rows are unlabelled
+    assert td.counts["test_pos"] + td.counts["test_neg"] == len(labelled) > 0
+    assert td.counts["test_pos"] == int((test_rows["target"] == 1).sum()) > 0

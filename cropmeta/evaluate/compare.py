@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import platform
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,14 +106,8 @@ def build_target(samples, region: str, crop: str | None = None) -> TargetData:
 
     task = resolve_target(samples, region, crop)
     meta = samples.meta
-    y_all = task_labels(meta, task)
+    y_all = task_labels(meta, task)  # (CropHarvest test files' own "target" labels included)
     split = meta["split"].astype(str).to_numpy()
-    # CropHarvest test files (e.g. Kenya_maize_2020_0) label "not maize" points y=0 without saying
-    # whether they are crop: their own labels (column "target") are the truth for this task
-    own = test_file_rows(meta, task)
-    if own.any():
-        y_all = y_all.copy()
-        y_all[own] = meta.loc[own, "target"].astype(int).to_numpy()
     tr = (split == "train") & (y_all != -1)
     te = (split == "test") & (y_all != -1)
     for which, m in (("training", tr), ("test", te)):
@@ -138,29 +131,6 @@ def build_target(samples, region: str, crop: str | None = None) -> TargetData:
         "t": int(samples.t),
     }
     return TargetData(target, samples.x[tr], y_all[tr], samples.x[te], y_all[te], ids[tr], ids[te], summary)
-
-
-_TEST_FILE = re.compile(r"^(?P<region>[A-Za-z]+)_(?P<crop>[A-Za-z_]+?)_(?P<year>\d{4})(?:_(?P<k>\d+))?$")
-
-
-def test_file_rows(meta, task) -> np.ndarray:
-    """Rows of ``meta`` that come from a CropHarvest test file of exactly this task
-    (``test_features/{Country}_{crop}_{year}_{k}.h5``; crop "crop" = crop vs non-crop) and carry
-    that file's own label in column ``target``."""
-    from cropmeta.regions import slugify
-
-    if "target" not in meta.columns or "dataset" not in meta.columns:
-        return np.zeros(len(meta), dtype=bool)
-    want_crop = task.crop or "crop"
-    hits = set()
-    for name in meta.loc[meta["split"].astype(str) == "test", "dataset"].astype(str).unique():
-        m = _TEST_FILE.match(name)
-        if m and slugify(m.group("region")) == slugify(task.region) and m.group("crop").lower() == want_crop:
-            hits.add(name)
-    if not hits:
-        return np.zeros(len(meta), dtype=bool)
-    return ((meta["split"].astype(str) == "test") & meta["dataset"].astype(str).isin(hits)
-            & meta["target"].notna()).to_numpy()
 
 
 def source_samples(samples, target: TargetData):
