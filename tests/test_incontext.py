@@ -121,10 +121,10 @@ def test_checkpoint_round_trip_and_bad_input(trained, tmp_path):
     pred = load_incontext_predictor(tmp_path / "run")
     np.testing.assert_allclose(pred.predict_proba(td.x_test), predict_proba(a, td.x_test), atol=1e-6)
     assert pred.t == 6 and pred.metadata["task"]["id"] == "Togo:crop"
-    # map export loads it through its loader hook (until load_predictor dispatches on the kind)
+    # map export loads it with its default loader (load_predictor dispatches on the kind)
     from cropmeta.mapping.model import get_predictor, model_tags
 
-    mp = get_predictor(tmp_path / "run", loader="cropmeta.train.incontext:load_incontext_predictor")
+    mp = get_predictor(tmp_path / "run")
     np.testing.assert_allclose(mp.predict_proba(td.x_test), predict_proba(a, td.x_test), atol=1e-6)
     assert model_tags(tmp_path / "run", mp)["MODEL_SHA256"] == rec["weights_sha256"]
     pred.set_temperature(2.0)

@@ -20,7 +20,8 @@ import numpy as np
 
 from cropmeta.errors import InputError
 
-DEFAULT_LOADER = "cropmeta.train.checkpoint:load_predictor"
+# the folded fp32 model (same probabilities as load_predictor to 2e-6, 1.7x faster: docs/benchmarks-perf.md)
+DEFAULT_LOADER = "cropmeta.mapping.precision:load_fast_predictor"
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()

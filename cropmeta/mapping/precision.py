@@ -88,10 +88,13 @@ class FastPredictor:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def _load(run_dir, precision: str, device: str = "cpu") -> FastPredictor:
+def _load(run_dir, precision: str, device: str = "cpu"):
     from cropmeta.train.checkpoint import load_predictor
 
-    return FastPredictor(load_predictor(Path(run_dir), device=device), precision)
+    pred = load_predictor(Path(run_dir), device=device)
+    if not hasattr(getattr(pred, "model", None), "classifier"):
+        return pred  # not a TIML/MAML LSTM (e.g. the in-context learner): nothing to fold
+    return FastPredictor(pred, precision)
 
 
 def load_fast_predictor(run_dir) -> FastPredictor:
