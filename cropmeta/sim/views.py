@@ -41,6 +41,7 @@ import numpy as np
 
 from cropmeta.errors import InputError
 from cropmeta.schema import BAND_INDEX, N_BANDS, fill_missing, recompute_ndvi
+from cropmeta.sim.params import S2_MEMBER_BANDS
 
 __all__ = ["CONTROLS", "ViewControls", "Views", "make_views", "shift_planting", "cloud_gaps", "swap_soil",
            "sensor_noise", "WithViews", "S1_IDX", "S2_IDX"]
@@ -49,8 +50,7 @@ __all__ = ["CONTROLS", "ViewControls", "Views", "make_views", "shift_planting", 
 CONTROLS = ("planting", "clouds", "soil", "noise")
 S1_IDX = [BAND_INDEX["VV"], BAND_INDEX["VH"]]
 #: the 10 end-member bands of the simulator's spectra, in covers.toml order
-_MEMBER = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"]
-_MEMBER_IDX = [BAND_INDEX[b] for b in _MEMBER]
+_MEMBER_IDX = [BAND_INDEX[b] for b in S2_MEMBER_BANDS]
 S2_IDX = sorted(_MEMBER_IDX + [BAND_INDEX["B9"]])
 _SURFACE_IDX = S1_IDX + S2_IDX
 _PRECIP = BAND_INDEX["total_precipitation"]
