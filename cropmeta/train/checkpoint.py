@@ -128,7 +128,8 @@ def _read_json(path: Path) -> dict:
 
 def save_model(run_dir: str | Path, model: TrainedModel, extra: dict | None = None) -> dict:
     """Write ``model.safetensors`` + ``model.json`` into ``run_dir`` (each atomically; the JSON,
-    written last, records the SHA-256 of the weights). Returns the JSON record."""
+    written last, records the SHA-256 of the weights). Returns the JSON record. ``model``: anything
+    with ``to_state() -> (meta, arrays)`` (TIML/MAML models, the in-context learner)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     meta, arrays = model.to_state()

@@ -677,27 +677,9 @@ def predict_proba(model: InContextModel, x: np.ndarray, batch_size: int = 4096, 
 # Checkpoints and the Predictor contract
 # --------------------------------------------------------------------------------------------------
 def save_incontext(run_dir: str | Path, model: InContextModel, extra: dict | None = None) -> dict:
-    """``model.safetensors`` + ``model.json`` in ``run_dir`` (each atomic; the JSON, written last,
-    records the SHA-256 of the weights). Returns the JSON record."""
-    from datetime import datetime, timezone
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta, arrays = model.to_state()
-    digest = ck.save_tensors(run_dir / ck.MODEL_WEIGHTS, arrays, {"format": meta["format"]})
-    meta.update({"weights": ck.MODEL_WEIGHTS, "weights_sha256": digest, "versions": ck.versions(),
-                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "temperature": None})
-    meta.update(extra or {})
-    atomic_write_text(run_dir / ck.MODEL_JSON, json.dumps(meta, indent=2, default=_json_default))
-    return meta
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
+    """``model.safetensors`` + ``model.json`` in ``run_dir``, written exactly like every other
+    cropmeta model (:func:`cropmeta.train.checkpoint.save_model`). Returns the JSON record."""
+    return ck.save_model(run_dir, model, extra)
 
 
 def load_incontext(run_dir: str | Path, t: int | None = None) -> tuple[InContextModel, dict]:
