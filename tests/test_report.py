@@ -115,3 +115,24 @@ def test_html_is_self_contained_and_pngs_are_images(written):
         p = out / f"{name}.png"
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert min(mpimg.imread(p).shape[:2]) > 200
+
+
+def test_adaptation_wall_time_leaves_out_flop_counted_cells():
+    """The first seed's cells carry FLOP counts and ran under torch's (slow) FLOP counter: their wall
+    time must not enter the adaptation-cost mean when the other seeds were timed without it."""
+    from cropmeta.evaluate.compare import aggregate
+
+    cells = []
+    for s in SEEDS:
+        c = cell("timl", s, 20)
+        c["seconds"] = {"fit": 30.0 if s == 0 else 2.0 + s, "predict": 0.5, "calibrate": 0.0, "prepare": 0.0}
+        c["flops"] = {"fit": 4e9, "predict": 1e8, "adapt_predict": 4.1e9} if s == 0 else None
+        cells.append(c)
+    row = aggregate(cells, ["timl"], [20])["summary"]["20"]["timl"]
+    assert row["seconds_adapt"]["n"] == 2
+    assert row["seconds_adapt"]["mean"] == pytest.approx(((3.0 + 0.5) + (4.0 + 0.5)) / 2)
+    assert row["seconds_fit"]["mean"] == pytest.approx(3.5)
+    assert row["flops"]["adapt_predict"] == pytest.approx(4.1e9)
+    # a single (counted) seed is all there is: it is used rather than reporting nothing
+    only = aggregate(cells[:1], ["timl"], [20])["summary"]["20"]["timl"]
+    assert only["seconds_adapt"]["mean"] == pytest.approx(30.5)

@@ -32,7 +32,7 @@ def label(method: str) -> str:
 
 def cost_cells(row: dict) -> list[str]:
     """The adaptation-cost columns of a results row: wall time of adapting to the target's labels and
-    predicting its test set (mean over seeds) and the FLOPs of the same (first seed; "–" where torch
+    predicting its test set (mean over the seeds timed without the FLOP counter) and the FLOPs of the same (first seed; "–" where torch
     did not do the work, e.g. the random forest)."""
     sec = (row.get("seconds_adapt") or {}).get("mean")
     fl = (row.get("flops") or {}).get("adapt_predict") if row.get("flops") else None
