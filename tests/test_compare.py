@@ -252,3 +252,21 @@ def test_cropharvest_benchmark_end_to_end_on_archive_fixture(tmp_path, monkeypat
     assert row[4:] == ["0.838", "0.794"]
     assert row[3].startswith(f"{res['targets']['kenya']['methods']['timl']['auc_roc']['mean']:.3f}")
     assert (out / "benchmark.html").read_text().count("data:image/png;base64,") == 1
+
+
+def test_flop_counting_follows_flop_seeds(tmp_path, samples, monkeypatch, no_plots):
+    """FLOPs are counted on the first seed by default; ``flop_seeds`` moves that (a comparison split
+    across processes by seed counts on seed 0 only, not on the first seed of every process)."""
+    seen = []
+    real = cmp.run_cell
+
+    def spy_cell(method, data, seed, k, calib_folds=3, count_flops=False):
+        seen.append((seed, count_flops))
+        return real(method, data, seed, k, calib_folds, count_flops=False)
+
+    monkeypatch.setattr(cmp, "run_cell", spy_cell)
+    run(samples, tmp_path / "a", Spy(), seeds=[3, 4], shots="20")
+    assert sorted(set(seen)) == [(3, True), (4, False)]
+    seen.clear()
+    run(samples, tmp_path / "b", Spy(), seeds=[3], shots="20", flop_seeds=[0])
+    assert set(seen) == {(3, False)}

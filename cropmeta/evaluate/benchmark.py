@@ -50,7 +50,8 @@ def load_benchmark_samples(benchmark: str, root=None, progress: bool = True):
 
 def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, out=None, preset: str = "quick",
                   progress: bool = True, config=None, calib_folds: int = 3, method_factory=None, console=None,
-                  samples=None, targets: list[str] | None = None, method_options: dict | None = None) -> dict:
+                  samples=None, targets: list[str] | None = None, method_options: dict | None = None,
+                  flop_seeds: list[int] | None = None) -> dict:
     """Run :func:`cropmeta.evaluate.compare.compare` on each published target and write the
     benchmark summary. ``targets``: a subset of kenya, brazil, togo (default all three)."""
     from cropmeta.evaluate.compare import DEFAULT_METHODS, DEFAULT_SHOTS, compare
@@ -73,7 +74,7 @@ def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, 
         reports[key] = compare(region, crop, seeds=seeds, shots=shots or DEFAULT_SHOTS,
                                methods=methods or DEFAULT_METHODS, out=out / key, preset=preset, progress=progress,
                                samples=samples, config=config, calib_folds=calib_folds,
-                               method_factory=method_factory, method_options=method_options,
+                               method_factory=method_factory, method_options=method_options, flop_seeds=flop_seeds,
                                source=root if benchmark == "cropharvest" else None)
     result = {
         "kind": "cropmeta-benchmark",

@@ -363,8 +363,12 @@ def run_protocol(
     calib_folds: int = 3,
     progress: bool = True,
     source_hash: str = "",
+    flop_seeds: list[int] | None = None,
 ) -> tuple[list[dict], dict]:
-    """Every (method, seed, shot) cell, cached under ``out``; returns (cells, run info)."""
+    """Every (method, seed, shot) cell, cached under ``out``; returns (cells, run info).
+    ``flop_seeds``: the seeds whose cells also count FLOPs (None → the first seed of ``seeds``).
+    Adaptation FLOPs depend on shapes only, and counting slows the fit several times over."""
+    flop_seeds = [seeds[0]] if flop_seeds is None else [int(s) for s in flop_seeds]
     out = Path(out)
     info = {"computed": 0, "reused": 0, "prepared": 0, "prepared_reused": 0, "prepare_seconds": {}}
     cells: list[dict] = []
@@ -420,8 +424,8 @@ def run_protocol(
                 for k in pending:
                     if prog:
                         prog.update(bar, description=f"{method_label(m)} · seed {s} · {k} shots")
-                    # adaptation FLOPs depend on shapes, not on the seed: counted on the first seed only
-                    c = run_cell(method, data, s, k, calib_folds, count_flops=s == seeds[0])
+                    # adaptation FLOPs depend on shapes, not on the seed: counted on flop_seeds only
+                    c = run_cell(method, data, s, k, calib_folds, count_flops=s in flop_seeds)
                     c["fingerprint"] = fp
                     c["seconds"]["prepare"] = round(secs, 3)
                     atomic_write_text(cell_path(out, m, s, k), json.dumps(c))
@@ -513,6 +517,7 @@ def compare(
     views: int = 0,
     pretrain_source: str | None = None,
     sim_seed: int = 1,
+    flop_seeds: list[int] | None = None,
 ) -> dict:
     """Run the comparison and write the report (json, md, html, png) to ``out``.
 
@@ -529,8 +534,9 @@ def compare(
     its labels plus ``views`` generative views of each (rows "<method> + views",
     :mod:`cropmeta.sim.views`). ``pretrain_source="sim"``: also report each pretraining method
     (timl, maml, pretrained, in-context) pretrained on the simulated world ``sim_seed`` first
-    (rows "<method> (sim → real)", :mod:`cropmeta.train.sim_then_real`). Returns the report dict
-    (also report.json).
+    (rows "<method> (sim → real)", :mod:`cropmeta.train.sim_then_real`). ``flop_seeds``: the seeds
+    whose cells also count adaptation FLOPs (default: the first of ``seeds``; pass ``[0]`` when one
+    comparison is split into several processes by seed). Returns the report dict (also report.json).
     """
     if views or pretrain_source not in (None, "none"):
         methods, method_options = _variant_methods(methods, method_options, views, pretrain_source, sim_seed)
@@ -540,7 +546,7 @@ def compare(
         return run_benchmark(benchmark, root=root, seeds=seeds, shots=shots, methods=methods, out=out,
                              preset=preset, progress=progress, config=config, calib_folds=calib_folds,
                              method_factory=method_factory, console=console, samples=samples,
-                             method_options=method_options)
+                             method_options=method_options, flop_seeds=flop_seeds)
     if region is None:
         raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest")
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
@@ -557,7 +563,8 @@ def compare(
     src = source_samples(samples, data)
     cfg_dict, factory = _resolve_config(preset, config, method_factory, method_options)
     cells, info = run_protocol(data, src, method_list, seed_list, eff_shots, out, factory, cfg_dict,
-                               calib_folds=calib_folds, progress=progress, source_hash=src.content_hash())
+                               calib_folds=calib_folds, progress=progress, source_hash=src.content_hash(),
+                               flop_seeds=flop_seeds)
     config_rec = {
         "region": data.task.region, "crop": data.task.crop, "seeds": seed_list, "shots": shot_list,
         "shots_run": eff_shots, "shot_notes": shot_notes, "methods": method_list, "preset": preset,
