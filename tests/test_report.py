@@ -136,3 +136,16 @@ def test_adaptation_wall_time_leaves_out_flop_counted_cells():
     # a single (counted) seed is all there is: it is used rather than reporting nothing
     only = aggregate(cells[:1], ["timl"], [20])["summary"]["20"]["timl"]
     assert only["seconds_adapt"]["mean"] == pytest.approx(30.5)
+
+
+def test_plot_styles_keep_more_than_ten_rows_distinct():
+    """Eleven rows (the committed Kenya report) must not reuse a colour + line style: matplotlib's
+    default cycle has ten colours. Variants share their base's colour with their own line style."""
+    from cropmeta.evaluate.report import method_style
+
+    rows = ["timl", "timl+sim", "maml", "pretrained", "pretrained+sim", "scratch", "random-forest",
+            "in-context", "in-context+sim", "timl+views", "random-forest+views"]
+    styles = [(method_style(m, rows)["color"], method_style(m, rows)["ls"]) for m in rows]
+    assert len(set(styles)) == len(rows)
+    assert method_style("timl+views", rows)["color"] == method_style("timl", rows)["color"]
+    assert method_style("maml", rows)["color"] != method_style("timl", rows)["color"]

@@ -256,6 +256,27 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def method_style(method: str, methods: list[str]) -> dict:
+    """Line colour and style of a method in the plots: one colour per base method (tab10, so up to
+    ten bases stay distinct), variants drawn in their base's colour with their own line style
+    ("+sim" dashed, "+views" dotted, both dash-dot) — a report with more than ten rows stays readable."""
+    from cropmeta.evaluate.methods import split_method
+
+    bases = []
+    for m in methods:
+        b = split_method(m)[0]
+        if b not in bases:
+            bases.append(b)
+    base, variants = split_method(method)
+    colour = f"C{bases.index(base) % 10}" if base in bases else "0.3"
+    ls = {(): "-", ("sim",): "--", ("views",): ":", ("sim", "views"): "-."}.get(tuple(variants), "-")
+    return {"color": colour, "ls": ls}
+
+
+#: bar-chart hatch of a variant (by its line style in :func:`method_style`)
+BAR_HATCH = {"-": None, "--": "//", ":": "..", "-.": "xx"}
+
+
 def plot_kshot(report: dict, path: Path) -> Path:
     plt = _plt()
     shots = [str(k) for k in report["config"]["shots_run"]]
@@ -268,8 +289,8 @@ def plot_kshot(report: dict, path: Path) -> Path:
             mean = np.array([v["mean"] for v in s], dtype=float)
             lo = np.array([v["ci_low"] for v in s], dtype=float)
             hi = np.array([v["ci_high"] for v in s], dtype=float)
-            ax.plot(xs, mean, marker="o", ms=3, label=label(m))
-            ax.fill_between(xs, lo, hi, alpha=0.15)
+            ax.plot(xs, mean, marker="o", ms=3, label=label(m), **method_style(m, methods))
+            ax.fill_between(xs, lo, hi, alpha=0.15, color=method_style(m, methods)["color"])
         ax.set_xticks(xs, [_shot_label(k) for k in shots])
         ax.set_title(METRIC_LABELS[met] + (" (lower is better)" if met in LOWER_IS_BETTER else ""), fontsize=9)
         ax.set_xlabel("labelled target samples (shots)", fontsize=8)
@@ -310,7 +331,7 @@ def plot_roc(report: dict, path: Path) -> Path:
             if not probs or len(np.unique(y[keep])) < 2:
                 continue
             auc = report["summary"][k][m]["raw"]["auc_roc"]["mean"]
-            ax.plot(grid, mean_roc(y[keep], probs, grid), label=f"{label(m)} ({_fmt(auc)})")
+            ax.plot(grid, mean_roc(y[keep], probs, grid), label=f"{label(m)} ({_fmt(auc)})", **method_style(m, methods))
         ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
         ax.set_title(f"ROC, {_shot_label(k)} labels (mean over seeds)", fontsize=9)
         ax.set_xlabel("false-positive rate", fontsize=8)
@@ -365,7 +386,9 @@ def plot_bars(report: dict, path: Path, metrics=("auc_roc", "f1", "ece")) -> Pat
             hi = np.array([v["ci_high"] for v in s], dtype=float)
             # a percentile CI need not contain the sample mean (and float rounding): clip at 0
             err = np.clip(np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)]), 0, None)
-            ax.bar(xs + (j - (len(methods) - 1) / 2) * width, mean, width, yerr=err, capsize=2, label=label(m))
+            st = method_style(m, methods)
+            ax.bar(xs + (j - (len(methods) - 1) / 2) * width, mean, width, yerr=err, capsize=2, label=label(m),
+                   color=st["color"], hatch=BAR_HATCH[st["ls"]], edgecolor="white", linewidth=0)
         ax.set_xticks(xs, [_shot_label(k) for k in shots])
         ax.set_xlabel("labelled target samples", fontsize=8)
         ax.set_title(METRIC_LABELS[met] + (" (lower is better)" if met in LOWER_IS_BETTER else "") +
