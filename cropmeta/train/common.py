@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from cropmeta.errors import InputError
 from cropmeta.io.store import SampleSet
 from cropmeta.schema import Normalizer
-from cropmeta.tasks import TaskPools
+from cropmeta.tasks import TaskPools, TaskSampler, build_tasks, split_tasks
 
-__all__ = ["VAL_SEED_OFFSET", "META_DIR", "fit_normalizer", "load_init", "TaskBank", "batch_auc", "bce_per_task", "Progress"]
+__all__ = ["VAL_SEED_OFFSET", "META_DIR", "fit_normalizer", "load_init", "meta_tasks", "TaskBank", "batch_auc", "bce_per_task", "Progress"]
 
 VAL_SEED_OFFSET = 1_000_003
 #: sub-directory of a work/run directory holding the meta-trained (not fine-tuned) model
@@ -34,6 +34,29 @@ def load_init(classifier: torch.nn.Module, encoder: torch.nn.Module | None, init
         if bad:
             raise InputError(f"cannot start from the given model: the {what} architectures differ ({bad[:3]})")
         dst.load_state_dict(sd)
+
+
+def meta_tasks(samples: SampleSet, target, cfg, normalizer: Normalizer):
+    """The set-up every meta-learner shares (TIML/MAML and the in-context learner): torch threads,
+    device and dtype, the non-target tasks split into training and validation tasks (deterministic),
+    their on-device bank and the support/query samplers. Returns ``(bank, sampler, val_sampler,
+    n_train_tasks, device, dtype)``; ``val_sampler`` is None without validation tasks."""
+    from cropmeta.train.trained import resolve_device, torch_dtype
+
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    device, dtype = resolve_device(cfg.device), torch_dtype(cfg.dtype)
+    pools = build_tasks(samples, exclude=target, min_per_class=cfg.min_examples)
+    train_pools, val_pools = split_tasks(pools, cfg.val_fraction)
+    if not train_pools:
+        raise InputError(f"no meta-training tasks with ≥ {cfg.min_examples} training examples per class "
+                         f"(found {len(pools)} task(s) in {samples.meta['region'].nunique()} region(s)); "
+                         "add labelled regions or lower min_per_class / k_support / k_query")
+    bank = TaskBank(samples, train_pools + val_pools, normalizer, device, dtype)
+    n_tr = len(train_pools)
+    sampler = TaskSampler(bank.pools[:n_tr], cfg.k_support, cfg.k_query)
+    val_sampler = TaskSampler(bank.pools[n_tr:], cfg.k_support, cfg.k_query) if val_pools else None
+    return bank, sampler, val_sampler, n_tr, device, dtype
 
 
 def fit_normalizer(samples: SampleSet) -> Normalizer:

@@ -50,11 +50,11 @@ from cropmeta.io.atomic import atomic_write_text
 from cropmeta.io.store import SampleSet
 from cropmeta.models.incontext import InContextClassifier
 from cropmeta.schema import BANDS, N_BANDS, TASK_INFO_DIM, Normalizer
-from cropmeta.tasks import Task, TaskSampler, build_tasks, split_tasks
+from cropmeta.tasks import Task, TaskSampler
 from cropmeta.train import checkpoint as ck
-from cropmeta.train.common import VAL_SEED_OFFSET, Progress, TaskBank, batch_auc, fit_normalizer
+from cropmeta.train.common import VAL_SEED_OFFSET, Progress, TaskBank, batch_auc, fit_normalizer, meta_tasks
 from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
-from cropmeta.train.trained import resolve_device, seeded_init, torch_dtype
+from cropmeta.train.trained import resolve_device, seeded_init
 
 __all__ = [
     "KIND",
@@ -348,24 +348,11 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
     :mod:`cropmeta.train.sim_then_real`). Returns the best weights by meta-validation loss."""
     cfg = cfg or resolve_config("quick")
     opts = options if isinstance(options, InContextOptions) else InContextOptions.resolve(cfg, options)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    device, dtype = resolve_device(cfg.device), torch_dtype(cfg.dtype)
     if init is not None:
         normalizer = normalizer or init.normalizer
     normalizer = normalizer or fit_normalizer(samples)
-
-    pools = build_tasks(samples, exclude=target, min_per_class=cfg.min_examples)
-    train_pools, val_pools = split_tasks(pools, cfg.val_fraction)
-    if not train_pools:
-        raise InputError(f"no meta-training tasks with ≥ {cfg.min_examples} training examples per class "
-                         f"(found {len(pools)} task(s) in {samples.meta['region'].nunique()} region(s)); "
-                         "add labelled regions or lower min_per_class / k_support / k_query")
-    bank = TaskBank(samples, train_pools + val_pools, normalizer, device, dtype)
-    n_tr = len(train_pools)
+    bank, sampler, val_sampler, n_tr, device, dtype = meta_tasks(samples, target, cfg, normalizer)
     ks, kq = cfg.k_support, cfg.k_query
-    sampler = TaskSampler(bank.pools[:n_tr], ks, kq)
-    val_sampler = TaskSampler(bank.pools[n_tr:], ks, kq) if val_pools else None
     n_iter = opts.iterations if opts.iterations is not None else cfg.n_iterations(n_tr)
 
     net = _build_net(samples.t, opts, seed)
@@ -383,7 +370,7 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
     g = torch.Generator().manual_seed(int(seed))
     state = {"iteration": 0, "removed": [], "history": {}, "best_val": None, "best_iteration": None, "log_lines": 0}
     best: dict | None = None
-    train_ids, val_ids = [p.id for p in train_pools], [p.id for p in val_pools]
+    train_ids, val_ids = [p.id for p in bank.pools[:n_tr]], [p.id for p in bank.pools[n_tr:]]
     data_hash = samples.content_hash()
     init_sha = None if init is None else _state_sha(init.net)
     workdir = Path(workdir) if workdir is not None else None

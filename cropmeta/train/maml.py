@@ -36,7 +36,7 @@ from cropmeta.errors import InputError
 from cropmeta.io.store import SampleSet
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier, expand_for_tasks, slice_film
 from cropmeta.schema import Normalizer
-from cropmeta.tasks import Task, TaskSampler, build_tasks, split_tasks
+from cropmeta.tasks import Task, TaskSampler
 from cropmeta.train import checkpoint as ck
 from cropmeta.train.common import (  # noqa: F401 - re-exported
     META_DIR,
@@ -47,10 +47,11 @@ from cropmeta.train.common import (  # noqa: F401 - re-exported
     batch_auc,
     bce_per_task,
     fit_normalizer,
+    meta_tasks,
 )
 from cropmeta.train.config import LEARNERS, TrainConfig, resolve_config
 from cropmeta.train.distributed import SINGLE, DistContext
-from cropmeta.train.trained import TrainedModel, build_model, resolve_device, torch_dtype
+from cropmeta.train.trained import TrainedModel, build_model
 
 __all__ = ["meta_train", "meta_train_worker", "META_DIR", "fit_normalizer", "TaskBank", "MetaStep", "batch_auc",
            "meta_gradient_step"]
@@ -132,21 +133,8 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     learner = learner or cfg.learner
     if learner not in LEARNERS:
         raise InputError(f"unknown learner {learner!r}; one of {', '.join(LEARNERS)}")
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    device, dtype = resolve_device(cfg.device), torch_dtype(cfg.dtype)
     normalizer = normalizer or fit_normalizer(samples)
-
-    pools = build_tasks(samples, exclude=target, min_per_class=cfg.min_examples)
-    train_pools, val_pools = split_tasks(pools, cfg.val_fraction)
-    if not train_pools:
-        raise InputError(f"no meta-training tasks with ≥ {cfg.min_examples} training examples per class "
-                         f"(found {len(pools)} task(s) in {samples.meta['region'].nunique()} region(s)); "
-                         "add labelled regions or lower min_per_class / k_support / k_query")
-    bank = TaskBank(samples, train_pools + val_pools, normalizer, device, dtype)
-    n_tr = len(train_pools)
-    sampler = TaskSampler(bank.pools[:n_tr], cfg.k_support, cfg.k_query)
-    val_sampler = TaskSampler(bank.pools[n_tr:], cfg.k_support, cfg.k_query) if val_pools else None
+    bank, sampler, val_sampler, n_tr, device, dtype = meta_tasks(samples, target, cfg, normalizer)
     n_iter = cfg.n_iterations(n_tr)
     t = samples.t
 
@@ -169,8 +157,8 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     state = {"iteration": 0, "removed": [], "history": {}, "best_val": None, "best_iteration": None,
              "log_lines": 0}
     best = {"classifier": None, "encoder": None}
-    train_ids = [p.id for p in train_pools]
-    val_ids = [p.id for p in val_pools]
+    train_ids = [p.id for p in bank.pools[:n_tr]]
+    val_ids = [p.id for p in bank.pools[n_tr:]]
     data_hash = samples.content_hash()
     workdir = Path(workdir) if workdir is not None else None
     log_path = workdir / "log.jsonl" if workdir is not None else None
