@@ -3,6 +3,8 @@ normalisation statistics, the on-device task bank, per-task losses and AUCs, the
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,7 +14,8 @@ from cropmeta.io.store import SampleSet
 from cropmeta.schema import Normalizer
 from cropmeta.tasks import TaskPools, TaskSampler, build_tasks, split_tasks
 
-__all__ = ["VAL_SEED_OFFSET", "META_DIR", "fit_normalizer", "load_init", "meta_tasks", "TaskBank", "batch_auc", "bce_per_task", "Progress"]
+__all__ = ["VAL_SEED_OFFSET", "META_DIR", "fit_normalizer", "load_init", "meta_tasks", "check_labelled",
+           "log_step", "TaskBank", "batch_auc", "bce_per_task", "Progress"]
 
 VAL_SEED_OFFSET = 1_000_003
 #: sub-directory of a work/run directory holding the meta-trained (not fine-tuned) model
@@ -57,6 +60,43 @@ def meta_tasks(samples: SampleSet, target, cfg, normalizer: Normalizer):
     sampler = TaskSampler(bank.pools[:n_tr], cfg.k_support, cfg.k_query)
     val_sampler = TaskSampler(bank.pools[n_tr:], cfg.k_support, cfg.k_query) if val_pools else None
     return bank, sampler, val_sampler, n_tr, device, dtype
+
+
+def check_labelled(x, y, t: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """A target's labelled samples as ``(x float32 [N, T, 18], y int64 [N])``, checked: shape, T equal
+    to the model's ``t``, 0/1 labels of both classes, finite values. ``what`` names them in the
+    errors ("fine-tuning", "support")."""
+    from cropmeta.schema import N_BANDS
+
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y).astype(np.int64).ravel()
+    if x.ndim != 3 or x.shape[2] != N_BANDS:
+        raise InputError(f"{what} samples must be [N, T, {N_BANDS}], got {list(x.shape)}")
+    if len(x) != len(y):
+        raise InputError(f"{what}: {len(x)} samples for {len(y)} labels")
+    if x.shape[1] != t:
+        raise InputError(f"the model was trained on T={t} time steps, the samples have T={x.shape[1]}")
+    if not np.isin(y, [0, 1]).all():
+        raise InputError(f"{what} labels must be 0 or 1")
+    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise InputError(f"{what} needs both classes ({n_pos} positives, {n_neg} negatives)")
+    if not np.isfinite(x).all():
+        raise InputError(f"{what} samples contain NaN or inf (fill gaps first)")
+    return x, y
+
+
+def log_step(it: int, rec: dict, state: dict, log_path, bar, last_val, callback=None, write: bool = True) -> None:
+    """End of one outer step of meta-training: append ``rec`` to the JSON-lines log (counting its lines
+    in ``state`` so a resumed run can truncate the log to match), move the progress bar, call the
+    callback. ``write=False`` (a non-main distributed rank) skips the log."""
+    if log_path is not None and write:
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        state["log_lines"] = int(state["log_lines"]) + 1
+    bar.update(it + 1, rec["meta_train_loss"], last_val)
+    if callback is not None:
+        callback(it + 1, rec)
 
 
 def fit_normalizer(samples: SampleSet) -> Normalizer:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cropmeta.errors import InputError
-from cropmeta.schema import N_BANDS, Normalizer
+from cropmeta.schema import Normalizer
+from cropmeta.train.common import check_labelled
 from cropmeta.train.config import TrainConfig
 from cropmeta.train.trained import TrainedModel, resolve_device, torch_dtype
 
@@ -26,21 +26,8 @@ def finetune(model: TrainedModel, x: np.ndarray, y: np.ndarray, task_info=None, 
     reused across shot counts). ``x`` raw canonical ``[N, T, 18]``, ``y`` 0/1; ``task_info`` the
     target's 13 numbers (needed by TIML and the concatenation ablation)."""
     cfg = cfg or model.config
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y).astype(np.int64).ravel()
-    if x.ndim != 3 or x.shape[2] != N_BANDS:
-        raise InputError(f"fine-tuning samples must be [N, T, {N_BANDS}], got {list(x.shape)}")
-    if len(x) != len(y):
-        raise InputError(f"fine-tuning: {len(x)} samples for {len(y)} labels")
-    if x.shape[1] != model.t:
-        raise InputError(f"the model was trained on T={model.t} time steps, the samples have T={x.shape[1]}")
-    if not np.isin(y, [0, 1]).all():
-        raise InputError("fine-tuning labels must be 0 or 1")
+    x, y = check_labelled(x, y, model.t, "fine-tuning")
     pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
-    if len(pos) == 0 or len(neg) == 0:
-        raise InputError(f"fine-tuning needs both classes ({len(pos)} positives, {len(neg)} negatives)")
-    if not np.isfinite(x).all():
-        raise InputError("fine-tuning samples contain NaN or inf (fill gaps first)")
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
 

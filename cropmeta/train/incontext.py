@@ -52,7 +52,8 @@ from cropmeta.models.incontext import InContextClassifier
 from cropmeta.schema import BANDS, N_BANDS, TASK_INFO_DIM, Normalizer
 from cropmeta.tasks import Task, TaskSampler
 from cropmeta.train import checkpoint as ck
-from cropmeta.train.common import VAL_SEED_OFFSET, Progress, TaskBank, batch_auc, fit_normalizer, meta_tasks
+from cropmeta.train.common import (VAL_SEED_OFFSET, Progress, TaskBank, batch_auc, check_labelled, fit_normalizer,
+                                   log_step, meta_tasks)
 from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
 from cropmeta.train.trained import resolve_device, seeded_init
 
@@ -461,13 +462,7 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
                     best = {k: v.detach().clone() for k, v in net.state_dict().items()}
                     rec["best"] = True
             rec["elapsed_s"] = round(time.perf_counter() - t0, 3)
-            if log_path is not None:
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-                state["log_lines"] = int(state["log_lines"]) + 1
-            bar.update(it + 1, rec["meta_train_loss"], last_val)
-            if callback is not None:
-                callback(it + 1, rec)
+            log_step(it, rec, state, log_path, bar, last_val, callback)
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == n_iter:
                 checkpoint()
     finally:
@@ -552,21 +547,7 @@ def adapt(model: InContextModel, x: np.ndarray, y: np.ndarray, task_info=None, s
     """The adapted model: ``model``'s weights (shared, not copied: nothing trains them) + the target's
     labelled samples as its support set. No gradient step. ``seed`` fixes how a support set larger
     than ``max_support`` is split into chunks."""
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y).astype(np.int64).ravel()
-    if x.ndim != 3 or x.shape[2] != N_BANDS:
-        raise InputError(f"support samples must be [N, T, {N_BANDS}], got {list(x.shape)}")
-    if len(x) != len(y):
-        raise InputError(f"support: {len(x)} samples for {len(y)} labels")
-    if x.shape[1] != model.t:
-        raise InputError(f"the model was trained on T={model.t} time steps, the samples have T={x.shape[1]}")
-    if not np.isin(y, [0, 1]).all():
-        raise InputError("support labels must be 0 or 1")
-    if not (y == 1).any() or not (y == 0).any():
-        raise InputError(f"the support set needs both classes ({int((y == 1).sum())} positives, "
-                         f"{int((y == 0).sum())} negatives)")
-    if not np.isfinite(x).all():
-        raise InputError("support samples contain NaN or inf (fill gaps first)")
+    x, y = check_labelled(x, y, model.t, "support")
     ti = model.task_info if task_info is None else np.asarray(task_info, dtype=np.float32).ravel()
     if model.uses_task_info:
         if ti is None:

@@ -21,7 +21,6 @@ One outer step:
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from cropmeta.train.common import (  # noqa: F401 - re-exported
     batch_auc,
     bce_per_task,
     fit_normalizer,
+    log_step,
     meta_tasks,
 )
 from cropmeta.train.config import LEARNERS, TrainConfig, resolve_config
@@ -284,13 +284,7 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
                     best["classifier"], best["encoder"] = _state_dict_clone(clf), _state_dict_clone(enc)
                     rec["best"] = True
             rec["elapsed_s"] = round(time.perf_counter() - t0, 3)
-            if log_path is not None and dist.is_main:
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-                state["log_lines"] = int(state["log_lines"]) + 1
-            bar.update(it + 1, rec["meta_train_loss"], last_val)
-            if callback is not None:
-                callback(it + 1, rec)
+            log_step(it, rec, state, log_path, bar, last_val, callback, write=dist.is_main)
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == n_iter:
                 checkpoint()
     finally:
