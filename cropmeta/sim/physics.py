@@ -107,10 +107,12 @@ def onset_field(rng_region: np.random.Generator, lat: np.ndarray, lon: np.ndarra
 
 def simulate_climate(p, region: dict, lat: np.ndarray, elev: np.ndarray, start_doy: int, t: int,
                      rng: np.random.Generator, bases, lon: np.ndarray | None = None,
-                     rng_region: np.random.Generator | None = None) -> Climate:
+                     rng_region: np.random.Generator | None = None, year_shift: np.ndarray | None = None,
+                     rain_factor: np.ndarray | None = None) -> Climate:
     """Climate of tiles at ``lat``/``lon`` (centres) and mean elevation ``elev``. The rainy-season
     onset shifts with latitude (``onset_lat``) and by a smooth regional anomaly field of sd
-    ``tile_onset_sd`` (from ``rng_region``), plus a small tile-level part (a quarter of it)."""
+    ``tile_onset_sd`` (from ``rng_region``), plus a small tile-level part (a quarter of it), plus the
+    weather of the tile's year: ``year_shift`` (days) and ``rain_factor`` (x annual total) per tile."""
     c = p.climate
     n = len(lat)
     diff = region["difficulty"]
@@ -120,8 +122,11 @@ def simulate_climate(p, region: dict, lat: np.ndarray, elev: np.ndarray, start_d
     anomaly = (onset_field(rng_region, lat, lon) if rng_region is not None and lon is not None
                else rng.normal(0, 1, n))
     shift = region.get("onset_lat", 0.0) * (lat - zlat) + sd * anomaly + rng.normal(0, 0.25 * sd, n)
+    if year_shift is not None:
+        shift = shift + np.asarray(year_shift, float)
     days = np.arange(DAYS)[None, :]
-    annual_m = region["rain_mm"] / 1000.0
+    annual_m = region["rain_mm"] / 1000.0 * (np.ones((n, 1)) if rain_factor is None
+                                             else np.asarray(rain_factor, float).reshape(n, 1))
     rain = np.zeros((n, DAYS))
     share_sum = 0.0
     for onset, length, share in region["rain"]:

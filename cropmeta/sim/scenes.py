@@ -39,10 +39,12 @@ def scene_centre(name: str, region: dict) -> tuple[float, float]:
 def make_scene(p: SimParams, target: str, name: str, seed: int, size: int, root: Path) -> dict:
     """Render the scene of ``target`` (in region ``name``) under ``root/scenes/<target>/``; returns
     its world.json entry."""
+    from cropmeta.sim.params import tile_settings
     from cropmeta.sim.world import (_PHYS, _SCENE, _TERRAIN, _snap, climate_and_terrain, dates_of, get_region,
-                                    region_rng)
+                                    region_rng, year_weather)
 
-    region = p.regions[name]
+    region = tile_settings(p, p.regions[name], "scene")  # the test year, world-default noise
+    y_shift, y_rain = year_weather(p, seed, region, 0)
     key = region["key"]
     slug = get_region(name).slug
     pix = float(p.world["pixel_deg"])
@@ -54,7 +56,8 @@ def make_scene(p: SimParams, target: str, name: str, seed: int, size: int, root:
     layout = make_layout(p, region, region_rng(seed, key, 200 + _SCENE), lat0, lon0, size,
                          np.array([region["crop_frac"]]), np.array([False]))
     elev, slope, clim = climate_and_terrain(p, name, region, seed, lat0, lon0, size, start_doy,
-                                            region_rng(seed, key, 200 + _TERRAIN), region_rng(seed, key, 200 + _PHYS))
+                                            region_rng(seed, key, 200 + _TERRAIN), region_rng(seed, key, 200 + _PHYS),
+                                            year_shift=np.array([y_shift]), rain_factor=np.array([y_rain]))
     dynamic, static = render(p, region, layout, clim, elev, slope, start_doy, p.t,
                              region_rng(seed, key, 250 + _PHYS))
     names = p.cover_names

@@ -74,8 +74,10 @@ def region_rng(seed: int, key: str, stream: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(key.encode()), stream])
 
 
-def dates_of(region: dict) -> tuple[str, str]:
+def dates_of(region: dict, year_offset: int = 0) -> tuple[str, str]:
+    """(start, end) ISO dates of a region's export in the year ``year_offset`` from its export year."""
     end = _dt.date.fromisoformat(str(region["end"]))
+    end = end.replace(year=end.year + int(year_offset))
     return (end - _dt.timedelta(days=EXPORT_DAYS)).isoformat(), end.isoformat()
 
 
@@ -146,12 +148,13 @@ def _test_tile_corners(rng, region: dict, geom, S: int, pix: float) -> tuple[np.
 def _exclusions(region: dict, test_lat0, test_lon0, tile_deg) -> list[tuple[float, float, float]]:
     if region.get("test_sites"):
         half = float(region.get("test_box", 0.003))
-        return [(la, lo, half + 0.05) for la, lo in region["test_sites"]]
+        r = max(half + 0.05, float(region.get("pool_exclude", 0.0)))
+        return [(la, lo, r) for la, lo in region["test_sites"]]
     return [(la - tile_deg / 2, lo + tile_deg / 2, 0.02) for la, lo in zip(test_lat0, test_lon0)]
 
 
 def climate_and_terrain(p: SimParams, name: str, region: dict, seed: int, lat0, lon0, S: int, start_doy: int,
-                        rng_terrain, rng_climate):
+                        rng_terrain, rng_climate, year_shift=None, rain_factor=None):
     """SRTM fields and per-tile climate of tiles with top-left corners ``lat0, lon0``."""
     pix = float(p.world["pixel_deg"])
     rr = region_rng(seed, region["key"], 100 + _TERRAIN)  # the region's fixed large-scale relief
@@ -160,124 +163,202 @@ def climate_and_terrain(p: SimParams, name: str, region: dict, seed: int, lat0, 
     lat_c, lon_c = lat0 - S * pix / 2, lon0 + S * pix / 2
     clim = physics.simulate_climate(p, region, lat_c, elev.reshape(len(lat0), -1).mean(axis=1), start_doy,
                                     p.t, rng_climate, bases, lon=lon_c,
-                                    rng_region=region_rng(seed, region["key"], 100 + _PHYS))
+                                    rng_region=region_rng(seed, region["key"], 100 + _PHYS),
+                                    year_shift=year_shift, rain_factor=rain_factor)
     return elev, slope, clim
 
 
+_GROUP_STREAM = {"test": 0, "train": 20, "oracle": 40}  # stream offsets of a region's tile groups
+_YEAR = 300
+
+
+def year_weather(p: SimParams, seed: int, region: dict, offset: int) -> tuple[float, float]:
+    """The weather of one year (offset from the region's export year): an onset shift in days and a
+    factor on the annual rain. The standard-normal draws are shared by every region of the same
+    cropping system (an East-African drought hits Kenya and Uganda alike); each region scales them
+    by its own ``year_onset_sd`` / ``year_rain_cv``."""
+    key = region.get("system") or region["key"]
+    year = _dt.date.fromisoformat(str(region["end"])).year + int(offset)
+    z = np.random.default_rng([int(seed), zlib.crc32(("year:" + key).encode()), year]).normal(size=2)
+    return float(region["year_onset_sd"] * z[0]), float(np.exp(region["year_rain_cv"] * z[1]))
+
+
+def _choose_spread(ti: np.ndarray, n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` points, at most ``cap`` per tile first (spread like CropHarvest's test sets),
+    then the rest in tile order."""
+    cand = np.arange(len(ti))
+    cand = cand[np.lexsort((rng.uniform(size=len(cand)), ti[cand]))]
+    first = np.r_[0, np.nonzero(np.diff(ti[cand]))[0] + 1]
+    rank = np.arange(len(cand)) - np.repeat(first, np.diff(np.r_[first, len(cand)]))
+    pick = np.sort(cand[rank < cap])[:n]
+    extra = np.sort(cand[rank >= cap])[: n - len(pick)]
+    return np.sort(np.r_[pick, extra])
+
+
+def _choose_whole_tiles(ti: np.ndarray, n_tiles: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` points: whole tiles in order, a random part of the last one."""
+    counts = np.cumsum(np.bincount(ti, minlength=n_tiles))
+    last = int(np.searchsorted(counts, n))
+    full = np.where(ti < last)[0]
+    rest = n - len(full)
+    if rest:
+        full = np.r_[full, np.sort(rng.choice(np.where(ti == last)[0], rest, replace=False))]
+    return np.sort(full)
+
+
+def _simulate_group(p: SimParams, name: str, seed: int, root: Path, group: str, lat0, lon0, n_points: int,
+                    first_index: int, subdir: str) -> tuple[pd.DataFrame, int] | None:
+    """Render one group of a region's tiles ('test', 'train' or 'oracle') and write them; returns
+    their label rows and the number of tiles written, or None when the tiles hold too few points."""
+    from cropmeta.sim.params import tile_settings
+
+    base = p.regions[name]
+    region = tile_settings(p, base, group)
+    key = base["key"]
+    off = _GROUP_STREAM[group]
+    S = int(p.world["tile_px"])
+    pix = float(p.world["pixel_deg"])
+    test = group != "train"
+    n = len(lat0)
+    frac = base.get("test_crop_frac", base["crop_frac"]) if test else region["crop_frac"]
+    layout = make_layout(p, region, region_rng(seed, key, off + _LAYOUT), lat0, lon0, S, np.full(n, frac),
+                         np.full(n, test))
+    if test:
+        k = int(p.world["max_points_per_field_test"])
+    else:
+        k = int(np.clip(round(float(base["field_px"]) / 15.0), p.world["max_points_per_field"],
+                        p.world["max_points_per_field_large"]))
+    ti, row, col, fld = interior_points(layout, np.full(n, k), region_rng(seed, key, off + _PTS))
+    if len(ti) < n_points:
+        return None
+    rng_pts = region_rng(seed, key, off + _PTS + 50)
+    if group == "test":
+        chosen = _choose_spread(ti, n_points, math.ceil(n_points / max(1, n)), rng_pts)
+    else:
+        chosen = _choose_whole_tiles(ti, n, n_points, rng_pts)
+    keep_tiles = np.unique(ti[chosen])
+    tile_map = np.full(n, -1)
+    tile_map[keep_tiles] = np.arange(len(keep_tiles))
+    layout = layout.subset(keep_tiles)
+    ti, row, col = tile_map[ti[chosen]], row[chosen], col[chosen]
+    fld = layout.field[ti, row, col]  # field indices change with the subset: read them back
+    gps = float(region["difficulty"]["gps_px"])
+    if gps > 0:  # the surveyor's GPS error: the label is the field visited, the pixel where the point fell
+        g = region_rng(seed, key, off + _PTS + 60)
+        row = np.clip(row + np.round(g.normal(0, gps, len(row))).astype(int), 0, S - 1)
+        col = np.clip(col + np.round(g.normal(0, gps, len(col))).astype(int), 0, S - 1)
+    # the year of each tile and that year's weather
+    years = np.asarray(region["years"], int)
+    yoff = years[region_rng(seed, key, off + _YEAR).integers(0, len(years), layout.n)]
+    weather = {int(y): year_weather(p, seed, base, int(y)) for y in np.unique(yoff)}
+    ys = np.array([weather[int(y)][0] for y in yoff])
+    yr = np.array([weather[int(y)][1] for y in yoff])
+    start0, _ = dates_of(base)
+    start_doy = physics.doy(start0)
+    elev, slope, clim = climate_and_terrain(p, name, region, seed, layout.lat0, layout.lon0, S, start_doy,
+                                            region_rng(seed, key, off + _TERRAIN), region_rng(seed, key, off + _PHYS),
+                                            year_shift=ys, rain_factor=yr)
+    dynamic, static = render(p, region, layout, clim, elev, slope, start_doy, p.t,
+                             region_rng(seed, key, off + _PHYS + 50))
+    slug = get_region(name).slug
+    ds = "sim-" + slug.replace("_", "-") + {"train": "", "test": "-eval", "oracle": "-oracle"}[group]
+    out_dir = root / subdir / slug
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, starts = [], []
+    for i in range(layout.n):
+        start, end = dates_of(base, int(yoff[i]))
+        rel = f"{subdir}/{slug}/{ee_filename(first_index + i, ds, start, end)}"
+        write_ee_tiff(root / rel, dynamic[i], static[i], from_origin(layout.lon0[i], layout.lat0[i], pix, pix),
+                      tags={"cropmeta_sim": p.version, "region": name})
+        paths.append(rel)
+        starts.append(start)
+    labels = _labels(p, region, name, layout, ti, row, col, fld, paths, ds, np.array(starts)[ti], group,
+                     first_index, region_rng(seed, key, off + _LABEL))
+    return labels, int(layout.n)
+
+
 def simulate_region(p: SimParams, name: str, seed: int, root: Path) -> tuple[pd.DataFrame, dict]:
-    """Simulate one region's labelled tiles, write them under ``root/tiles/<slug>/`` and return its
-    label rows and a summary."""
+    """Simulate one region's labelled tiles (a target's test tiles first, then the training pool),
+    write them under ``root/tiles/<slug>/`` and return its label rows and a summary."""
     region = p.regions[name]
     reg = get_region(name)
-    slug = reg.slug
     key = region["key"]
     S = int(p.world["tile_px"])
     pix = float(p.world["pixel_deg"])
     tile_deg = S * pix
     start, end = dates_of(region)
-    start_doy = physics.doy(start)
     geom = _zone_geometry(name, region)
     n_train = int(region.get("n_train", p.world["n_train"]))
     n_test = int(region.get("n_test", 0))
 
     rng_pos = region_rng(seed, key, _POS)
+    frames, n_tiles = [], 0
+    excl = []
     if n_test:
         t_lat0, t_lon0 = _test_tile_corners(rng_pos, region, geom, S, pix)
-    else:
-        t_lat0 = t_lon0 = np.zeros(0)
-    excl = _exclusions(region, t_lat0, t_lon0, tile_deg) if n_test else []
+        res = _simulate_group(p, name, seed, root, "test", t_lat0, t_lon0, n_test, 0, "tiles")
+        if res is None:
+            raise DataError(f"{name}: the test tiles hold fewer usable points than n_test={n_test}; "
+                            "raise test_tiles in data/sim/regions.toml")
+        frames.append(res[0])
+        n_tiles += res[1]
+        excl = _exclusions(region, t_lat0, t_lon0, tile_deg)
     k_train = int(np.clip(round(float(region["field_px"]) / 15.0), p.world["max_points_per_field"],
                           p.world["max_points_per_field_large"]))
-    k_test = int(p.world["max_points_per_field_test"])
     est = max(1.0, min(k_train * S * S / float(region["field_px"]) * 0.5, S * S / 8.0))
     n_cand = int(math.ceil(n_train / est * 1.3)) + 2
     for _attempt in range(6):
         lat, lon = _sample_positions(rng_pos, geom, n_cand, excl)
         c_lat0, c_lon0 = _snap(lat + tile_deg / 2, lon - tile_deg / 2, pix)
-        lat0 = np.concatenate([t_lat0, c_lat0])
-        lon0 = np.concatenate([t_lon0, c_lon0])
-        test = np.arange(len(lat0)) < len(t_lat0)
-        crop_frac = np.where(test, region.get("test_crop_frac", region["crop_frac"]), region["crop_frac"])
-        layout = make_layout(p, region, region_rng(seed, key, _LAYOUT), lat0, lon0, S, crop_frac, test)
-        k = np.where(test, k_test, k_train)
-        ti, row, col, fld = interior_points(layout, k, region_rng(seed, key, _PTS))
-        n_avail_train = int((~test[ti]).sum())
-        if n_avail_train >= n_train:
+        res = _simulate_group(p, name, seed, root, "train", c_lat0, c_lon0, n_train, n_tiles, "tiles")
+        if res is not None:
             break
         n_cand *= 2
     else:
         raise DataError(f"{name}: could not place {n_train} training points")
-    rng_pts = region_rng(seed, key, _PTS + 50)
-    chosen = np.zeros(len(ti), dtype=bool)
-    is_test_pt = test[ti]
-    if n_test:
-        # test points: at most n_test / test_tiles per tile (spread like CropHarvest's test sets),
-        # whole test tiles in order until n_test
-        cap = math.ceil(n_test / max(1, len(t_lat0)))
-        cand = np.where(is_test_pt)[0]
-        cand = cand[np.lexsort((rng_pts.uniform(size=len(cand)), ti[cand]))]
-        first = np.r_[0, np.nonzero(np.diff(ti[cand]))[0] + 1]
-        rank = np.arange(len(cand)) - np.repeat(first, np.diff(np.r_[first, len(cand)]))
-        if len(cand) < n_test:
-            raise DataError(f"{name}: the test tiles hold {len(cand)} usable points, fewer than n_test={n_test}; "
-                            "raise test_tiles in data/sim/regions.toml")
-        first_pick = np.sort(cand[rank < cap])[:n_test]
-        extra = np.sort(cand[rank >= cap])[: n_test - len(first_pick)]
-        chosen[first_pick] = True
-        chosen[extra] = True
-    # training points: whole tiles in (random) order until n_train, a random part of the last one
-    tr = np.where(~is_test_pt)[0]
-    counts = np.cumsum(np.bincount(ti[tr] - len(t_lat0), minlength=len(c_lat0)))
-    last = int(np.searchsorted(counts, n_train))
-    full = tr[ti[tr] - len(t_lat0) < last]
-    chosen[full] = True
-    rest = n_train - len(full)
-    if rest:
-        cand = tr[ti[tr] - len(t_lat0) == last]
-        chosen[np.sort(rng_pts.choice(cand, rest, replace=False))] = True
-    keep_tiles = np.unique(ti[chosen])
-    tile_map = np.full(len(lat0), -1)
-    tile_map[keep_tiles] = np.arange(len(keep_tiles))
-    layout = layout.subset(keep_tiles)
-    ti, row, col, fld = ti[chosen], row[chosen], col[chosen], fld[chosen]
-    ti = tile_map[ti]
-    # field indices change with the subset: read them back from the raster
-    fld = layout.field[ti, row, col]
-
-    elev, slope, clim = climate_and_terrain(p, name, region, seed, layout.lat0, layout.lon0, S, start_doy,
-                                            region_rng(seed, key, _TERRAIN), region_rng(seed, key, _PHYS))
-    dynamic, static = render(p, region, layout, clim, elev, slope, start_doy, p.t, region_rng(seed, key, _PHYS + 50))
-
-    ds_train = "sim-" + slug.replace("_", "-")
-    paths = []
-    out_dir = root / "tiles" / slug
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for i in range(layout.n):
-        ds = ds_train + ("-eval" if layout.test[i] else "")
-        rel = f"tiles/{slug}/{ee_filename(i, ds, start, end)}"
-        write_ee_tiff(root / rel, dynamic[i], static[i], from_origin(layout.lon0[i], layout.lat0[i], pix, pix),
-                      tags={"cropmeta_sim": p.version, "region": name})
-        paths.append(rel)
-
-    labels = _labels(p, region, name, layout, ti, row, col, fld, paths, ds_train, start,
-                     region_rng(seed, key, _LABEL))
+    frames.append(res[0])
+    n_tiles += res[1]
+    labels = pd.concat(frames, ignore_index=True)
     summary = {
-        "slug": slug, "continent": reg.continent, "start_date": start, "end_date": end,
-        "tiles": int(layout.n), "n_train": int((labels["split"] == "train").sum()),
+        "slug": reg.slug, "continent": reg.continent, "start_date": start, "end_date": end,
+        "system": region.get("system"), "label_years": sorted({int(s[:4]) + 1 for s in labels["start_date"]}),
+        "tiles": int(n_tiles), "n_train": int((labels["split"] == "train").sum()),
         "n_test": int((labels["split"] == "test").sum()),
+        "n_test_fields": int(labels.loc[labels["split"] == "test", "field_id"].nunique()),
     }
     return labels, summary
 
 
-def _labels(p: SimParams, region: dict, name: str, layout, ti, row, col, fld, paths, ds_train, start, rng) -> pd.DataFrame:
+def oracle_positions(p: SimParams, name: str, seed: int, n_tiles: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left corners of oracle tiles: in the target's test districts (``district_box`` degrees
+    around each test site, default 0.1) or, without sites, anywhere in the zone; never on a test tile."""
+    region = p.regions[name]
+    S = int(p.world["tile_px"])
+    pix = float(p.world["pixel_deg"])
+    tile_deg = S * pix
+    geom = _zone_geometry(name, region)
+    t_lat0, t_lon0 = _test_tile_corners(region_rng(seed, region["key"], _POS), region, geom, S, pix)
+    excl = _exclusions(region, t_lat0, t_lon0, tile_deg)
+    rng = region_rng(seed, region["key"], _GROUP_STREAM["oracle"] + _POS)
+    if region.get("test_sites"):
+        half = float(region.get("test_box", 0.003))
+        r = float(region.get("district_box", 0.1))
+        excl = [(la, lo, half + 0.005) for la, lo in region["test_sites"]]
+        geom = shapely.union_all([box(lo - r, la - r, lo + r, la + r) for la, lo in region["test_sites"]]
+                                 ).intersection(get_region(name).geometry)
+    lat, lon = _sample_positions(rng, geom, n_tiles, excl)
+    return _snap(lat + tile_deg / 2, lon - tile_deg / 2, pix)
+
+
+def _labels(p: SimParams, region: dict, name: str, layout, ti, row, col, fld, paths, ds, starts, group: str,
+            first_index: int, rng) -> pd.DataFrame:
     """Label rows of the chosen points, with label noise drawn per field (a labeller errs on a
-    whole polygon)."""
+    whole polygon) at the rates of ``region['difficulty']`` (already those of the tile group)."""
     names = p.cover_names
     pix = float(p.world["pixel_deg"])
     diff = region["difficulty"]
     cover = np.array(names)[layout.fields["cover"][fld]]
     true_crop = np.array([p.covers[c].is_crop for c in cover])
-    test = layout.test[ti]
     # per-field noise draws
     ufld, inv = np.unique(fld, return_inverse=True)
     u_flip = rng.uniform(size=len(ufld))[inv]
@@ -288,8 +369,8 @@ def _labels(p: SimParams, region: dict, name: str, layout, ti, row, col, fld, pa
     nw = np.array([float(region["noncrop"][c]) for c in nc_keys])
     alt_crop = np.array(crop_keys)[rng.choice(len(crop_keys), len(ufld), p=cw / cw.sum())][inv]
     alt_nc = np.array(nc_keys)[rng.choice(len(nc_keys), len(ufld), p=nw / nw.sum())][inv]
-    flip = u_flip < np.where(test, diff["test_label_noise"], diff["label_noise"])
-    wrong_type = u_type < np.where(test, diff["test_type_noise"], diff["type_noise"])
+    flip = u_flip < diff["label_noise"]
+    wrong_type = u_type < diff["type_noise"]
     rec = cover.copy()
     rec = np.where(flip & true_crop, alt_nc, rec)
     rec = np.where(flip & ~true_crop, alt_crop, rec)
@@ -298,8 +379,10 @@ def _labels(p: SimParams, region: dict, name: str, layout, ti, row, col, fld, pa
     lat = layout.lat0[ti] - (row + 0.5) * pix
     lon = layout.lon0[ti] + (col + 0.5) * pix
     slug = get_region(name).slug
+    gi = ti + first_index
+    tag = "-oracle" if group == "oracle" else ""
     df = pd.DataFrame({
-        "sample_id": [f"{slug}-{a:04d}-{b:02d}-{c:02d}" for a, b, c in zip(ti, row, col)],
+        "sample_id": [f"{slug}{tag}-{a:04d}-{b:02d}-{c:02d}" for a, b, c in zip(gi, row, col)],
         "lat": lat,
         "lon": lon,
         "is_crop": rec_crop.astype("int8"),
@@ -307,10 +390,11 @@ def _labels(p: SimParams, region: dict, name: str, layout, ti, row, col, fld, pa
         "crop_group": [CROP_TO_GROUP[c] if k else "non_crop" for c, k in zip(rec, rec_crop)],
         "cover": rec,
         "region": name,
-        "dataset": [ds_train + ("-eval" if t else "") for t in test],
-        "split": np.where(test, "test", "train"),
-        "start_date": start,
+        "dataset": ds,
+        "split": "train" if group == "train" else group,
+        "start_date": starts,
         "tile": [paths[i] for i in ti],
+        "field_id": [f"{slug}{tag}-{a:04d}-f{f:05d}" for a, f in zip(gi, fld)],
     })
     return df
 
@@ -431,6 +515,44 @@ def load_world(path: str | Path) -> dict:
                 raise InputError(f"{root}: scene {tkey!r} lacks its {part} file {sc[part]}; regenerate the world")
     doc["path"] = str(root.resolve())
     return doc
+
+
+def generate_oracle(world: str | Path, target: str, n: int = 4000) -> Path:
+    """Correctly labelled samples of a target's test districts and test year (never its test
+    tiles): the oracle of the calibration (docs/simulator.md). Written once, atomically, under
+    ``<world>/oracle/<target>-<n>/`` (``labels.parquet`` + tiles, the world's layout); ingestion
+    never reads them. Returns that directory."""
+    doc = load_world(world)
+    if target not in doc["targets"]:
+        raise InputError(f"{doc['path']}: no target {target!r}; targets: {', '.join(doc['targets'])}")
+    n = _check_int("n", n, 100, 100_000)
+    out = Path(doc["path"]) / "oracle" / f"{target}-{n}"
+    recover_dir(out)
+    if (out / "labels.parquet").exists():
+        return out
+    p = load_params()
+    if p.version != doc["version"]:
+        raise InputError(f"{doc['path']}: world version {doc['version']} differs from the simulator's "
+                         f"{p.version}; regenerate the world before drawing its oracle")
+    seed, name = int(doc["seed"]), doc["targets"][target]["region"]
+    region = p.regions[name]
+    S = int(p.world["tile_px"])
+    est = max(1.0, 0.5 * S * S / float(region["field_px"]) * int(p.world["max_points_per_field_test"]))
+    n_tiles = int(math.ceil(n / est * 1.3)) + 2
+    with atomic_dir(out) as tmp:
+        for _attempt in range(6):
+            lat0, lon0 = oracle_positions(p, name, seed, n_tiles)
+            res = _simulate_group(p, name, seed, tmp, "oracle", lat0, lon0, n, 0, "tiles")
+            if res is not None:
+                break
+            n_tiles *= 2
+        else:
+            raise DataError(f"{name}: could not place {n} oracle points")
+        df = res[0]
+        df["tile"] = [f"oracle/{target}-{n}/{t}" for t in df["tile"]]
+        gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["lon"], df["lat"]), crs="EPSG:4326").to_parquet(
+            tmp / "labels.parquet", index=False)
+    return out
 
 
 def world_version() -> str:
