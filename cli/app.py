@@ -149,7 +149,7 @@ def compare(
     seeds: int = typer.Option(5),
     shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label)"),
     methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest",
-                                help="any of timl, maml, pretrained, scratch, random-forest, in-context (+sim / +views variants)"),
+                                help="any of timl, maml, pretrained, scratch, random-forest, in-context, presto (+sim / +views variants)"),
     out: Optional[Path] = typer.Option(None, help="report directory"),
     source: Optional[str] = typer.Option(None),
     preset: str = typer.Option("quick"),

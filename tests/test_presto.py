@@ -197,3 +197,53 @@ def test_cli_download_with_local_weights(shared_presto, tmp_path):
     assert (home / "models" / "presto" / "default_model.safetensors").is_file()
     r = CliRunner().invoke(app, ["models", "download", "nope", "--home", str(home)])
     assert r.exit_code != 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The `presto` method of the comparison
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def togo_toy():
+    from cropmeta.train.toy import TOY_REGIONS, toy_samples
+
+    return toy_samples(n_per_label=16, n_noncrop=32, t=12, seed=3, regions=[r for r in TOY_REGIONS if r[0] == "Togo"])
+
+
+def test_presto_method_beats_chance_and_caches(shared_presto, togo_toy, tmp_path):
+    from cropmeta.evaluate.compare import compare
+    from cropmeta.evaluate.presto import PrestoEmbedder
+
+    PrestoEmbedder._MEMORY.clear()
+    weights = str(shared_presto / "default_model.safetensors")
+    rep = compare("togo", samples=togo_toy, methods="presto", seeds=1, shots="all", out=tmp_path / "cmp",
+                  progress=False, calib_folds=2, method_options={"presto": {"weights": weights}})
+    auc = rep["summary"]["all"]["presto"]["raw"]["auc_roc"]["mean"]
+    assert auc > 0.8, auc  # crop (seasonal NIR bump) vs non-crop is separable from the embeddings
+    assert rep["config"]["methods"] == ["presto"]
+    cached = list((tmp_path / "cropmeta-home" / "cache" / "presto").rglob("*.safetensors"))
+    assert len(cached) == 1
+
+
+def test_presto_method_uses_each_samples_inputs_and_cache(shared_presto, togo_toy, monkeypatch):
+    from cropmeta.evaluate.compare import build_target
+    from cropmeta.evaluate.methods import make_method
+    from cropmeta.evaluate.presto import PrestoEmbedder
+
+    PrestoEmbedder._MEMORY.clear()
+    weights = shared_presto / "default_model.safetensors"
+    data = build_target(togo_toy, "togo")
+    method = make_method("presto", weights=str(weights)).prepare(None, data.task, 0)
+    target = data.task.extra["samples"]
+    want = load_presto(weights).embed(presto_inputs(target.x, target.meta["lat"].to_numpy(),
+                                                    target.meta["lon"].to_numpy(), target.meta["start_date"].tolist()))
+    got = method.embeddings(target.x)
+    assert np.array_equal(got, want)
+    # a sample the target does not hold is placed at the region centre: a different embedding
+    moved = method.embeddings(target.x[:1] + np.float32(1e-3))
+    assert np.abs(moved - got[:1]).max() > 1e-3
+    # a fresh process (memory cache cleared) reads the disk cache: the encoder is not run again
+    PrestoEmbedder._MEMORY.clear()
+    again = make_method("presto", weights=str(weights))
+    monkeypatch.setattr(type(again._embedder().model), "embed", lambda *a, **k: pytest.fail("cache miss"))
+    again.prepare(None, data.task, 1)
+    assert np.array_equal(again.embeddings(target.x), got)

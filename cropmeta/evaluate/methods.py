@@ -34,12 +34,14 @@ METHOD_LABELS = {
     "scratch": "From scratch",
     "random-forest": "Random forest",
     "in-context": "In-context learner",
+    "presto": "Presto (frozen) + logistic regression",
 }
 ALL_METHODS = tuple(METHOD_LABELS)
 ALIASES = {
     "rf": "random-forest", "random_forest": "random-forest", "randomforest": "random-forest",
     "from-scratch": "scratch", "from_scratch": "scratch", "pretrain": "pretrained", "pretraining": "pretrained",
     "plain-pretraining": "pretrained", "incontext": "in-context", "in_context": "in-context", "icl": "in-context",
+    "presto-r": "presto", "presto-lr": "presto",
 }
 #: variants of a method, written as suffixes: ``timl+sim`` (pretrained on the simulated world, then
 #: the real source: ``--pretrain-source sim``), ``timl+views`` (fitted on labels + generative views:
@@ -218,14 +220,8 @@ def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
     base, variants = split_method(name)
     view_kw = {k: kwargs.pop(k) for k in VIEW_OPTIONS if k in kwargs}
     sim_kw = {k: kwargs.pop(k) for k in SIM_OPTIONS if k in kwargs}
-    if base == "random-forest":
-        method: Method = RandomForest(**kwargs)
-    elif base == "in-context":
-        method = InContextMethod(cfg=cfg, **kwargs)
-    else:
-        from cropmeta.evaluate.deep import DeepMethod
-
-        method = DeepMethod(base, cfg=cfg, **kwargs)
+    factory = METHOD_FACTORIES.get(base, _deep_method)
+    method: Method = factory(base, cfg, **kwargs)
     if "sim" in variants:
         method = SimThenReal(method, **sim_kw)
     if "views" in variants:
@@ -234,6 +230,27 @@ def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
         method = WithViews(method, n_views=int(view_kw.get("n_views", 4)), controls=view_kw.get("view_controls"),
                            name=name)
     return method
+
+
+def _deep_method(name: str, cfg: Any = None, **kwargs) -> Method:
+    from cropmeta.evaluate.deep import DeepMethod
+
+    return DeepMethod(name, cfg=cfg, **kwargs)
+
+
+def _presto_method(name: str, cfg: Any = None, **kwargs) -> Method:
+    from cropmeta.evaluate.presto import PrestoMethod
+
+    return PrestoMethod(cfg=cfg, **kwargs)
+
+
+#: method name → ``factory(name, cfg, **options)``; the names not listed are the deep methods
+#: (:class:`cropmeta.evaluate.deep.DeepMethod`)
+METHOD_FACTORIES: dict[str, Any] = {
+    "random-forest": lambda name, cfg=None, **kw: RandomForest(**kw),
+    "in-context": lambda name, cfg=None, **kw: InContextMethod(cfg=cfg, **kw),
+    "presto": _presto_method,
+}
 
 
 class InContextMethod(Method):
