@@ -102,6 +102,21 @@ def test_inputs_from_raw_equal_golden(golden):
             assert (inp.month == (1 + np.arange(t)) % 12).all()
 
 
+def test_real_tif_through_cropmeta_reader(encoder, golden, shared_data):
+    """The Togo export read by cropmeta's Earth-Engine reader (canonical bands, gaps filled, pixel
+    centres, start date from the file name) gives the reference inputs and embeddings."""
+    from cropmeta.io.eetiff import pixels_array, read_ee_tiff
+
+    da = read_ee_tiff(shared_data / "cropharvest_eo_tifs" / "98-togo_2019-02-06_2020-02-01.tif", fill=True)
+    x = pixels_array(da)
+    lat, lon = np.repeat(da.y.values, da.sizes["x"]), np.tile(da.x.values, da.sizes["y"])
+    inp = presto_inputs(x, lat, lon, [da.attrs["start_date"]] * len(x))
+    assert np.abs(inp.x - golden["a_x"]).max() < 1e-6 and not inp.mask.any()
+    assert np.abs(inp.latlons - golden["a_latlons"]).max() < 1e-5
+    assert (inp.month == (1 + np.arange(12)) % 12).all()
+    assert np.abs(encoder.embed(inp) - golden["a_embeddings"]).max() < 1e-5
+
+
 def test_missing_values_masked_not_invented(encoder, golden):
     """Case b from raw values with NaN where the reference masked (ERA5 everywhere, every band at
     steps 9–11), started in August from its date: the reference embeddings within 1e-5."""
