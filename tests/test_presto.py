@@ -262,3 +262,21 @@ def test_presto_method_uses_each_samples_inputs_and_cache(shared_presto, togo_to
     monkeypatch.setattr(type(again._embedder().model), "embed", lambda *a, **k: pytest.fail("cache miss"))
     again.prepare(None, data.task, 1)
     assert np.array_equal(again.embeddings(target.x), got)
+
+
+@pytest.mark.slow
+def test_presto_ft_learns_and_leaves_the_pretrained_encoder_alone(shared_presto, togo_toy):
+    from cropmeta.evaluate.compare import build_target
+    from cropmeta.evaluate.methods import make_method, method_label
+    from cropmeta.metrics import binary_metrics
+
+    data = build_target(togo_toy, "togo")
+    method = make_method("presto-ft", weights=str(shared_presto / "default_model.safetensors"), steps=20, lr=0.02, batch=5)
+    assert method.name == "presto-ft" and method_label("presto-ft") == "Presto fine-tuned"
+    method.prepare(None, data.task, 0)
+    before = {k: v.clone() for k, v in method._embedder().model.state_dict().items()}
+    p0 = method.fit(data.x_train, data.y_train, seed=0).predict_proba(data.x_test)
+    assert all(torch.equal(v, method._embedder().model.state_dict()[k]) for k, v in before.items())
+    assert binary_metrics(data.y_test, p0)["auc_roc"] > 0.8
+    p1 = method.fit(data.x_train, data.y_train, seed=0).predict_proba(data.x_test)
+    assert np.array_equal(p0, p1)  # every fit starts again from the pretrained weights, seeded

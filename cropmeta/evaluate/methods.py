@@ -35,13 +35,14 @@ METHOD_LABELS = {
     "random-forest": "Random forest",
     "in-context": "In-context learner",
     "presto": "Presto (frozen) + logistic regression",
+    "presto-ft": "Presto fine-tuned",
 }
 ALL_METHODS = tuple(METHOD_LABELS)
 ALIASES = {
     "rf": "random-forest", "random_forest": "random-forest", "randomforest": "random-forest",
     "from-scratch": "scratch", "from_scratch": "scratch", "pretrain": "pretrained", "pretraining": "pretrained",
     "plain-pretraining": "pretrained", "incontext": "in-context", "in_context": "in-context", "icl": "in-context",
-    "presto-r": "presto", "presto-lr": "presto",
+    "presto-r": "presto", "presto-lr": "presto", "presto_ft": "presto-ft", "presto-finetune": "presto-ft",
 }
 #: variants of a method, written as suffixes: ``timl+sim`` (pretrained on the simulated world, then
 #: the real source: ``--pretrain-source sim``), ``timl+views`` (fitted on labels + generative views:
@@ -238,10 +239,15 @@ def _deep_method(name: str, cfg: Any = None, **kwargs) -> Method:
     return DeepMethod(name, cfg=cfg, **kwargs)
 
 
-def _presto_method(name: str, cfg: Any = None, **kwargs) -> Method:
-    from cropmeta.evaluate.presto import PrestoMethod
+def _lazy(module: str, cls: str):
+    """A factory that imports ``module.cls`` on first use (heavy methods stay out of start-up)."""
 
-    return PrestoMethod(cfg=cfg, **kwargs)
+    def factory(name: str, cfg: Any = None, **kwargs) -> Method:
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)(cfg=cfg, **kwargs)
+
+    return factory
 
 
 #: method name → ``factory(name, cfg, **options)``; the names not listed are the deep methods
@@ -249,7 +255,8 @@ def _presto_method(name: str, cfg: Any = None, **kwargs) -> Method:
 METHOD_FACTORIES: dict[str, Any] = {
     "random-forest": lambda name, cfg=None, **kw: RandomForest(**kw),
     "in-context": lambda name, cfg=None, **kw: InContextMethod(cfg=cfg, **kw),
-    "presto": _presto_method,
+    "presto": _lazy("cropmeta.evaluate.presto", "PrestoMethod"),
+    "presto-ft": _lazy("cropmeta.evaluate.presto", "PrestoFineTuned"),
 }
 
 
