@@ -280,3 +280,27 @@ def test_presto_ft_learns_and_leaves_the_pretrained_encoder_alone(shared_presto,
     assert binary_metrics(data.y_test, p0)["auc_roc"] > 0.8
     p1 = method.fit(data.x_train, data.y_train, seed=0).predict_proba(data.x_test)
     assert np.array_equal(p0, p1)  # every fit starts again from the pretrained weights, seeded
+
+
+@pytest.mark.slow
+def test_cli_compare_with_presto(shared_presto, togo_toy, tmp_path):
+    """`cropmeta models download presto --weights …` then `cropmeta compare --methods presto,…` on a
+    stored dataset: the Presto row sits beside the random forest's in the report."""
+    from typer.testing import CliRunner
+
+    from cropmeta.io.store import dataset_dir, write_samples
+    from cropmeta_cli.app import app
+
+    write_samples(togo_toy, dataset_dir("toy-togo"))
+    runner = CliRunner()
+    r = runner.invoke(app, ["models", "download", "presto", "--weights", str(shared_presto / "default_model.pt")])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "cmp"
+    r = runner.invoke(app, ["compare", "--region", "togo", "--methods", "presto,random-forest", "--seeds", "1",
+                            "--shots", "20,all", "--calib-folds", "0", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["config"]["methods"] == ["presto", "random-forest"]
+    cells = [c for c in rep["cells"] if c["method"] == "presto"]
+    assert sorted(str(c["shots"]) for c in cells) == ["20", "all"]
+    assert all(c["metrics"]["auc_roc"] > 0.5 for c in cells)

@@ -190,6 +190,9 @@ class PrestoEncoder(nn.Module):
         ``mask [B, T, 17]`` (1 = missing) or None, ``month``: an int or ``[B]`` (month of the first
         step, 0 = January; step t gets ``(month + t) mod 12``) or ``[B, T]`` (each step's month)."""
         h, keep = self.tokens(x, dynamic_world, latlons, mask, month)
+        cols = keep.any(0)
+        if not bool(cols.all()):  # token slots masked in every sample (e.g. Dynamic World): skip them
+            h, keep = h[:, cols], keep[:, cols]
         for blk in self.blocks:
             h = blk(h, keep)
         w = keep.to(h.dtype)[..., None]
