@@ -287,16 +287,22 @@ def step_months(start_dates, t: int, default_start_month: int = DEFAULT_START_MO
     import datetime as _dt
 
     out = np.empty((len(start_dates), t), dtype=np.int64)
+    rows: dict[str, np.ndarray] = {}  # one computation per distinct date
     for i, s in enumerate(start_dates):
         text = "" if s is None or (isinstance(s, float) and not math.isfinite(s)) else str(s).strip()[:10]
-        if not text or text.lower() in ("nan", "none", "nat"):
-            out[i] = (default_start_month + np.arange(t)) % 12
-            continue
-        try:
-            d0 = _dt.date.fromisoformat(text)
-        except ValueError as e:
-            raise InputError(f"sample {i}: start date {s!r} is not an ISO date (YYYY-MM-DD)") from e
-        out[i] = [(d0 + _dt.timedelta(days=k * DAYS_PER_STEP + DAYS_PER_STEP // 2)).month - 1 for k in range(t)]
+        if text.lower() in ("nan", "none", "nat"):
+            text = ""
+        if text not in rows:
+            if not text:
+                rows[text] = (default_start_month + np.arange(t)) % 12
+            else:
+                try:
+                    d0 = _dt.date.fromisoformat(text)
+                except ValueError as e:
+                    raise InputError(f"sample {i}: start date {s!r} is not an ISO date (YYYY-MM-DD)") from e
+                rows[text] = np.array([(d0 + _dt.timedelta(days=k * DAYS_PER_STEP + DAYS_PER_STEP // 2)).month - 1
+                                       for k in range(t)])
+        out[i] = rows[text]
     return out
 
 
