@@ -149,7 +149,7 @@ def compare(
     seeds: int = typer.Option(5),
     shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label)"),
     methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest",
-                                help="any of timl, maml, pretrained, scratch, random-forest, in-context (+sim / +views variants)"),
+                                help="any of timl, maml, pretrained, scratch, random-forest, in-context, presto (+sim / +views variants)"),
     out: Optional[Path] = typer.Option(None, help="report directory"),
     source: Optional[str] = typer.Option(None),
     preset: str = typer.Option("quick"),
@@ -235,6 +235,23 @@ def demo(
 
     result = run_demo(region=region, out=out, progress=True)
     console.print_json(json.dumps(result, default=str))
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Pretrained models: download published weights.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("download")
+def models_download(
+    name: str = typer.Argument(..., help="model name: presto"),
+    weights: Optional[Path] = typer.Option(None, help="install this local file instead of downloading"),
+    url: Optional[str] = typer.Option(None, help="another location of the published file (its SHA-256 must match)"),
+    home: Optional[Path] = typer.Option(None, help="workspace (default $CROPMETA_HOME or ./cropmeta-data)"),
+) -> None:
+    """Download a model's published weights (SHA-256 checked) into the workspace cache."""
+    from cropmeta.models.weights import download_weights
+
+    console.print(f"[green]weights:[/] {download_weights(name, weights=weights, home=home, url=url)}")
 
 
 def main() -> None:

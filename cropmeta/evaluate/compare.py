@@ -116,7 +116,8 @@ def build_target(samples, region: str, crop: str | None = None) -> TargetData:
             raise InputError(f"target {task.name}: the {which} labels have {pos} positive and {neg} negative "
                              "samples (need at least 2 of each)")
     target = TargetTask(region=task.region, crop=task.crop, task_info=task.info,
-                        name=task.id.replace(":", "_").replace(" ", "_").lower(), extra={"task": task})
+                        name=task.id.replace(":", "_").replace(" ", "_").lower(),
+                        extra={"task": task, "samples": samples.subset(tr | te)})  # (lat/lon, dates per sample)
     ids = meta["sample_id"].astype(str).to_numpy()
     in_region = y_all != -1
 

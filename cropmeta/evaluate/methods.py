@@ -34,12 +34,15 @@ METHOD_LABELS = {
     "scratch": "From scratch",
     "random-forest": "Random forest",
     "in-context": "In-context learner",
+    "presto": "Presto (frozen) + logistic regression",
+    "presto-ft": "Presto fine-tuned",
 }
 ALL_METHODS = tuple(METHOD_LABELS)
 ALIASES = {
     "rf": "random-forest", "random_forest": "random-forest", "randomforest": "random-forest",
     "from-scratch": "scratch", "from_scratch": "scratch", "pretrain": "pretrained", "pretraining": "pretrained",
     "plain-pretraining": "pretrained", "incontext": "in-context", "in_context": "in-context", "icl": "in-context",
+    "presto-r": "presto", "presto-lr": "presto", "presto_ft": "presto-ft", "presto-finetune": "presto-ft",
 }
 #: variants of a method, written as suffixes: ``timl+sim`` (pretrained on the simulated world, then
 #: the real source: ``--pretrain-source sim``), ``timl+views`` (fitted on labels + generative views:
@@ -218,14 +221,8 @@ def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
     base, variants = split_method(name)
     view_kw = {k: kwargs.pop(k) for k in VIEW_OPTIONS if k in kwargs}
     sim_kw = {k: kwargs.pop(k) for k in SIM_OPTIONS if k in kwargs}
-    if base == "random-forest":
-        method: Method = RandomForest(**kwargs)
-    elif base == "in-context":
-        method = InContextMethod(cfg=cfg, **kwargs)
-    else:
-        from cropmeta.evaluate.deep import DeepMethod
-
-        method = DeepMethod(base, cfg=cfg, **kwargs)
+    factory = METHOD_FACTORIES.get(base, _deep_method)
+    method: Method = factory(base, cfg, **kwargs)
     if "sim" in variants:
         method = SimThenReal(method, **sim_kw)
     if "views" in variants:
@@ -234,6 +231,33 @@ def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
         method = WithViews(method, n_views=int(view_kw.get("n_views", 4)), controls=view_kw.get("view_controls"),
                            name=name)
     return method
+
+
+def _deep_method(name: str, cfg: Any = None, **kwargs) -> Method:
+    from cropmeta.evaluate.deep import DeepMethod
+
+    return DeepMethod(name, cfg=cfg, **kwargs)
+
+
+def _lazy(module: str, cls: str):
+    """A factory that imports ``module.cls`` on first use (heavy methods stay out of start-up)."""
+
+    def factory(name: str, cfg: Any = None, **kwargs) -> Method:
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)(cfg=cfg, **kwargs)
+
+    return factory
+
+
+#: method name → ``factory(name, cfg, **options)``; the names not listed are the deep methods
+#: (:class:`cropmeta.evaluate.deep.DeepMethod`)
+METHOD_FACTORIES: dict[str, Any] = {
+    "random-forest": lambda name, cfg=None, **kw: RandomForest(**kw),
+    "in-context": lambda name, cfg=None, **kw: InContextMethod(cfg=cfg, **kw),
+    "presto": _lazy("cropmeta.evaluate.presto", "PrestoMethod"),
+    "presto-ft": _lazy("cropmeta.evaluate.presto", "PrestoFineTuned"),
+}
 
 
 class InContextMethod(Method):

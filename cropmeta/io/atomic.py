@@ -4,6 +4,7 @@ interrupted write never leaves a half-written file or directory behind."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import shutil
@@ -35,6 +36,15 @@ def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return (stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH) & ~umask
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -13,7 +13,6 @@ header), another band layout or T, with an :class:`~cropmeta.errors.InputError` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from datetime import datetime, timezone
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_dir, atomic_path, atomic_write_text, recover_dir
+from cropmeta.io.atomic import atomic_dir, atomic_path, atomic_write_text, recover_dir, sha256_file
 from cropmeta.train.trained import TrainedModel, predict_proba
 
 __all__ = [
@@ -59,14 +58,6 @@ def versions() -> dict:
     except Exception:  # noqa: BLE001 - optional in this record
         pass
     return out
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _sniff(path: Path) -> None:

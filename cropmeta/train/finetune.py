@@ -17,7 +17,15 @@ from cropmeta.train.common import check_labelled
 from cropmeta.train.config import TrainConfig
 from cropmeta.train.trained import TrainedModel, resolve_device, torch_dtype
 
-__all__ = ["finetune"]
+__all__ = ["balanced_batch", "finetune"]
+
+
+def balanced_batch(pos: np.ndarray, neg: np.ndarray, n_pos: int, n_neg: int, g: torch.Generator) -> np.ndarray:
+    """One fine-tuning batch: ``n_pos`` of the positive indices then ``n_neg`` of the negative ones,
+    each drawn without replacement by a permutation from ``g``."""
+    ip = pos[torch.randperm(len(pos), generator=g).numpy()[:n_pos]]
+    ineg = neg[torch.randperm(len(neg), generator=g).numpy()[:n_neg]]
+    return np.r_[ip, ineg]
 
 
 def finetune(model: TrainedModel, x: np.ndarray, y: np.ndarray, task_info=None, cfg: TrainConfig | None = None,
@@ -51,9 +59,7 @@ def finetune(model: TrainedModel, x: np.ndarray, y: np.ndarray, task_info=None, 
     n_steps = cfg.ft_steps if steps is None else int(steps)
     last = float("nan")
     for _ in range(n_steps):
-        ip = pos[torch.randperm(len(pos), generator=g).numpy()[:n_p]]
-        ineg = neg[torch.randperm(len(neg), generator=g).numpy()[:n_n]]
-        idx = torch.as_tensor(np.r_[ip, ineg], device=device)
+        idx = torch.as_tensor(balanced_batch(pos, neg, n_p, n_n, g), device=device)
         masks = clf.sample_masks(1, len(idx), g)
         if masks is not None:
             masks = {k: v.to(device=device, dtype=dtype) for k, v in masks.items()}

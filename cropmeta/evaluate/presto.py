@@ -1,0 +1,302 @@
+"""The Presto methods of the comparison.
+
+``presto``: frozen Presto embeddings + logistic regression ("Presto R" of Tseng et al. 2023).
+``presto-ft``: the encoder and a linear head fine-tuned on the target's labels with the protocol
+every deep method of cropmeta shares (SGD lr ``ft_lr`` 1e-3, ``ft_steps`` 250 steps, class-balanced
+batches of ``ft_batch`` 10 + 10; the numbers Presto's own CropHarvest fine-tuning uses).
+
+- Each sample's Presto inputs come from its canonical bands, its own latitude/longitude and the
+  months of its steps from its start date (:func:`cropmeta.models.presto.presto_inputs`); Dynamic
+  World is marked missing.
+- ``prepare`` embeds every sample of the target task (its training pool and test set) once, with
+  the encoder in eval mode and no gradient; the embeddings are cached under
+  ``$CROPMETA_HOME/cache/presto/<weights sha>/<inputs hash>.safetensors``, so seeds and later runs
+  reuse them.
+- ``fit``: ``LogisticRegression(class_weight="balanced", max_iter=1000, random_state=seed)`` on the
+  128-number embeddings; ``predict_proba``: its positive-class probability.
+
+The methods' contract passes samples as arrays only; the per-sample location and dates are found
+by the sample's values (a digest of its ``[T, 18]`` row) among the target's samples, which
+:func:`cropmeta.evaluate.compare.build_target` passes in ``TargetTask.extra["samples"]``. A sample
+not found there (e.g. a generated view) is placed at the target region's centre with the target's
+most common start date (or February, CropHarvest's start, when none is known).
+
+Adaptation cost: a ``presto`` fit is the logistic regression only (the frozen embeddings are computed
+once per target in ``prepare``, whose time the report records separately); a ``presto-ft`` fit is
+the whole fine-tuning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cropmeta.errors import InputError
+from cropmeta.evaluate.methods import Method, TargetTask, _check_xy
+
+__all__ = ["PrestoEmbedder", "PrestoFineTuned", "PrestoMethod"]
+
+
+def _row_digests(x: np.ndarray) -> list[bytes]:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in x]
+
+
+def _inputs_hash(inputs) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(inputs.arrays().items()):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(v).tobytes())
+    return h.hexdigest()[:24]
+
+
+class PrestoEmbedder:
+    """Presto embeddings of canonical samples, cached on disk per (weights, inputs) and in memory."""
+
+    _MEMORY: dict = {}
+
+    def __init__(self, weights: str | Path | None = None, device: str | None = None, batch_size: int = 4096,
+                 cache: bool = True):
+        from cropmeta.io.atomic import sha256_file
+        from cropmeta.models.presto import load_presto
+
+        self.model = load_presto(weights, device=device or "cpu")
+        self.weights = Path(weights) if weights is not None else None
+        if self.weights is None:
+            from cropmeta.models.weights import PRESTO, cached_weights
+
+            self.weights = cached_weights(PRESTO)
+        self.weights_sha = sha256_file(self.weights)
+        self.batch_size = int(batch_size)
+        self.cache = bool(cache)
+
+    def cache_path(self, key: str) -> Path:
+        from cropmeta.io.store import workspace_home
+
+        return workspace_home() / "cache" / "presto" / self.weights_sha[:16] / f"{key}.safetensors"
+
+    def embed(self, inputs) -> np.ndarray:
+        """``[N, 128]`` float32 embeddings of :class:`~cropmeta.models.presto.PrestoInputs`."""
+        if not self.cache:
+            return self.model.embed(inputs, batch_size=self.batch_size)
+        key = _inputs_hash(inputs)
+        mem_key = (self.weights_sha, key)
+        if mem_key in self._MEMORY:
+            return self._MEMORY[mem_key].copy()
+        path = self.cache_path(key)
+        emb = None
+        if path.is_file():
+            from safetensors.numpy import load_file
+
+            try:
+                emb = load_file(str(path))["embeddings"]
+            except Exception:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
+                emb = None
+            if emb is not None and emb.shape != (len(inputs), 128):
+                emb = None
+        if emb is None:
+            from safetensors.numpy import save_file
+
+            from cropmeta.io.atomic import atomic_path
+
+            emb = self.model.embed(inputs, batch_size=self.batch_size)
+            with atomic_path(path) as tmp:
+                save_file({"embeddings": np.ascontiguousarray(emb)}, str(tmp),
+                          metadata={"weights_sha256": self.weights_sha, "inputs": key})
+        self._MEMORY.clear()  # one target at a time is enough
+        self._MEMORY[mem_key] = emb
+        return emb.copy()
+
+
+class PrestoMethod(Method):
+    """``presto``: frozen Presto embeddings + logistic regression (see the module docstring).
+    Options: ``weights`` (a safetensors / published .pt path; default: the workspace copy from
+    ``cropmeta models download presto``), ``batch_size``, ``device`` (default: the training
+    configuration's), ``cache`` (embeddings on disk, default on)."""
+
+    name = "presto"
+    needs_source = False
+    #: embed the target's samples in prepare (the frozen method)
+    frozen = True
+
+    def __init__(self, cfg: Any = None, weights: str | Path | None = None, batch_size: int = 4096,
+                 device: str | None = None, cache: bool = True):
+        if device is None and cfg is not None:
+            from cropmeta.train.trained import resolve_device
+
+            device = str(resolve_device(cfg.device))
+        self.cfg = cfg
+        self.options = {"weights": weights, "batch_size": batch_size, "device": device, "cache": cache}
+        self.embedder: PrestoEmbedder | None = None
+        self.index: dict[bytes, int] = {}
+        self.target_inputs = None
+        self.target_emb: np.ndarray | None = None
+        self.fallback = (0.0, 0.0, None)
+        self.model = None
+        self._constant: float | None = None
+
+    def _embedder(self) -> PrestoEmbedder:
+        if self.embedder is None:
+            self.embedder = PrestoEmbedder(**self.options)
+        return self.embedder
+
+    def set_target(self, target: TargetTask, seed: int) -> None:
+        task = target.extra.get("task")
+        samples = target.extra.get("samples")
+        start = None
+        if samples is not None and len(samples):
+            dates = samples.meta["start_date"].dropna().astype(str)
+            start = str(dates.mode().iloc[0]) if len(dates) else None
+        lat, lon = (task.lat, task.lon) if task is not None else (0.0, 0.0)
+        if task is None and samples is not None and len(samples):
+            lat, lon = float(samples.meta["lat"].mean()), float(samples.meta["lon"].mean())
+        self.fallback = (float(lat), float(lon), start)
+
+    def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "PrestoMethod":
+        from cropmeta.models.presto import presto_inputs
+
+        self.set_target(target, seed)
+        samples = target.extra.get("samples")
+        self.index, self.target_inputs, self.target_emb = {}, None, None
+        if samples is not None and len(samples):
+            meta = samples.meta
+            self.target_inputs = presto_inputs(samples.x, meta["lat"].to_numpy(), meta["lon"].to_numpy(),
+                                               meta["start_date"].tolist())
+            self.index = {d: i for i, d in enumerate(_row_digests(samples.x))}
+            if self.frozen:
+                self.target_emb = self._embedder().embed(self.target_inputs)
+        return self
+
+    def _locate(self, x: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """(row of each sample among the target's, −1 when unknown; positions of the unknown)."""
+        rows = np.array([self.index.get(d, -1) for d in _row_digests(x)], dtype=np.int64)
+        return rows, [int(i) for i in np.where(rows < 0)[0]]
+
+    def inputs_for(self, x: np.ndarray):
+        """Presto inputs of ``x``: the target's own (location, dates) where the sample is one of the
+        target's, else the target's fallback location and start date."""
+        from cropmeta.models.presto import PrestoInputs, presto_inputs
+
+        x = np.asarray(x, dtype=np.float32)
+        rows, _ = self._locate(x)
+        lat, lon, start = self.fallback
+        built = presto_inputs(x, lat, lon, [start] * len(x))
+        if self.target_inputs is None or not (rows >= 0).any():
+            return built
+        known = np.where(rows >= 0)[0]
+        arrays = built.arrays()
+        for k, v in self.target_inputs.arrays().items():
+            arrays[k][known] = v[rows[known]]
+        return PrestoInputs(**arrays)
+
+    def embeddings(self, x: np.ndarray) -> np.ndarray:
+        """Frozen embeddings of ``x`` (the prepared ones where the sample is the target's)."""
+        x = np.asarray(x, dtype=np.float32)
+        rows, miss = self._locate(x)
+        out = np.empty((len(x), 128), dtype=np.float32)
+        known = np.where(rows >= 0)[0]
+        if len(known) and self.target_emb is not None:
+            out[known] = self.target_emb[rows[known]]
+        else:
+            miss = list(range(len(x)))
+        if miss:
+            out[miss] = self._embedder().embed(self.inputs_for(x[miss]))
+        return out
+
+    def fit(self, x, y, seed: int = 0) -> "PrestoMethod":
+        from sklearn.linear_model import LogisticRegression
+
+        x, y = _check_xy(x, y, self.name)
+        if self._one_class(y):
+            return self
+        emb = self.embeddings(x)
+        self.model = LogisticRegression(class_weight="balanced", max_iter=1000, random_state=seed).fit(emb, y)
+        return self
+
+    def _one_class(self, y: np.ndarray) -> bool:
+        """With one class only, predict it (like the random forest)."""
+        self._constant = None
+        if len(np.unique(y)) < 2:
+            self.model, self._constant = None, float(y[0]) if len(y) else 0.5
+            return True
+        return False
+
+    def _check_fitted(self, x) -> np.ndarray:
+        if self.model is None and self._constant is None:
+            raise InputError(f"{self.name}: predict_proba called before fit")
+        return np.asarray(x, dtype=np.float32)
+
+    def predict_proba(self, x) -> np.ndarray:
+        x = self._check_fitted(x)
+        if self._constant is not None:
+            return np.full(len(x), self._constant)
+        p = self.model.predict_proba(self.embeddings(x))
+        return p[:, list(self.model.classes_).index(1)].astype(np.float64)
+
+
+class PrestoFineTuned(PrestoMethod):
+    """``presto-ft``: a copy of the pretrained encoder plus a linear head (128 → 1 logit), all
+    weights trained by SGD on class-balanced batches (module docstring); every fit starts again from
+    the pretrained weights. Options as ``presto`` plus ``steps``, ``lr``, ``batch`` (per class)."""
+
+    name = "presto-ft"
+    frozen = False
+
+    def __init__(self, cfg: Any = None, steps: int | None = None, lr: float | None = None,
+                 batch: int | None = None, **options):
+        super().__init__(cfg=cfg, **options)
+        self.steps = int(steps if steps is not None else getattr(cfg, "ft_steps", 250))
+        self.lr = float(lr if lr is not None else getattr(cfg, "ft_lr", 1e-3))
+        self.batch = int(batch if batch is not None else getattr(cfg, "ft_batch", 10))
+
+    def fit(self, x, y, seed: int = 0) -> "PrestoFineTuned":
+        import copy
+
+        import torch
+        import torch.nn.functional as F
+
+        from cropmeta.train.finetune import balanced_batch
+
+        x, y = _check_xy(x, y, self.name)
+        if self._one_class(y):
+            return self
+        base = self._embedder().model
+        dev = next(base.parameters()).device
+        torch.manual_seed(int(seed))  # the head's initialisation
+        net = torch.nn.Sequential()
+        net.add_module("encoder", copy.deepcopy(base))
+        net.add_module("head", torch.nn.Linear(128, 1))
+        net.to(dev).train()  # (the sinusoidal month/position tables stay frozen, as pretrained)
+        tensors = self.inputs_for(x).tensors(dev)
+        pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
+        n_p, n_n = min(self.batch, len(pos)), min(self.batch, len(neg))
+        yb = torch.as_tensor(np.r_[np.ones(n_p), np.zeros(n_n)], dtype=torch.float32, device=dev)
+        opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=self.lr)
+        g = torch.Generator().manual_seed(int(seed))
+        for _ in range(self.steps):
+            idx = torch.as_tensor(balanced_batch(pos, neg, n_p, n_n, g), device=dev)
+            logits = net.head(net.encoder(*[t[idx] for t in tensors]))[:, 0]
+            loss = F.binary_cross_entropy_with_logits(logits, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        self.model = net.eval()
+        return self
+
+    def predict_proba(self, x) -> np.ndarray:
+        import torch
+
+        x = self._check_fitted(x)
+        if self._constant is not None:
+            return np.full(len(x), self._constant)
+        inputs = self.inputs_for(x)
+        dev = next(self.model.parameters()).device
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(inputs), self.options["batch_size"]):
+                part = inputs[i : i + self.options["batch_size"]].tensors(dev)
+                out.append(torch.sigmoid(self.model.head(self.model.encoder(*part))[:, 0]).double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)

@@ -1,0 +1,430 @@
+"""Presto, the pretrained remote-sensing time-series transformer (Tseng et al. 2023,
+"Lightweight, Pre-trained Transformers for Remote Sensing Timeseries"), re-implemented from its
+published description (weights: MIT, "Copyright (c) 2024 Presto Authors").
+
+Only the encoder is built: it turns a pixel's monthly series into one 128-number embedding.
+
+- **Inputs** (:func:`presto_inputs` builds them from cropmeta's canonical samples ``[N, T, 18]``):
+  17 normalised bands (the canonical bands without B9), a Dynamic World class per step (9 =
+  missing, masked), a mask of the same shape as the bands (1 = missing), the pixel's (lat, lon) and
+  the calendar month (0 = January) of each step.
+- **Tokens**: one per (band group, step) for the eight time-varying groups of :data:`BAND_GROUPS`,
+  one for the static SRTM group (step 0 only), one Dynamic World token per step and one lat/lon token
+  (the point on the unit sphere). Each group has its own linear embedding; the time-varying tokens add
+  ``[month (32) | channel (32) | position (64)]`` encodings, the SRTM token only the channel part.
+- A token is masked when any band of its group is missing at that step; masked tokens take no part
+  in attention or pooling.
+- **Encoder**: 2 pre-norm transformer blocks (width 128, 8 heads, MLP 512 with exact GELU), the mean
+  of the unmasked tokens (lat/lon included), then a final LayerNorm.
+
+Weights load from safetensors (:func:`load_presto`); the published ``.pt`` file is read only with
+``torch.load(weights_only=True)`` after its SHA-256 matches the published one
+(:data:`cropmeta.models.weights.PRESTO`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cropmeta.errors import InputError
+from cropmeta.schema import BANDS, DAYS_PER_STEP, STATIC_BANDS
+
+__all__ = [
+    "BAND_GROUPS",
+    "DW_MISSING",
+    "PRESTO_BANDS",
+    "PrestoEncoder",
+    "PrestoInputs",
+    "load_presto",
+    "presto_inputs",
+    "step_months",
+]
+
+#: the canonical band Presto does not take
+_DROPPED = ("B9",)
+#: Presto's 17 input bands: cropmeta's canonical bands (CropHarvest order) without B9
+PRESTO_BANDS = [b for b in BANDS if b not in _DROPPED]
+PRESTO_INDEX = {b: i for i, b in enumerate(PRESTO_BANDS)}
+#: band groups in token order (= channel-embedding row); SRTM is static (one token per sample)
+BAND_GROUPS: dict[str, list[str]] = {
+    "S1": ["VV", "VH"],
+    "S2_RGB": ["B2", "B3", "B4"],
+    "S2_Red_Edge": ["B5", "B6", "B7"],
+    "S2_NIR_10m": ["B8"],
+    "S2_NIR_20m": ["B8A"],
+    "S2_SWIR": ["B11", "B12"],
+    "ERA5": ["temperature_2m", "total_precipitation"],
+    "SRTM": list(STATIC_BANDS),
+    "NDVI": ["NDVI"],
+}
+STATIC_GROUP = "SRTM"
+#: channel-embedding row of the Dynamic World tokens (after the band groups)
+DW_ROW = len(BAND_GROUPS)
+#: Dynamic World classes 0–8; 9 = missing (such a token is masked)
+DW_MISSING = 9
+MAX_T = 24  # rows of the position table
+
+#: Presto's normalisation of raw canonical values: (raw + shift) / div
+_SHIFT_DIV: dict[str, tuple[float, float]] = {
+    "VV": (25.0, 25.0), "VH": (25.0, 25.0),
+    **{b: (0.0, 10000.0) for b in ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")},
+    "temperature_2m": (-272.15, 35.0),
+    "total_precipitation": (0.0, 0.03),
+    "elevation": (0.0, 2000.0),
+    "slope": (0.0, 50.0),
+    "NDVI": (0.0, 1.0),
+}
+#: month of the first step when a sample has no start date: CropHarvest exports start in February
+DEFAULT_START_MONTH = 1
+
+D_MODEL, N_HEADS, MLP_HIDDEN, DEPTH = 128, 8, 512, 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------------
+class _Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        b, n, d = h.shape
+        q, k, v = self.qkv(h).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.heads)
+        scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+        out = scores.softmax(dim=-1) @ v  # [B, H, N, dh]
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class _MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(h)))
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = _Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = _MLP(dim, hidden)
+
+    def forward(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        h = h + self.attn(self.norm1(h), keep)
+        return h + self.mlp(self.norm2(h))
+
+
+class PrestoEncoder(nn.Module):
+    """The Presto encoder. Parameter names follow the published checkpoint's ``encoder.*`` keys, so
+    its state dict loads strictly (:func:`load_presto`)."""
+
+    def __init__(self):
+        super().__init__()
+        d = D_MODEL
+        self.d_month = self.d_channel = d // 4
+        self.d_pos = d - self.d_month - self.d_channel
+        self.eo_patch_embed = nn.ModuleDict({g: nn.Linear(len(b), d) for g, b in BAND_GROUPS.items()})
+        self.dw_embed = nn.Embedding(DW_MISSING + 1, d)
+        self.latlon_embed = nn.Linear(3, d)
+        self.blocks = nn.ModuleList([_Block(d, N_HEADS, MLP_HIDDEN) for _ in range(DEPTH)])
+        self.norm = nn.LayerNorm(d)
+        # frozen sinusoidal tables (stored in the checkpoint too)
+        self.pos_embed = nn.Parameter(_position_table(MAX_T, self.d_pos)[None], requires_grad=False)
+        self.month_embed = nn.Embedding(12, self.d_month)
+        self.month_embed.weight = nn.Parameter(_month_table(self.d_month), requires_grad=False)
+        self.channel_embed = nn.Embedding(DW_ROW + 1, self.d_channel)
+        self._group_idx = {g: [PRESTO_INDEX[b] for b in bands] for g, bands in BAND_GROUPS.items()}
+
+    def tokens(self, x, dynamic_world, latlons, mask=None, month=DEFAULT_START_MONTH):
+        """(tokens ``[B, L, 128]``, keep ``[B, L]`` bool): the lat/lon token first, then every
+        time-varying group's T tokens in :data:`BAND_GROUPS` order with the single SRTM token in its
+        place, then the Dynamic World tokens. Masked tokens are zeroed and have ``keep = False``."""
+        b, t, nb = x.shape
+        if nb != len(PRESTO_BANDS):
+            raise InputError(f"Presto input: last axis is {nb}, expected {len(PRESTO_BANDS)} bands {PRESTO_BANDS}")
+        if not 1 <= t <= MAX_T:
+            raise InputError(f"Presto input: {t} time steps; the model takes 1 to {MAX_T}")
+        dev = x.device
+        months = _months_tensor(month, b, t, dev)
+        m = torch.zeros_like(x, dtype=torch.bool) if mask is None else mask.to(dev).bool()
+        month_enc = self.month_embed(months)  # [B, T, 32]
+        pos = self.pos_embed[0, :t].to(x.dtype).expand(b, t, self.d_pos)
+        ch = self.channel_embed.weight
+        toks, keeps = [self.latlon_embed(_sphere(latlons.to(x.dtype)))[:, None]], [torch.ones(b, 1, dtype=torch.bool,
+                                                                                               device=dev)]
+        for row, (g, idx) in enumerate(self._group_idx.items()):
+            lin = self.eo_patch_embed[g]
+            if g == STATIC_GROUP:
+                enc = torch.cat([torch.zeros(self.d_month, device=dev, dtype=x.dtype), ch[row],
+                                 torch.zeros(self.d_pos, device=dev, dtype=x.dtype)])
+                toks.append((lin(x[:, 0, idx]) + enc)[:, None])
+                keeps.append(~m[:, 0, idx].any(-1, keepdim=True))
+                continue
+            enc = torch.cat([month_enc, ch[row].expand(b, t, self.d_channel), pos], dim=-1)
+            toks.append(lin(x[:, :, idx]) + enc)
+            keeps.append(~m[:, :, idx].any(-1))
+        dw = dynamic_world.to(dev).long()
+        enc = torch.cat([month_enc, ch[DW_ROW].expand(b, t, self.d_channel), pos], dim=-1)
+        toks.append(self.dw_embed(dw) + enc)
+        keeps.append(dw != DW_MISSING)
+        h, keep = torch.cat(toks, dim=1), torch.cat(keeps, dim=1)
+        return torch.where(keep[..., None], h, torch.zeros((), dtype=h.dtype, device=dev)), keep
+
+    def forward(self, x, dynamic_world, latlons, mask=None, month=DEFAULT_START_MONTH) -> torch.Tensor:
+        """The pooled embedding ``[B, 128]``. ``x [B, T, 17]`` normalised (:func:`presto_inputs`),
+        ``dynamic_world [B, T]`` int (9 = missing), ``latlons [B, 2]`` degrees (lat, lon),
+        ``mask [B, T, 17]`` (1 = missing) or None, ``month``: an int or ``[B]`` (month of the first
+        step, 0 = January; step t gets ``(month + t) mod 12``) or ``[B, T]`` (each step's month)."""
+        h, keep = self.tokens(x, dynamic_world, latlons, mask, month)
+        cols = keep.any(0)
+        if not bool(cols.all()):  # token slots masked in every sample (e.g. Dynamic World): skip them
+            h, keep = h[:, cols], keep[:, cols]
+        for blk in self.blocks:
+            h = blk(h, keep)
+        w = keep.to(h.dtype)[..., None]
+        pooled = (h * w).sum(1) / w.sum(1)
+        return self.norm(pooled)
+
+    @torch.no_grad()
+    def embed(self, inputs: "PrestoInputs", batch_size: int = 4096, device: str | torch.device | None = None
+              ) -> np.ndarray:
+        """Embeddings ``[N, 128]`` float32 of :class:`PrestoInputs`, in batches, in eval mode."""
+        was = self.training
+        self.eval()
+        dev = torch.device(device) if device is not None else next(self.parameters()).device
+        out = []
+        try:
+            for i in range(0, len(inputs), batch_size):
+                part = inputs[i : i + batch_size].tensors(dev)
+                out.append(self(*part).float().cpu().numpy())
+        finally:
+            self.train(was)
+        return np.concatenate(out) if out else np.zeros((0, D_MODEL), dtype=np.float32)
+
+
+def _position_table(n: int, d: int) -> torch.Tensor:
+    """Row p: sin/cos of p / 1000^(2⌊i/2⌋/d) (even i sin, odd i cos)."""
+    p = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(d, dtype=torch.float64)
+    ang = p / torch.pow(1000.0, 2 * torch.div(i, 2, rounding_mode="floor") / d)
+    return torch.where(i.long() % 2 == 0, torch.sin(ang), torch.cos(ang)).float()
+
+
+def _month_table(d: int) -> torch.Tensor:
+    """Row m: d/2 copies of sin(2πm/12), then d/2 copies of cos(2πm/12)."""
+    th = 2 * math.pi * torch.arange(12, dtype=torch.float64)[:, None] / 12
+    return torch.cat([torch.sin(th).expand(12, d // 2), torch.cos(th).expand(12, d // 2)], dim=1).float()
+
+
+def _sphere(latlons: torch.Tensor) -> torch.Tensor:
+    lat, lon = torch.deg2rad(latlons[:, 0]), torch.deg2rad(latlons[:, 1])
+    return torch.stack([torch.cos(lat) * torch.cos(lon), torch.cos(lat) * torch.sin(lon), torch.sin(lat)], dim=-1)
+
+
+def _months_tensor(month, b: int, t: int, dev) -> torch.Tensor:
+    m = torch.as_tensor(month, device=dev).long()
+    if m.ndim == 0:
+        m = m.expand(b)
+    if m.ndim == 1:
+        if len(m) != b:
+            raise InputError(f"Presto input: {len(m)} start months for {b} samples")
+        m = (m[:, None] + torch.arange(t, device=dev)) % 12
+    if m.shape != (b, t):
+        raise InputError(f"Presto input: months shaped {list(m.shape)}, expected [{b}] or [{b}, {t}]")
+    if bool(((m < 0) | (m > 11)).any()):
+        raise InputError("Presto input: months must be 0 (January) to 11")
+    return m
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs from cropmeta samples
+# --------------------------------------------------------------------------------------------------
+class PrestoInputs:
+    """The encoder's inputs for N samples (numpy): ``x [N, T, 17]`` float32 normalised, ``mask``
+    float32 (1 = missing), ``dynamic_world [N, T]`` int64, ``latlons [N, 2]`` float32,
+    ``month [N, T]`` int64 (0 = January)."""
+
+    def __init__(self, x, mask, dynamic_world, latlons, month):
+        self.x, self.mask, self.dynamic_world, self.latlons, self.month = x, mask, dynamic_world, latlons, month
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, sl) -> "PrestoInputs":
+        return PrestoInputs(self.x[sl], self.mask[sl], self.dynamic_world[sl], self.latlons[sl], self.month[sl])
+
+    def tensors(self, device=None) -> tuple:
+        """Positional arguments of :meth:`PrestoEncoder.forward`."""
+        d = torch.device(device) if device is not None else None
+        return (torch.as_tensor(self.x, device=d), torch.as_tensor(self.dynamic_world, device=d),
+                torch.as_tensor(self.latlons, device=d), torch.as_tensor(self.mask, device=d),
+                torch.as_tensor(self.month, device=d))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"x": self.x, "mask": self.mask, "dynamic_world": self.dynamic_world, "latlons": self.latlons,
+                "month": self.month}
+
+
+def step_months(start_dates, t: int, default_start_month: int = DEFAULT_START_MONTH) -> np.ndarray:
+    """Calendar month (0 = January) of each step, ``[N, T]`` int64: the month of the middle day of
+    each ``DAYS_PER_STEP``-day step counted from the sample's start date. A CropHarvest start of
+    2019-02-06 gives February … January, i.e. ``(1 + t) mod 12``. Samples without a date (None, NaN,
+    empty) start in ``default_start_month`` (February: CropHarvest exports) and step by one month."""
+    import datetime as _dt
+
+    out = np.empty((len(start_dates), t), dtype=np.int64)
+    rows: dict[str, np.ndarray] = {}  # one computation per distinct date
+    for i, s in enumerate(start_dates):
+        text = "" if s is None or (isinstance(s, float) and not math.isfinite(s)) else str(s).strip()[:10]
+        if text.lower() in ("nan", "none", "nat"):
+            text = ""
+        if text not in rows:
+            if not text:
+                rows[text] = (default_start_month + np.arange(t)) % 12
+            else:
+                try:
+                    d0 = _dt.date.fromisoformat(text)
+                except ValueError as e:
+                    raise InputError(f"sample {i}: start date {s!r} is not an ISO date (YYYY-MM-DD)") from e
+                rows[text] = np.array([(d0 + _dt.timedelta(days=k * DAYS_PER_STEP + DAYS_PER_STEP // 2)).month - 1
+                                       for k in range(t)])
+        out[i] = rows[text]
+    return out
+
+
+def presto_inputs(x, lat, lon, start_dates=None, bands=None, dynamic_world=None,
+                  default_start_month: int = DEFAULT_START_MONTH) -> PrestoInputs:
+    """Presto's inputs from raw canonical samples ``x [N, T, len(bands)]`` (default: all of
+    :data:`cropmeta.schema.BANDS`, in raw units as stored by ``cropmeta ingest``).
+
+    - values are normalised band by band (``(raw + shift) / div``, Presto's constants) and B9 dropped;
+    - NDVI is recomputed from the normalised B8 and B4 (0 where B8 + B4 ≤ 0), and is missing
+      wherever B8 or B4 is;
+    - missing values (NaN, or a Presto band not in ``bands``) get x = 0 and mask = 1, so a whole
+      missing step or band masks its tokens rather than inventing values; the static SRTM bands take
+      their first finite value over time (they are repeated at every step);
+    - ``lat``/``lon``: degrees per sample (or scalars); ``start_dates``: ISO dates of each sample's
+      first step (None → February, CropHarvest's start) → each step's month (:func:`step_months`);
+    - ``dynamic_world``: ``[N, T]`` classes or None → all missing (9), i.e. masked.
+    Works for any T from 1 to 24."""
+    x = np.asarray(x, dtype=np.float64)
+    bands = list(BANDS) if bands is None else [str(b) for b in bands]
+    if x.ndim != 3 or x.shape[-1] != len(bands):
+        raise InputError(f"Presto inputs: samples must be [N, T, {len(bands)}] for bands {bands}, "
+                         f"got {list(x.shape)}")
+    unknown = [b for b in bands if b not in BANDS]
+    if unknown:
+        raise InputError(f"Presto inputs: unknown band(s) {unknown}; cropmeta's bands are {BANDS}")
+    n, t, _ = x.shape
+    if not 1 <= t <= MAX_T:
+        raise InputError(f"Presto inputs: {t} time steps; Presto takes 1 to {MAX_T}")
+    col = {b: i for i, b in enumerate(bands)}
+    out = np.zeros((n, t, len(PRESTO_BANDS)), dtype=np.float64)
+    miss = np.ones((n, t, len(PRESTO_BANDS)), dtype=bool)
+    for j, b in enumerate(PRESTO_BANDS):
+        if b == "NDVI" or b not in col:
+            continue
+        v = x[:, :, col[b]]
+        if b in STATIC_BANDS:  # one value per sample: the first finite one, at every step
+            fin = np.isfinite(v)
+            first = np.where(fin.any(1), v[np.arange(n), fin.argmax(1)], np.nan)
+            v = np.broadcast_to(first[:, None], (n, t))
+        shift, div = _SHIFT_DIV[b]
+        ok = np.isfinite(v)
+        out[:, :, j] = np.where(ok, (np.where(ok, v, 0.0) + shift) / div, 0.0)
+        miss[:, :, j] = ~ok
+    out = out.astype(np.float32)
+    b8, b4, nd = PRESTO_INDEX["B8"], PRESTO_INDEX["B4"], PRESTO_INDEX["NDVI"]
+    den = out[:, :, b8] + out[:, :, b4]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndvi = np.where(den > 0, (out[:, :, b8] - out[:, :, b4]) / np.where(den > 0, den, 1.0), 0.0)
+    miss[:, :, nd] = miss[:, :, b8] | miss[:, :, b4]
+    out[:, :, nd] = np.where(miss[:, :, nd], 0.0, ndvi)
+    lat = np.broadcast_to(np.asarray(lat, dtype=np.float64), (n,))
+    lon = np.broadcast_to(np.asarray(lon, dtype=np.float64), (n,))
+    if not (np.isfinite(lat).all() and np.isfinite(lon).all()):
+        raise InputError("Presto inputs: every sample needs a finite latitude and longitude")
+    latlons = np.stack([lat, lon], axis=-1).astype(np.float32)
+    if start_dates is None:
+        start_dates = [None] * n
+    elif isinstance(start_dates, str):
+        start_dates = [start_dates] * n
+    if len(start_dates) != n:
+        raise InputError(f"Presto inputs: {len(start_dates)} start dates for {n} samples")
+    month = step_months(start_dates, t, default_start_month)
+    if dynamic_world is None:
+        dw = np.full((n, t), DW_MISSING, dtype=np.int64)
+    else:
+        dw = np.asarray(dynamic_world, dtype=np.int64)
+        if dw.shape != (n, t) or dw.min(initial=0) < 0 or dw.max(initial=0) > DW_MISSING:
+            raise InputError(f"Presto inputs: dynamic_world must be [{n}, {t}] classes 0–{DW_MISSING}")
+    return PrestoInputs(out, miss.astype(np.float32), dw, latlons, month)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading weights
+# --------------------------------------------------------------------------------------------------
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise InputError(f"{path}: not a readable safetensors file ({e})") from e
+    if path.suffix == ".pt":
+        from cropmeta.io.atomic import sha256_file
+        from cropmeta.models.weights import PRESTO
+
+        digest = sha256_file(path)
+        if digest != PRESTO.sha256:
+            raise InputError(f"{path}: SHA-256 {digest[:16]}… is not the published Presto checkpoint's "
+                             f"({PRESTO.sha256[:16]}…); cropmeta reads .pt files only when it matches "
+                             "(use a .safetensors file otherwise)")
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any failure of the restricted loader is one clear line
+            raise InputError(f"{path}: not a readable weights-only torch checkpoint ({e})") from e
+    raise InputError(f"{path}: Presto weights must be a .safetensors file (or the published .pt)")
+
+
+def load_presto(path: str | Path | None = None, device: str | torch.device = "cpu") -> PrestoEncoder:
+    """The Presto encoder with pretrained weights, in eval mode. ``path``: a ``.safetensors`` file
+    (the published keys, ``encoder.*``) or the published ``default_model.pt``; None → the copy that
+    ``cropmeta models download presto`` cached in the workspace."""
+    if path is None:
+        from cropmeta.models.weights import PRESTO, cached_weights
+
+        path = cached_weights(PRESTO)
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: Presto weights not found (run `cropmeta models download presto` "
+                         "or pass --weights PATH)")
+    state = _read_state(path)
+    enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    model = PrestoEncoder()
+    want = model.state_dict()
+    missing = sorted(set(want) - set(enc))
+    if missing:
+        raise InputError(f"{path}: not Presto weights (missing key encoder.{missing[0]}"
+                         f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''})")
+    for k, v in want.items():
+        if tuple(enc[k].shape) != tuple(v.shape):
+            raise InputError(f"{path}: key encoder.{k} has shape {list(enc[k].shape)}, expected {list(v.shape)}")
+    model.load_state_dict({k: enc[k].float() for k in want}, strict=True)
+    return model.to(device).eval()
