@@ -173,6 +173,8 @@ def _load_params(directory: str) -> SimParams:
             if req not in r:
                 raise InputError(f"{where}: missing key {req!r}")
         _check_mix(where + " crops", r["crops"], crops)
+        if "test_crops" in r:
+            _check_mix(where + " test_crops", r["test_crops"], set(r["crops"]))
         if "crops" in r.get("pool", {}):
             _check_mix(where + " pool.crops", r["pool"]["crops"], set(r["crops"]))
         _check_mix(where + " noncrop", r["noncrop"], set(NONCROP_COVERS))
@@ -220,5 +222,7 @@ def tile_settings(p: SimParams, region: dict, group: str) -> dict:
         if group == "oracle":
             diff["label_noise"] = diff["type_noise"] = 0.0
         r["years"] = [0]
+        if "test_crops" in region:  # what the test districts grow (e.g. the classes of a survey)
+            r["crops"] = dict(region["test_crops"])
     r["difficulty"] = diff
     return r
