@@ -65,14 +65,14 @@ PLANETARY_COMPUTER = StacPreset(
     {"s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc", "dem": "cop-dem-glo-30", "era5": "era5-monthly"},
     ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", None, "B11", "B12"), "SCL",
     ("vv", "vh"), "data", ("temperature_2m", "total_precipitation"), sign=True,
-    note="Planetary Computer serves ERA5 only as Zarr (era5-pds); give an ERA5 COG collection with --era5-catalog",
+    note="Planetary Computer serves ERA5 only as Zarr (era5-pds); give a catalogue of monthly ERA5 COGs with --catalog-for era5=URL",
 )
 EARTH_SEARCH = StacPreset(
     "earth-search", "https://earth-search.aws.element84.com/v1",
     {"s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc", "dem": "cop-dem-glo-30", "era5": "era5-monthly"},
     ("coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09", None,
      "swir16", "swir22"), "scl", ("vv", "vh"), "data", ("temperature_2m", "total_precipitation"),
-    note="Earth Search has no Sentinel-1 RTC or ERA5; give them with --s1-catalog / --era5-catalog",
+    note="Earth Search has no Sentinel-1 RTC or ERA5; take them from other catalogues with --catalog-for s1=URL / era5=URL",
 )
 PRESETS = {p.name: p for p in (PLANETARY_COMPUTER, EARTH_SEARCH)}
 
@@ -97,9 +97,29 @@ class StacConfig:
         return self.preset.sign and self.catalog(kind) == self.preset.url
 
 
+def parse_pairs(values, what: str = "--collection") -> dict:
+    """``["s2=sentinel-2-c1-l2a", …]`` (or one comma-separated string) → ``{"s2": "sentinel-2-c1-l2a"}``."""
+    if values is None:
+        return {}
+    if isinstance(values, dict):
+        return dict(values)
+    if isinstance(values, str):
+        values = values.split(",")
+    out = {}
+    for v in values:
+        kind, sep, name = str(v).partition("=")
+        if not sep or not kind.strip() or not name.strip():
+            raise InputError(f"{what} {v!r}: expected KIND=NAME with KIND one of {', '.join(KINDS)}")
+        out[kind.strip()] = name.strip()
+    return out
+
+
 def stac_config(preset: str = "planetary-computer", catalog: str | None = None,
-                catalogs: dict | None = None, collections: dict | None = None) -> StacConfig:
-    """Build a :class:`StacConfig`; ``catalog`` may be a preset name, a URL or a local catalog.json."""
+                catalogs: dict | None = None, collections=None, s1_pad_days: int = 0) -> StacConfig:
+    """Build a :class:`StacConfig`; ``catalog`` may be a preset name, a URL or a local catalog.json;
+    ``catalogs``/``collections``: per-kind overrides (dict or ``KIND=NAME`` strings)."""
+    collections = parse_pairs(collections)
+    catalogs = parse_pairs(catalogs, "--catalog-for")
     if catalog in PRESETS:
         preset, catalog = catalog, None
     if preset not in PRESETS:
@@ -110,7 +130,9 @@ def stac_config(preset: str = "planetary-computer", catalog: str | None = None,
             raise InputError(f"unknown source kind {k!r} (use {', '.join(KINDS)})")
     if catalog:
         cats["all"] = catalog
-    return StacConfig(PRESETS[preset], cats, dict(collections or {}))
+    if s1_pad_days < 0:
+        raise InputError(f"--s1-pad-days {s1_pad_days}: must be 0 or more")
+    return StacConfig(PRESETS[preset], cats, dict(collections or {}), s1_pad_days=int(s1_pad_days))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,8 +247,8 @@ def _check_readable(item, key: str) -> None:
     media = str(item.assets[key].media_type or "")
     if "zarr" in media.lower() or item.assets[key].href.rstrip("/").endswith(".zarr"):
         raise FetchError(f"STAC item {item.id}: asset {key!r} is Zarr ({item.assets[key].href}); cropmeta reads "
-                         "raster (COG/GeoTIFF) assets only. Give a collection of monthly COGs with "
-                         "--era5-catalog/--collection era5=NAME, or use --source ee")
+                         "raster (COG/GeoTIFF) assets only. Give a catalogue of monthly COGs with "
+                         "--catalog-for era5=URL (and --collection era5=NAME), or use --source ee")
 
 
 def load_stack(items: list, keys: list[str], transform, height: int, width: int, resampling: str,
@@ -484,5 +506,5 @@ def _s2_keys(preset: StacPreset) -> tuple:
 
 __all__ = ["Catalogue", "EARTH_SEARCH", "PLANETARY_COMPUTER", "PRESETS", "S2_SCL_CLEAR", "StacConfig",
            "StacFetcher", "StacPreset", "by_window_items", "dem_static", "era5_composite", "era5_overlapping",
-           "item_interval", "load_stack", "windowed_stacks",
+           "item_interval", "load_stack", "parse_pairs", "windowed_stacks",
            "s1_composite", "s2_composite", "s2_offset_default", "slope_degrees", "stac_config"]

@@ -27,7 +27,7 @@ from pystac.extensions.raster import RasterBand, RasterExtension
 from rasterio.transform import from_origin
 
 from cropmeta.fetch.common import export_windows
-from cropmeta.fetch.stac import PRESETS, S2_SCL_CLEAR
+from cropmeta.fetch.stac import PRESETS
 
 #: SCL class written where a test puts a cloud (9 = cloud, high probability)
 SCL_CLOUD = 9
@@ -49,8 +49,16 @@ class CatalogueSpec:
     style: str
     s2_items: list[dict] = field(default_factory=list)  # id, datetime, window, offset, cloud (bool)
     s1_items: list[dict] = field(default_factory=list)
-    dem_slope_deg: tuple[float, float] = (0.0, 0.0)  # (dz/dx, dz/dy) in metres per metre
+    dem_gradient: tuple[float, float] = (0.0, 0.0)  # (dz/dx east, dz/dy north) in metres per metre
     era5: dict = field(default_factory=dict)  # month start (date) → (temperature K, precip m/day)
+    grids: dict = field(default_factory=dict)  # "s2" / "scl" / "dem" → rasterio Affine of the COGs
+    dem_origin: tuple[float, float] = (0.0, 0.0)  # (lon, lat) where the DEM plane is 500 m
+
+    def pixel(self, grid: str, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+        """(row, col) of the catalogue raster ``grid`` holding (lon, lat)."""
+        tr = self.grids[grid]
+        return (np.floor((np.asarray(lat) - tr.f) / tr.e).astype(int),
+                np.floor((np.asarray(lon) - tr.c) / tr.a).astype(int))
 
 
 def s2_dn(item_no: int, band_no: int, row: np.ndarray, col: np.ndarray) -> np.ndarray:
@@ -124,7 +132,7 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
       over the western ``cloud_fraction`` of the grid, the others clear; items alternate between
       processing baselines 04.00 (DN offset +1000) and 02.14 (no offset).
     - Sentinel-1 RTC: one item per window (vv, vh linear).
-    - Copernicus DEM: one item, a tilted plane (see :attr:`CatalogueSpec.dem_slope_deg`).
+    - Copernicus DEM: one item, a tilted plane (see :attr:`CatalogueSpec.dem_gradient`).
     - ERA5: one item per calendar month touching the windows (monthly means).
     """
     root = Path(root).resolve()
@@ -148,6 +156,7 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
     tr20, h20, w20 = _grid(bbox, SCL_RES)
     r10, c10 = np.mgrid[0:h10, 0:w10]
     r20, c20 = np.mgrid[0:h20, 0:w20]
+    spec.grids.update(s2=tr10, scl=tr20)
     s2_keys = preset.s2_assets
     n = 0
     for k, (w0, _w1) in enumerate(windows):
@@ -210,7 +219,9 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
     _add_asset(item, preset.dem_asset, path, trd, (hd, wd), "float32", -32767.0, unit="metre")
     _write_cog(path, dem, trd, "float32", -32767.0)
     collection("dem").add_item(item)
-    spec.dem_slope_deg = grad
+    spec.dem_gradient = grad
+    spec.dem_origin = centre
+    spec.grids["dem"] = trd
 
     # ---- ERA5 monthly means (0.1°)
     tre, he, we = _grid(bbox, ERA5_RES, margin=1)
@@ -236,4 +247,4 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
     return spec
 
 
-__all__ = ["CatalogueSpec", "S2_SCL_CLEAR", "dem_plane", "s1_linear", "s2_dn", "write_static_catalogue"]
+__all__ = ["CatalogueSpec", "dem_plane", "s1_linear", "s2_dn", "write_static_catalogue"]

@@ -1,0 +1,216 @@
+"""``fetch --source stac`` offline: a static STAC catalogue over generated COGs with the real
+collections' asset keys, dtypes, nodata and scale/offset conventions → Earth-Engine-layout tifs whose
+values are checked against what the catalogue holds (cloud-masked pixels excluded, dB, slope)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cropmeta.errors import FetchError, InputError
+from cropmeta.fetch import fetch, stac_config
+from cropmeta.fetch.common import RES_DEG, export_windows, snap_grid, start_for_year
+from cropmeta.fetch.stac import S2_SCL_CLEAR
+from cropmeta.fetch.testing import SCL_CLOUD, dem_plane, s1_linear, s2_dn, write_static_catalogue
+from cropmeta.io.eetiff import ee_tiff_info, parse_ee_filename, read_ee_raw, split_raw
+from cropmeta.schema import DYNAMIC_BANDS_RAW, S2_BANDS_RAW, raw_band_names
+
+BBOX = (1.4200, 7.7180, 1.4245, 7.7215)  # ~500 x 400 m in Togo
+START = "2019-02-06"  # --year 2019 → 12 x 30 days ending 2020-02-01
+POINTS = [("a", 1.4222, 7.7197, 1), ("b", 1.4230, 7.7205, 0)]
+
+
+def write_labels(path, points=POINTS, start_date=None):
+    feats = [{"type": "Feature", "properties": {"sample_id": sid, "is_crop": c, "dataset": "demo",
+                                                  **({"start_date": start_date} if start_date else {})},
+              "geometry": {"type": "Point", "coordinates": [lon, lat]}} for sid, lon, lat, c in points]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stac")
+    spec = write_static_catalogue(d / "cat", BBOX, START, t=12)
+    labels = write_labels(d / "labels.geojson")
+    res = fetch(d / "tifs", labels=labels, year=2019, stac=stac_config(catalog=str(spec.href)))
+    return spec, labels, res
+
+
+def _centres(info):
+    tr = info.transform
+    cols, rows = np.meshgrid(np.arange(info.width), np.arange(info.height))
+    return tr.c + (cols + 0.5) * tr.a, tr.f + (rows + 0.5) * tr.e
+
+
+def test_layout_grid_and_names(fetched):
+    spec, _, res = fetched
+    assert len(res.written) == 2 and not res.skipped
+    for path in res.written:
+        info = ee_tiff_info(path)  # validates T*17+2 bands and every band description
+        assert info.t == 12 and info.crs.to_epsg() == 4326
+        assert math.isclose(info.transform.a, RES_DEG) and math.isclose(-info.transform.e, RES_DEG)
+        assert (info.height, info.width) == (17, 17)  # CropHarvest's 80 m box at ~10 m (Togo: 17 x 17)
+        name = parse_ee_filename(path)
+        assert (name.dataset, name.start.isoformat(), name.end.isoformat()) == ("demo", START, "2020-02-01")
+        # pixel edges on multiples of the resolution (Earth Engine's grid)
+        assert abs(info.transform.c / RES_DEG - round(info.transform.c / RES_DEG)) < 1e-6
+    # the label point lies inside its box
+    info = ee_tiff_info(res.written[0])
+    x0, y0, x1, y1 = info.bounds
+    assert x0 < POINTS[0][1] < x1 and y0 < POINTS[0][2] < y1
+
+
+def test_values_match_the_catalogue(fetched):
+    spec, _, res = fetched
+    info = ee_tiff_info(res.written[0])
+    data, _ = read_ee_raw(res.written[0], info=info)
+    dyn, static = split_raw(data, info.t)
+    lon, lat = _centres(info)
+    r, c = spec.pixel("s2", lon, lat)
+    rs, cs = spec.pixel("scl", lon, lat)
+    lon_scl = spec.grids["scl"].c + (cs + 0.5) * spec.grids["scl"].a
+    masked_somewhere = both_somewhere = False
+    for k in range(12):
+        items = [it for it in spec.s2_items if it["window"] == k]
+        for b, band in enumerate(S2_BANDS_RAW):
+            got = dyn[k, DYNAMIC_BANDS_RAW.index(band)]
+            if band == "B10":  # not in L2A
+                assert np.isnan(got).all()
+                continue
+            obs = []
+            for it in items:
+                v = s2_dn(it["n"], b, r, c).astype(float)
+                cloudy = it["cloudy"] & (lon_scl < BBOX[0] + 0.5 * (BBOX[2] - BBOX[0]))
+                obs.append(np.where(cloudy, np.nan, v))
+            expected = np.nanmedian(np.stack(obs), axis=0)
+            np.testing.assert_allclose(got, expected, atol=1e-3, err_msg=f"window {k} band {band}")
+            n_clear = np.isfinite(np.stack(obs)).sum(axis=0)
+            masked_somewhere |= bool((n_clear == 1).any())
+            both_somewhere |= bool((n_clear == 2).any())
+        # Sentinel-1: one RTC scene per window, linear → dB
+        for p, band in enumerate(("VV", "VH")):
+            np.testing.assert_allclose(dyn[k, DYNAMIC_BANDS_RAW.index(band)],
+                                       10 * np.log10(s1_linear(k, p, r, c).astype(float)), atol=1e-4)
+        # ERA5: mean of the months overlapping the window
+        w0, w1 = export_windows(START, 12)[k]
+        months = [m for m in spec.era5 if m < w1 and dt.date(m.year + m.month // 12, m.month % 12 + 1, 1) > w0]
+        for j, band in enumerate(("temperature_2m", "total_precipitation")):
+            np.testing.assert_allclose(dyn[k, DYNAMIC_BANDS_RAW.index(band)],
+                                       np.mean([spec.era5[m][j] for m in months]), rtol=1e-6)
+    assert masked_somewhere and both_somewhere  # the cloud mask really split the box
+    assert SCL_CLOUD not in S2_SCL_CLEAR
+    # DEM: bilinear heights of the plane; slope = atan(|gradient|) everywhere, border included
+    np.testing.assert_allclose(static[0], dem_plane(lon, lat, spec.dem_origin, spec.dem_gradient), atol=0.5)
+    want = math.degrees(math.atan(math.hypot(*spec.dem_gradient)))
+    assert np.isfinite(static[1]).all()
+    np.testing.assert_allclose(static[1], want, atol=0.02)
+
+
+def test_manifest_records_items_windows_versions(fetched):
+    spec, _, res = fetched
+    doc = json.loads(res.manifest.read_text())
+    assert {"pystac-client", "odc-stac", "rasterio", "gdal", "cropmeta"} <= set(doc["software"])
+    assert doc["settings"]["collections"]["s2"] == "sentinel-2-l2a"
+    entry = doc["files"][res.written[0].name]
+    assert entry["sample_id"] == "a" and entry["windows"][0] == [START, "2019-03-08"]
+    assert set(entry["items"]["s2"]) == {it["id"] for it in spec.s2_items}
+    assert set(entry["items"]["s1"]) == {it["id"] for it in spec.s1_items}
+    assert entry["items"]["dem"] == ["Copernicus_DSM_COG_10_TEST_DEM"]
+    assert len(entry["items"]["era5"]) == 12  # Feb 2019 … Jan 2020 overlap the 12 windows
+
+
+def test_rerun_skips_complete_and_redoes_damaged(fetched, tmp_path):
+    spec, labels, res = fetched
+    import shutil
+
+    out = tmp_path / "tifs"
+    shutil.copytree(res.out, out)
+    again = fetch(out, labels=labels, year=2019, stac=stac_config(catalog=str(spec.href)))
+    assert not again.written and len(again.skipped) == 2
+    first = out / res.written[0].name
+    first.write_bytes(first.read_bytes()[:5000])  # a damaged file is not complete
+    mtime = (out / res.written[1].name).stat().st_mtime_ns
+    again = fetch(out, labels=labels, year=2019, stac=stac_config(catalog=str(spec.href)))
+    assert [p.name for p in again.written] == [first.name]
+    assert ee_tiff_info(first).t == 12 and (out / res.written[1].name).stat().st_mtime_ns == mtime
+
+
+def test_failure_leaves_complete_files_only(fetched, tmp_path, monkeypatch):
+    spec, labels, _ = fetched
+    from cropmeta.fetch import stac as stac_mod
+
+    calls = {"n": 0}
+    real = stac_mod.StacFetcher.__call__
+
+    def flaky(self, target):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise FetchError("simulated network loss")
+        return real(self, target)
+
+    monkeypatch.setattr(stac_mod.StacFetcher, "__call__", flaky)
+    out = tmp_path / "tifs"
+    with pytest.raises(FetchError, match="network loss"):
+        fetch(out, labels=labels, year=2019, stac=stac_config(catalog=str(spec.href)))
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["0-demo_2019-02-06_2020-02-01.tif", "manifest.json"]  # no temporary leftovers
+    monkeypatch.setattr(stac_mod.StacFetcher, "__call__", real)
+    done = fetch(out, labels=labels, year=2019, stac=stac_config(catalog=str(spec.href)))
+    assert [p.name for p in done.written] == ["1-demo_2019-02-06_2020-02-01.tif"] and len(done.skipped) == 1
+
+
+def test_earth_search_conventions_and_region_tiles(tmp_path):
+    """Earth Search asset keys (blue, red, nir, scl …) with declared scale 1e-4 / offset −0.1, and a
+    --bbox fetched as abutting tiles."""
+    spec = write_static_catalogue(tmp_path / "cat", BBOX, start_for_year(2020, 1), t=1, style="earth-search",
+                                  s2_per_window=1)
+    from cropmeta.regions import region_from_bbox
+
+    region = region_from_bbox((1.4210, 7.7190, 1.4235, 7.7205))
+    res = fetch(tmp_path / "tiles", region=region, year=2020, t=1, tile_px=16,
+                stac=stac_config("earth-search", catalog=str(spec.href)))
+    tr, h, w = snap_grid(region.bounds)
+    assert (h, w) == (18, 29)
+    assert len(res.written) == 4  # 18 x 29 px → 2 x 2 tiles of ≤ 16 px
+    infos = [ee_tiff_info(p) for p in res.written]
+    offsets = sorted((round((i.transform.f - tr.f) / tr.e), round((i.transform.c - tr.c) / tr.a), i.height, i.width)
+                     for i in infos)
+    assert offsets == [(0, 0, 16, 16), (0, 16, 16, 13), (16, 0, 2, 16), (16, 16, 2, 13)]  # abutting, no gaps
+    for info in infos:
+        data, _ = read_ee_raw(info.path, info=info)
+        lon, lat = _centres(info)
+        r, c = spec.pixel("s2", lon, lat)
+        b4 = data[DYNAMIC_BANDS_RAW.index("B4")]
+        np.testing.assert_allclose(b4, s2_dn(0, S2_BANDS_RAW.index("B4"), r, c), atol=1e-3)  # (DN·1e-4 − 0.1)·1e4
+        assert data.shape[0] == len(raw_band_names(1))
+
+
+def test_bad_input_names_what_is_wrong(fetched, tmp_path):
+    spec, labels, _ = fetched
+    with pytest.raises(InputError, match="no such STAC catalogue"):
+        fetch(tmp_path / "o", labels=labels, year=2019, stac=stac_config(catalog=str(tmp_path / "nope.json")))
+    with pytest.raises(InputError, match="no collection 'sentinel-2-c1-l2a'.*sentinel-2-l2a"):
+        fetch(tmp_path / "o", labels=labels, year=2019,
+              stac=stac_config(catalog=str(spec.href), collections=["s2=sentinel-2-c1-l2a"]))
+    with pytest.raises(InputError, match="KIND=NAME"):
+        stac_config(collections=["s2"])
+    with pytest.raises(InputError, match="has no start_date; give the season with --year"):
+        fetch(tmp_path / "o", labels=labels, stac=stac_config(catalog=str(spec.href)))
+    with pytest.raises(FetchError, match="no ERA5 item .* covers"):  # 2023 is outside the catalogue
+        fetch(tmp_path / "o", labels=labels, year=2023, stac=stac_config(catalog=str(spec.href)))
+    with pytest.raises(InputError, match="exactly one of --labels"):
+        fetch(tmp_path / "o", year=2019)
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.tif"))
+
+
+def test_label_start_date_sets_the_window(fetched, tmp_path):
+    spec, _, _ = fetched
+    labels = write_labels(tmp_path / "l.geojson", POINTS[:1], start_date="2019-03-08")
+    res = fetch(tmp_path / "o", labels=labels, t=2, stac=stac_config(catalog=str(spec.href)))
+    assert [p.name for p in res.written] == ["0-demo_2019-03-08_2019-05-07.tif"]
+    assert ee_tiff_info(res.written[0]).t == 2
