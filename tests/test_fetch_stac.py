@@ -214,3 +214,25 @@ def test_label_start_date_sets_the_window(fetched, tmp_path):
     res = fetch(tmp_path / "o", labels=labels, t=2, stac=stac_config(catalog=str(spec.href)))
     assert [p.name for p in res.written] == ["0-demo_2019-03-08_2019-05-07.tif"]
     assert ee_tiff_info(res.written[0]).t == 2
+
+
+def test_season_without_scenes_and_zarr_assets_fail_clearly(fetched, tmp_path):
+    spec, labels, _ = fetched
+    with pytest.raises(FetchError, match=r"no S1 item in 'cop-dem-glo-30' .* for 2019-02-06..2020-02-01"):
+        fetch(tmp_path / "o", labels=labels, year=2019,
+              stac=stac_config(catalog=str(spec.href), collections=["s1=cop-dem-glo-30"]))
+    with pytest.raises(InputError, match=r"STAC item S2_TEST_\w+ has no asset 'vv' \(assets: B01, "):
+        fetch(tmp_path / "o", labels=labels, year=2019,  # a collection mix-up
+              stac=stac_config(catalog=str(spec.href), collections=["s1=sentinel-2-l2a"]))
+    import pystac
+
+    from cropmeta.fetch.stac import PLANETARY_COMPUTER, load_stack
+
+    item = pystac.Item("era5-pds-2019-02", None, None, dt.datetime(2019, 2, 1), {})
+    item.add_asset("temperature_2m", pystac.Asset("abfs://era5/2019/02/air_temperature_at_2_metres.zarr",
+                                                  media_type="application/vnd+zarr"))
+    item.add_asset("total_precipitation", pystac.Asset("abfs://era5/2019/02/precip.zarr"))
+    from rasterio.transform import from_origin
+
+    with pytest.raises(FetchError, match="is Zarr .*--catalog-for era5=URL"):
+        load_stack([item], list(PLANETARY_COMPUTER.era5_assets), from_origin(1, 8, 0.1, 0.1), 2, 2, "nearest")

@@ -479,12 +479,17 @@ class StacFetcher:
             raise FetchError(f"{target.filename}: no ERA5 item in {c.collection('era5')!r} at {c.catalog('era5')} "
                              f"covers {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}"
                              + (f" ({p.note})" if p.note else ""))
+        s2_items, s1_items = self._items("s2", target), self._items("s1", target, c.s1_pad_days, c.s1_pad_days)
+        for kind, found in (("s2", s2_items), ("s1", s1_items)):
+            if not found:  # a whole season without a scene: wrong collection or catalogue, not a gap
+                raise FetchError(f"{target.filename}: no {kind.upper()} item in {c.collection(kind)!r} at "
+                                 f"{c.catalog(kind)} for {target.start}..{target.end}"
+                                 + (f" ({p.note})" if p.note else ""))
         sensors = [
-            ("s2", by_window_items(self._items("s2", target), target.windows), list(_s2_keys(p)), "nearest",
+            ("s2", by_window_items(s2_items, target.windows), list(_s2_keys(p)), "nearest",
              s2_composite, DYNAMIC_BANDS_RAW.index(S2_BANDS_RAW[0])),
-            ("s1", by_window_items(self._items("s1", target, c.s1_pad_days, c.s1_pad_days), target.windows,
-                                   c.s1_pad_days), list(p.s1_assets), "nearest", s1_composite,
-             DYNAMIC_BANDS_RAW.index(S1_BANDS[0])),
+            ("s1", by_window_items(s1_items, target.windows, c.s1_pad_days), list(p.s1_assets), "nearest",
+             s1_composite, DYNAMIC_BANDS_RAW.index(S1_BANDS[0])),
             ("era5", by_window, list(p.era5_assets), "nearest", era5_composite,
              DYNAMIC_BANDS_RAW.index("temperature_2m")),
         ]
