@@ -236,3 +236,29 @@ def test_season_without_scenes_and_zarr_assets_fail_clearly(fetched, tmp_path):
 
     with pytest.raises(FetchError, match="is Zarr .*--catalog-for era5=URL"):
         load_stack([item], list(PLANETARY_COMPUTER.era5_assets), from_origin(1, 8, 0.1, 0.1), 2, 2, "nearest")
+
+
+def test_planetary_computer_urls_are_signed_whatever_the_preset(monkeypatch):
+    import planetary_computer
+
+    from cropmeta.fetch import stac as stac_mod
+
+    c = stac_config("earth-search", catalogs=["s1=https://planetarycomputer.microsoft.com/api/stac/v1"])
+    assert [c.signed(k) for k in ("s2", "s1", "dem", "era5")] == [False, True, False, False]
+    assert c.catalog("s2") == "https://earth-search.aws.element84.com/v1" and c.collection("s2") == "sentinel-2-l2a"
+    assert stac_config().signed("s2") and not stac_config(catalog="cat/catalog.json").signed("s2")
+    assert stac_mod._pc_modifier() is planetary_computer.sign_inplace
+    seen = {}
+
+    class FakeClient:
+        @classmethod
+        def open(cls, href, modifier=None):
+            seen.update(href=href, modifier=modifier)
+            raise ConnectionError("no network here")
+
+    import pystac_client
+
+    monkeypatch.setattr(pystac_client, "Client", FakeClient)
+    with pytest.raises(FetchError, match="cannot open STAC catalogue https://planetarycomputer.*--source ee"):
+        stac_mod.Catalogue(stac_config().catalog("s2"), sign=True)
+    assert seen["modifier"] is planetary_computer.sign_inplace

@@ -20,7 +20,8 @@ Per 30-day window (see :mod:`cropmeta.fetch.common`):
 
 Items come from the catalogue's ``/search`` endpoint where it has one (an API such as Planetary
 Computer or Earth Search), else from walking a static catalogue. Planetary Computer asset URLs are
-signed with ``planetary_computer.sign_inplace`` (imported only for that preset).
+signed with ``planetary_computer.sign_inplace`` as pystac-client's modifier (imported only for a
+Planetary Computer URL).
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ class StacPreset:
     s1_assets: tuple  # (vv, vh)
     dem_asset: str
     era5_assets: tuple  # (temperature_2m, total_precipitation)
-    sign: bool = False
     note: str = ""
 
 
@@ -64,7 +64,7 @@ PLANETARY_COMPUTER = StacPreset(
     "planetary-computer", "https://planetarycomputer.microsoft.com/api/stac/v1",
     {"s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc", "dem": "cop-dem-glo-30", "era5": "era5-monthly"},
     ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", None, "B11", "B12"), "SCL",
-    ("vv", "vh"), "data", ("temperature_2m", "total_precipitation"), sign=True,
+    ("vv", "vh"), "data", ("temperature_2m", "total_precipitation"),
     note="Planetary Computer serves ERA5 only as Zarr (era5-pds); give a catalogue of monthly ERA5 COGs with --catalog-for era5=URL",
 )
 EARTH_SEARCH = StacPreset(
@@ -94,7 +94,8 @@ class StacConfig:
         return str(self.collections.get(kind) or self.preset.collections[kind])
 
     def signed(self, kind: str) -> bool:
-        return self.preset.sign and self.catalog(kind) == self.preset.url
+        """Planetary Computer assets need signed URLs, whichever preset names the catalogue."""
+        return self.catalog(kind).rstrip("/").startswith(PLANETARY_COMPUTER.url.rsplit("/api", 1)[0])
 
 
 def parse_pairs(values, what: str = "--collection") -> dict:
