@@ -167,12 +167,12 @@ def test_failure_leaves_complete_files_only(fetched, tmp_path, monkeypatch):
 def test_earth_search_conventions_and_region_tiles(tmp_path):
     """Earth Search asset keys (blue, red, nir, scl …) with declared scale 1e-4 / offset −0.1, and a
     --bbox fetched as abutting tiles."""
-    spec = write_static_catalogue(tmp_path / "cat", BBOX, start_for_year(2020, 1), t=1, style="earth-search",
+    spec = write_static_catalogue(tmp_path / "cat", BBOX, start_for_year(2020, 2), t=2, style="earth-search",
                                   s2_per_window=1)
     from cropmeta.regions import region_from_bbox
 
     region = region_from_bbox((1.4210, 7.7190, 1.4235, 7.7205))
-    res = fetch(tmp_path / "tiles", region=region, year=2020, t=1, tile_px=16,
+    res = fetch(tmp_path / "tiles", region=region, year=2020, t=2, tile_px=16,
                 stac=stac_config("earth-search", catalog=str(spec.href)))
     tr, h, w = snap_grid(region.bounds)
     assert (h, w) == (18, 29)
@@ -185,9 +185,13 @@ def test_earth_search_conventions_and_region_tiles(tmp_path):
         data, _ = read_ee_raw(info.path, info=info)
         lon, lat = _centres(info)
         r, c = spec.pixel("s2", lon, lat)
-        b4 = data[DYNAMIC_BANDS_RAW.index("B4")]
-        np.testing.assert_allclose(b4, s2_dn(0, S2_BANDS_RAW.index("B4"), r, c), atol=1e-3)  # (DN·1e-4 − 0.1)·1e4
-        assert data.shape[0] == len(raw_band_names(1))
+        dyn, _ = split_raw(data, 2)
+        # window 0: DN + 1000 with offset −0.1 declared; window 1: flagged boa_offset_applied, DN as is
+        assert [it["offset_dn"] for it in spec.s2_items] == [1000, 0]
+        for k in range(2):
+            np.testing.assert_allclose(dyn[k, DYNAMIC_BANDS_RAW.index("B4")],
+                                       s2_dn(k, S2_BANDS_RAW.index("B4"), r, c), atol=1e-3)
+        assert data.shape[0] == len(raw_band_names(2))
 
 
 def test_bad_input_names_what_is_wrong(fetched, tmp_path):
@@ -245,7 +249,7 @@ def test_planetary_computer_urls_are_signed_whatever_the_preset(monkeypatch):
 
     c = stac_config("earth-search", catalogs=["s1=https://planetarycomputer.microsoft.com/api/stac/v1"])
     assert [c.signed(k) for k in ("s2", "s1", "dem", "era5")] == [False, True, False, False]
-    assert c.catalog("s2") == "https://earth-search.aws.element84.com/v1" and c.collection("s2") == "sentinel-2-l2a"
+    assert c.catalog("s2") == "https://earth-search.aws.element84.com/v1" and c.collection("s2") == "sentinel-2-c1-l2a"
     assert stac_config().signed("s2") and not stac_config(catalog="cat/catalog.json").signed("s2")
     assert stac_mod._pc_modifier() is planetary_computer.sign_inplace
     seen = {}

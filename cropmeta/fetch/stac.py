@@ -69,7 +69,7 @@ PLANETARY_COMPUTER = StacPreset(
 )
 EARTH_SEARCH = StacPreset(
     "earth-search", "https://earth-search.aws.element84.com/v1",
-    {"s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc", "dem": "cop-dem-glo-30", "era5": "era5-monthly"},
+    {"s2": "sentinel-2-c1-l2a", "s1": "sentinel-1-rtc", "dem": "cop-dem-glo-30", "era5": "era5-monthly"},
     ("coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09", None,
      "swir16", "swir22"), "scl", ("vv", "vh"), "data", ("temperature_2m", "total_precipitation"),
     note="Earth Search has no Sentinel-1 RTC or ERA5; take them from other catalogues with --catalog-for s1=URL / era5=URL",
@@ -292,6 +292,20 @@ def _scale_offset(item, key: str, default_scale: float = 1.0, default_offset: fl
     return float(rb.get("scale", default_scale)), float(rb.get("offset", default_offset))
 
 
+def s2_scale_offset(item, key: str) -> tuple[float, float]:
+    """(scale, offset) turning an L2A asset's DN into reflectance.
+
+    - Earth Search items flagged ``earthsearch:boa_offset_applied`` already had the BOA_ADD_OFFSET
+      taken out of their DNs: the declared offset is not applied again (offset 0);
+    - else the asset's ``raster:bands`` scale/offset;
+    - else 1e-4 and :func:`s2_offset_default` (Planetary Computer states neither).
+    """
+    scale, offset = _scale_offset(item, key, 1e-4, np.nan)
+    if item.properties.get("earthsearch:boa_offset_applied") is True:
+        return scale, 0.0
+    return scale, s2_offset_default(item) if np.isnan(offset) else offset
+
+
 def s2_offset_default(item) -> float:
     """BOA_ADD_OFFSET in reflectance for an item that declares no offset: −0.1 from processing
     baseline 04.00 (25 January 2022) on, else 0."""
@@ -328,9 +342,7 @@ def s2_composite(items: list, data: np.ndarray, preset: StacPreset) -> np.ndarra
             continue
         refl = np.empty((n, height, width))
         for i, it in enumerate(items):
-            scale, offset = _scale_offset(it, key, 1e-4, np.nan)
-            if np.isnan(offset):
-                offset = s2_offset_default(it)
+            scale, offset = s2_scale_offset(it, key)
             refl[i] = (data[i, j] * scale + offset) * 10000.0
         refl[~clear] = np.nan
         with warnings.catch_warnings():
@@ -513,4 +525,4 @@ def _s2_keys(preset: StacPreset) -> tuple:
 __all__ = ["Catalogue", "EARTH_SEARCH", "PLANETARY_COMPUTER", "PRESETS", "S2_SCL_CLEAR", "StacConfig",
            "StacFetcher", "StacPreset", "by_window_items", "dem_static", "era5_composite", "era5_overlapping",
            "item_interval", "load_stack", "parse_pairs", "windowed_stacks",
-           "s1_composite", "s2_composite", "s2_offset_default", "slope_degrees", "stac_config"]
+           "s1_composite", "s2_composite", "s2_offset_default", "s2_scale_offset", "slope_degrees", "stac_config"]

@@ -4,8 +4,9 @@ trying ``cropmeta fetch --source stac`` without a network.
 The items copy the real collections' conventions (asset keys, band names, dtypes, nodata, scale and
 offset): Planetary Computer ``sentinel-2-l2a`` (assets ``B01`` … ``B12``, ``B8A``, ``SCL``; uint16 DN,
 nodata 0, the ``BOA_ADD_OFFSET`` of processing baseline ≥ 04.00 stated only through
-``s2:processing_baseline``) or Earth Search ``sentinel-2-l2a`` (assets ``coastal`` … ``swir22``,
-``scl``; ``raster:bands`` scale 0.0001, offset −0.1, nodata 0); ``sentinel-1-rtc`` (``vv``/``vh``
+``s2:processing_baseline``) or Earth Search ``sentinel-2-c1-l2a`` (assets ``coastal`` … ``swir22``,
+``scl``; ``raster:bands`` scale 0.0001, offset −0.1, nodata 0; every other item flagged
+``earthsearch:boa_offset_applied``, its DNs already without the offset); ``sentinel-1-rtc`` (``vv``/``vh``
 linear power, float32, nodata −32768); ``cop-dem-glo-30`` (``data``, float32 metres, 1 arc-second);
 and an ERA5 collection of monthly means (``temperature_2m`` K, ``total_precipitation`` m/day, 0.1°).
 
@@ -163,22 +164,24 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
         for j in range(s2_per_window):
             when = dt.datetime.combine(w0 + dt.timedelta(days=3 + 11 * j), dt.time(10, 30), dt.timezone.utc)
             baseline = "04.00" if n % 2 == 0 else "02.14"
-            offset_dn = 1000 if baseline == "04.00" else 0
             cloudy = j == 0 and s2_per_window > 1
             iid = f"S2_TEST_{when:%Y%m%d}_{j}"
-            item = _item(iid, when, tr10, (h10, w10), {"s2:processing_baseline": baseline, "platform": "sentinel-2a",
-                                                       "eo:cloud_cover": 50.0 if cloudy else 0.0})
+            props = {"s2:processing_baseline": baseline, "platform": "sentinel-2a",
+                     "eo:cloud_cover": 50.0 if cloudy else 0.0}
+            if style == "earth-search":  # offset declared; odd items had it taken out of their DNs
+                harmonised = n % 2 == 1
+                props["earthsearch:boa_offset_applied"] = harmonised
+                offset_dn, declared = (0 if harmonised else 1000), (0.0001, -0.1)
+            else:  # Planetary Computer: offset implied by the processing baseline only
+                offset_dn, declared = (1000 if baseline == "04.00" else 0), (None, None)
+            item = _item(iid, when, tr10, (h10, w10), props)
             d = root / "sentinel-2-l2a" / iid
             for b, key in enumerate(s2_keys):
                 if key is None:
                     continue
                 data = s2_dn(n, b, r10, c10) + offset_dn
-                if style == "earth-search":  # declared: reflectance = DN * 1e-4 - 0.1
-                    _add_asset(item, key, d / f"{key}.tif", tr10, (h10, w10), "uint16", 0, 0.0001, -0.1)
-                    data = s2_dn(n, b, r10, c10) + 1000
-                else:
-                    _add_asset(item, key, d / f"{key}.tif", tr10, (h10, w10), "uint16", 0)
                 data[0, 0] = 0  # one nodata pixel in the corner of every band
+                _add_asset(item, key, d / f"{key}.tif", tr10, (h10, w10), "uint16", 0, *declared)
                 _write_cog(d / f"{key}.tif", data, tr10, "uint16", 0)
             scl = np.full((h20, w20), SCL_VEGETATION, dtype=np.uint8)
             if cloudy:
@@ -189,7 +192,7 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
             _write_cog(d / f"{scl_key}.tif", scl, tr20, "uint8", 0)
             collection("s2").add_item(item)
             spec.s2_items.append({"id": iid, "n": n, "datetime": when, "window": k, "cloudy": cloudy,
-                                  "offset_dn": 1000 if (style == "earth-search" or baseline == "04.00") else 0})
+                                  "offset_dn": offset_dn})
             n += 1
 
     # ---- Sentinel-1 RTC
