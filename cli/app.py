@@ -157,6 +157,17 @@ def fetch(
     console.print(f"manifest: {result.manifest}")
 
 
+@app.command("era5-catalogue")
+def era5_catalogue(
+    netcdf: list[Path] = typer.Argument(..., help="CDS ERA5(-Land) monthly means netCDF file(s) with t2m and tp"),
+    out: Path = typer.Option(..., "--out", help="folder for the catalogue (then --catalog-for era5=OUT/catalog.json)"),
+) -> None:
+    """Turn a Climate Data Store ERA5 monthly download into a local STAC catalogue for `fetch`."""
+    from cropmeta.fetch.catalogue import era5_catalogue as build
+
+    console.print(f"[green]ERA5 catalogue:[/] {build(list(netcdf), out)}")
+
+
 @app.command()
 def train(
     region: str = typer.Option(..., help="target region, e.g. kenya"),

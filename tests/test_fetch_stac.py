@@ -266,3 +266,46 @@ def test_planetary_computer_urls_are_signed_whatever_the_preset(monkeypatch):
     with pytest.raises(FetchError, match="cannot open STAC catalogue https://planetarycomputer.*--source ee"):
         stac_mod.Catalogue(stac_config().catalog("s2"), sign=True)
     assert seen["modifier"] is planetary_computer.sign_inplace
+
+
+def test_era5_catalogue_from_cds_netcdf(fetched, tmp_path):
+    """A CDS 'ERA5-Land monthly averaged' download (t2m K, tp m/day) → local era5-monthly catalogue →
+    the values of the cell under each label, through --catalog-for era5=…"""
+    import xarray as xr
+
+    from cropmeta.fetch.catalogue import era5_catalogue
+
+    spec, labels, _ = fetched
+    months = np.array(["2019-02-01", "2019-03-01", "2019-04-01"], dtype="datetime64[ns]")
+    lat = np.round(np.arange(7.9, 7.5, -0.1), 1)
+    lon = np.round(np.arange(361.2, 361.7, 0.1) - 360, 1) + 360  # 0–360° longitudes, as CDS may give
+    t2m = 290 + np.arange(3)[:, None, None] + 0.01 * np.arange(len(lat))[None, :, None] + 0 * lon
+    tp = 0.002 * (1 + np.arange(3))[:, None, None] + 0 * lat[:, None] + 0 * lon
+    ds = xr.Dataset({"t2m": (("valid_time", "latitude", "longitude"), t2m),
+                     "tp": (("valid_time", "latitude", "longitude"), tp)},
+                    coords={"valid_time": months, "latitude": lat, "longitude": lon})
+    nc = tmp_path / "era5_land_monthly.nc"
+    ds.to_netcdf(nc, engine="h5netcdf")
+    from typer.testing import CliRunner
+
+    from cropmeta_cli.app import app
+
+    run = CliRunner().invoke(app, ["era5-catalogue", str(nc), "--out", str(tmp_path / "era5")])
+    assert run.exit_code == 0, run.output
+    cat = tmp_path / "era5" / "catalog.json"
+    lab = write_labels(tmp_path / "l.geojson", POINTS[:1], start_date=START)
+    res = fetch(tmp_path / "o", labels=lab, t=2, stac=stac_config(catalog=str(spec.href), catalogs=[f"era5={cat}"]))
+    data, info = read_ee_raw(res.written[0])
+    dyn, _ = split_raw(data, 2)
+    row = int(np.argmin(np.abs(lat - POINTS[0][2])))  # the 0.1° cell holding the label (7.7197 → 7.7)
+    # window 0 = 2019-02-06..03-08 overlaps Feb and Mar; window 1 = 03-08..04-07 overlaps Mar and Apr
+    for k, (a, b) in enumerate([(0, 1), (1, 2)]):
+        np.testing.assert_allclose(dyn[k, DYNAMIC_BANDS_RAW.index("temperature_2m")], (t2m[a, row, 0] + t2m[b, row, 0]) / 2,
+                                   rtol=1e-6)
+        np.testing.assert_allclose(dyn[k, DYNAMIC_BANDS_RAW.index("total_precipitation")], (tp[a, 0, 0] + tp[b, 0, 0]) / 2,
+                                   rtol=1e-6)
+    doc = json.loads(res.manifest.read_text())
+    assert doc["files"][res.written[0].name]["items"]["era5"] == ["era5-2019-02", "era5-2019-03", "era5-2019-04"]
+    with pytest.raises(InputError, match="variable\\(s\\) \\['tp'\\] missing"):
+        ds[["t2m"]].to_netcdf(tmp_path / "t_only.nc", engine="h5netcdf")
+        era5_catalogue(tmp_path / "t_only.nc", tmp_path / "bad")

@@ -65,14 +65,16 @@ PLANETARY_COMPUTER = StacPreset(
     {"s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc", "dem": "cop-dem-glo-30", "era5": "era5-monthly"},
     ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", None, "B11", "B12"), "SCL",
     ("vv", "vh"), "data", ("temperature_2m", "total_precipitation"),
-    note="Planetary Computer serves ERA5 only as Zarr (era5-pds); give a catalogue of monthly ERA5 COGs with --catalog-for era5=URL",
+    note=("Planetary Computer serves ERA5 only as Zarr (era5-pds): build a local one with "
+          "`cropmeta era5-catalogue` and give --catalog-for era5=PATH"),
 )
 EARTH_SEARCH = StacPreset(
     "earth-search", "https://earth-search.aws.element84.com/v1",
     {"s2": "sentinel-2-c1-l2a", "s1": "sentinel-1-rtc", "dem": "cop-dem-glo-30", "era5": "era5-monthly"},
     ("coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09", None,
      "swir16", "swir22"), "scl", ("vv", "vh"), "data", ("temperature_2m", "total_precipitation"),
-    note="Earth Search has no Sentinel-1 RTC or ERA5; take them from other catalogues with --catalog-for s1=URL / era5=URL",
+    note=("Earth Search has no Sentinel-1 RTC or ERA5: --catalog-for s1=<Planetary Computer URL>, "
+          "era5=PATH from `cropmeta era5-catalogue`"),
 )
 PRESETS = {p.name: p for p in (PLANETARY_COMPUTER, EARTH_SEARCH)}
 

@@ -22,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pystac
-import rasterio
-from pystac.extensions.projection import ProjectionExtension
-from pystac.extensions.raster import RasterBand, RasterExtension
 from rasterio.transform import from_origin
 
+from cropmeta.fetch.catalogue import add_raster_asset, raster_item, save_catalogue, utc_midnight, write_cog
 from cropmeta.fetch.common import export_windows
 from cropmeta.fetch.stac import PRESETS
 
@@ -81,47 +79,12 @@ def dem_plane(lon: np.ndarray, lat: np.ndarray, origin: tuple[float, float], gra
     return (500.0 + gradient[0] * (lon - lon0) * m_lon + gradient[1] * (lat - lat0) * m_lat).astype(np.float32)
 
 
-def _utc(d: dt.date) -> dt.datetime:
-    return dt.datetime.combine(d, dt.time(), dt.timezone.utc)
-
-
-def _write_cog(path: Path, data: np.ndarray, transform, dtype: str, nodata) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = data.shape
-    with rasterio.open(path, "w", driver="COG", height=h, width=w, count=1, dtype=dtype, crs="EPSG:4326",
-                       transform=transform, nodata=nodata, compress="deflate", blocksize=256) as dst:
-        dst.write(data.astype(dtype), 1)
-
-
 def _grid(bbox, res, margin: int = 2):
     x0, y0, x1, y1 = bbox
     x0, y1 = np.floor(x0 / res) * res - margin * res, np.ceil(y1 / res) * res + margin * res
     w = int(np.ceil((x1 - x0) / res)) + margin
     h = int(np.ceil((y1 - y0) / res)) + margin
     return from_origin(x0, y1, res, res), h, w
-
-
-def _item(item_id: str, when: dt.datetime, transform, shape, props: dict) -> pystac.Item:
-    h, w = shape
-    x0, y1 = transform.c, transform.f
-    x1, y0 = x0 + w * transform.a, y1 + h * transform.e
-    geom = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
-    item = pystac.Item(item_id, geom, [x0, y0, x1, y1], when, dict(props))
-    ProjectionExtension.add_to(item)
-    RasterExtension.add_to(item)
-    return item
-
-
-def _add_asset(item: pystac.Item, key: str, path: Path, transform, shape, dtype: str, nodata,
-               scale: float | None = None, offset: float | None = None, unit: str | None = None) -> None:
-    asset = pystac.Asset(str(path), media_type=pystac.MediaType.COG, roles=["data"])
-    item.add_asset(key, asset)
-    proj = ProjectionExtension.ext(asset)
-    proj.code = "EPSG:4326"
-    proj.shape = list(shape)
-    proj.transform = list(transform)[:6]
-    band = RasterBand.create(nodata=nodata, data_type=dtype, scale=scale, offset=offset, unit=unit)
-    RasterExtension.ext(asset).bands = [band]
 
 
 def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, float], start: str | dt.date,
@@ -147,7 +110,7 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
         name = preset.collections[kind]
         if name not in cols:
             ext = pystac.Extent(pystac.SpatialExtent([list(bbox)]),
-                                pystac.TemporalExtent([[_utc(windows[0][0]), _utc(windows[-1][1])]]))
+                                pystac.TemporalExtent([[utc_midnight(windows[0][0]), utc_midnight(windows[-1][1])]]))
             cols[name] = pystac.Collection(name, f"test {name}", ext)
             cat.add_child(cols[name])
         return cols[name]
@@ -174,22 +137,22 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
                 offset_dn, declared = (0 if harmonised else 1000), (0.0001, -0.1)
             else:  # Planetary Computer: offset implied by the processing baseline only
                 offset_dn, declared = (1000 if baseline == "04.00" else 0), (None, None)
-            item = _item(iid, when, tr10, (h10, w10), props)
+            item = raster_item(iid, when, tr10, (h10, w10), props)
             d = root / "sentinel-2-l2a" / iid
             for b, key in enumerate(s2_keys):
                 if key is None:
                     continue
                 data = s2_dn(n, b, r10, c10) + offset_dn
                 data[0, 0] = 0  # one nodata pixel in the corner of every band
-                _add_asset(item, key, d / f"{key}.tif", tr10, (h10, w10), "uint16", 0, *declared)
-                _write_cog(d / f"{key}.tif", data, tr10, "uint16", 0)
+                add_raster_asset(item, key, d / f"{key}.tif", tr10, (h10, w10), "uint16", 0, *declared)
+                write_cog(d / f"{key}.tif", data, tr10, "uint16", 0)
             scl = np.full((h20, w20), SCL_VEGETATION, dtype=np.uint8)
             if cloudy:
                 lon20 = tr20.c + (c20 + 0.5) * tr20.a
                 scl[lon20 < bbox[0] + cloud_fraction * (bbox[2] - bbox[0])] = SCL_CLOUD
             scl_key = preset.s2_scl
-            _add_asset(item, scl_key, d / f"{scl_key}.tif", tr20, (h20, w20), "uint8", 0)
-            _write_cog(d / f"{scl_key}.tif", scl, tr20, "uint8", 0)
+            add_raster_asset(item, scl_key, d / f"{scl_key}.tif", tr20, (h20, w20), "uint8", 0)
+            write_cog(d / f"{scl_key}.tif", scl, tr20, "uint8", 0)
             collection("s2").add_item(item)
             spec.s2_items.append({"id": iid, "n": n, "datetime": when, "window": k, "cloudy": cloudy,
                                   "offset_dn": offset_dn})
@@ -199,13 +162,13 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
     for k, (w0, _w1) in enumerate(windows):
         when = dt.datetime.combine(w0 + dt.timedelta(days=9), dt.time(5, 50), dt.timezone.utc)
         iid = f"S1_TEST_{when:%Y%m%d}"
-        item = _item(iid, when, tr10, (h10, w10), {"sar:polarizations": ["VV", "VH"], "sat:orbit_state": "descending"})
+        item = raster_item(iid, when, tr10, (h10, w10), {"sar:polarizations": ["VV", "VH"], "sat:orbit_state": "descending"})
         d = root / "sentinel-1-rtc" / iid
         for p, key in enumerate(preset.s1_assets):
             data = s1_linear(k, p, r10, c10)
             data[0, 1] = -32768
-            _add_asset(item, key, d / f"{key}.tif", tr10, (h10, w10), "float32", -32768)
-            _write_cog(d / f"{key}.tif", data, tr10, "float32", -32768)
+            add_raster_asset(item, key, d / f"{key}.tif", tr10, (h10, w10), "float32", -32768)
+            write_cog(d / f"{key}.tif", data, tr10, "float32", -32768)
         collection("s1").add_item(item)
         spec.s1_items.append({"id": iid, "n": k, "datetime": when, "window": k})
 
@@ -217,10 +180,10 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
     centre = ((bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2)
     dem = dem_plane(lon_c, lat_c, centre, grad)
     when = dt.datetime(2021, 4, 22, tzinfo=dt.timezone.utc)
-    item = _item("Copernicus_DSM_COG_10_TEST_DEM", when, trd, (hd, wd), {"gsd": 30})
+    item = raster_item("Copernicus_DSM_COG_10_TEST_DEM", when, trd, (hd, wd), {"gsd": 30})
     path = root / "cop-dem-glo-30" / "dem.tif"
-    _add_asset(item, preset.dem_asset, path, trd, (hd, wd), "float32", -32767.0, unit="metre")
-    _write_cog(path, dem, trd, "float32", -32767.0)
+    add_raster_asset(item, preset.dem_asset, path, trd, (hd, wd), "float32", -32767.0, unit="metre")
+    write_cog(path, dem, trd, "float32", -32767.0)
     collection("dem").add_item(item)
     spec.dem_gradient = grad
     spec.dem_origin = centre
@@ -233,20 +196,18 @@ def write_static_catalogue(root: str | Path, bbox: tuple[float, float, float, fl
         temp = 290.0 + month.month * 0.5
         precip = 0.001 * month.month
         iid = f"ERA5_TEST_{month:%Y%m}"
-        item = _item(iid, dt.datetime.combine(month, dt.time(), dt.timezone.utc), tre, (he, we), {})
+        item = raster_item(iid, dt.datetime.combine(month, dt.time(), dt.timezone.utc), tre, (he, we), {})
         d = root / "era5" / iid
         t_key, p_key = preset.era5_assets
-        _add_asset(item, t_key, d / f"{t_key}.tif", tre, (he, we), "float32", None, unit="K")
-        _write_cog(d / f"{t_key}.tif", np.full((he, we), temp, np.float32), tre, "float32", None)
-        _add_asset(item, p_key, d / f"{p_key}.tif", tre, (he, we), "float32", None, unit="m/day")
-        _write_cog(d / f"{p_key}.tif", np.full((he, we), precip, np.float32), tre, "float32", None)
+        add_raster_asset(item, t_key, d / f"{t_key}.tif", tre, (he, we), "float32", None, unit="K")
+        write_cog(d / f"{t_key}.tif", np.full((he, we), temp, np.float32), tre, "float32", None)
+        add_raster_asset(item, p_key, d / f"{p_key}.tif", tre, (he, we), "float32", None, unit="m/day")
+        write_cog(d / f"{p_key}.tif", np.full((he, we), precip, np.float32), tre, "float32", None)
         collection("era5").add_item(item)
         spec.era5[month] = (temp, precip)
         month = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
-    cat.normalize_hrefs(str(root))
-    cat.make_all_asset_hrefs_relative()
-    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    save_catalogue(cat, root)
     return spec
 
 
