@@ -13,7 +13,15 @@ import rasterio
 from rasterio.io import MemoryFile
 
 from cropmeta.errors import FetchError, InputError
-from cropmeta.fetch.common import Target, export_windows, label_box, region_targets, snap_grid, start_for_year
+from cropmeta.fetch.common import (
+    Target,
+    export_windows,
+    label_box,
+    region_targets,
+    snap_grid,
+    start_for_year,
+    with_retries,
+)
 from cropmeta.fetch.ee import (
     COLLECTIONS,
     EEConfig,
@@ -23,7 +31,6 @@ from cropmeta.fetch.ee import (
     initialize,
     run_ee,
     wait_for_slot,
-    with_retries,
 )
 from cropmeta.io.eetiff import ee_tiff_info, read_ee_raw
 from cropmeta.schema import S1_BANDS, S2_BANDS_RAW, n_raw_bands, raw_band_names
@@ -217,7 +224,10 @@ def test_retries_and_waits():
     slept = []
     assert with_retries(flaky, "x", attempts=4, sleep=slept.append) == "ok" and slept == [1.0, 2.0]
     with pytest.raises(FetchError, match="Earth Engine: y failed after 1 attempt"):
-        with_retries(lambda: (_ for _ in ()).throw(ValueError("Image.select: band 'B99' not found")), "y")
+        with_retries(lambda: (_ for _ in ()).throw(ValueError("Image.select: band 'B99' not found")), "y",
+                     source="Earth Engine")
+    with pytest.raises(FetchError, match="failed after 2 attempt"):
+        with_retries(lambda: (_ for _ in ()).throw(RuntimeError("HTTP 503")), "z", attempts=2, sleep=slept.append)
     with pytest.raises(FetchError, match="still queued"):
         wait_for_slot(lambda: 5, 5, poll_s=10, sleep=lambda s: None, timeout_s=30)
 

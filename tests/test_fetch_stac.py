@@ -138,6 +138,37 @@ def test_rerun_skips_complete_and_redoes_damaged(fetched, tmp_path):
     again = fetch(out, labels=labels, year=2019, stac=stac_config(catalog=str(spec.href)))
     assert [p.name for p in again.written] == [first.name]
     assert ee_tiff_info(first).t == 12 and (out / res.written[1].name).stat().st_mtime_ns == mtime
+    # the same names for another box size are not "complete": fetched again on the new grid
+    again = fetch(out, labels=labels, year=2019, box_metres=40, stac=stac_config(catalog=str(spec.href)))
+    assert len(again.written) == 2 and (ee_tiff_info(first).height, ee_tiff_info(first).width) == (9, 9)
+
+
+def test_transient_read_errors_are_retried(fetched, tmp_path, monkeypatch):
+    import odc.stac
+
+    from cropmeta.fetch import common
+
+    spec, labels, _ = fetched
+    real, calls, slept = odc.stac.load, [], []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CURL error: Connection reset by peer")
+        return real(*a, **k)
+
+    monkeypatch.setattr(odc.stac, "load", flaky)
+    monkeypatch.setattr(common.time, "sleep", slept.append)
+    lab = write_labels(tmp_path / "l.geojson", POINTS[:1])
+    res = fetch(tmp_path / "o", labels=lab, year=2019, t=1, stac=stac_config(catalog=str(spec.href)))
+    assert len(res.written) == 1 and slept == [1.0] and len(calls) == 5  # S2 twice, then S1, ERA5, DEM
+
+    def broken(*a, **k):
+        raise ValueError("not a TIFF file")
+
+    monkeypatch.setattr(odc.stac, "load", broken)
+    with pytest.raises(FetchError, match=r"STAC: reading assets \['B01'.* failed after 1 attempt\(s\): ValueError"):
+        fetch(tmp_path / "o2", labels=lab, year=2019, t=1, stac=stac_config(catalog=str(spec.href)))
 
 
 def test_failure_leaves_complete_files_only(fetched, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import json
 import math
 import platform
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -43,6 +44,9 @@ METRES_PER_DEGREE = 6378137.0 * math.pi / 180.0
 #: pixels on a side of one region tile (~5 km)
 TILE_PX = 512
 MANIFEST = "manifest.json"
+#: substrings of errors worth retrying (rate limits, time-outs, 5xx, dropped connections)
+TRANSIENT = ("Too many concurrent", "rate limit", "Quota exceeded", "timed out", "timeout", "Deadline", "503", "502",
+             "500", "429", "Internal error", "temporarily", "Connection", "CURL error")
 #: packages whose versions the manifest records
 SOFTWARE = ("numpy", "rasterio", "xarray", "dask", "pystac", "pystac-client", "odc-stac", "odc-geo",
             "planetary-computer", "earthengine-api")
@@ -198,14 +202,17 @@ def write_target(out_dir: Path, target: Target, dynamic: np.ndarray, static: np.
     return write_ee_tiff(Path(out_dir) / target.filename, dynamic, static, target.transform, tags=tags)
 
 
-def is_complete(path: Path, t: int) -> bool:
-    """True when ``path`` is a readable Earth-Engine-layout file with ``t`` steps."""
+def is_complete(path: Path, target: Target) -> bool:
+    """True when ``path`` is a readable Earth-Engine-layout file on ``target``'s grid with its T
+    (a file from another box size or T under the same name is fetched again)."""
     if not path.exists():
         return False
     try:
-        return ee_tiff_info(path).t == t
+        info = ee_tiff_info(path)
     except InputError:
         return False
+    same_grid = info.transform.almost_equals(target.transform, precision=1e-9)
+    return info.t == target.t and (info.height, info.width) == (target.height, target.width) and same_grid
 
 
 def software_versions() -> dict[str, str]:
@@ -270,6 +277,27 @@ class FetchResult:
     queued: list[str] = field(default_factory=list)  # Earth Engine batch task ids (Drive/GCS exports)
 
 
+def with_retries(fn: Callable, what: str, attempts: int = 4, sleep: Callable[[float], None] | None = None,
+                 base: float = 2.0, source: str = "source"):
+    """Call ``fn()``; retry transient failures (:data:`TRANSIENT`) with back-off ``base**i`` seconds;
+    any other failure, or the last one, becomes one :class:`FetchError` naming ``source`` and ``what``."""
+    from cropmeta.errors import CropmetaError, FetchError
+
+    sleep = sleep or time.sleep
+    for i in range(max(1, attempts)):
+        try:
+            return fn()
+        except CropmetaError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            transient = any(s.lower() in str(e).lower() for s in TRANSIENT)
+            if not transient or i == attempts - 1:
+                raise FetchError(f"{source}: {what} failed after {i + 1} attempt(s): "
+                                 f"{type(e).__name__}: {str(e)[:300]}") from e
+            sleep(base ** i)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def progress_bar(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -290,7 +318,7 @@ def run_targets(targets: Iterable[Target], out_dir: Path, produce: Callable[[Tar
         task = bar.add_task(f"fetch ({source})", total=len(targets))
         for target in targets:
             path = out_dir / target.filename
-            if is_complete(path, target.t):
+            if is_complete(path, target):
                 result.skipped.append(path)
             else:
                 dynamic, static, items = produce(target)

@@ -32,7 +32,15 @@ from typing import Callable
 import numpy as np
 
 from cropmeta.errors import FetchError, InputError
-from cropmeta.fetch.common import FetchResult, Manifest, Target, is_complete, progress_bar, run_targets
+from cropmeta.fetch.common import (
+    FetchResult,
+    Manifest,
+    Target,
+    is_complete,
+    progress_bar,
+    run_targets,
+    with_retries,
+)
 from cropmeta.schema import ERA5_BANDS, N_STATIC, RAW_PER_STEP, S1_BANDS, S2_BANDS_RAW, STATIC_BANDS, raw_band_names
 
 COLLECTIONS = {
@@ -45,9 +53,6 @@ COLLECTIONS = {
 MODES = ("download", "drive", "gcs")
 #: Earth Engine's limit on one getDownloadURL request (bytes)
 DOWNLOAD_LIMIT = 32 * 2**20
-#: substrings of Earth Engine errors worth retrying
-TRANSIENT = ("Too many concurrent", "rate limit", "Quota exceeded", "timed out", "Deadline", "503", "500", "429",
-             "Internal error", "temporarily", "Connection")
 ACTIVE_STATES = ("READY", "RUNNING", "UNSUBMITTED")
 PROJECT_ENV = ("EE_PROJECT", "GOOGLE_CLOUD_PROJECT")
 
@@ -109,23 +114,6 @@ def initialize(config: EEConfig):
                          "check `earthengine authenticate` and the project's Earth Engine registration, "
                          "or use --source stac (no account)") from e
     return ee
-
-
-def with_retries(fn: Callable, what: str, attempts: int = 4, sleep: Callable[[float], None] = time.sleep,
-                 base: float = 2.0):
-    """Call ``fn()``; retry transient Earth Engine/HTTP failures with back-off ``base**i`` seconds."""
-    for i in range(max(1, attempts)):
-        try:
-            return fn()
-        except FetchError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            transient = any(s.lower() in str(e).lower() for s in TRANSIENT)
-            if not transient or i == attempts - 1:
-                raise FetchError(f"Earth Engine: {what} failed after {i + 1} attempt(s): "
-                                 f"{type(e).__name__}: {str(e)[:300]}") from e
-            sleep(base ** i)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,7 +290,7 @@ def run_ee(targets: list[Target], out: Path, config: EEConfig, progress: bool = 
 
     def items_of(target: Target) -> dict:
         got = with_retries(lambda: source_ids(target, config).getInfo(), f"listing scenes of {target.filename}",
-                           config.retries, sleep)
+                           config.retries, sleep, source="Earth Engine")
         ids = got if isinstance(got, dict) else {}
         return {k: [f"{config.collections[k]}/{i}" for i in ids.get(k, [])] for k in ("s2", "s1", "era5")} | {
             "dem": [config.collections["dem"]]}
@@ -310,8 +298,9 @@ def run_ee(targets: list[Target], out: Path, config: EEConfig, progress: bool = 
     if config.mode == "download":
         def produce(target: Target):
             url = with_retries(lambda: build_image(target, config).getDownloadURL(download_params(target)),
-                               f"download URL of {target.filename}", config.retries, sleep)
-            data = with_retries(lambda: http_get(url), f"download of {target.filename}", config.retries, sleep)
+                               f"download URL of {target.filename}", config.retries, sleep, source="Earth Engine")
+            data = with_retries(lambda: http_get(url), f"download of {target.filename}", config.retries, sleep,
+                                source="Earth Engine")
             dynamic, static = read_download(data, target)
             return dynamic, static, items_of(target)
 
@@ -325,12 +314,13 @@ def run_ee(targets: list[Target], out: Path, config: EEConfig, progress: bool = 
         task_bar = bar.add_task(f"queue Earth Engine exports ({config.mode})", total=len(targets))
         for target in targets:
             entry = manifest.files.get(target.filename, {})
-            if is_complete(out / target.filename, target.t) or entry.get("status") == "queued":
+            if is_complete(out / target.filename, target) or entry.get("status") == "queued":
                 result.skipped.append(out / target.filename)
             else:
                 wait_for_slot(count, config.max_tasks, sleep=sleep)
                 task = export_task(target, config)
-                with_retries(task.start, f"starting the export of {target.filename}", config.retries, sleep)
+                with_retries(task.start, f"starting the export of {target.filename}", config.retries, sleep,
+                             source="Earth Engine")
                 manifest.record(target, items_of(target), status="queued", task_id=task.id, mode=config.mode,
                                 destination=config.folder if config.mode == "drive" else f"gs://{config.bucket}")
                 result.queued.append(str(task.id))
@@ -341,4 +331,4 @@ def run_ee(targets: list[Target], out: Path, config: EEConfig, progress: bool = 
 
 
 __all__ = ["COLLECTIONS", "EEConfig", "build_image", "download_params", "export_task",
-           "initialize", "read_download", "run_ee", "source_ids", "wait_for_slot", "with_retries"]
+           "initialize", "read_download", "run_ee", "source_ids", "wait_for_slot"]

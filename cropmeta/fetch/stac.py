@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from cropmeta.errors import FetchError, InputError
-from cropmeta.fetch.common import Target
+from cropmeta.fetch.common import Target, with_retries
 from cropmeta.schema import DYNAMIC_BANDS_RAW, S1_BANDS, S2_BANDS_RAW
 
 #: SCL classes kept as clear: 4 vegetation, 5 bare soil, 6 water, 7 unclassified, 11 snow/ice
@@ -197,13 +197,12 @@ class Catalogue:
         t0 = dt.datetime.combine(start, dt.time(), dt.timezone.utc)
         t1 = dt.datetime.combine(end, dt.time(), dt.timezone.utc)
         if self.api:
-            try:
-                search = self.client.search(collections=[collection], bbox=list(bbox),
-                                            datetime=[t0, t1 - dt.timedelta(seconds=1)])
-                found = list(search.items())
-            except Exception as e:  # noqa: BLE001
-                raise FetchError(f"STAC search of {collection!r} at {self.href} failed ({type(e).__name__}: "
-                                 f"{str(e)[:200]}); retry later or use --source ee") from e
+            def search():
+                return list(self.client.search(collections=[collection], bbox=list(bbox),
+                                               datetime=[t0, t1 - dt.timedelta(seconds=1)]).items())
+
+            found = with_retries(search, f"search of {collection!r} at {self.href} (retry later or use --source ee)",
+                                 source="STAC")
         else:
             from shapely.geometry import box, shape
 
@@ -255,9 +254,10 @@ def _check_readable(item, key: str) -> None:
 
 
 def load_stack(items: list, keys: list[str], transform, height: int, width: int, resampling: str,
-               chunk_px: int = 1024) -> np.ndarray:
+               chunk_px: int = 1024, retries: int = 4) -> np.ndarray:
     """``[n_items, n_keys, H, W]`` float64 of the items' assets on the grid; nodata → NaN; each
-    item kept apart (``groupby="id"``, in the given order)."""
+    item kept apart (``groupby="id"``, in the given order). Transient read failures (HTTP 5xx,
+    time-outs, dropped connections) are retried ``retries`` times with back-off."""
     import odc.stac
 
     for it in items:
@@ -267,16 +267,16 @@ def load_stack(items: list, keys: list[str], transform, height: int, width: int,
     geobox = _geobox(transform, height, width)
     from rasterio.errors import NotGeoreferencedWarning
 
-    try:
+    def load():
         with warnings.catch_warnings():
             # odc-geo warps in-memory blocks that carry no geotransform of their own
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             ds = odc.stac.load(items, bands=keys, geobox=geobox, groupby="id", preserve_original_order=True,
                                resampling=resampling, chunks={"x": chunk_px, "y": chunk_px}, fail_on_error=True)
-            ds = ds.compute(scheduler="threads")
-    except Exception as e:  # noqa: BLE001 - unreadable asset: name the items
-        raise FetchError(f"cannot read assets {keys} of {len(items)} STAC item(s) "
-                         f"({items[0].id} …): {type(e).__name__}: {str(e)[:300]}") from e
+            return ds.compute(scheduler="threads")
+
+    ds = with_retries(load, f"reading assets {keys} of {len(items)} item(s) ({items[0].id} …)", retries,
+                      source="STAC")
     if ds.sizes.get("time", 0) != len(items):
         raise FetchError(f"odc-stac returned {ds.sizes.get('time', 0)} planes for {len(items)} items")
     out = np.empty((len(items), len(keys), height, width), np.float64)
