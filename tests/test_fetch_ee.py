@@ -24,6 +24,7 @@ from cropmeta.fetch.common import (
 )
 from cropmeta.fetch.ee import (
     COLLECTIONS,
+    NODATA,
     EEConfig,
     build_image,
     download_params,
@@ -130,7 +131,7 @@ def test_region_export_tasks(ee_offline):
     task = export_task(targets[4], EEConfig(mode="drive", folder="togo"))
     dest = task.config["fileExportOptions"]
     assert dest["driveDestination"] == {"folder": "togo", "filenamePrefix": targets[4].filename[:-4]}
-    assert dest["fileFormat"] == "GEO_TIFF"
+    assert dest["fileFormat"] == "GEO_TIFF" and dest["geoTiffOptions"] == {"noData": {"floatValue": NODATA}}
     expr = task.config["expression"]
     _, calls, consts = _graph(expr if isinstance(expr, str) else ee.serializer.toJSON(expr))
     assert raw_band_names(12) in consts and {"Image.clip", "Image.reproject"} <= set(calls)
@@ -144,7 +145,8 @@ def test_region_export_tasks(ee_offline):
 def _fake_geotiff(target: Target, fill: float) -> bytes:
     n = n_raw_bands(target.t)
     data = np.full((n, target.height, target.width), fill, np.float32)
-    data[:, 0, 0] = -9999.0  # a masked pixel, as Earth Engine writes it with a nodata value
+    data[:, 0, 0] = -9999.0  # a masked pixel, under the file's own nodata value
+    data[:3, 1, 1] = NODATA  # a pixel masked in the first bands: the unmask value cropmeta asked for
     with MemoryFile() as mem:
         with mem.open(driver="GTiff", count=n, height=target.height, width=target.width, dtype="float32",
                       crs="EPSG:4326", transform=target.transform, nodata=-9999.0) as dst:
@@ -168,9 +170,14 @@ def test_download_mode_writes_layout_and_resumes(ee_offline, tmp_path, monkeypat
     cfg = EEConfig(project="p", retries=3)
     res = run_ee([target], tmp_path / "out", cfg, http_get=http_get, sleep=lambda s: None)
     assert len(calls) == 2 and [p.name for p in res.written] == [target.filename]
+    sent = ee_offline.last_download_call["data"]
+    assert sent["dimensions"] == [target.width, target.height]
+    _, fns, consts = _graph(ee.serializer.toJSON(sent["image"]))
+    assert "Image.unmask" in fns and NODATA in consts  # masked pixels come back as NODATA
     info = ee_tiff_info(res.written[0])  # cropmeta's band names were written
     data, _ = read_ee_raw(res.written[0], info=info)
-    assert info.t == 2 and np.isnan(data[:, 0, 0]).all() and (data[:, 1:, 1:] == 7.0).all()
+    assert info.t == 2 and np.isnan(data[:, 0, 0]).all() and np.isnan(data[:3, 1, 1]).all()
+    assert (data[3:, 1:, 1:] == 7.0).all() and (data[:, 2:, 2:] == 7.0).all()
     entry = json.loads(res.manifest.read_text())["files"][target.filename]
     assert entry["items"]["dem"] == [COLLECTIONS["dem"]] and entry["sample_id"] == "togo:98"
     again = run_ee([target], tmp_path / "out", cfg, http_get=http_get, sleep=lambda s: None)

@@ -14,7 +14,8 @@ Per 30-day window:
   ``total_precipitation``), averaged.
 - **SRTM**: ``USGS/SRTMGL1_003`` elevation and ``ee.Terrain.slope`` (degrees).
 
-A window without any scene gives masked pixels (NaN in the file), never a missing band. Label boxes
+A window without any scene gives masked pixels, never a missing band; masked pixels are written as
+:data:`NODATA` (the exports' nodata value) and read back as NaN. Label boxes
 are downloaded directly (``getDownloadURL``, GeoTIFF) and rewritten in cropmeta's layout; regions are
 exported to Drive or Cloud Storage as batch tasks, never more than :attr:`EEConfig.max_tasks` queued
 at once. Transient Earth Engine errors are retried with exponential back-off.
@@ -51,6 +52,8 @@ COLLECTIONS = {
     "dem": "USGS/SRTMGL1_003",
 }
 MODES = ("download", "drive", "gcs")
+#: value written for masked pixels (below any band's range: dB, DN, K, m, metres, degrees); read as NaN
+NODATA = -32768.0
 #: Earth Engine's limit on one getDownloadURL request (bytes)
 DOWNLOAD_LIMIT = 32 * 2**20
 ACTIVE_STATES = ("READY", "RUNNING", "UNSUBMITTED")
@@ -214,7 +217,7 @@ def export_task(target: Target, config: EEConfig):
     image = build_image(target, config)
     common = dict(description=target.filename[:-4][:100], fileNamePrefix=target.filename[:-4],
                   region=region_geometry(ee, target), crs="EPSG:4326", crsTransform=list(target.transform)[:6],
-                  maxPixels=int(1e10), fileFormat="GeoTIFF")
+                  maxPixels=int(1e10), fileFormat="GeoTIFF", formatOptions={"noData": NODATA})
     if config.mode == "drive":
         return ee.batch.Export.image.toDrive(image, folder=config.folder, **common)
     if not config.bucket:
@@ -255,7 +258,7 @@ def _http_get(url: str) -> bytes:
 
 def read_download(data: bytes, target: Target) -> tuple[np.ndarray, np.ndarray]:
     """A downloaded GeoTIFF (bytes) → (dynamic ``[T,17,H,W]``, static ``[2,H,W]``) float32 with NaN
-    where Earth Engine masked pixels."""
+    where Earth Engine masked pixels (:data:`NODATA`, or the file's own nodata)."""
     from rasterio.io import MemoryFile
 
     with MemoryFile(io.BytesIO(data)) as mem, mem.open() as src:
@@ -264,6 +267,7 @@ def read_download(data: bytes, target: Target) -> tuple[np.ndarray, np.ndarray]:
             raise FetchError(f"Earth Engine returned {src.count} bands of {src.height}x{src.width} px for "
                              f"{target.filename}, expected {want} bands of {target.height}x{target.width}")
         arr = src.read(masked=True).astype(np.float32).filled(np.nan)
+    arr[arr == NODATA] = np.nan
     n = target.t * RAW_PER_STEP
     return arr[:n].reshape(target.t, RAW_PER_STEP, target.height, target.width), arr[n:]
 
@@ -297,7 +301,8 @@ def run_ee(targets: list[Target], out: Path, config: EEConfig, progress: bool = 
 
     if config.mode == "download":
         def produce(target: Target):
-            url = with_retries(lambda: build_image(target, config).getDownloadURL(download_params(target)),
+            url = with_retries(lambda: build_image(target, config).unmask(NODATA, False)
+                               .getDownloadURL(download_params(target)),
                                f"download URL of {target.filename}", config.retries, sleep, source="Earth Engine")
             data = with_retries(lambda: http_get(url), f"download of {target.filename}", config.retries, sleep,
                                 source="Earth Engine")
@@ -330,5 +335,5 @@ def run_ee(targets: list[Target], out: Path, config: EEConfig, progress: bool = 
     return result
 
 
-__all__ = ["COLLECTIONS", "EEConfig", "build_image", "download_params", "export_task",
+__all__ = ["COLLECTIONS", "EEConfig", "NODATA", "build_image", "download_params", "export_task",
            "initialize", "read_download", "run_ee", "source_ids", "wait_for_slot"]
