@@ -118,9 +118,10 @@ def fetch(
     region: Optional[str] = typer.Option(None, help="country name: tiles over the region (for maps)"),
     region_file: Optional[Path] = typer.Option(None, help="polygon file: tiles over it"),
     bbox: Optional[str] = typer.Option(None, help="min_lon,min_lat,max_lon,max_lat: tiles over it"),
-    year: Optional[int] = typer.Option(None, help="season: 12 x 30 days ending YEAR+1-02-01 (default: labels' start_date)"),
+    year: Optional[int] = typer.Option(None, help="season: --t 30-day steps ending YEAR+1-02-01 (default: labels' start_date)"),
     source: str = typer.Option("stac", help="stac (no account) | ee (Earth Engine)"),
     catalog: Optional[str] = typer.Option(None, help="planetary-computer (default) | earth-search | STAC URL | local catalog.json"),
+    preset: str = typer.Option("planetary-computer", help="asset keys and default URL: planetary-computer | earth-search"),
     catalog_for: Optional[list[str]] = typer.Option(None, "--catalog-for", help="KIND=URL: another catalogue for s2, s1, dem or era5"),
     collection: Optional[list[str]] = typer.Option(None, "--collection", help="KIND=NAME: collection name for s2, s1, dem or era5"),
     s1_pad_days: int = typer.Option(0, help="widen each window by N days for Sentinel-1"),
@@ -144,7 +145,7 @@ def fetch(
 
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
     opts = {"class_column": class_column, "crop_values": _csv(crop_values), "id_column": id_column}
-    stac = stac_config(catalog=catalog, catalogs=catalog_for, collections=collection, s1_pad_days=s1_pad_days) \
+    stac = stac_config(preset, catalog=catalog, catalogs=catalog_for, collections=collection, s1_pad_days=s1_pad_days) \
         if source == "stac" else None
     ee = EEConfig(project=ee_project, mode=ee_mode, folder=folder, bucket=bucket, max_tasks=max_tasks,
                   s1_pad_days=s1_pad_days) if source == "ee" else None
