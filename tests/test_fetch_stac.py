@@ -340,3 +340,25 @@ def test_era5_catalogue_from_cds_netcdf(fetched, tmp_path):
     with pytest.raises(InputError, match="variable\\(s\\) \\['tp'\\] missing"):
         ds[["t2m"]].to_netcdf(tmp_path / "t_only.nc", engine="h5netcdf")
         era5_catalogue(tmp_path / "t_only.nc", tmp_path / "bad")
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ["98-togo_2019-02-06_2020-02-01.tif", "373-croplands_2016-02-07_2017-02-01.tif"])
+def test_label_grid_and_name_match_real_cropharvest_exports(shared_data, name):
+    """A box around the centre of a real CropHarvest export is that export's exact grid (17 x 17 in
+    Togo, 17 x 29 at 55.7° N) and its file name (the season's 12 x 30 days ending 1 February)."""
+    import rasterio
+
+    from cropmeta.fetch.common import Target, label_box
+
+    path = shared_data / "cropharvest_eo_tifs" / name
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    with rasterio.open(path) as src:
+        b = src.bounds
+        tr, h, w = snap_grid(label_box((b.bottom + b.top) / 2, (b.left + b.right) / 2))
+        assert (h, w) == src.shape
+        assert tr.almost_equals(src.transform, precision=1e-12)
+    year = int(name.split("_")[1][:4])
+    index, dataset = name.split("_")[0].split("-")
+    assert Target(index, dataset, tr, w, h, start_for_year(year)).filename == name
