@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-import rasterio
 from rasterio.io import MemoryFile
 
 from cropmeta.errors import FetchError, InputError
