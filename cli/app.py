@@ -112,6 +112,64 @@ def ingest(
 
 
 @app.command()
+def fetch(
+    out: Path = typer.Option(..., "--out", help="folder for the Earth-Engine-layout tifs and manifest.json"),
+    labels: Optional[Path] = typer.Option(None, help="label file: one small box per label point"),
+    region: Optional[str] = typer.Option(None, help="country name: tiles over the region (for maps)"),
+    region_file: Optional[Path] = typer.Option(None, help="polygon file: tiles over it"),
+    bbox: Optional[str] = typer.Option(None, help="min_lon,min_lat,max_lon,max_lat: tiles over it"),
+    year: Optional[int] = typer.Option(None, help="season: --t 30-day steps ending YEAR+1-02-01 (default: labels' start_date)"),
+    source: str = typer.Option("stac", help="stac (no account) | ee (Earth Engine)"),
+    catalog: Optional[str] = typer.Option(None, help="planetary-computer (default) | earth-search | STAC URL | local catalog.json"),
+    preset: str = typer.Option("planetary-computer", help="asset keys and default URL: planetary-computer | earth-search"),
+    catalog_for: Optional[list[str]] = typer.Option(None, "--catalog-for", help="KIND=URL: another catalogue for s2, s1, dem or era5"),
+    collection: Optional[list[str]] = typer.Option(None, "--collection", help="KIND=NAME: collection name for s2, s1, dem or era5"),
+    s1_pad_days: int = typer.Option(0, help="widen each window by N days for Sentinel-1"),
+    t: int = typer.Option(12, "--t", help="number of 30-day steps"),
+    box_metres: float = typer.Option(80.0, help="half-size of a label box in metres (CropHarvest: 80)"),
+    tile_px: int = typer.Option(512, help="region tile size in pixels"),
+    class_column: Optional[str] = typer.Option(None, help="label column holding the class"),
+    crop_values: Optional[str] = typer.Option(None, help="comma-separated class values that mean crop"),
+    id_column: Optional[str] = typer.Option(None, help="label column with unique ids"),
+    ee_project: Optional[str] = typer.Option(None, help="Earth Engine Cloud project (default $EE_PROJECT)"),
+    ee_mode: str = typer.Option("download", help="download (label boxes) | drive | gcs"),
+    folder: str = typer.Option("cropmeta", help="Drive folder (--ee-mode drive)"),
+    bucket: Optional[str] = typer.Option(None, help="Cloud Storage bucket (--ee-mode gcs)"),
+    max_tasks: int = typer.Option(20, help="most Earth Engine export tasks queued at once"),
+) -> None:
+    """Download Sentinel-1/2, ERA5 and DEM stacks for labels or a region, in the layout ingest reads."""
+    from cropmeta.fetch import fetch as run_fetch
+    from cropmeta.fetch.ee import EEConfig
+    from cropmeta.fetch.stac import stac_config
+    from cropmeta.regions import resolve_region
+
+    reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
+    opts = {"class_column": class_column, "crop_values": _csv(crop_values), "id_column": id_column}
+    stac = stac_config(preset, catalog=catalog, catalogs=catalog_for, collections=collection, s1_pad_days=s1_pad_days) \
+        if source == "stac" else None
+    ee = EEConfig(project=ee_project, mode=ee_mode, folder=folder, bucket=bucket, max_tasks=max_tasks,
+                  s1_pad_days=s1_pad_days) if source == "ee" else None
+    result = run_fetch(out, labels=labels, region=reg, year=year, source=source, t=t, box_metres=box_metres,
+                       tile_px=tile_px, stac=stac, ee=ee, label_options={k: v for k, v in opts.items() if v} or None,
+                       progress=True)
+    console.print(f"[green]fetched[/] {len(result.written)} file(s), {len(result.skipped)} already complete"
+                  + (f", {len(result.queued)} Earth Engine task(s) queued" if result.queued else "")
+                  + f": {result.out}")
+    console.print(f"manifest: {result.manifest}")
+
+
+@app.command("era5-catalogue")
+def era5_catalogue(
+    netcdf: list[Path] = typer.Argument(..., help="CDS ERA5(-Land) monthly means netCDF file(s) with t2m and tp"),
+    out: Path = typer.Option(..., "--out", help="folder for the catalogue (then --catalog-for era5=OUT/catalog.json)"),
+) -> None:
+    """Turn a Climate Data Store ERA5 monthly download into a local STAC catalogue for `fetch`."""
+    from cropmeta.fetch.catalogue import era5_catalogue as build
+
+    console.print(f"[green]ERA5 catalogue:[/] {build(list(netcdf), out)}")
+
+
+@app.command()
 def train(
     region: str = typer.Option(..., help="target region, e.g. kenya"),
     crop: Optional[str] = typer.Option(None, help="target crop (default: the benchmark target of the region)"),

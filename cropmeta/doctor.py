@@ -10,7 +10,7 @@ import importlib
 import os
 import platform
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -27,7 +27,11 @@ STACK = ["numpy", "torch", "torchvision", "learn2learn", "rasterio", "rioxarray"
          "typer", "rich"]
 
 
-_DIST = {"sklearn": "scikit-learn"}
+#: `cropmeta fetch` (STAC and Earth Engine sources): reported, not required by the rest of cropmeta
+FETCH_STACK = ["pystac", "pystac_client", "odc.stac", "planetary_computer", "ee"]
+
+_DIST = {"sklearn": "scikit-learn", "pystac_client": "pystac-client", "odc.stac": "odc-stac",
+         "planetary_computer": "planetary-computer", "ee": "earthengine-api"}
 
 
 def _version(mod: str) -> Check:
@@ -127,6 +131,7 @@ def run_checks() -> list[Check]:
 
     checks = [Check("cropmeta", True, f"{cropmeta.__version__} (Python {platform.python_version()})")]
     checks += [_version(m) for m in STACK]
+    checks += [replace(_version(m), name=f"{m} (fetch)", required=False) for m in FETCH_STACK]
     checks += [check_device(), check_learn2learn(), check_gdal_cog(), check_data_dir(), check_workspace()]
     return checks
 

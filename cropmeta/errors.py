@@ -13,3 +13,8 @@ class InputError(CropmetaError):
 
 class DataError(InputError):
     """Values inside an otherwise readable file are unusable (all-NaN band, empty region, ...)."""
+
+
+class FetchError(CropmetaError):
+    """A remote data source (STAC catalogue, Earth Engine) cannot be reached, refuses the request or
+    lacks credentials. The message names what is missing and the alternative source."""

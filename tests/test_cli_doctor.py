@@ -30,3 +30,10 @@ def test_doctor_fails_loudly_when_data_dir_is_broken(monkeypatch, tmp_path):
 def test_regions_command_lists_countries():
     res = runner.invoke(app, ["regions", "togo"])
     assert res.exit_code == 0 and "Togo" in res.output and "TGO" in res.output
+
+
+def test_doctor_reports_the_fetch_stack():
+    checks = {c.name: c for c in doctor.run_checks()}
+    for name in ("pystac_client (fetch)", "odc.stac (fetch)", "ee (fetch)", "planetary_computer (fetch)"):
+        assert checks[name].ok and not checks[name].required, checks[name].detail
+    assert checks["odc.stac (fetch)"].detail == "0.5.3" and checks["ee (fetch)"].detail == "1.7.50"
