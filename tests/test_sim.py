@@ -65,7 +65,7 @@ def test_world_json_and_labels_follow_the_contract(world, labels):
     assert labels["sample_id"].is_unique
     assert set(labels["split"]) == {"train", "test"}
     togo = labels[labels["region"] == "Togo"]
-    assert (togo["split"] == "train").sum() == 1276 and (togo["split"] == "test").sum() == 306
+    assert (togo["split"] == "train").sum() == 1276 and (togo["split"] == "test").sum() == 600
     assert set(labels.loc[labels["region"] != "Togo", "split"]) == {"train"}
     crops = labels[labels["is_crop"] == 1]
     assert crops["label"].notna().all()
@@ -269,8 +269,9 @@ def test_phenology_perennials_stay_green_and_radar_sees_biomass():
 # ------------------------------------------------------------------------------------------------
 def test_classifier_transfers_to_a_near_region_better_than_to_a_distant_one(samples):
     """A linear classifier of Togo's crop vs non-crop time series works under the same monsoon and
-    fails where the seasons are shifted by half a year (measured on seed 0: own test 0.91, near
-    0.89, far 0.41; over seeds 0-3 near >= 0.77 and far <= 0.41)."""
+    fails where the seasons are shifted by half a year. World sim-2 (labels of two years with
+    year-to-year weather, a pool with placement errors), seed 0: own test 0.92, near (Ghana,
+    Nigeria, Mali: one monsoon, onsets 65 days apart) 0.62, far 0.02 (sim-1: 0.91 / 0.89 / 0.41)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
@@ -288,8 +289,8 @@ def test_classifier_transfers_to_a_near_region_better_than_to_a_distant_one(samp
         m = mask.to_numpy()
         auc[name] = roc_auc_score(y[m], clf.predict_proba(f[m])[:, 1])
     assert auc["own test"] > 0.8, auc
-    assert auc["near"] > 0.7, auc
-    assert auc["near"] - auc["far"] > 0.2, auc
+    assert auc["near"] > 0.55, auc
+    assert auc["near"] - auc["far"] > 0.3, auc
 
 
 def test_rf_protocol_on_togo_is_neither_trivial_nor_chance(world):

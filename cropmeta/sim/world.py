@@ -245,8 +245,19 @@ def _simulate_group(p: SimParams, name: str, seed: int, root: Path, group: str, 
     gps = float(region["difficulty"]["gps_px"])
     if gps > 0:  # the surveyor's GPS error: the label is the field visited, the pixel where the point fell
         g = region_rng(seed, key, off + _PTS + 60)
-        row = np.clip(row + np.round(g.normal(0, gps, len(row))).astype(int), 0, S - 1)
-        col = np.clip(col + np.round(g.normal(0, gps, len(col))).astype(int), 0, S - 1)
+        r2 = np.clip(row + np.round(g.normal(0, gps, len(row))).astype(int), 1, S - 2)  # never on the tile edge
+        c2 = np.clip(col + np.round(g.normal(0, gps, len(col))).astype(int), 1, S - 2)
+        while True:  # two points never share a pixel: a colliding point keeps its true position
+            key_ = (ti * S + r2) * S + c2
+            _, first, counts = np.unique(key_, return_index=True, return_counts=True)
+            dup = np.ones(len(key_), bool)
+            dup[first] = False
+            dup |= np.isin(key_, key_[dup]) & ((r2 != row) | (c2 != col))
+            dup &= (r2 != row) | (c2 != col)
+            if not dup.any():
+                break
+            r2[dup], c2[dup] = row[dup], col[dup]
+        row, col = r2, c2
     # the year of each tile and that year's weather
     years = np.asarray(region["years"], int)
     yoff = years[region_rng(seed, key, off + _YEAR).integers(0, len(years), layout.n)]
