@@ -32,14 +32,18 @@ def _small(seed=0, dtype=torch.float64, t=5, hidden=16):
     return clf, enc
 
 
-def test_unrolled_cell_equals_cropmeta_classifier():
+@pytest.mark.parametrize("fused", [True, False])
+def test_unrolled_cell_equals_cropmeta_classifier(fused):
+    """The paper-layout classifier (four gate layers; ``fused`` computes them as one matmul) holding
+    cropmeta's weights, mapped by the library, is cropmeta's classifier."""
     clf, enc = _small()
     with torch.no_grad():  # non-trivial BatchNorm statistics
         clf.bn1.running_mean.uniform_(-0.3, 0.3)
         clf.bn2.running_var.uniform_(0.5, 1.5)
     clf.eval()
     enc.eval()
-    ref = from_cropmeta(clf).eval()
+    ref = from_cropmeta(clf, fused=fused).eval()
+    assert "base.0.rnn.update_gate.0.weight" in ref.state_dict()  # the paper checkpoint's keys
     x = torch.randn(7, 5, 18, dtype=torch.float64)
     info = torch.randn(1, 13, dtype=torch.float64)
     with torch.no_grad():
