@@ -300,3 +300,15 @@ def test_cli_import_then_export(tmp_path, stats):
     r = CliRunner().invoke(app, ["models", "import-timl", str(tmp_path / "norm.json"), "--out",
                                  str(tmp_path / "bad"), "--normalization", str(tmp_path / "norm.json")])
     assert r.exit_code != 0 and not (tmp_path / "bad").exists()
+
+
+def test_run_with_unknown_ndvi_rule_is_refused(tmp_path, stats):
+    norm, _, info = stats
+    _, _, cpath, epath = _reference(tmp_path)
+    run = tmp_path / "run"
+    import_timl(cpath, epath, run, normalization=norm, task_info=info, ndvi="cropharvest")
+    meta = json.loads((run / "model.json").read_text())
+    meta["ndvi"] = "b7b3"
+    (run / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"model\.json \(ndvi\): unknown NDVI rule 'b7b3'"):
+        load_predictor(run)

@@ -137,10 +137,13 @@ def import_timl(classifier: str | Path, encoder: str | Path | None, out: str | P
         if n_inputs != N_BANDS:
             raise InputError(f"{cpath}: key 'base.0.rnn.forget_gate.0.weight' takes {n_inputs} bands per step; with a "
                              f"task encoder the paper model takes {N_BANDS}")
+        if int(channels_per_group) < 1:
+            raise InputError(f"channels per group must be a positive number, got {channels_per_group}")
         bad = [d for d in sizes["dims"] if d % int(channels_per_group)]
-        if bad or int(channels_per_group) < 1:
-            raise InputError(f"{epath}: encoder width {bad[0] if bad else sizes['dims'][0]} is not divisible by "
-                             f"{channels_per_group} channels per group (set channels_per_group)")
+        if bad:
+            raise InputError(f"{epath}: encoder width {bad[0]} (key 'initial_encoder.{4 * sizes['dims'].index(bad[0])}"
+                             f".weight') is not divisible by {channels_per_group} channels per group "
+                             "(set channels_per_group)")
         if t is not None and int(t) != sizes["t"]:
             raise InputError(f"{epath}: key 'task_embedding_0_gamma.linear.weight' is for T={sizes['t']} time "
                              f"steps, not the T={int(t)} asked for")
