@@ -132,7 +132,7 @@ def test_import_without_task_information(tmp_path, stats):
     want = _ref_proba(clf, None, x, norm, info)
     assert want.std() > 0.05
     assert np.abs(load_predictor(tmp_path / "plain").predict_proba(x) - want).max() < 1e-6
-    with pytest.raises(InputError, match="uses no task information"):
+    with pytest.raises(InputError, match="uses no task information; pass its ENCODER.pth too"):
         import_timl(cpath, None, tmp_path / "bad", normalization=norm, task_info=info)
 
     sub = tmp_path / "concat"

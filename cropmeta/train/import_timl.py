@@ -160,8 +160,8 @@ def import_timl(classifier: str | Path, encoder: str | Path | None, out: str | P
     norm = load_normalization(normalization)
     ti, task = (None, None) if kind == "maml" else _target(task_info, region, crop)
     if kind == "maml" and (task_info is not None or region is not None):
-        raise InputError(f"{cpath}: this checkpoint uses no task information (no encoder, {N_BANDS} inputs); "
-                         "drop the task options")
+        raise InputError(f"{cpath}: without an encoder this classifier ({N_BANDS} inputs) uses no task information; "
+                         "pass its ENCODER.pth too, or drop the task options")
 
     cfg_over = {"hidden": hidden, "lstm_dropout": 0.2, "encoder_dropout": 0.2, "learner": kind,
                 "encoder_channels_per_group": int(channels_per_group)}
