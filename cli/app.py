@@ -295,7 +295,7 @@ def demo(
     console.print_json(json.dumps(result, default=str))
 
 
-models_app = typer.Typer(no_args_is_help=True, help="Pretrained models: download published weights.")
+models_app = typer.Typer(no_args_is_help=True, help="Pretrained models: download published weights, import TIML checkpoints.")
 app.add_typer(models_app, name="models")
 
 
@@ -310,6 +310,30 @@ def models_download(
     from cropmeta.models.weights import download_weights
 
     console.print(f"[green]weights:[/] {download_weights(name, weights=weights, home=home, url=url)}")
+
+
+@models_app.command("import-timl")
+def models_import_timl(
+    classifier: Path = typer.Argument(..., help="the TIML paper code's classifier state_dict.pth"),
+    encoder: Optional[Path] = typer.Argument(None, help="its encoder_state_dict.pth (omit for a model without one)"),
+    out: Path = typer.Option(..., "--out", help="run directory to write"),
+    normalization: Path = typer.Option(..., "--normalization",
+                                       help='JSON {"mean": [18], "std": [18]} the model was trained with (CropHarvest band order)'),
+    region: Optional[str] = typer.Option(None, help="target region (task information)"),
+    crop: Optional[str] = typer.Option(None, help="target crop (task information; omit for crop vs non-crop)"),
+    task_info: Optional[str] = typer.Option(None, help="the 13 task-information numbers, comma-separated, instead of --region/--crop"),
+    ndvi: str = typer.Option("true", help="true | cropharvest: (B7−B3)/(B7+B3), the CropHarvest arrays' NDVI column"),
+    channels_per_group: int = typer.Option(16, help="encoder GroupNorm channels per group (the paper's default 16)"),
+    t: Optional[int] = typer.Option(None, help="time steps (read from the encoder; default 12 without one)"),
+    overwrite: bool = typer.Option(False, help="replace an existing run directory"),
+) -> None:
+    """Convert a TIML paper checkpoint (nasaharvest/timl) into a cropmeta run directory."""
+    from cropmeta.train.import_timl import import_timl
+
+    meta = import_timl(classifier, encoder, out, normalization=normalization, region=region, crop=crop,
+                       task_info=_csv(task_info), ndvi=ndvi,
+                       channels_per_group=channels_per_group, t=t, overwrite=overwrite)
+    console.print(f"[green]run directory:[/] {out} ({meta['kind']}, T={meta['t']}, NDVI {meta['ndvi']})")
 
 
 def main() -> None:

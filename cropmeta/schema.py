@@ -86,17 +86,47 @@ def raw_band_names(t: int) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # NDVI and raw → canonical
 # --------------------------------------------------------------------------------------------------
+#: NDVI rules: the (near-infrared, red) canonical bands an NDVI column is computed from.
+#: ``true``: (B8 − B4)/(B8 + B4), what cropmeta's samples always hold. ``cropharvest``:
+#: (B7 − B3)/(B7 + B3), what the CropHarvest arrays' NDVI column really holds (an off-by-one
+#: upstream) — models trained on those arrays (e.g. imported TIML checkpoints) expect it, so their
+#: run records ``"ndvi": "cropharvest"`` and prediction rebuilds the column with :func:`model_inputs`.
+NDVI_RULES = {"true": ("B8", "B4"), "cropharvest": ("B7", "B3")}
+DEFAULT_NDVI_RULE = "true"
+
+
+def check_ndvi_rule(rule: str | None, source: str = "ndvi") -> str:
+    """``rule`` (``None`` → :data:`DEFAULT_NDVI_RULE`) when it is one of :data:`NDVI_RULES`, else
+    :class:`InputError` naming ``source``."""
+    rule = DEFAULT_NDVI_RULE if rule is None else str(rule).strip().lower()
+    if rule not in NDVI_RULES:
+        raise InputError(f"{source}: unknown NDVI rule {rule!r}; known: {', '.join(NDVI_RULES)}")
+    return rule
+
+
+def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a − b) / (a + b) in float64, clipped to −1 … 1; 0 where the denominator is 0."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    den = a + b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den != 0, (a - b) / np.where(den != 0, den, 1.0), 0.0)
+    return np.clip(out, -1.0, 1.0)
+
+
 def true_ndvi(b8: np.ndarray, b4: np.ndarray) -> np.ndarray:
     """True NDVI = (B8 − B4) / (B8 + B4); 0 where the denominator is 0.
 
     (CropHarvest's stored arrays carry (B7 − B3)/(B7 + B3) in their NDVI column, an off-by-one
     upstream; cropmeta always recomputes NDVI from B8 and B4.)"""
-    b8 = np.asarray(b8, dtype=np.float64)
-    b4 = np.asarray(b4, dtype=np.float64)
-    den = b8 + b4
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den != 0, (b8 - b4) / np.where(den != 0, den, 1.0), 0.0)
-    return np.clip(out, -1.0, 1.0)
+    return normalized_difference(b8, b4)
+
+
+def ndvi_of(x: np.ndarray, rule: str = DEFAULT_NDVI_RULE) -> np.ndarray:
+    """The NDVI column ``[..., T]`` of canonical samples ``[..., T, 18]`` by ``rule`` (:data:`NDVI_RULES`)."""
+    nir, red = NDVI_RULES[check_ndvi_rule(rule)]
+    x = np.asarray(x)
+    return normalized_difference(x[..., BAND_INDEX[nir]], x[..., BAND_INDEX[red]])
 
 
 def canonical_from_raw(dynamic: np.ndarray, static: np.ndarray) -> np.ndarray:
@@ -120,11 +150,18 @@ def canonical_from_raw(dynamic: np.ndarray, static: np.ndarray) -> np.ndarray:
     return np.concatenate([dyn, stat, ndvi], axis=-1).astype(np.float32)
 
 
-def recompute_ndvi(x: np.ndarray) -> np.ndarray:
-    """Replace the NDVI column of canonical ``[..., T, 18]`` samples with true NDVI from B8/B4."""
+def recompute_ndvi(x: np.ndarray, rule: str = DEFAULT_NDVI_RULE) -> np.ndarray:
+    """Replace the NDVI column of canonical ``[..., T, 18]`` samples with NDVI by ``rule`` (default:
+    true NDVI from B8/B4)."""
     x = np.array(x, dtype=np.float32, copy=True)
-    x[..., NDVI] = true_ndvi(x[..., B8], x[..., B4])
+    x[..., NDVI] = ndvi_of(x, rule)
     return x
+
+
+def model_inputs(x: np.ndarray, rule: str = DEFAULT_NDVI_RULE) -> np.ndarray:
+    """Canonical samples (true NDVI, as cropmeta stores them) → what a model with NDVI ``rule``
+    takes: ``x`` itself for ``true``, a copy with the NDVI column rebuilt otherwise."""
+    return x if check_ndvi_rule(rule) == DEFAULT_NDVI_RULE else recompute_ndvi(x, rule)
 
 
 def fill_missing(x: np.ndarray, source: str = "samples", slope_fill: float | None = None) -> np.ndarray:
@@ -226,6 +263,23 @@ class Normalizer:
             raise InputError(f"{source}: band order {d.get('bands')} differs from cropmeta's {BANDS}")
         return cls(bands=list(d["bands"]), count=int(d["count"]), mean=np.asarray(d["mean"], dtype=np.float64),
                    m2=np.asarray(d["m2"], dtype=np.float64))
+
+    @classmethod
+    def from_mean_std(cls, mean, std, source: str = "normalisation stats") -> "Normalizer":
+        """Fixed per-band statistics (e.g. CropHarvest's ``normalizing_dict``, in :data:`BANDS`
+        order): :attr:`std` gives ``std`` back exactly. Refuses another length, non-finite values and
+        a standard deviation ≤ 1e-8 (which :attr:`std` would replace by 1)."""
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        std = np.asarray(std, dtype=np.float64).reshape(-1)
+        for name, v in (("mean", mean), ("std", std)):
+            if len(v) != N_BANDS:
+                raise InputError(f"{source}: {name} has {len(v)} values, expected {N_BANDS} ({', '.join(BANDS)})")
+            if not np.isfinite(v).all():
+                raise InputError(f"{source}: {name} of band '{BANDS[int(np.argmin(np.isfinite(v)))]}' is not finite")
+        if (std <= 1e-8).any():
+            raise InputError(f"{source}: std of band '{BANDS[int(np.argmax(std <= 1e-8))]}' is {std[std <= 1e-8][0]}; "
+                             "it must be > 1e-8")
+        return cls(bands=list(BANDS), count=2, mean=mean, m2=std**2)  # std = sqrt(m2 / (count - 1))
 
     @classmethod
     def fit(cls, x: np.ndarray, batch: int = 4096) -> "Normalizer":

@@ -22,6 +22,7 @@ from benchmarks.reference.timl_reference import (  # noqa: E402
     to_cropmeta,
 )
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier  # noqa: E402
+from cropmeta.models.timl_layout import classifier_from_reference  # noqa: E402
 
 
 def _small(seed=0, dtype=torch.float64, t=5, hidden=16):
@@ -31,14 +32,18 @@ def _small(seed=0, dtype=torch.float64, t=5, hidden=16):
     return clf, enc
 
 
-def test_unrolled_cell_equals_cropmeta_classifier():
+@pytest.mark.parametrize("fused", [True, False])
+def test_unrolled_cell_equals_cropmeta_classifier(fused):
+    """The paper-layout classifier (four gate layers; ``fused`` computes them as one matmul) holding
+    cropmeta's weights, mapped by the library, is cropmeta's classifier."""
     clf, enc = _small()
     with torch.no_grad():  # non-trivial BatchNorm statistics
         clf.bn1.running_mean.uniform_(-0.3, 0.3)
         clf.bn2.running_var.uniform_(0.5, 1.5)
     clf.eval()
     enc.eval()
-    ref = from_cropmeta(clf).eval()
+    ref = from_cropmeta(clf, fused=fused).eval()
+    assert "base.0.rnn.update_gate.0.weight" in ref.state_dict()  # the paper checkpoint's keys
     x = torch.randn(7, 5, 18, dtype=torch.float64)
     info = torch.randn(1, 13, dtype=torch.float64)
     with torch.no_grad():
@@ -84,11 +89,11 @@ def test_reference_loop_gives_cropmeta_meta_gradient(first_order):
     for p in list(ref.parameters()) + list(enc_r.parameters()):
         p.grad.mul_(1.0 / k)
 
-    w_grad = torch.cat([clf.lstm.weight_ih.grad, clf.lstm.weight_hh.grad], dim=0).T
-    torch.testing.assert_close(ref.cell.linear.weight.grad, w_grad, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(ref.cell.linear.bias.grad, clf.lstm.bias.grad, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(ref.fc1.weight.grad, clf.fc1.weight.grad.T, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(ref.fc2.weight.grad, clf.fc2.weight.grad.T, rtol=1e-9, atol=1e-12)
+    # the reference's gradients in cropmeta's layout, by the library mapping
+    ref_grads = classifier_from_reference({k: p.grad for k, p in ref.named_parameters()}, ref.n_bands)
+    assert set(ref_grads) == {k for k, p in clf.named_parameters()}
+    for name, p in clf.named_parameters():
+        torch.testing.assert_close(ref_grads[name], p.grad, rtol=1e-9, atol=1e-12, msg=name)
     for (n, a), b in zip(enc.named_parameters(), enc_r.parameters()):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-12, msg=n)
     assert clf.lstm.weight_hh.grad.abs().sum() > 0

@@ -41,6 +41,7 @@ class ReferenceInference:
         self.encoder = model.encoder.to(self.device).eval() if model.encoder is not None else None
         self.mean = model.normalizer.mean.astype(np.float32)
         self.std = model.normalizer.std.astype(np.float32)
+        self.inputs = model.inputs  # the run's NDVI rule (cropmeta.schema.NDVI_RULES)
         self.task_info = None if model.task_info is None else np.asarray(model.task_info, dtype=np.float32)
         self.batch_size = int(batch_size)
 
@@ -63,7 +64,7 @@ class ReferenceInference:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities of raw canonical pixels ``[N, T, 18]`` (normalised here), batches of 64."""
-        x = (x - self.mean) / self.std
+        x = (self.inputs(x) - self.mean) / self.std
         return np.concatenate([self._on_single_batch(x[i : i + self.batch_size])
                                for i in range(0, len(x), self.batch_size)])
 

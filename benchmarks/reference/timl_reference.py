@@ -2,17 +2,22 @@
 
 Structure of the paper's code (nasaharvest/timl; re-written here, not copied):
 
-- the classifier is a hand-unrolled LSTM: one ``Linear(18 + 128 → 4·128)`` applied to
-  ``cat(x_t, h)`` at every time step, variational dropout (one mask for all steps), then
-  BatchNorm → FiLM → Linear + GELU + BatchNorm → FiLM → Linear; the input is FiLM-modulated first;
+- the classifier is a hand-unrolled LSTM: four gate ``Linear(18 + 128 → 128)`` layers on
+  ``cat(x_t, h)`` at every time step (here computed as one ``Linear(18 + 128 → 4·128)`` of the
+  concatenated gate weights unless ``fused=False``), variational dropout (one mask for all steps),
+  then BatchNorm → FiLM → Linear + GELU + BatchNorm → FiLM → Linear; the input is FiLM-modulated
+  first. :class:`RefClassifier` and :class:`RefTaskEncoder` have the paper's module trees, so their
+  state dicts are in the paper checkpoint's layout; the mapping to cropmeta's models is the
+  library's (:mod:`cropmeta.models.timl_layout`, also used by ``cropmeta models import-timl``);
 - every outer step loops over its tasks in Python: the task's batch is gathered and normalised with
   numpy, the task encoder runs for that task, ``learn2learn.algorithms.MAML.clone()`` +
   ``adapt()`` on the support loss, the query loss is back-propagated for that task alone;
 - after the batch, gradients are divided by the number of tasks and Adam takes one step (one for the
   classifier, one for the encoder), cosine-annealed.
 
-The task encoder is cropmeta's :class:`~cropmeta.models.timl.TaskEncoder` (an MLP; the paper's has the
-same layers) called once per task. Tasks, support/query draws, task-information noise and dropout
+The loop's task encoder is cropmeta's :class:`~cropmeta.models.timl.TaskEncoder` (the paper's has the
+same layers, plus dropout on its FiLM outputs while training) called once per task, so the dropout
+masks match cropmeta's. Tasks, support/query draws, task-information noise and dropout
 masks come from the same seeded generator in the same order as :func:`cropmeta.train.maml.meta_train`,
 so both loops see identical numbers; weights start from the same initialisation
 (:func:`from_cropmeta`). tests/test_perf_reference.py checks that one outer step of this loop gives
@@ -32,44 +37,67 @@ import torch.nn.functional as F
 from torch import nn
 
 from cropmeta.models.timl import TIMLClassifier
+from cropmeta.models.timl_layout import GATES, classifier_from_reference, classifier_to_reference
 from cropmeta.tasks import TaskSampler, build_tasks, split_tasks
 from cropmeta.train.config import TrainConfig
 from cropmeta.train.maml import fit_normalizer
 from cropmeta.train.trained import TrainedModel, build_model
 
-__all__ = ["UnrolledLSTMCell", "RefClassifier", "from_cropmeta", "to_cropmeta", "reference_task_gradient",
+__all__ = ["UnrolledLSTMCell", "RefClassifier", "RefTaskEncoder", "from_cropmeta", "to_cropmeta", "reference_task_gradient",
            "reference_meta_train"]
 
 
 class UnrolledLSTMCell(nn.Module):
-    """One LSTM step as a single linear layer on ``cat(x_t, h)``; gates (input, forget, cell, output)."""
+    """One LSTM step as the paper's four gate layers, each a ``Linear(F + H → H)`` on ``cat(x_t, h)``
+    (keys ``forget_gate.0``, ``update_gate.0``, ``update_candidates.0``, ``output_gate.0``).
+    ``fused``: compute the four as one ``Linear(F + H → 4H)`` with the gate weights concatenated
+    (the same function; the throughput benchmarks in docs/benchmarks-perf.md were measured this way)."""
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, fused: bool = True):
         super().__init__()
-        self.hidden_size = hidden_size
-        self.linear = nn.Linear(input_size + hidden_size, 4 * hidden_size)
+        self.hidden_size, self.fused = hidden_size, fused
+        acts = {"forget_gate": nn.Sigmoid(), "update_gate": nn.Sigmoid(), "update_candidates": nn.Tanh(),
+                "output_gate": nn.Sigmoid()}
+        for name, act in acts.items():
+            setattr(self, name, nn.Sequential(nn.Linear(input_size + hidden_size, hidden_size), act))
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
         h, c = state
-        gates = self.linear(torch.cat([x, h], dim=-1))
-        i, f, g, o = gates.chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        xh = torch.cat([x, h], dim=-1)
+        if self.fused:
+            gates = [getattr(self, n)[0] for n in GATES]
+            z = F.linear(xh, torch.cat([g.weight for g in gates]), torch.cat([g.bias for g in gates]))
+            i, f, g, o = z.chunk(4, dim=-1)
+            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        else:
+            f, i, g = self.forget_gate(xh), self.update_gate(xh), self.update_candidates(xh)
+            o = self.output_gate(xh)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
         return h, c
 
 
-class RefClassifier(nn.Module):
-    """The TIML classifier with the unrolled cell, one task at a time: ``x [N, T, F]`` → logits ``[N]``.
-    ``film``: the encoder's dict for ONE task (``{"in": (γ [1,T,F], β), "h1": (γ [1,H], β), "h2": …}``)."""
+class _RefLSTM(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, fused: bool):
+        super().__init__()
+        self.rnn = UnrolledLSTMCell(input_size, hidden_size, fused)
 
-    def __init__(self, t: int, n_bands: int = 18, hidden: int = 128):
+
+class RefClassifier(nn.Module):
+    """The TIML classifier with the paper's module tree, one task at a time: ``x [N, T, F]`` → logits
+    ``[N]`` (the paper returns their sigmoid). Its ``state_dict()`` has the paper checkpoint's keys
+    (:mod:`cropmeta.models.timl_layout`). ``film``: the FiLM dict for ONE task (``{"in": (γ [1,T,F], β),
+    "h1": (γ [1,H], β), "h2": …}``); ``mask`` ``[N, H]``: the variational-dropout mask."""
+
+    def __init__(self, t: int, n_bands: int = 18, hidden: int = 128, fused: bool = True):
         super().__init__()
         self.t, self.n_bands, self.hidden = t, n_bands, hidden
-        self.cell = UnrolledLSTMCell(n_bands, hidden)
-        self.bn1 = nn.BatchNorm1d(hidden, affine=False)
-        self.fc1 = nn.Linear(hidden, hidden, bias=False)
-        self.bn2 = nn.BatchNorm1d(hidden, affine=False)
-        self.fc2 = nn.Linear(hidden, 1)
+        self.base = nn.ModuleList([_RefLSTM(n_bands, hidden, fused)])
+        self.batchnorm = nn.BatchNorm1d(hidden, affine=False)
+        self.global_classifier = nn.ModuleList([
+            nn.Sequential(nn.Linear(hidden, hidden, bias=False), nn.GELU(), nn.BatchNorm1d(hidden, affine=False)),
+            nn.Sequential(nn.Linear(hidden, 1)),
+        ])
 
     def forward(self, x: torch.Tensor, film: dict | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         if film is not None:
@@ -79,49 +107,82 @@ class RefClassifier(nn.Module):
         h = x.new_zeros(n, self.hidden)
         c = x.new_zeros(n, self.hidden)
         for step in range(x.shape[1]):
-            h, c = self.cell(x[:, step], (h, c))
+            h, c = self.base[0].rnn(x[:, step], (h, c))
             if mask is not None:
                 h = h * mask
-        h = self.bn1(h)
-        if film is not None:
-            g, b = film["h1"]
-            h = h * g.reshape(1, -1) + b.reshape(1, -1)
-        h = self.bn2(F.gelu(self.fc1(h)))
-        if film is not None:
-            g, b = film["h2"]
-            h = h * g.reshape(1, -1) + b.reshape(1, -1)
-        return self.fc2(h).squeeze(-1)
+        h = self.batchnorm(h)
+        for name, layer in zip(("h1", "h2"), self.global_classifier):
+            if film is not None:
+                g, b = film[name]
+                h = h * g.reshape(1, -1) + b.reshape(1, -1)
+            h = layer(h)
+        return h.squeeze(-1)
+
+
+class RefTaskEncoder(nn.Module):
+    """The paper's task encoder with its module tree (``initial_encoder`` = [Linear, GELU, GroupNorm,
+    Dropout] per width, ``task_embedding_{i}_{gamma,beta}``), so its ``state_dict()`` has the paper
+    checkpoint's keys. ``forward(info [13])`` → cropmeta's FiLM dict for one task. In training mode it
+    applies dropout to every FiLM output as the paper does (cropmeta's encoder does not)."""
+
+    def __init__(self, t: int, n_bands: int = 18, hidden: int = 128, dims=(32, 64, 128), dropout: float = 0.2,
+                 channels_per_group: int = 16, info_dim: int = 13):
+        super().__init__()
+        self.t, self.n_bands = t, n_bands
+        layers: list[nn.Module] = []
+        prev = info_dim
+        for d in dims:
+            assert d % channels_per_group == 0, "the paper requires widths divisible by the channels per group"
+            layers += [nn.Linear(prev, d), nn.GELU(), nn.GroupNorm(d // channels_per_group, d), nn.Dropout(dropout)]
+            prev = d
+        self.initial_encoder = nn.Sequential(*layers)
+        for i in range(3):
+            if i == 0:
+                gamma, beta = _Linear3d(prev, (t, n_bands), 1.0), _Linear3d(prev, (t, n_bands), 0.0)
+            else:
+                gamma = nn.Sequential(nn.Linear(prev, hidden), nn.GELU())
+                beta = nn.Sequential(nn.Linear(prev, hidden), nn.GELU())
+            setattr(self, f"task_embedding_{i}_gamma", gamma)
+            setattr(self, f"task_embedding_{i}_beta", beta)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, info: torch.Tensor) -> dict:
+        z = self.initial_encoder(info.reshape(1, -1)).squeeze(0)
+        out = []
+        for i in range(3):
+            g = self.dropout(getattr(self, f"task_embedding_{i}_gamma")(z))
+            b = self.dropout(getattr(self, f"task_embedding_{i}_beta")(z))
+            out.append((g, b))
+        return dict(zip(("in", "h1", "h2"), out))
+
+
+class _Linear3d(nn.Module):
+    """The paper's ``Linear3d``: ``sum_from + σ(linear(x))`` reshaped to ``out_shape`` (key ``linear``)."""
+
+    def __init__(self, in_features: int, out_shape: tuple[int, int], sum_from: float):
+        super().__init__()
+        self.out_shape, self.sum_from = out_shape, sum_from
+        self.linear = nn.Linear(in_features, out_shape[0] * out_shape[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.sum_from + torch.sigmoid(self.linear(x))).reshape(self.out_shape)
 
 
 @torch.no_grad()
-def from_cropmeta(clf: TIMLClassifier) -> RefClassifier:
-    """A :class:`RefClassifier` holding ``clf``'s weights and BatchNorm statistics."""
-    ref = RefClassifier(clf.t, clf.n_bands, clf.hidden).to(dtype=clf.lstm.weight_ih.dtype,
-                                                           device=clf.lstm.weight_ih.device)
-    ref.cell.linear.weight.copy_(torch.cat([clf.lstm.weight_ih, clf.lstm.weight_hh], dim=0).T)
-    ref.cell.linear.bias.copy_(clf.lstm.bias)
-    ref.fc1.weight.copy_(clf.fc1.weight.T)
-    ref.fc2.weight.copy_(clf.fc2.weight.T)
-    ref.fc2.bias.copy_(clf.fc2.bias)
-    for a, b in ((ref.bn1, clf.bn1), (ref.bn2, clf.bn2)):
-        a.running_mean.copy_(b.running_mean)
-        a.running_var.copy_(b.running_var)
+def from_cropmeta(clf: TIMLClassifier, fused: bool = True) -> RefClassifier:
+    """A :class:`RefClassifier` holding ``clf``'s weights and BatchNorm statistics (mapped by
+    :func:`cropmeta.models.timl_layout.classifier_to_reference`)."""
+    ref = RefClassifier(clf.t, clf.n_bands, clf.hidden, fused=fused).to(dtype=clf.lstm.weight_ih.dtype,
+                                                                        device=clf.lstm.weight_ih.device)
+    ref.load_state_dict(classifier_to_reference(clf.state_dict()))
     return ref
 
 
 @torch.no_grad()
 def to_cropmeta(ref: RefClassifier, clf: TIMLClassifier) -> TIMLClassifier:
-    """Copy ``ref``'s weights into cropmeta's classifier ``clf`` (same architecture), in place."""
-    w = ref.cell.linear.weight.T  # [F + H, 4H]
-    clf.lstm.weight_ih.copy_(w[: clf.n_bands])
-    clf.lstm.weight_hh.copy_(w[clf.n_bands :])
-    clf.lstm.bias.copy_(ref.cell.linear.bias)
-    clf.fc1.weight.copy_(ref.fc1.weight.T)
-    clf.fc2.weight.copy_(ref.fc2.weight.T)
-    clf.fc2.bias.copy_(ref.fc2.bias)
-    for a, b in ((ref.bn1, clf.bn1), (ref.bn2, clf.bn2)):
-        b.running_mean.copy_(a.running_mean)
-        b.running_var.copy_(a.running_var)
+    """Copy ``ref``'s weights into cropmeta's classifier ``clf`` (same architecture), in place
+    (:func:`cropmeta.models.timl_layout.classifier_from_reference`)."""
+    clf.load_state_dict(classifier_from_reference(ref.state_dict(), ref.n_bands))
     return clf
 
 

@@ -41,6 +41,7 @@ from cropmeta.schema import (
     N_BANDS,
     crop_group_of,
     fill_missing,
+    ndvi_of,
     recompute_ndvi,
 )
 
@@ -305,9 +306,7 @@ def synthetic_series(rng: np.random.Generator, n: int, crop: list[str | None], t
         b[:, BAND_INDEX["total_precipitation"]] = np.clip(0.004 + 0.003 * green + rng.normal(0, 0.001, t), 0, None)
         b[:, BAND_INDEX["elevation"]] = rng.uniform(100, 1500)
         b[:, BAND_INDEX["slope"]] = rng.uniform(0, 8)
-    b7, b3 = x[..., BAND_INDEX["B7"]], x[..., BAND_INDEX["B3"]]
-    b8, b4 = x[..., BAND_INDEX["B8"]], x[..., BAND_INDEX["B4"]]
-    x[..., BAND_INDEX["NDVI"]] = (b7 - b3) / (b7 + b3) if upstream_ndvi else (b8 - b4) / (b8 + b4)
+    x[..., BAND_INDEX["NDVI"]] = ndvi_of(x, "cropharvest" if upstream_ndvi else "true")
     return x
 
 

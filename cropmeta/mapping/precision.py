@@ -74,6 +74,7 @@ class FastPredictor:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3 or x.shape[2] != N_BANDS or x.shape[1] != self.t:
             raise InputError(f"samples must be [N, {self.t}, {N_BANDS}], got {list(x.shape)}")
+        x = self.base.model.inputs(x)
         out = np.empty(len(x), dtype=np.float64)
         with torch.inference_mode():
             for i in range(0, len(x), self.batch_size):

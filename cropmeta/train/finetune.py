@@ -42,6 +42,7 @@ def finetune(model: TrainedModel, x: np.ndarray, y: np.ndarray, task_info=None, 
     m = model.copy()
     device, dtype = resolve_device(cfg.device), torch_dtype(cfg.dtype)
     m.to(device=device, dtype=dtype)
+    x = m.inputs(x)
     if m.normalizer is None:
         m.normalizer = Normalizer.fit(x)
     if task_info is not None:

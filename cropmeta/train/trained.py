@@ -11,7 +11,7 @@ import torch
 
 from cropmeta.errors import InputError
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier
-from cropmeta.schema import BANDS, N_BANDS, TASK_INFO_DIM, Normalizer
+from cropmeta.schema import BANDS, DEFAULT_NDVI_RULE, N_BANDS, TASK_INFO_DIM, Normalizer, check_ndvi_rule, model_inputs
 from cropmeta.train.config import TrainConfig, config_from_dict
 
 __all__ = ["TrainedModel", "KINDS", "resolve_device", "torch_dtype", "build_model", "from_scratch",
@@ -73,7 +73,9 @@ def build_model(cfg: TrainConfig, t: int, learner: str, seed: int = 0) -> tuple[
 @dataclass
 class TrainedModel:
     """Weights + everything needed to use them. ``kind`` says how they were obtained; ``task_info``
-    is set by fine-tuning (the target task's 13 numbers) and used by :func:`predict_proba`."""
+    is set by fine-tuning (the target task's 13 numbers) and used by :func:`predict_proba`. ``ndvi``:
+    the NDVI rule of the model's input (:data:`cropmeta.schema.NDVI_RULES`; ``cropharvest`` for models
+    trained on the CropHarvest arrays' NDVI column), applied by :meth:`inputs`."""
 
     kind: str
     classifier: TIMLClassifier
@@ -82,6 +84,11 @@ class TrainedModel:
     config: TrainConfig
     task_info: np.ndarray | None = None
     info: dict = field(default_factory=dict)  # seed, data hash, task, history summary, …
+    ndvi: str = DEFAULT_NDVI_RULE
+
+    def inputs(self, x: np.ndarray) -> np.ndarray:
+        """Canonical samples (true NDVI) → this model's input bands (its NDVI rule), before normalising."""
+        return model_inputs(x, self.ndvi)
 
     @property
     def t(self) -> int:
@@ -141,6 +148,7 @@ class TrainedModel:
             "task_info": [float(v) for v in self.task_info] if self.task_info is not None else None,
             "config": self.config.to_dict(),
             "info": self.info,
+            "ndvi": self.ndvi,
         }
         return meta, arrays
 
@@ -191,7 +199,8 @@ class TrainedModel:
         clf.eval()
         if enc is not None:
             enc.eval()
-        return cls(kind, clf, enc, norm, cfg, ti, dict(meta.get("info") or {}))
+        ndvi = check_ndvi_rule(meta.get("ndvi"), f"{source} (ndvi)")
+        return cls(kind, clf, enc, norm, cfg, ti, dict(meta.get("info") or {}), ndvi)
 
 
 def _load_module(mod: torch.nn.Module, prefix: str, arrays: dict, source: str) -> None:
@@ -230,6 +239,7 @@ def predict_proba(model: TrainedModel, x: np.ndarray, task_info=None, batch_size
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3 or x.shape[2] != N_BANDS:
         raise InputError(f"samples must be [N, T, {N_BANDS}], got {list(x.shape)}")
+    x = model.inputs(x)
     if x.shape[1] != model.t:
         raise InputError(f"the model was trained on T={model.t} time steps, the samples have T={x.shape[1]}")
     if model.normalizer is None:
