@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -29,12 +31,45 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+        remove_side_files(tmp_path)
 
 
-def _default_mode() -> int:
+def remove_side_files(tmp: Path) -> None:
+    """Remove the files GDAL writes beside a temporary raster (``<tmp>.ovr.tmp``, ``<tmp>.aux.xml``...)."""
+    for side in tmp.parent.glob(f"{tmp.name}.*"):
+        with contextlib.suppress(OSError):
+            if side.is_dir():
+                shutil.rmtree(side, ignore_errors=True)
+            else:
+                side.unlink()
+
+
+def _default_mode(directory: bool = False) -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return (stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH) & ~umask
+    mode = stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH
+    if directory:
+        mode |= stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+    return mode & ~umask
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` (as SIGINT does), so every
+    ``finally`` clause runs and temporary files are removed before the process ends. A no-op outside
+    the main thread (signal handlers can only be set there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -62,6 +97,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(directory=True))  # mkdtemp creates 0700
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
