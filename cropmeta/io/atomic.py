@@ -119,3 +119,23 @@ def recover_dir(path: str | Path) -> None:
     old = path.with_name(f".{path.name}.old")
     if not path.exists() and old.exists():
         os.replace(old, path)
+
+
+@contextlib.contextmanager
+def output_dir(path: str | Path) -> Iterator[Path]:
+    """Create ``path`` (and parents) for a command's outputs; if the block fails, every folder this
+    call created that is still empty is removed again (a failed run leaves no empty output folder)."""
+    path = Path(path)
+    created = []
+    p = path
+    while not p.exists():
+        created.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for d in created:  # deepest first
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise

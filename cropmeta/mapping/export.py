@@ -174,7 +174,8 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
            mosaic: str = "auto", progress: bool = True, *, world=None, loader: str | None = None,
            batch_size: int = DEFAULT_BATCH, retries: int = 2, quicklook: bool = True,
            keep_work: bool = False, device: str = "cpu", gdal_cache_mb: int = 256, overwrite: bool = False,
-           max_mosaic_gb: float = MAX_MOSAIC_GB, start_month: int | None = None) -> dict[str, Any]:
+           max_mosaic_gb: float = MAX_MOSAIC_GB, start_month: int | None = None,
+           truth_options: dict | None = None) -> dict[str, Any]:
     """Write the prediction map of ``run_dir``'s model over ``inputs``.
 
     inputs: EE-layout GeoTIFF path(s) or folder(s), netCDF datacube path(s), xarray object(s); None →
@@ -187,7 +188,8 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     refused before any work. ``start_month``: with inputs holding more time steps than the model,
     the model's window starting at that step (1-based). ``workers``: local Dask
     cluster of N one-thread workers; ``scheduler``: an existing Dask scheduler address; neither:
-    in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json``.
+    in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json`` (a label
+    file is read with ``truth_options``; the run's training points are left out and counted).
     ``loader``: ``"module:function"`` returning a predictor for ``run_dir`` (default: cropmeta's).
     ``device``: where inference runs (``cpu``, ``cuda``); ``batch_size``: pixels per model call;
     ``retries``: attempts after a block fails; ``keep_work``: keep the parts after success;
@@ -202,12 +204,12 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)):
         return _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler,
                        truth, mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month)
+                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options)
 
 
 def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler, truth,
             mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-            gdal_cache_mb, overwrite, max_mosaic_gb, start_month) -> dict[str, Any]:
+            gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options) -> dict[str, Any]:
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     if not 0.0 < float(threshold) < 1.0:
@@ -309,7 +311,7 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
             return _compute_and_write(
                 run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode, region_obj,
                 skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress, retries,
-                quicklook, keep_work, gdal_cache_mb, overwrite, t0)
+                quicklook, keep_work, gdal_cache_mb, overwrite, t0, truth_options)
     except BaseException:
         manifest.close()
         # temporaries of the assembly go; finished blocks stay only when there are some to resume from
@@ -323,7 +325,8 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
 
 def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode,
                        region_obj, skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress,
-                       retries, quicklook, keep_work, gdal_cache_mb, overwrite, t0) -> dict[str, Any]:
+                       retries, quicklook, keep_work, gdal_cache_mb, overwrite, t0,
+                       truth_options) -> dict[str, Any]:
 
     # ---- compute -----------------------------------------------------------------------------------
     stats = {"pixels": 0, "valid": 0}
@@ -428,7 +431,8 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
     if truth is not None and not map_path.is_dir():
         from cropmeta.mapping.accuracy import assess
 
-        accuracy = assess(map_path, truth, out_json=map_path.with_suffix(".accuracy.json"))
+        accuracy = assess(map_path, truth, out_json=map_path.with_suffix(".accuracy.json"), run_dir=run_dir,
+                          label_options=truth_options)
 
     if not keep_work:
         manifest.remove()
