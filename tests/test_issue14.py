@@ -380,3 +380,27 @@ def test_verbose_and_quiet(world, tmp_path):
     configure(verbose=1)
     assert any(h.level == logging.INFO for h in log.handlers)
     configure()
+
+
+# ---- item 9: region names decoded correctly, found with or without accents ---------------------------
+def test_region_names_are_decoded_and_match_without_accents():
+    from cropmeta.regions import get_region, region_names
+
+    names = region_names()
+    assert not [n for n in names if "Ã" in n or "Â" in n], "mis-decoded names in data/regions.geojson"
+    for spelled, want in (("Åland Islands", "Åland Islands"), ("aland islands", "Åland Islands"),
+                          ("Sao Tome and Principe", "São Tomé and Príncipe"), ("curacao", "Curaçao"),
+                          ("Saint-Barthélemy", "Saint-Barthélemy"), ("saint barthelemy", "Saint-Barthélemy")):
+        assert get_region(spelled).name == want
+
+
+def test_region_file_is_rebuilt_with_utf8_names(shared_data, tmp_path):
+    import geopandas as gpd
+
+    from cropmeta.regions import build_region_file, region_file
+
+    out = build_region_file(shared_data / "natural_earth_admin0_50m" / "ne_50m_admin_0_countries.shp",
+                            tmp_path / "regions.geojson")
+    built = gpd.read_file(out)
+    assert {"São Tomé and Príncipe", "Curaçao", "Saint-Barthélemy", "Åland Islands"} <= set(built["name"])
+    assert out.read_bytes() == region_file().read_bytes()  # the committed file is exactly this build
