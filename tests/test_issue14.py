@@ -263,7 +263,7 @@ def test_demo_twice(tmp_path, monkeypatch):
     from cropmeta.sim import generate_world
 
     home = Path(os.environ["CROPMETA_HOME"])
-    generate_world(home / "worlds" / "seed-0", seed=0, scene_size=16, regions=["Kenya", "Togo", "Brazil"])
+    generate_world(home / "worlds" / "seed-0", seed=0, scene_size=32, regions=["Kenya", "Togo", "Brazil"])
     tiny = {"hidden": 8, "encoder_dims": [8, 8, 8], "iterations": 2, "tasks_per_step": 2, "k_support": 2,
             "k_query": 1, "ft_steps": 2, "threads": 1, "val_every": 1}
     first = demo(out=tmp_path / "demo", progress=False, overrides=tiny)
