@@ -19,7 +19,7 @@ from rasterio.transform import from_origin
 from _fixtures_io import WORLD_TILES, pixel_centre, tiny_tile
 from cropmeta.errors import DataError, InputError
 from cropmeta.ingest import ingest, list_datasets, load_datasets
-from cropmeta.io.labels import label_options, read_labels
+from cropmeta.io.labels import read_labels
 from cropmeta.io.store import read_report
 from test_ingest import world  # noqa: F401 - the simulated-world fixture (Kenya + Togo, T=3)
 
@@ -169,6 +169,8 @@ def test_start_month_window_at_ingest(tmp_path):
 
 # ---- item 7: single-class files, train --labels, split hint, assess columns, zipped shapefiles ----
 def test_single_class_file_flag(tmp_path):
+    from cropmeta.io.labels import label_options
+
     g = gpd.GeoDataFrame({"name": ["a", "b"]}, geometry=gpd.points_from_xy([1.1, 1.2], [8.5, 8.5]), crs="EPSG:4326")
     g.to_file(tmp_path / "noncrop.geojson")
     with pytest.raises(InputError, match=r"no 'is_crop' column.*--file-class crop\|non-crop"):
@@ -215,6 +217,8 @@ def test_test_split_error_points_at_the_split_column():
 
 
 def test_assess_reads_a_collect_earth_online_csv(tmp_path):
+    from cropmeta.io.labels import label_options
+
     from cropmeta.mapping.accuracy import assess
     from cropmeta.mapping.export import export
     from cropmeta.mapping.testing import make_double_run, make_ee_tile
