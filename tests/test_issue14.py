@@ -46,6 +46,19 @@ def real_togo(tmp_path: Path, t: int = 3, n_labels: int = 4, name: str = "98-tog
     return tif.parent, path
 
 
+def ndvi_map(tmp_path: Path, size: int) -> tuple[Path, str]:
+    """(run, map) of the ndvi test double over a ``size``² lon/lat tile near (34.0 E, 0.5 N)."""
+    from cropmeta.mapping.export import export
+    from cropmeta.mapping.testing import make_double_run, make_ee_tile
+
+    run = make_double_run(tmp_path / "run", kind="ndvi")
+    tif = make_ee_tile(tmp_path / "in" / "a.tif", height=size, width=size, crs="EPSG:4326", origin=(34.0, 0.5),
+                       res=0.0001)
+    m = export(run, tmp_path / "m.tif", inputs=[tif], loader="cropmeta.mapping.testing:load_double",
+               progress=False, quicklook=False)["map"]
+    return run, m
+
+
 # ---- item 4: simulated and real data never mix silently -------------------------------------------
 def test_labels_without_source_are_refused(world, tmp_path):
     _, labels = real_togo(tmp_path)
@@ -98,14 +111,8 @@ def test_train_records_which_data_it_used(world, tmp_path):
 # ---- item 5: map accuracy never counts training points -------------------------------------------
 def test_accuracy_leaves_out_training_points(tmp_path):
     from cropmeta.mapping.accuracy import assess
-    from cropmeta.mapping.export import export
-    from cropmeta.mapping.testing import make_double_run, make_ee_tile
 
-    run = make_double_run(tmp_path / "run", kind="ndvi")
-    tif = make_ee_tile(tmp_path / "in" / "a.tif", height=8, width=8, crs="EPSG:4326", origin=(34.0, 0.5),
-                       res=0.0001)
-    m = export(run, tmp_path / "m.tif", inputs=[tif], loader="cropmeta.mapping.testing:load_double",
-               progress=False, quicklook=False)["map"]
+    run, m = ndvi_map(tmp_path, 8)
     xy = [(34.0 + 0.0001 * (c + 0.5), 0.5 - 0.0001 * (r + 0.5)) for r in range(8) for c in range(0, 8, 2)]
     truth = gpd.GeoDataFrame({"sample_id": [f"p{i}" for i in range(len(xy))], "is_crop": [i % 2 for i in range(len(xy))]},
                              geometry=gpd.points_from_xy(*zip(*xy)), crs="EPSG:4326")
@@ -220,14 +227,8 @@ def test_assess_reads_a_collect_earth_online_csv(tmp_path):
     from cropmeta.io.labels import label_options
 
     from cropmeta.mapping.accuracy import assess
-    from cropmeta.mapping.export import export
-    from cropmeta.mapping.testing import make_double_run, make_ee_tile
 
-    run = make_double_run(tmp_path / "run", kind="ndvi")
-    tif = make_ee_tile(tmp_path / "in" / "a.tif", height=6, width=6, crs="EPSG:4326", origin=(34.0, 0.5),
-                       res=0.0001)
-    m = export(run, tmp_path / "m.tif", inputs=[tif], loader="cropmeta.mapping.testing:load_double",
-               progress=False, quicklook=False)["map"]
+    run, m = ndvi_map(tmp_path, 6)
     ceo = pd.DataFrame({"plotid": range(6), "center_lon": [34.0 + 0.0001 * (i + 0.5) for i in range(6)],
                         "center_lat": [0.5 - 0.0001 * (i + 0.5) for i in range(6)],
                         "Land cover": ["Cropland", "Forest", "Cropland", "Grass", "Cropland", ""]})
