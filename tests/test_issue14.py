@@ -409,3 +409,13 @@ def test_region_file_is_rebuilt_with_utf8_names(shared_data, tmp_path):
     built = gpd.read_file(out)
     assert {"São Tomé and Príncipe", "Curaçao", "Saint-Barthélemy", "Åland Islands"} <= set(built["name"])
     assert out.read_bytes() == region_file().read_bytes()  # the committed file is exactly this build
+
+
+# ---- item 11 (compare): a failed comparison leaves no empty output folder ----------------------------
+def test_failed_benchmark_leaves_no_output_folder(tmp_path):
+    from cropmeta.evaluate.compare import compare
+
+    out = tmp_path / "reports" / "bench"
+    with pytest.raises(InputError):
+        compare(benchmark="cropharvest", root=tmp_path / "no-archive", out=out, progress=False)
+    assert not out.exists() and not (tmp_path / "reports").exists()
