@@ -461,7 +461,8 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
     # every region sampled: refuse to replace a dataset of the other kind before writing anything
     clashes = {}
     for name in groups:
-        old = read_report(dataset_dir(slugify(name), home)) if (dataset_dir(slugify(name), home) / "samples.parquet").exists() else None
+        d = dataset_dir(slugify(name), home)
+        old = read_report(d) if (d / "samples.parquet").exists() else None
         if old is not None and dataset_pixels(old) != pixels:
             clashes[slugify(name)] = old
     if clashes and not replace:

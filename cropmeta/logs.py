@@ -25,16 +25,19 @@ class _Console(logging.Handler):
             self.handleError(record)
 
 
+def console_handlers() -> list[logging.Handler]:
+    return [h for h in log.handlers if isinstance(h, _Console)]
+
+
 def configure(verbose: int = 0, quiet: bool = False) -> None:
     """Console output of the ``cropmeta`` logger: warnings by default, info with ``-v``, debug with
     ``-vv``, errors only with ``-q``."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    for h in [h for h in log.handlers if isinstance(h, _Console)]:
+    for h in console_handlers():
         log.removeHandler(h)
     handler = _Console(level)
     log.addHandler(handler)
     log.setLevel(min(level, logging.INFO))
-    log.propagate = False
 
 
 @contextlib.contextmanager

@@ -378,13 +378,30 @@ def test_errors_are_one_unwrapped_line_naming_the_input(tmp_path):
 
 
 def test_verbose_and_quiet(world, tmp_path):
-    from cropmeta.logs import configure, log
+    from cropmeta.logs import configure, console_handlers
 
-    configure(quiet=True)
-    assert all(h.level == logging.ERROR for h in log.handlers)
-    configure(verbose=1)
-    assert any(h.level == logging.INFO for h in log.handlers)
-    configure()
+    try:
+        configure(quiet=True)
+        assert [h.level for h in console_handlers()] == [logging.ERROR]
+        configure(verbose=1)
+        assert [h.level for h in console_handlers()] == [logging.INFO]
+    finally:
+        configure()
+    # through the command: -q hides the --source sim warning, the default shows it as one line
+    from typer.testing import CliRunner
+
+    from cropmeta_cli.app import app
+
+    w, _ = world
+    args = ["ingest", "--source", "sim", "--labels", str(w / "labels.parquet"), "--home", str(tmp_path / "h")]
+    try:
+        quiet = CliRunner().invoke(app, ["-q", *args])
+        loud = CliRunner().invoke(app, args)
+    finally:
+        configure()
+    assert quiet.exit_code == 0 and loud.exit_code == 0, (quiet.output, loud.output)
+    assert "SIMULATED" not in quiet.stderr
+    assert [line for line in loud.stderr.splitlines() if "SIMULATED" in line][0].startswith("warning: --source sim")
 
 
 # ---- item 9: region names decoded correctly, found with or without accents ---------------------------

@@ -490,16 +490,11 @@ def _mosaic_mode(mosaic: str, out: Path, n_inputs: int) -> str:
     return mosaic
 
 
-def _products(out: Path, mode: str, n_inputs: int) -> list[Path]:
-    """Every final file an export to ``out`` writes (besides the tiles folder)."""
-    files = [] if mode == "none" and n_inputs > 1 else [out]
-    return files + [out.with_suffix(".png"), out.with_suffix(".accuracy.json")]
-
-
 def _refuse_existing(out: Path, mode: str, n_inputs: int, overwrite: bool) -> None:
+    """An existing map (or tiles folder) at the output is replaced only with ``overwrite``."""
     if overwrite:
         return
-    existing = [p for p in _products(out, mode, n_inputs)[:1] if p.exists()]
+    existing = [out] if out.exists() and not (mode == "none" and n_inputs > 1) else []
     if n_inputs > 1 and mode in ("vrt", "none") and tiles_dir_for(out).exists():
         existing.append(tiles_dir_for(out))
     if existing:
