@@ -44,6 +44,9 @@ def test_png_out_is_refused_and_quicklook_never_takes_the_maps_name(tmp_path, ru
     with pytest.raises(InputError, match=r"--out .*t\.png: a map is written as \.tif"):
         _export(run, tmp_path / "t.png", [tif])
     assert list(tmp_path.glob("t.*")) == []
+    with pytest.raises(InputError, match=r"exists; pass --overwrite|T=12"):  # refused after its folder was made
+        _export(run, tmp_path / "new" / "deeper" / "m.tif", [make_ee_tile(tmp_path / "t3.tif", height=2, width=2, t=3)])
+    assert not (tmp_path / "new").exists()
     res = _export(run, tmp_path / "t.tif", [tif])
     assert res["quicklook"] != res["map"] and Path(res["quicklook"]).suffix == ".png"
     with rasterio.open(res["map"]) as m:

@@ -174,7 +174,10 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
     task = Task.from_dict(run_cfg["target"])
     seed, shots = int(run_cfg.get("seed", 0)), run_cfg.get("shots")
     if samples is None:
-        samples = load_samples(run_cfg.get("source"), seed, progress=progress)
+        # the datasets the run trained on (its config's ``data``), not whatever the workspace holds now
+        used = [d["dataset"] for d in run_cfg.get("data") or [] if d.get("pixels") in ("simulated", "real")]
+        samples = load_samples(None if used else run_cfg.get("source"), seed, progress=progress,
+                               datasets=used or None)
     td = target_data(samples, task, shots=shots, seed=seed)
     method = DeepMethod("timl", cfg=model.config)
     method.name = base.kind

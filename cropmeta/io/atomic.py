@@ -122,16 +122,18 @@ def recover_dir(path: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def output_dir(path: str | Path) -> Iterator[Path]:
-    """Create ``path`` (and parents) for a command's outputs; if the block fails, every folder this
-    call created that is still empty is removed again (a failed run leaves no empty output folder)."""
+def output_dir(path: str | Path, create: bool = True) -> Iterator[Path]:
+    """Create ``path`` (and parents) for a command's outputs; if the block fails, every folder that
+    did not exist before and is still empty is removed again (a failed run leaves no empty output
+    folder). ``create=False``: the block creates them (or not) itself."""
     path = Path(path)
     created = []
     p = path
-    while not p.exists():
+    while not p.exists() and p != p.parent:
         created.append(p)
         p = p.parent
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     try:
         yield path
     except BaseException:

@@ -24,7 +24,7 @@ import numpy as np
 from shapely.geometry import box
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.atomic import atomic_dir, sigterm_as_interrupt
+from cropmeta.io.atomic import atomic_dir, output_dir, sigterm_as_interrupt
 from cropmeta.mapping.cog import GTiffWriter, check_writable, copy_to_cog, iter_blocks, write_vrt
 from cropmeta.mapping.dask_exec import Bundle, make_executor
 from cropmeta.mapping.infer import DEFAULT_BATCH, Job, ModelSpec, part_path
@@ -201,7 +201,8 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
 
     if gdal_cache_mb < 16:
         raise InputError(f"gdal_cache_mb must be >= 16, got {gdal_cache_mb}")
-    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)):
+    # a refused or failed export leaves no new empty folder behind either
+    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), output_dir(Path(out).parent, create=False):
         return _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler,
                        truth, mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
                        gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options)
@@ -222,7 +223,8 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
         raise InputError(f"--workers must be >= 1, got {workers}")
     if not max_mosaic_gb > 0:
         raise InputError(f"--max-mosaic-gb must be > 0, got {max_mosaic_gb}")
-    check_writable(out)
+    if out.is_dir():
+        check_writable(out)  # says: a directory, give a file name
     suffix = out.suffix.lower()
     if suffix not in MAP_SUFFIXES:
         raise InputError(f"--out {out}: a map is written as {' or '.join(MAP_SUFFIXES)} (got "
@@ -230,6 +232,7 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
                          "written beside it")
     items = _expand_inputs(inputs)
     _check_not_an_input(out, items, inputs, truth)
+    check_writable(out)
 
     # ---- model (once, in the driver: validation + provenance) ------------------------------------
     predictor = get_predictor(run_dir, loader, device)
