@@ -9,15 +9,74 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
 from cropmeta.errors import CropmetaError
 
+def _help_shown_as_flag(get_help_option):
+    def wrapper(self, ctx):
+        opt = get_help_option(self, ctx)
+        if opt is not None:
+            opt.metavar = ""  # -h/--help is a flag: no value type in the help table
+        return opt
+    return wrapper
+
+
+for _cls in (typer.core.TyperCommand, typer.core.TyperGroup):
+    _cls.get_help_option = _help_shown_as_flag(_cls.get_help_option)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="cropmeta: task-informed meta-learning (TIML) for crop maps.")
 console = Console()
-err_console = Console(stderr=True)
+
+HOME_HELP = "workspace folder (default $CROPMETA_HOME or ./cropmeta-data)"
+
+
+def _flag(default: bool, *decls: str, help: str):
+    """An on/off flag, shown as a flag (no value type) in the help."""
+    return typer.Option(default, *decls, help=help, metavar="")
+
+
+def _home_option():
+    return typer.Option(None, "--home", help=HOME_HELP)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from cropmeta import __version__
+
+        console.print(f"cropmeta {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", help="print the version and exit", callback=_version,
+                                 is_eager=True, metavar=""),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="say more (-v: progress notes, -vv: debug)",
+                                metavar=""),
+    quiet: bool = _flag(False, "--quiet", "-q", help="only errors (no warnings or notes)"),
+) -> None:
+    """cropmeta: task-informed meta-learning (TIML) for crop maps."""
+    from cropmeta.logs import configure
+
+    configure(verbose=verbose, quiet=quiet)
+
+
+def _print_data(rows) -> None:
+    """Which datasets a command used (simulated or real pixels)."""
+    for d in rows or []:
+        console.print(f"data: {d.get('dataset')} ({d.get('pixels')} pixels, T={d.get('t')}, {d.get('samples')} samples)",
+                      soft_wrap=True)
+
+
+def _label_opts(**kw) -> Optional[dict]:
+    from cropmeta.io.labels import label_options
+
+    return label_options(**kw) or None
 
 
 def _csv(value: Optional[str]) -> Optional[list[str]]:
@@ -34,9 +93,12 @@ def _print_dict_table(title: str, d: dict) -> None:
 
 
 @app.command()
-def doctor() -> None:
+def doctor(home: Optional[Path] = _home_option()) -> None:
     """Check the installation: versions, device, learn2learn, GDAL COG driver, data directory."""
     from cropmeta.doctor import run_doctor
+    from cropmeta.io.store import use_workspace
+
+    use_workspace(home)
 
     raise typer.Exit(0 if run_doctor(console) else 1)
 
@@ -62,7 +124,7 @@ def sim(
     out: Path = typer.Option(..., "--out", help="directory to write the world to"),
     seed: int = typer.Option(0, help="world seed"),
     scene_size: int = typer.Option(128, help="scene size in pixels (square)"),
-    overwrite: bool = typer.Option(False, help="replace an existing world at --out"),
+    overwrite: bool = _flag(False, "--overwrite", help="replace an existing world at --out"),
 ) -> None:
     """Write a simulated world (tiles, labels, scenes) to disk for inspection."""
     from cropmeta.sim import generate_world
@@ -76,10 +138,13 @@ def ingest(
     region: Optional[str] = typer.Option(None, help="country name (see `cropmeta regions`); default: all"),
     region_file: Optional[Path] = typer.Option(None, help="polygon file defining the region"),
     bbox: Optional[str] = typer.Option(None, help="min_lon,min_lat,max_lon,max_lat"),
-    source: Optional[str] = typer.Option(None, help="'sim' (default), a GeoTIFF/dir of EE exports, or a CropHarvest root"),
-    labels: Optional[Path] = typer.Option(None, help="label file (GeoJSON/GPKG/SHP/GeoParquet/CSV)"),
+    source: Optional[str] = typer.Option(None, help="pixels: a GeoTIFF or folder of EE exports, a CropHarvest root, "
+                                                    "or 'sim' (the simulated world; the default without --labels)"),
+    labels: Optional[Path] = typer.Option(None, help="label file (GeoJSON/GPKG/SHP/zipped SHP/GeoParquet/CSV); "
+                                                     "needs --source"),
     class_column: Optional[str] = typer.Option(None, help="label column holding the class"),
     crop_values: Optional[str] = typer.Option(None, help="comma-separated class values that mean crop"),
+    file_class: Optional[str] = typer.Option(None, help="crop | non-crop: the class of every row (single-class files)"),
     crop_type_column: Optional[str] = typer.Option(None, help="label column holding the crop type (e.g. Crop1)"),
     id_column: Optional[str] = typer.Option(None, help="label column with unique ids"),
     layer: Optional[str] = typer.Option(None, help="layer of a multi-layer file (GeoPackage)"),
@@ -88,27 +153,28 @@ def ingest(
     crs: Optional[str] = typer.Option(None, help="CRS of a label file that has none (e.g. EPSG:32636)"),
     polygons: Optional[str] = typer.Option(None, help="centroid (default) | pixels: every pixel inside a polygon"),
     start_date: Optional[str] = typer.Option(None, help="first time step (YYYY-MM-DD) when file names carry no dates"),
-    allow_failed: bool = typer.Option(False, help="skip unreadable tiles (reported) instead of stopping"),
+    start_month: Optional[int] = typer.Option(None, help="keep the 12 time steps from this step (1-based) of longer exports"),
+    allow_failed: bool = _flag(False, "--allow-failed", help="skip unreadable tiles (reported) instead of stopping"),
+    replace: bool = _flag(False, "--replace", help="let real and simulated datasets of a region replace each other"),
     seed: int = typer.Option(0, help="simulated world seed (with --source sim)"),
-    out: Optional[Path] = typer.Option(None, help="workspace (default $CROPMETA_HOME or ./cropmeta-data)"),
+    home: Optional[Path] = typer.Option(None, "--home", "--out", help=HOME_HELP),
 ) -> None:
     """Build a region's samples into the workspace (idempotent, resumable, atomic)."""
     from cropmeta.ingest import ingest as run_ingest
     from cropmeta.regions import resolve_region
 
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
-    opts = {"class_column": class_column, "crop_values": _csv(crop_values), "crop_type_column": crop_type_column,
-            "id_column": id_column, "layer": layer, "lat_column": lat_column, "lon_column": lon_column, "crs": crs,
-            "polygons": polygons}
-    label_options = {k: v for k, v in opts.items() if v is not None}
-    result = run_ingest(region=reg, source=source, labels=labels, seed=seed, home=out,
-                        label_options=label_options or None, progress=True, start_date=start_date,
-                        allow_failed=allow_failed)
+    opts = _label_opts(class_column=class_column, crop_values=crop_values, crop_type_column=crop_type_column,
+                       id_column=id_column, layer=layer, lat_column=lat_column, lon_column=lon_column, crs=crs,
+                       file_class=file_class, polygons=polygons)
+    result = run_ingest(region=reg, source=source, labels=labels, seed=seed, home=home, label_options=opts,
+                        progress=True, start_date=start_date, allow_failed=allow_failed, replace=replace,
+                        start_month=start_month)
     for name, path in result.datasets.items():
-        console.print(f"[green]dataset[/] {name}: {path}")
+        console.print(f"[green]dataset[/] {name}: {path}", soft_wrap=True)
     summary = result.report.get("summary", {}) if isinstance(result.report, dict) else {}
     if summary:
-        _print_dict_table("ingest report", summary)
+        _print_dict_table(f"ingest report ({result.report.get('pixels', '?')} pixels)", summary)
 
 
 @app.command()
@@ -173,44 +239,59 @@ def era5_catalogue(
 def train(
     region: str = typer.Option(..., help="target region, e.g. kenya"),
     crop: Optional[str] = typer.Option(None, help="target crop (default: the benchmark target of the region)"),
-    source: Optional[str] = typer.Option(None, help="data source (default: the simulated world)"),
+    source: Optional[str] = typer.Option(None, help="ingest this first and train on it only (GeoTIFFs need "
+                                                    "--labels); default: the stored datasets"),
+    labels: Optional[Path] = typer.Option(None, help="label file of a --source of GeoTIFFs"),
+    class_column: Optional[str] = typer.Option(None, help="label column holding the class (with --labels)"),
+    crop_values: Optional[str] = typer.Option(None, help="comma-separated class values that mean crop"),
+    file_class: Optional[str] = typer.Option(None, help="crop | non-crop: the class of every row of --labels"),
+    datasets: Optional[str] = typer.Option(None, help="comma-separated stored datasets to use (default: all)"),
     preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (full TIML schedule)"),
-    seed: int = typer.Option(0),
-    out: Optional[Path] = typer.Option(None, help="run directory"),
-    resume: bool = typer.Option(False, help="continue from the last checkpoint in --out"),
-    first_order: Optional[bool] = typer.Option(None, "--first-order/--second-order",
+    seed: int = typer.Option(0, help="random seed (task sampling, initialisation, shot subset)"),
+    out: Optional[Path] = typer.Option(None, help="run directory (default <home>/runs/<target>-<preset>-s<seed>)"),
+    resume: bool = _flag(False, "--resume", help="continue from the last checkpoint in --out"),
+    first_order: Optional[bool] = typer.Option(None, "--first-order/--second-order", metavar="",
                                                help="MAML order (default: the preset's; quick = first, paper = second)"),
     device: Optional[str] = typer.Option(None, help="auto|cpu|cuda (default: the preset's, auto)"),
     config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the preset"),
-    nprocs: int = typer.Option(1, help="torch.distributed ranks (task-parallel meta-batches)"),
-    shots: Optional[int] = typer.Option(None, help="fine-tune on N training labels in total (class-balanced, N/2 positives) instead of all"),
+    nprocs: int = typer.Option(1, help="torch.distributed ranks (task-parallel meta-batches), >= 1"),
+    shots: Optional[int] = typer.Option(None, help="fine-tune on N >= 2 training labels in total (class-balanced, "
+                                                   "N/2 positives) instead of all"),
     learner: Optional[str] = typer.Option(None, help="timl (default) | maml | concat | in-context"),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: train on the simulated world first, then on this data"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
+    home: Optional[Path] = _home_option(),
 ) -> None:
     """Meta-train on all other tasks, fine-tune on the target region, evaluate on its test set."""
+    from cropmeta.io.store import use_workspace
     from cropmeta.train import train as run_train
 
+    use_workspace(home)
+    opts = _label_opts(class_column=class_column, crop_values=crop_values, file_class=file_class)
     result = run_train(region=region, crop=crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
                        first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
-                       learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed)
+                       learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed,
+                       datasets=_csv(datasets), labels=labels, label_options=opts, home=home)
     target = result.get("target", {})
+    _print_data(result.get("data"))
     _print_dict_table(f"held-out metrics — {target.get('name', region)}", dict(result.get("table", [])))
     if "run_dir" in result:
-        console.print(f"[green]run directory:[/] {result['run_dir']}")
+        console.print(f"[green]run directory:[/] {result['run_dir']}", soft_wrap=True)
 
 
 @app.command()
 def compare(
-    region: Optional[str] = typer.Option(None, help="target region"),
-    crop: Optional[str] = typer.Option(None),
-    seeds: int = typer.Option(5),
+    region: Optional[str] = typer.Option(None, help="target region, e.g. kenya"),
+    crop: Optional[str] = typer.Option(None, help="target crop (default: the benchmark target of the region)"),
+    seeds: int = typer.Option(5, help="number of seeds (0 … N-1) per method and shot count"),
     shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label)"),
     methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest",
                                 help="any of timl, maml, pretrained, scratch, random-forest, in-context, presto (+sim / +views variants)"),
     out: Optional[Path] = typer.Option(None, help="report directory"),
-    source: Optional[str] = typer.Option(None),
-    preset: str = typer.Option("quick"),
+    source: Optional[str] = typer.Option(None, help="ingest this first and compare on it only; default: the stored "
+                                                    "datasets"),
+    datasets: Optional[str] = typer.Option(None, help="comma-separated stored datasets to use (default: all)"),
+    preset: str = typer.Option("quick", help="training preset of the deep methods: quick or paper"),
     benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim"),
     root: Optional[Path] = typer.Option(None, help="CropHarvest archive root (with --benchmark cropharvest)"),
     config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the deep methods' training preset"),
@@ -218,24 +299,35 @@ def compare(
     views: int = typer.Option(0, help="also fit each method on its labels + N generative views of each ('<method> + views' rows)"),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: also pretrain each meta/pretrained method on the simulated world first ('(sim → real)' rows)"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
+    home: Optional[Path] = _home_option(),
 ) -> None:
     """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
     from cropmeta.evaluate.compare import compare as run_compare
     from cropmeta.evaluate.report import print_summary
+    from cropmeta.io.store import use_workspace
 
+    use_workspace(home)
     kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
                   pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, calib_folds=calib_folds)
-    print_summary(run_compare(**kwargs), console)
+    if datasets:
+        kwargs["datasets"] = _csv(datasets)
+    report = run_compare(**kwargs)
+    _print_data((report.get("config") or {}).get("data"))
+    print_summary(report, console)
 
 
 @app.command()
 def calibrate(
     run: Path = typer.Argument(..., help="trained run directory"),
     folds: int = typer.Option(3, help="folds of the run's training labels (never its test set)"),
+    home: Optional[Path] = _home_option(),
 ) -> None:
     """Fit a temperature on out-of-fold predictions of the run's training labels; export uses it."""
     from cropmeta.evaluate.calibration import calibrate_run
+    from cropmeta.io.store import use_workspace
+
+    use_workspace(home)
 
     _print_dict_table("calibration", {k: v for k, v in calibrate_run(run, folds=folds).items()
                                       if isinstance(v, (int, float))})
@@ -244,27 +336,43 @@ def calibrate(
 @app.command()
 def export(
     run: Path = typer.Option(..., "--run", help="trained run directory"),
-    out: Path = typer.Option(..., "--out", help="output map (.tif) or directory for many tiles"),
+    out: Path = typer.Option(..., "--out", help="output map: NAME.tif (one COG) or NAME.vrt (VRT over per-tile COGs)"),
     inputs: Optional[list[Path]] = typer.Option(None, "--input", help="EE GeoTIFF tile(s) or dir; default: the simulated scene"),
-    region: Optional[str] = typer.Option(None),
-    region_file: Optional[Path] = typer.Option(None),
-    bbox: Optional[str] = typer.Option(None),
-    threshold: float = typer.Option(0.5),
-    as_float: bool = typer.Option(False, "--float", help="float32 probabilities instead of uint8 0–100"),
-    workers: Optional[int] = typer.Option(None, help="local Dask workers"),
+    region: Optional[str] = typer.Option(None, help="map only inside this country (see `cropmeta regions`)"),
+    region_file: Optional[Path] = typer.Option(None, help="map only inside the polygon(s) of this file"),
+    bbox: Optional[str] = typer.Option(None, help="map only inside min_lon,min_lat,max_lon,max_lat"),
+    threshold: float = typer.Option(0.5, help="probability at or above which the class band says crop (0-1)"),
+    as_float: bool = _flag(False, "--float", help="float32 probabilities instead of uint8 0–100"),
+    workers: Optional[int] = typer.Option(None, help="local Dask workers (>= 1)"),
     scheduler: Optional[str] = typer.Option(None, help="tcp://HOST:PORT of an existing Dask scheduler"),
     truth: Optional[Path] = typer.Option(None, help="truth raster or label file: report map accuracy"),
-    mosaic: str = typer.Option("vrt", help="vrt | cog | none (many tiles → a VRT of tile COGs, one COG, or tiles only)"),
+    class_column: Optional[str] = typer.Option(None, help="--truth label file: column holding the class"),
+    crop_values: Optional[str] = typer.Option(None, help="--truth label file: comma-separated values that mean crop"),
+    lat_column: Optional[str] = typer.Option(None, help="--truth CSV: latitude column (default lat)"),
+    lon_column: Optional[str] = typer.Option(None, help="--truth CSV: longitude column (default lon)"),
+    mosaic: str = typer.Option("auto", help="auto (from --out's suffix) | cog | vrt | none (per-tile COGs only)"),
+    max_mosaic_gb: float = typer.Option(4.0, help="largest one-COG mosaic written (GB, uncompressed)"),
+    start_month: Optional[int] = typer.Option(None, help="inputs longer than the model: use the window from this step (1-based)"),
+    overwrite: bool = _flag(False, "--overwrite", help="replace an existing map at --out"),
+    home: Optional[Path] = _home_option(),
 ) -> None:
     """Write a Cloud-Optimised GeoTIFF crop map (+ PNG quick-look, + accuracy with --truth)."""
+    from cropmeta.io.store import use_workspace
     from cropmeta.mapping.export import export as run_export
 
+    use_workspace(home)
+    opts = _label_opts(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
+                       lon_column=lon_column)
     result = run_export(run, out, inputs=inputs, region=region, region_file=region_file, bbox=bbox,
                         threshold=threshold, as_float=as_float, workers=workers, scheduler=scheduler, truth=truth,
-                        mosaic=mosaic, progress=True)
-    console.print(f"[green]map:[/] {result.get('map', out)}")
+                        mosaic=mosaic, progress=True, overwrite=overwrite, max_mosaic_gb=max_mosaic_gb,
+                        start_month=start_month, truth_options=opts)
+    console.print(f"[green]map:[/] {result.get('map', out)}", soft_wrap=True)
+    console.print(f"valid pixels: {result['pixels_valid']:,} of {result['pixels']:,} ({result['valid_share']:.1%})")
+    for name in result.get("inputs_without_valid_pixel") or []:
+        console.print(f"[yellow]warning:[/] {name}: no valid pixel (nodata in the map)", soft_wrap=True)
     if result.get("quicklook"):
-        console.print(f"[green]quick-look:[/] {result['quicklook']}")
+        console.print(f"[green]quick-look:[/] {result['quicklook']}", soft_wrap=True)
     if result.get("accuracy"):
         acc = result["accuracy"]
         _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
@@ -273,23 +381,34 @@ def export(
 @app.command()
 def assess(
     map_path: Path = typer.Argument(..., help="a map written by `cropmeta export`"),
-    truth: Path = typer.Option(..., help="truth raster (0/1) or label file"),
+    truth: Path = typer.Option(..., help="truth raster (0/1) or label file (e.g. a Collect Earth Online CSV)"),
     out: Optional[Path] = typer.Option(None, help="write the accuracy report here (JSON)"),
+    class_column: Optional[str] = typer.Option(None, help="label file: column holding the class"),
+    crop_values: Optional[str] = typer.Option(None, help="label file: comma-separated class values that mean crop"),
+    lat_column: Optional[str] = typer.Option(None, help="CSV: latitude column (default lat)"),
+    lon_column: Optional[str] = typer.Option(None, help="CSV: longitude column (default lon)"),
+    run: Optional[Path] = typer.Option(None, "--run", help="the run that made the map: its training points are left out"),
 ) -> None:
     """Map accuracy: confusion matrix, F1, AUC, crop area and its error-adjusted estimate (ha)."""
     from cropmeta.mapping.accuracy import assess as run_assess
 
-    acc = run_assess(map_path, truth, out_json=out)
+    opts = _label_opts(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
+                       lon_column=lon_column)
+    acc = run_assess(map_path, truth, out_json=out, label_options=opts, run_dir=run)
     _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
 
 
 @app.command()
 def demo(
-    region: str = typer.Option("kenya"),
-    out: Path = typer.Option(Path("runs/demo"), help="where the run and the map go"),
+    region: str = typer.Option("kenya", help="region whose benchmark target is trained and mapped"),
+    out: Path = typer.Option(Path("runs/demo"), help="where the run and the map go (a rerun reuses them)"),
+    home: Optional[Path] = _home_option(),
 ) -> None:
     """Ingest the simulated world, train on REGION (quick preset), export its map with accuracy."""
+    from cropmeta.io.store import use_workspace
     from cropmeta.pipeline import demo as run_demo
+
+    use_workspace(home)
 
     result = run_demo(region=region, out=out, progress=True)
     console.print_json(json.dumps(result, default=str))
@@ -340,8 +459,12 @@ def main() -> None:
     try:
         app()
     except CropmetaError as e:
-        err_console.print(f"[bold red]error:[/] {e}")
+        # one line, never wrapped through a path, no markup read from the message
+        sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: stopped; temporary files were removed (finished work is kept to resume)\n")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

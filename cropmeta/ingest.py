@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,8 @@ from cropmeta.io.sampling import (
 )
 from cropmeta.io.store import SampleSet, dataset_dir, read_report, read_samples, workspace_home, write_samples
 from cropmeta.regions import Region, get_region, slugify
+
+log = logging.getLogger("cropmeta")
 
 #: bump when the staged per-tile format or sampling semantics change (invalidates the cache)
 CACHE_VERSION = 1
@@ -79,9 +82,18 @@ def _sim_world(seed: int, home: Path) -> Path:
 
 
 def _resolve_source(source, labels, seed: int, home: Path) -> tuple[str, Path, Path | None, Path | None]:
-    """→ (kind, source path, labels path, tile root for a ``tile`` column). kind: tiles | cropharvest."""
+    """→ (kind, source path, labels path, tile root for a ``tile`` column). kind: tiles | cropharvest.
+    Labels of one's own need their pixel source named: ``source="sim"`` places them on the
+    simulated world only on purpose (with a warning)."""
+    if source is None and labels is not None:
+        raise InputError(f"--labels {labels}: name the pixels these labels are sampled from: --source PATH "
+                         "(a GeoTIFF or folder of Earth-Engine exports) or, on purpose, --source sim (the "
+                         "simulated world)")
     if source is None or str(source) == "sim":
         world = _sim_world(seed, home)
+        if labels is not None:
+            log.warning("--source sim: the labels of %s are placed on SIMULATED pixels (the simulated world "
+                        "of seed %d), not on real imagery", labels, seed)
         lab = Path(labels) if labels is not None else world / "labels.parquet"
         return "tiles", world / "tiles", lab, world
     src = Path(source)
@@ -260,7 +272,7 @@ def _summary(datasets: dict[str, dict], top: dict) -> dict:
     s["datasets_unchanged"] = sum(bool(r.get("unchanged")) for r in datasets.values())
     s["duplicates_dropped"] = sum(r.get("duplicates", {}).get("sample_ids_dropped", 0) for r in datasets.values())
     for split in ("train", "test"):
-        for k in ("crop", "non_crop"):
+        for k in ("crop", "non_crop", "unlabelled"):
             s[f"{split}_{k}"] = sum(r["class_balance"].get(split, {}).get(k, 0) for r in datasets.values())
     return s
 
@@ -330,13 +342,14 @@ def _sample_tiles(labels: gpd.GeoDataFrame, tiles_src: Path, root: Path | None, 
         path, msg = next(iter(failed.items()))
         more = f" (and {len(failed) - 1} more tile(s), listed in the report)" if len(failed) > 1 else ""
         raise kinds[0](f"{msg}{more}. Nothing was written; completed tiles are staged, so a rerun after fixing "
-                         "or removing the bad file(s) resumes (or pass allow_failed=True to skip them)")
+                         "or removing the bad file(s) resumes (or pass --allow-failed to skip them)")
     return parts, counts, infos, failed_rows
 
 
 def ingest(region: Region | None = None, source: str | Path | None = None, labels: str | Path | None = None,
            seed: int = 0, home: str | Path | None = None, label_options: dict | None = None, progress: bool = True,
-           *, start_date: str | None = None, allow_failed: bool = False) -> IngestResult:
+           *, start_date: str | None = None, allow_failed: bool = False, replace: bool = False,
+           start_month: int | None = None) -> IngestResult:
     """Build each region's samples into ``<home>/datasets/<region_slug>/``.
 
     ``region``: a :class:`~cropmeta.regions.Region` or a country name (only its labels are ingested)
@@ -348,6 +361,11 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
     ``crop_values``, ``crop_type_column``, ``layer``, ``lat_column``, ``lon_column``, ``crs``,
     ``id_column``, ``dataset``, ``default_is_crop``) plus ``polygons`` ("centroid" or "pixels").
     ``start_date``: first step date for tiles whose file names carry none.
+    ``labels`` without ``source`` is refused (name the pixels: a path, or ``"sim"`` on purpose).
+    A stored dataset of the other kind (simulated vs real pixels) is replaced only with
+    ``replace=True`` (the report's ``replaced`` says what went). ``start_month``: keep the 12 time
+    steps from that step (1-based) of longer exports. A dataset whose T differs from the other stored
+    datasets is named in a warning (training combines datasets of one T).
     """
     home = Path(home) if home is not None else workspace_home()
     if isinstance(region, str):
@@ -360,7 +378,10 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
     if unknown:
         raise InputError(f"unknown label option(s) {unknown}; known: {', '.join(LABEL_OPTION_KEYS)}, polygons")
     kind, src, labels_path, root = _resolve_source(source, labels, seed, home)
-    top: dict = {"source": str(src), "kind": kind}
+    pixels = "simulated" if source is None or str(source) == "sim" else "real"
+    top: dict = {"source": str(src), "kind": kind, "pixels": pixels}
+    if start_month is not None and int(start_month) < 1:
+        raise InputError(f"--start-month must be >= 1, got {start_month}")
 
     if kind == "cropharvest":
         samples, ch_report = _read_cropharvest_cached(src, home)
@@ -434,11 +455,33 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
         first = next(iter(skipped.values()), "")
         raise DataError(f"{src}: no region has samples to write; {first}"
                         + (f" (and {len(skipped) - 1} more region(s))" if len(skipped) > 1 else ""))
-    # every region sampled: now write, each dataset atomically
+    if start_month is not None:
+        groups = {name: (_window(samples, int(start_month), name), {**extra, "start_month": int(start_month)})
+                  for name, (samples, extra) in groups.items()}
+    # every region sampled: refuse to replace a dataset of the other kind before writing anything
+    clashes = {}
+    for name in groups:
+        d = dataset_dir(slugify(name), home)
+        old = read_report(d) if (d / "samples.parquet").exists() else None
+        if old is not None and dataset_pixels(old) != pixels:
+            clashes[slugify(name)] = old
+    if clashes and not replace:
+        slug, old = next(iter(clashes.items()))
+        raise DataError(
+            f"{dataset_dir(slug, home)}: holds the {dataset_pixels(old)} {old.get('region', slug)} dataset "
+            f"({old.get('samples', '?')} samples from {old.get('source', '?')}); this {pixels} ingest would replace "
+            f"it. Nothing was written: pass --replace to replace it, or use another workspace (--home)")
+    if clashes:
+        top["replaced"] = {slug: f"{dataset_pixels(old)} dataset, {old.get('samples', '?')} samples from "
+                                 f"{old.get('source', '?')}" for slug, old in clashes.items()}
+        for slug, what in top["replaced"].items():
+            log.warning("--replace: dataset %s replaces the %s", slug, what)
+    # now write, each dataset atomically
     result = IngestResult(report=top)
     reports = {}
     for name, (samples, extra) in groups.items():
         slug = slugify(name)
+        extra = {**extra, "pixels": pixels}
         rep = _dataset_report(slug, name, samples, extra)
         out = dataset_dir(slug, home)
         rep["store_hash"] = _store_hash(samples)
@@ -451,8 +494,44 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
             result.datasets[slug] = write_samples(samples, out, report=rep)
         reports[slug] = rep
     top["datasets"] = reports
+    top["warnings"] = _t_warnings(reports, home)
+    for w in top["warnings"]:
+        log.warning("%s", w)
     top["summary"] = _summary(reports, top)
     return result
+
+
+def dataset_pixels(report: dict) -> str:
+    """``"simulated"`` or ``"real"``: the pixels a stored dataset was sampled from (older reports
+    without the field: a source inside a simulated world is simulated)."""
+    if report.get("pixels") in ("simulated", "real"):
+        return report["pixels"]
+    src = Path(str(report.get("source") or ""))
+    return "simulated" if (src.parent / "world.json").exists() or (src / "world.json").exists() else "real"
+
+
+def _window(samples: SampleSet, start_month: int, name: str) -> SampleSet:
+    from cropmeta.schema import DEFAULT_T
+
+    first = start_month - 1
+    if first + DEFAULT_T > samples.t:
+        raise InputError(f"region {name!r}: --start-month {start_month} needs {first + DEFAULT_T} time steps "
+                         f"(a window of {DEFAULT_T} from step {start_month}); the export has {samples.t}")
+    return SampleSet(samples.x[:, first:first + DEFAULT_T], samples.meta)
+
+
+def _t_warnings(reports: dict[str, dict], home: Path) -> list[str]:
+    """A warning per new dataset whose T differs from the other stored datasets."""
+    stored = {n: read_report(dataset_dir(n, home)).get("t") for n in list_datasets(home)}
+    out = []
+    for slug, rep in reports.items():
+        others = {n: t for n, t in stored.items() if n != slug and t is not None and t != rep["t"]}
+        if others:
+            shown = ", ".join(f"{n} (T={t})" for n, t in sorted(others.items()))
+            out.append(f"dataset {slug} has T={rep['t']} time steps, unlike {shown}: training combines datasets of "
+                       f"one T; select datasets with --datasets, or re-ingest with --start-month M for a "
+                       f"12-step window")
+    return out
 
 
 def _read_cropharvest_cached(root: Path, home: Path) -> tuple[SampleSet, dict]:
@@ -486,6 +565,17 @@ def list_datasets(home: str | Path | None = None) -> list[str]:
                   and (p / "samples.parquet").exists())
 
 
+def describe_datasets(home: str | Path | None = None, names: list[str] | None = None) -> list[dict]:
+    """Which stored datasets ``names`` (default all) are: name, pixels (simulated/real), T, samples, source."""
+    base = Path(home) if home is not None else workspace_home()
+    out = []
+    for n in ([slugify(x) for x in names] if names else list_datasets(base)):
+        rep = read_report(dataset_dir(n, base))
+        out.append({"dataset": n, "pixels": dataset_pixels(rep), "t": rep.get("t"), "samples": rep.get("samples"),
+                    "source": rep.get("source")})
+    return out
+
+
 def load_datasets(home: str | Path | None = None, names: list[str] | None = None) -> SampleSet:
     """Concatenate stored datasets (all, or ``names``: dataset slugs or region names)."""
     base = Path(home) if home is not None else workspace_home()
@@ -500,7 +590,17 @@ def load_datasets(home: str | Path | None = None, names: list[str] | None = None
                              "(run `cropmeta ingest`)")
     if not wanted:
         raise InputError(f"{base / 'datasets'}: no datasets stored; run `cropmeta ingest` first")
-    return SampleSet.concat([read_samples(dataset_dir(n, base)) for n in wanted])
+    sets = [read_samples(dataset_dir(n, base)) for n in wanted]
+    ts: dict[int, list[str]] = {}
+    for n, sset in zip(wanted, sets):
+        ts.setdefault(sset.t, []).append(n)
+    if len(ts) > 1:
+        parts = "; ".join(f"T={t}: {', '.join(ns)}" for t, ns in sorted(ts.items()))
+        raise InputError(f"{base / 'datasets'}: the datasets have different numbers of time steps ({parts}); "
+                         "select datasets of one T with --datasets NAME,... or re-ingest the longer ones with "
+                         "--start-month M (a 12-step window)")
+    return SampleSet.concat(sets)
 
 
-__all__ = ["IngestResult", "class_balance", "ingest", "list_datasets", "load_datasets"]
+__all__ = ["IngestResult", "class_balance", "dataset_pixels", "describe_datasets", "ingest", "list_datasets",
+           "load_datasets"]

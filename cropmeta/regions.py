@@ -74,14 +74,23 @@ class Region:
 
 
 def slugify(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in name.strip().lower()).strip("_")
+    """``"São Tomé and Príncipe"`` → ``"sao_tome_and_principe"``: lower case, accents dropped (a
+    name matches with or without them), every other non-alphanumeric character → ``_``."""
+    import unicodedata
+
+    plain = "".join(ch for ch in unicodedata.normalize("NFKD", name.strip().lower()) if not unicodedata.combining(ch))
+    return "".join(ch if ch.isalnum() else "_" for ch in plain).strip("_")
 
 
 def build_region_file(shapefile: str | Path, out: str | Path | None = None) -> Path:
     """Derive ``data/regions.geojson`` from Natural Earth ``ne_50m_admin_0_countries.shp``."""
     from cropmeta.io.atomic import atomic_path
 
-    gdf = gpd.read_file(shapefile)
+    shapefile = Path(shapefile)
+    # Natural Earth's DBF holds UTF-8 but ships no .cpg, so GDAL would decode it as ISO-8859-1
+    # ("Ã…land Islands"); without a .cpg saying otherwise, read it as UTF-8
+    has_cpg = shapefile.with_suffix(".cpg").exists() or shapefile.with_suffix(".CPG").exists()
+    gdf = gpd.read_file(shapefile, **({} if has_cpg else {"encoding": "utf-8"}))
     if gdf.crs is None:  # Natural Earth ships no .prj: the coordinates are WGS84 lon/lat
         gdf = gdf.set_crs("EPSG:4326")
     gdf = gdf[["NAME_EN", "ADM0_A3", "CONTINENT", "geometry"]].rename(
@@ -91,7 +100,7 @@ def build_region_file(shapefile: str | Path, out: str | Path | None = None) -> P
     gdf = gdf[~gdf.geometry.is_empty].sort_values("name").reset_index(drop=True)
     out = Path(out or region_file())
     with atomic_path(out, suffix=".geojson") as tmp:
-        gdf.to_file(tmp, driver="GeoJSON", COORDINATE_PRECISION=4)
+        gdf.to_file(tmp, driver="GeoJSON", layer="regions", COORDINATE_PRECISION=4)
     return out
 
 

@@ -386,6 +386,7 @@ class TargetData:
     x_test: np.ndarray
     y_test: np.ndarray
     counts: dict = field(default_factory=dict)
+    train_index: np.ndarray | None = None  # rows of the samples fine-tuning used
 
 
 def target_data(samples: SampleSet, task: Task, shots: int | None = None, seed: int = 0) -> TargetData:
@@ -400,9 +401,13 @@ def target_data(samples: SampleSet, task: Task, shots: int | None = None, seed: 
     te = np.where((y_all >= 0) & (split == "test"))[0]
     counts = {"train_pos": int((y_all[tr] == 1).sum()), "train_neg": int((y_all[tr] == 0).sum()),
               "test_pos": int((y_all[te] == 1).sum()), "test_neg": int((y_all[te] == 0).sum())}
+    if shots is not None and int(shots) < 2:
+        raise InputError(f"--shots must be at least 2 (half positives, half negatives), got {shots}")
     if counts["test_pos"] == 0 or counts["test_neg"] == 0:
         raise InputError(f"target {task.name}: the test split needs both classes "
-                         f"({counts['test_pos']} positives, {counts['test_neg']} negatives)")
+                         f"({counts['test_pos']} positives, {counts['test_neg']} negatives); the label file's "
+                         "'split' column (train/test; rows without one are training) decides which labels "
+                         "are test: mark some labels of each class 'test' and ingest again")
     if counts["train_pos"] == 0 or counts["train_neg"] == 0:
         raise InputError(f"target {task.name}: no training labels of one class "
                          f"({counts['train_pos']} positives, {counts['train_neg']} negatives)")
@@ -417,4 +422,4 @@ def target_data(samples: SampleSet, task: Task, shots: int | None = None, seed: 
         tr = np.sort(np.r_[pos[_perm(len(pos), g)[:n_pos]], neg[_perm(len(neg), g)[:n_neg]]])
         counts["shots"] = shots
     return TargetData(task, samples.x[tr], y_all[tr].astype(np.int64), samples.x[te], y_all[te].astype(np.int64),
-                      counts)
+                      counts, train_index=tr)

@@ -149,7 +149,7 @@ def test_assess_bad_input(hand_map, tmp_path):
     with pytest.raises(InputError, match="truth.*not found"):
         assess(m, tmp_path / "truth_missing.tif")
     (tmp_path / "l.csv").write_text("lat,lon\n1,2\n")
-    with pytest.raises(InputError, match=r"l\.csv: label file lacks column 'is_crop'"):
+    with pytest.raises(InputError, match=r"l\.csv: cannot tell crop from non-crop: no 'is_crop' column"):
         assess(m, tmp_path / "l.csv")
     disjoint = _write(tmp_path / "far.tif", np.ones((5, 5)), nodata=None, transform=from_origin(0, 0, 10, 10))
     with pytest.raises(InputError, match="does not overlap"):

@@ -81,9 +81,14 @@ def test_calibrate_run_saves_temperature_used_by_the_predictor(tmp_path, monkeyp
     train("kenya", samples=s, out=run, overrides=tiny)
     raw = load_predictor(run)
     assert raw.temperature is None
+    # this 3-step model's real fit runs into the bound 50 (refused: see the next test); cap it to
+    # check that a fitted temperature is saved and used
+    with pytest.raises(InputError, match=r"calibration refused: temperature ran into its bound 50\.00.*nothing saved"):
+        cal.calibrate_run(run, samples=s)
+    assert load_predictor(run).temperature is None and not (run / "calibration.json").exists()
     seen = []
     real = cal.fit_temperature
-    monkeypatch.setattr(cal, "fit_temperature", lambda p, y, **kw: seen.append(len(p)) or real(p, y, **kw))
+    monkeypatch.setattr(cal, "fit_temperature", lambda p, y, **kw: seen.append(len(p)) or min(real(p, y, **kw), 5.0))
     rec = cal.calibrate_run(run, samples=s)
     n_train_task = rec["n_calibration"]
     assert seen == [n_train_task] and n_train_task < int((~test).sum())  # training labels only

@@ -117,13 +117,15 @@ def test_test_set_never_reaches_training_or_calibration(tmp_path, samples, monke
     s = poisoned(samples)
     spy = Spy()
     seen_calib = []
-    real_fit_t = cmp.fit_temperature
+    import cropmeta.evaluate.calibration as cal
+
+    real_fit_t = cal.fit_temperature
 
     def spy_fit_temperature(p, y, **kw):
         seen_calib.append(len(np.asarray(p)))
         return real_fit_t(p, y, **kw)
 
-    monkeypatch.setattr(cmp, "fit_temperature", spy_fit_temperature)
+    monkeypatch.setattr(cal, "fit_temperature", spy_fit_temperature)
     rep = run(s, tmp_path / "out", spy)
     test_ids = set(s.meta.loc[s.meta["split"] == "test", "sample_id"])
     assert spy.calls["fit"] > 0 and spy.calls["prepare"] == 2

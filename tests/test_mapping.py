@@ -142,7 +142,7 @@ def test_unwritable_output_and_previous_map_kept(tmp_path, run):
     before = out.read_bytes()
     # a failing export (T mismatch) leaves the previous map untouched
     with pytest.raises(InputError):
-        _export(run, out, [make_ee_tile(tmp_path / "t3.tif", height=4, width=4, t=3)])
+        _export(run, out, [make_ee_tile(tmp_path / "t3.tif", height=4, width=4, t=3)], overwrite=True)
     assert out.read_bytes() == before
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -175,7 +175,7 @@ def test_disk_full_keeps_previous_map(tmp_path, run, monkeypatch):
 
     monkeypatch.setattr(rasterio.shutil, "copy", full)
     with pytest.raises(InputError, match=r"m\.tif: cannot write the map.*No space left"):
-        _export(run, out, [tif], quicklook=False)
+        _export(run, out, [tif], quicklook=False, overwrite=True)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".m.tif.") and p.suffix == ".tif"] == []
 
@@ -186,7 +186,7 @@ def test_many_tiles_vrt_and_cog_mosaic(tmp_path, run):
     miss = np.zeros((20, 30), dtype=bool)
     miss[0:3, 0:3] = True
     b = make_ee_tile(tmp_path / "in" / "b.tif", height=20, width=30, origin=(300300, 9990000), seed=2, missing=miss)
-    res = _export(run, tmp_path / "mos" / "map.tif", [tmp_path / "in"])
+    res = _export(run, tmp_path / "mos" / "map.vrt", [tmp_path / "in"])
     vrt = Path(res["map"])
     assert vrt.suffix == ".vrt" and len(res["tiles"]) == 2
     for tpath in res["tiles"]:

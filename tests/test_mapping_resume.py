@@ -71,8 +71,9 @@ def test_changed_input_is_not_resumed(tmp_path):
     out = tmp_path / "m.tif"
     res = export(run, out, inputs=[tile], loader=LOADER, progress=False, quicklook=False, keep_work=True)
     assert res["blocks_computed"] == 1
-    res = export(run, out, inputs=[tile], loader=LOADER, progress=False, quicklook=False, keep_work=True)
+    res = export(run, out, inputs=[tile], loader=LOADER, progress=False, quicklook=False, keep_work=True,
+                 overwrite=True)
     assert res["blocks_resumed"] == 1 and res["blocks_computed"] == 0
     make_double_run(tmp_path / "run", kind="ndvi", c=0.3)  # another model in the same run dir
-    res = export(run, out, inputs=[tile], loader=LOADER, progress=False, quicklook=False)
+    res = export(run, out, inputs=[tile], loader=LOADER, progress=False, quicklook=False, overwrite=True)
     assert res["blocks_resumed"] == 0 and res["blocks_computed"] == 1

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_write_text
+from cropmeta.io.atomic import atomic_write_text, output_dir
 
 #: (key, region, crop) of the published targets
 TARGETS = [("kenya", "Kenya", "maize"), ("brazil", "Brazil", "coffee"), ("togo", "Togo", None)]
@@ -54,7 +54,6 @@ def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, 
                   flop_seeds: list[int] | None = None) -> dict:
     """Run :func:`cropmeta.evaluate.compare.compare` on each published target and write the
     benchmark summary. ``targets``: a subset of kenya, brazil, togo (default all three)."""
-    from cropmeta.evaluate.compare import DEFAULT_METHODS, DEFAULT_SHOTS, compare
 
     benchmark = str(benchmark).strip().lower()
     if benchmark not in BENCHMARKS:
@@ -63,7 +62,15 @@ def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, 
     if not chosen:
         raise InputError(f"no benchmark target among {targets}; targets: {', '.join(t[0] for t in TARGETS)}")
     out = Path(out) if out is not None else Path(f"benchmark-{benchmark}")
-    out.mkdir(parents=True, exist_ok=True)
+    with output_dir(out):
+        return _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, config, calib_folds,
+                            method_factory, console, samples, chosen, method_options, flop_seeds)
+
+
+def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, config, calib_folds,
+                 method_factory, console, samples, chosen, method_options, flop_seeds) -> dict:
+    from cropmeta.evaluate.compare import DEFAULT_METHODS, DEFAULT_SHOTS, compare
+
     if samples is None:
         samples = load_benchmark_samples(benchmark, root, progress)
     reports = {}

@@ -69,6 +69,36 @@ def fit_temperature(p, y, min_per_class: int = 2, bounds: tuple[float, float] = 
     return float(np.exp(res.x))
 
 
+#: fewer training labels of a class than this: a fitted temperature is flagged as uncertain
+MIN_LABELS_PER_CLASS = 10
+
+
+def at_bound(temperature: float | None, bounds: tuple[float, float] = T_BOUNDS) -> bool:
+    """The fit ran into a bound of the search (within 1 % in log space): no real optimum."""
+    if temperature is None:
+        return False
+    span = np.log(bounds[1]) - np.log(bounds[0])
+    return bool(min(abs(np.log(temperature) - np.log(b)) for b in bounds) < 0.01 * span)
+
+
+def checked_temperature(p, y, bounds: tuple[float, float] = T_BOUNDS) -> tuple[float | None, str]:
+    """:func:`fit_temperature` plus what a report must say about it: ``(T or None, note)``. A
+    temperature at a search bound is *not* used (at the upper bound it flattens every probability to
+    ~0.5); fewer than :data:`MIN_LABELS_PER_CLASS` labels of a class is flagged."""
+    y = np.asarray(y).astype(np.int64).ravel()
+    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+    t = fit_temperature(p, y, bounds=bounds)
+    if t is None:
+        return None, f"too few labels of a class for out-of-fold calibration ({n_pos} positive, {n_neg} negative)"
+    if at_bound(t, bounds):
+        return None, (f"temperature ran into its bound {t:.2f} (search {bounds[0]:g}..{bounds[1]:g}) with "
+                      f"{n_pos} positive / {n_neg} negative labels: not applied (uncalibrated)")
+    if min(n_pos, n_neg) < MIN_LABELS_PER_CLASS:
+        return t, (f"temperature {t:.2f} fitted on only {n_pos} positive / {n_neg} negative labels "
+                   f"(fewer than {MIN_LABELS_PER_CLASS} of a class): uncertain")
+    return t, ""
+
+
 def reliability_curve(y, p, n_bins: int = 10) -> dict:
     """Equal-width bins over [0, 1] (the same bins as :func:`cropmeta.metrics.expected_calibration_error`):
     per bin ``count``, ``mean_pred`` and ``frac_pos`` (NaN for empty bins)."""
@@ -144,22 +174,30 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
     task = Task.from_dict(run_cfg["target"])
     seed, shots = int(run_cfg.get("seed", 0)), run_cfg.get("shots")
     if samples is None:
-        samples = load_samples(run_cfg.get("source"), seed, progress=progress)
+        # the datasets the run trained on (its config's ``data``), not whatever the workspace holds now
+        used = [d["dataset"] for d in run_cfg.get("data") or [] if d.get("pixels") in ("simulated", "real")]
+        samples = load_samples(None if used else run_cfg.get("source"), seed, progress=progress,
+                               datasets=used or None)
     td = target_data(samples, task, shots=shots, seed=seed)
     method = DeepMethod("timl", cfg=model.config)
     method.name = base.kind
     method.base, method.task_info, method.seed = base, np.asarray(task.info, dtype=np.float32), seed
     oof, used = out_of_fold(method, td.x_train, td.y_train, seed, folds)
-    temperature = fit_temperature(oof, td.y_train) if used else None
+    temperature, note = checked_temperature(oof, td.y_train) if used else (None, "")
     if temperature is None:
-        raise InputError(f"{run_dir}: too few training labels of a class for {folds}-fold calibration "
-                         f"({int(td.y_train.sum())} positive, {int((td.y_train == 0).sum())} negative)")
+        raise InputError(f"{run_dir}: --folds {folds} calibration refused: "
+                         + (note or f"too few training labels of a class ({int(td.y_train.sum())} positive, "
+                                    f"{int((td.y_train == 0).sum())} negative)") + "; nothing saved")
+    if note:
+        import logging
+
+        logging.getLogger("cropmeta").warning("%s: %s", run_dir, note)
     from cropmeta.train.trained import predict_proba
 
     p_test = predict_proba(model, td.x_test)
     before, after = binary_metrics(td.y_test, p_test), binary_metrics(td.y_test, apply_temperature(p_test, temperature))
     record = {
-        "temperature": temperature, "folds": used, "n_calibration": int(len(td.y_train)),
+        "temperature": temperature, "folds": used, "n_calibration": int(len(td.y_train)), "note": note,
         "fitted_on": "out-of-fold predictions on the run's training labels (never the test set)",
         "oof_ece_before": float(binary_metrics(td.y_train, oof)["ece"]),
         "oof_ece_after": float(binary_metrics(td.y_train, apply_temperature(oof, temperature))["ece"]),

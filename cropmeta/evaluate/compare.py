@@ -33,7 +33,7 @@ import numpy as np
 
 from cropmeta.errors import InputError
 from cropmeta.evaluate import stats
-from cropmeta.evaluate.calibration import apply_temperature, fit_temperature
+from cropmeta.evaluate.calibration import apply_temperature, checked_temperature
 from cropmeta.evaluate.methods import (
     Method,
     TargetTask,
@@ -43,7 +43,7 @@ from cropmeta.evaluate.methods import (
     resolve_methods,
     split_method,
 )
-from cropmeta.io.atomic import atomic_write_text
+from cropmeta.io.atomic import atomic_write_text, output_dir
 from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_error
 
 PROTOCOL_VERSION = 1
@@ -223,11 +223,11 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
         oof, used = out_of_fold(method, x, y, seed, calib_folds)
         calib["folds"] = used
         if used:
-            temperature = fit_temperature(oof, y)
+            temperature, calib["note"] = checked_temperature(oof, y)
             if temperature is not None:
                 calib["oof_ece_before"] = _r(expected_calibration_error(y, oof))
                 calib["oof_ece_after"] = _r(expected_calibration_error(y, apply_temperature(oof, temperature)))
-        if temperature is None:
+        if temperature is None and not calib["note"]:
             calib["note"] = "too few labels of a class for out-of-fold calibration"
     else:
         calib["note"] = "calibration disabled"
@@ -346,7 +346,8 @@ def resolve_effective_shots(shots: list, n_train: int) -> tuple[list, list[str]]
             if "all" in shots:
                 notes.append(f"shots {k} skipped: the training pool has only {n_train} labels (same as 'all')")
                 continue
-            notes.append(f"shots {k} uses all {n_train} training labels")
+            notes.append(f"shots {k}: the training pool has only {n_train} labels; reported as 'all'")
+            k = "all"
         seen.add(eff)
         out.append(k)
     return out, notes
@@ -519,6 +520,8 @@ def compare(
     pretrain_source: str | None = None,
     sim_seed: int = 1,
     flop_seeds: list[int] | None = None,
+    datasets: list[str] | None = None,
+    home: str | Path | None = None,
 ) -> dict:
     """Run the comparison and write the report (json, md, html, png) to ``out``.
 
@@ -555,11 +558,21 @@ def compare(
         raise InputError("--seeds: need at least one seed")
     method_list = resolve_methods(methods)
     shot_list = parse_shots(shots)
+    data_used = None
     if samples is None:
-        samples = load_samples(source, progress=progress)
+        from cropmeta.train.run import select_samples
+
+        samples, data_used = select_samples(source, 0, progress, datasets=datasets, home=home)
     data = build_target(samples, region, crop)
     out = Path(out) if out is not None else Path("compare-" + data.task.name)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_dir(out):
+        return _compare_target(data, samples, out, source, method_list, seed_list, shot_list, preset, config,
+                               method_factory, method_options, calib_folds, progress, flop_seeds, views,
+                               pretrain_source, data_used)
+
+
+def _compare_target(data, samples, out, source, method_list, seed_list, shot_list, preset, config, method_factory,
+                    method_options, calib_folds, progress, flop_seeds, views, pretrain_source, data_used) -> dict:
     eff_shots, shot_notes = resolve_effective_shots(shot_list, len(data.y_train))
     src = source_samples(samples, data)
     cfg_dict, factory = _resolve_config(preset, config, method_factory, method_options)
@@ -572,6 +585,7 @@ def compare(
         "calib_folds": calib_folds, "source": str(source) if source is not None else "sim",
         "views": int(views or 0), "pretrain_source": pretrain_source if pretrain_source != "none" else None,
         "training_config": cfg_dict, "method_options": cfg_dict.get("method_options", {}),
+        "data": data_used,
     }
     src_summary = {"n_samples": int(len(src)), "n_regions": int(src.meta["region"].nunique()) if len(src) else 0}
     report = make_report(data, cells, config_rec, info, src_summary)
@@ -637,9 +651,9 @@ def _resolve_config(preset: str, config, method_factory, method_options=None) ->
     return cfg_dict | {"method_options": opts}, lambda name: make_method(name, cfg=cfg, **opts.get(name, {}))
 
 
-def load_samples(source=None, progress: bool = True):
-    """Every ingested dataset, ingesting ``source`` first when given or when nothing is stored
-    (None → the simulated world) — the same data ``cropmeta train`` uses."""
+def load_samples(source=None, progress: bool = True, **kw):
+    """The data ``cropmeta train`` would use (:func:`cropmeta.train.run.load_samples`): ``source``
+    ingested first when given, else the stored datasets (``datasets=``, ``home=`` select them)."""
     from cropmeta.train.run import load_samples as train_load_samples
 
-    return train_load_samples(source, seed=0, progress=progress)
+    return train_load_samples(source, seed=0, progress=progress, **kw)

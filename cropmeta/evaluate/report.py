@@ -234,7 +234,21 @@ def narrative(report: dict) -> list[str]:
     notes = report["config"].get("shot_notes") or []
     if notes:
         paras.append("Note: " + "; ".join(notes) + ".")
+    flagged = calibration_flags(report.get("cells") or [])
+    if flagged:
+        paras.append("Calibration warnings: " + "; ".join(flagged) + ".")
     return paras
+
+
+def calibration_flags(cells: list[dict]) -> list[str]:
+    """One line per (method, shots) whose calibration was refused or flagged in some seed (a
+    temperature at its bound, too few labels), e.g. ``timl @ 20: temperature ran into its bound …``."""
+    by: dict[tuple[str, str], list[str]] = {}
+    for c in cells:
+        note = (c.get("calibration") or {}).get("note") or ""
+        if note and note != "calibration disabled":
+            by.setdefault((str(c.get("method")), str(c.get("shots"))), []).append(note)
+    return [f"{m} @ {k}: {len(v)} seed(s): {v[0]}" for (m, k), v in by.items()]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import stat
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -30,12 +32,45 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+        remove_side_files(tmp_path)
 
 
-def _default_mode() -> int:
+def remove_side_files(tmp: Path) -> None:
+    """Remove the files GDAL writes beside a temporary raster (``<tmp>.ovr.tmp``, ``<tmp>.aux.xml``...)."""
+    for side in tmp.parent.glob(f"{tmp.name}.*"):
+        with contextlib.suppress(OSError):
+            if side.is_dir():
+                shutil.rmtree(side, ignore_errors=True)
+            else:
+                side.unlink()
+
+
+def _default_mode(directory: bool = False) -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return (stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH) & ~umask
+    mode = stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH
+    if directory:
+        mode |= stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+    return mode & ~umask
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` (as SIGINT does), so every
+    ``finally`` clause runs and temporary files are removed before the process ends. A no-op outside
+    the main thread (signal handlers can only be set there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -72,6 +107,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(directory=True))  # mkdtemp creates 0700
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -93,3 +129,25 @@ def recover_dir(path: str | Path) -> None:
     old = path.with_name(f".{path.name}.old")
     if not path.exists() and old.exists():
         os.replace(old, path)
+
+
+@contextlib.contextmanager
+def output_dir(path: str | Path, create: bool = True) -> Iterator[Path]:
+    """Create ``path`` (and parents) for a command's outputs; if the block fails, every folder that
+    did not exist before and is still empty is removed again (a failed run leaves no empty output
+    folder). ``create=False``: the block creates them (or not) itself."""
+    path = Path(path)
+    created = []
+    p = path
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for d in created:  # deepest first
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise

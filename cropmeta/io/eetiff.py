@@ -205,8 +205,8 @@ def _check_descriptions(path: Path, descriptions, t: int) -> None:
         if got is None or got == "":
             raise InputError(
                 f"{path}: band {i} has no description (expected {want!r}); Earth-Engine exports name every "
-                f"band ({expected[0]}, {expected[1]}, …, {expected[-1]}). Pass check_descriptions=False "
-                "only if you are sure the bands are in the export order"
+                f"band ({expected[0]}, {expected[1]}, …, {expected[-1]}). Relabel the bands "
+                "in the export order (or, from Python, pass check_descriptions=False if you are sure they are)"
             )
         if got != want:
             raise InputError(f"{path}: band {i} is described as {got!r}, expected {want!r} "

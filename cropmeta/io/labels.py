@@ -33,7 +33,7 @@ VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb")
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".geoparquet")
 #: suffixes picked up when a directory is given (``.json`` and ``.csv`` are skipped there: STAC
 #: catalogues and documentation tables; give such files by name)
-DIR_SUFFIXES = (".geojson", ".gpkg", ".shp", ".fgb", ".parquet", ".geoparquet")
+DIR_SUFFIXES = (".geojson", ".gpkg", ".shp", ".fgb", ".parquet", ".geoparquet", ".zip")
 #: class values that mean "crop" without naming a crop type
 GENERIC_CROP_WORDS = {"crop", "crops", "cropland", "croplands", "1", "true", "yes", "y"}
 _TRUE = {"1", "true", "yes", "y", "crop", "t"}
@@ -91,6 +91,13 @@ def _points_from_table(path: Path, df: pd.DataFrame, lat_column: str, lon_column
 
 def _read_frame(path: Path, layer, lat_column: str, lon_column: str, crs) -> gpd.GeoDataFrame:
     suffix = path.suffix.lower()
+    if suffix == ".zip":  # a zipped shapefile (or other vector file): GDAL reads it in place
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return gpd.read_file(f"zip://{path.resolve()}", layer=layer)
+        except Exception as e:  # noqa: BLE001 - any reader failure is the file's fault
+            raise InputError(f"{path}: cannot read a label layer from the zip file ({type(e).__name__}: {e})") from e
     try:
         if suffix in (".csv", ".txt"):
             return _points_from_table(path, pd.read_csv(path), lat_column, lon_column, crs)
@@ -113,7 +120,7 @@ def _read_frame(path: Path, layer, lat_column: str, lon_column: str, crs) -> gpd
     except Exception as e:  # noqa: BLE001 - any reader failure is the file's fault
         raise InputError(f"{path}: cannot read label file ({type(e).__name__}: {e})") from e
     raise InputError(f"{path}: unsupported label file type {suffix!r} "
-                     f"(use GeoJSON, GeoPackage, Shapefile, GeoParquet or CSV with lat/lon)")
+                     f"(use GeoJSON, GeoPackage, Shapefile (or a zipped one), GeoParquet or CSV with lat/lon)")
 
 
 def utm_crs_of(lon: float, lat: float) -> str:
@@ -198,7 +205,8 @@ def _is_crop(path: Path, gdf: pd.DataFrame, class_column, crop_values, crop_type
         return np.ones(n, dtype=np.int8)
     raise InputError(
         f"{path}: cannot tell crop from non-crop: no 'is_crop' column; name the class column and its crop "
-        f"value(s) (class_column= / --class-column, crop_values= / --crop-values); available columns: "
+        f"value(s) (--class-column, --crop-values), or, for a file of one class, --file-class crop|non-crop; "
+        f"available columns: "
         f"{', '.join(str(c) for c in gdf.columns if c not in ('geometry', 'footprint', '_row'))}"
     )
 
@@ -206,6 +214,8 @@ def _is_crop(path: Path, gdf: pd.DataFrame, class_column, crop_values, crop_type
 def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_values, crop_type_column, layer,
               lat_column, lon_column, crs, id_column, default_is_crop) -> tuple[gpd.GeoDataFrame, int]:
     gdf = _read_frame(path, layer, lat_column, lon_column, crs)
+    if len(gdf) == 0:
+        raise DataError(f"{path}: the file has no features (no rows)")
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name not in gdf.columns:
         raise InputError(f"{path}: no geometry column")
     if gdf.crs is None:
@@ -227,6 +237,9 @@ def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_valu
     gdf = _to_points(path, gdf)
 
     is_crop = _is_crop(path, gdf, class_column, crop_values, crop_type_column, default_is_crop)
+    if len(is_crop) and (is_crop < 0).all():
+        col = class_column or "is_crop"
+        raise DataError(f"{path}: no labelled rows ({len(is_crop)} rows, all missing in column {col!r})")
     class_value = ([_norm(v) for v in gdf[class_column]] if class_column is not None else [None] * len(gdf))
 
     if crop_type_column is not None:
@@ -280,6 +293,7 @@ def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_valu
         "class_value": pd.Series(class_value, dtype=object),
         "source_file": str(path),
     })
+    out.attrs["split_given"] = "split" in gdf.columns or "is_test" in gdf.columns
     for col in PASSTHROUGH:
         if col in gdf.columns:
             out[col] = gdf[col].astype(object).where(gdf[col].notna(), None).to_numpy()
@@ -292,9 +306,39 @@ def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_valu
     return out, n_empty
 
 
+#: ``--file-class`` values: the class of every row of a single-class label file
+FILE_CLASSES = {"crop": 1, "non-crop": 0, "non_crop": 0, "noncrop": 0}
+
+
+def label_options(class_column: str | None = None, crop_values: str | Iterable | None = None,
+                  crop_type_column: str | None = None, id_column: str | None = None, layer: str | None = None,
+                  lat_column: str | None = None, lon_column: str | None = None, crs: str | None = None,
+                  file_class: str | None = None, **extra) -> dict:
+    """The keyword arguments of :func:`read_labels` that the command-line flags set (None values
+    dropped). ``file_class``: ``crop`` or ``non-crop`` for a file whose rows all have that class
+    (how CropHarvest distributes crop-only and non-crop-only files)."""
+    opts = {"class_column": class_column, "crop_values": _split_values(crop_values),
+            "crop_type_column": crop_type_column, "id_column": id_column, "layer": layer, "lat_column": lat_column,
+            "lon_column": lon_column, "crs": crs, **extra}
+    if file_class is not None:
+        key = str(file_class).strip().lower()
+        if key not in FILE_CLASSES:
+            raise InputError(f"--file-class {file_class!r}: expected crop or non-crop")
+        if class_column is not None:
+            raise InputError("--file-class sets the class of every row; drop --class-column (or drop --file-class)")
+        opts["default_is_crop"] = FILE_CLASSES[key]
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _strip_zip_scheme(path: str | Path) -> str:
+    """``zip://archive.zip`` (GDAL/fiona style) → ``archive.zip``."""
+    text = str(path)
+    return text[len("zip://"):] if text.startswith("zip://") else text
+
+
 def label_files(path: str | Path) -> list[Path]:
     """The label files a path names: itself, or every label file under a directory (sorted)."""
-    path = Path(path)
+    path = Path(_strip_zip_scheme(path))
     if not path.exists():
         raise InputError(f"{path}: label file not found")
     if path.is_file():
@@ -336,9 +380,9 @@ def read_labels(
     Missing columns raise :class:`InputError` naming the column and listing the available ones.
     ``attrs["dropped_empty_geometry"]`` counts rows without geometry (dropped).
     """
-    root = Path(path)
+    root = Path(_strip_zip_scheme(path))
     files = label_files(root)
-    frames, n_empty = [], 0
+    frames, n_empty, split_given = [], 0, False
     for f in files:
         if root.is_dir():
             rel = f.relative_to(root).with_suffix("")
@@ -349,6 +393,7 @@ def read_labels(
             ds = dataset
         gdf, empty = _read_one(f, tag, ds, class_column, crop_values, crop_type_column, layer, lat_column,
                                lon_column, crs, id_column, default_is_crop)
+        split_given |= bool(gdf.attrs.get("split_given"))
         frames.append(gdf)
         n_empty += empty
     out = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:4326")
@@ -357,6 +402,7 @@ def read_labels(
         raise DataError(f"{root}: no labels with a geometry")
     out.attrs["source"] = str(root)
     out.attrs["dropped_empty_geometry"] = n_empty
+    out.attrs["split_given"] = split_given  # a 'split' / 'is_test' column said which rows are test
     return out
 
 

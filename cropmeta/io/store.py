@@ -48,6 +48,14 @@ def workspace_home() -> Path:
     return Path(os.environ.get("CROPMETA_HOME", "cropmeta-data"))
 
 
+def use_workspace(home: str | Path | None) -> Path:
+    """Make ``home`` the workspace of this process (``--home``): every later call that reads or
+    writes the workspace uses it. None keeps ``$CROPMETA_HOME`` / ``./cropmeta-data``."""
+    if home is not None:
+        os.environ["CROPMETA_HOME"] = str(home)
+    return workspace_home()
+
+
 @dataclass
 class SampleSet:
     x: np.ndarray  # [N, T, 18] float32

@@ -151,42 +151,65 @@ def _auc(hist: np.ndarray, scale: float) -> float:
     return float(skm.roc_auc_score(y[keep], s[keep], sample_weight=wts[keep]))
 
 
-def _read_points(path: Path) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
+def _read_points(path: Path, label_options: dict | None = None, exclude=None) -> tuple:
+    """Reference points of a label file, read by the ingestion reader (:func:`read_labels`, so its
+    class/value/lon/lat column options apply). Rows a ``split`` column marks as training and rows
+    that are training points of the run (``exclude``: ``sample_id``/``lat``/``lon``) are left out
+    (matched by id here, by map pixel in :func:`assess`). → (points, classes, crs, counts, exclude)."""
+    from cropmeta.io.labels import read_labels
+
+    gdf = read_labels(path, **(label_options or {}))
+    split_given = bool(gdf.attrs.get("split_given"))
+    counts = {"n_labels_read": int(len(gdf)), "n_unlabelled": int((gdf["is_crop"] < 0).sum()),
+              "n_excluded_train_split": 0, "n_excluded_training_points": 0}
+    gdf = gdf[gdf["is_crop"] >= 0]
+    if split_given:
+        train = (gdf["split"].astype(str) == "train").to_numpy()
+        counts["n_excluded_train_split"] = int(train.sum())
+        gdf = gdf[~train]
+    if exclude is not None and len(exclude):
+        same_id = gdf["sample_id"].astype(str).isin(set(exclude["sample_id"].astype(str))).to_numpy()
+        counts["n_excluded_training_points"] = int(same_id.sum())
+        gdf = gdf[~same_id]
+    return gdf.geometry, gdf["is_crop"].to_numpy(dtype=np.int64), gdf.crs, counts
+
+
+def _training_pixels(ds, exclude) -> set:
+    """Map pixels (row, col) holding a training point of the run."""
     import geopandas as gpd
+
+    if exclude is None or not len(exclude):
+        return set()
+    pts = gpd.GeoSeries(gpd.points_from_xy(exclude["lon"], exclude["lat"]), crs="EPSG:4326")
+    if ds.crs is not None:
+        pts = pts.to_crs(ds.crs)
+    return {ds.index(p.x, p.y) for p in pts}
+
+
+def training_points(run_dir: str | Path):
+    """The training points a run saw (``training_points.parquet``, written by ``cropmeta train``), or None."""
     import pandas as pd
 
-    try:
-        if path.suffix.lower() == ".csv":
-            df = pd.read_csv(path)
-            for c in ("lat", "lon"):
-                if c not in df.columns:
-                    raise InputError(f"{path}: label file lacks column {c!r}")
-            gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["lon"], df["lat"]), crs="EPSG:4326")
-        elif path.suffix.lower() == ".parquet":
-            gdf = gpd.read_parquet(path)
-        else:
-            gdf = gpd.read_file(path)
-    except InputError:
-        raise
-    except Exception as e:  # noqa: BLE001 - reader failure is the file's fault
-        raise InputError(f"{path}: cannot read label file ({e})") from e
-    if "is_crop" not in gdf.columns:
-        raise InputError(f"{path}: label file lacks column 'is_crop' (1 crop, 0 non-crop)")
-    if gdf.crs is None:
-        raise InputError(f"{path}: label file has no CRS")
-    gdf = gdf[gdf["is_crop"].isin([0, 1])]
-    pts = gdf.geometry.representative_point()
-    return pts, gdf["is_crop"].to_numpy(dtype=np.int64), gdf.crs
+    p = Path(run_dir) / "training_points.parquet"
+    return pd.read_parquet(p) if p.exists() else None
 
 
 def assess(map_path: str | Path, truth: str | Path, per_class: int | None = None, seed: int = 0,
-           area_crs: str = EQUAL_AREA_CRS, out_json: str | Path | None = None) -> dict:
+           area_crs: str = EQUAL_AREA_CRS, out_json: str | Path | None = None, *,
+           label_options: dict | None = None, exclude=None, run_dir: str | Path | None = None) -> dict:
     """Accuracy of a cropmeta map (COG or VRT) against a truth raster or a point label file.
 
     ``per_class``: draw that many reference pixels at random from each map class (stratified random
     sample, seeded) instead of using every truth pixel. Returns (and writes to ``out_json`` when
     given) a JSON-able dict: confusion matrix, F1/precision/recall/accuracy/kappa, AUC, mapped and
-    error-adjusted crop area (ha) with 95 % CI, user's/producer's accuracy."""
+    error-adjusted crop area (ha) with 95 % CI, user's/producer's accuracy.
+
+    A point label file is read like an ingested one (``label_options``: ``class_column``,
+    ``crop_values``, ``lat_column``, ``lon_column``, ...); only points the run did not train on count:
+    rows its ``split`` column marks ``train`` and the run's training points (``exclude``, or those
+    saved in ``run_dir``; matched by id or map pixel) are left out and counted in the report."""
+    if exclude is None and run_dir is not None:
+        exclude = training_points(run_dir)
     map_path, truth = Path(map_path), Path(truth)
     if not map_path.exists():
         raise InputError(f"{map_path}: map not found")
@@ -262,15 +285,27 @@ def assess(map_path: str | Path, truth: str | Path, per_class: int | None = None
                     np.add.at(counts, (c[tv], tt[tv]), 1)
                     lv = _levels(prob.filled(0)[tv], is_u8)
                     np.add.at(hist, (tt[tv], lv), 1)
+        except rasterio.errors.RasterioError as e:  # rasterio's "Read failed. See previous exception…"
+            raise InputError(f"{map_path} / {truth}: cannot read the map or its truth (corrupt or truncated "
+                             f"file?): {e}") from e
         finally:
             if truth_src is not None:
                 truth_src.close()
+        point_counts: dict = {}
         if not raster_truth:
-            pts, labels, pcrs = _read_points(truth)
+            pts, labels, pcrs, point_counts = _read_points(truth, label_options, exclude)
             pts = pts.to_crs(ds.crs) if ds.crs is not None and pcrs != ds.crs else pts
+            pts = pts.representative_point()
             xy = [(p.x, p.y) for p in pts]
-            vals = np.array([v for v in ds.sample(xy, indexes=[1, 2], masked=True)]) if xy else np.zeros((0, 2))
             rows_cols = [ds.index(x, y) for x, y in xy]
+            trained = _training_pixels(ds, exclude)
+            if trained:
+                seen = np.array([rc in trained for rc in rows_cols], dtype=bool)
+                point_counts["n_excluded_training_points"] += int(seen.sum())
+                xy = [v for v, s_ in zip(xy, seen) if not s_]
+                rows_cols = [v for v, s_ in zip(rows_cols, seen) if not s_]
+                labels = labels[~seen]
+            vals = np.array([v for v in ds.sample(xy, indexes=[1, 2], masked=True)]) if xy else np.zeros((0, 2))
             inside = np.array([0 <= r < ds.height and 0 <= cc < ds.width for r, cc in rows_cols], dtype=bool)
             pv = np.ma.getdata(vals).astype(np.float64) if len(vals) else np.zeros((0, 2))
             nod = ds.nodata
@@ -305,6 +340,7 @@ def assess(map_path: str | Path, truth: str | Path, per_class: int | None = None
         "threshold": float(thr) if thr is not None else None,
         "n_reference": int(counts.sum()),
         "n_points_outside_map": n_outside if not raster_truth else None,
+        **point_counts,
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp),
                              "rows": "reference (0, 1)", "cols": "map (0, 1)",
                              "matrix": [[int(tn), int(fp)], [int(fn), int(tp)]]},

@@ -24,17 +24,20 @@ import numpy as np
 from shapely.geometry import box
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.atomic import atomic_dir
+from cropmeta.io.atomic import atomic_dir, output_dir, sigterm_as_interrupt
 from cropmeta.mapping.cog import GTiffWriter, check_writable, copy_to_cog, iter_blocks, write_vrt
 from cropmeta.mapping.dask_exec import Bundle, make_executor
 from cropmeta.mapping.infer import DEFAULT_BATCH, Job, ModelSpec, part_path
 from cropmeta.mapping.manifest import Manifest, load_part, work_dir_for
 from cropmeta.mapping.model import get_predictor, model_tags
 from cropmeta.mapping.roi import overlaps, project_region
-from cropmeta.mapping.sources import Source, check_consistent_t, open_source
+from cropmeta.mapping.sources import Source, check_consistent_t, open_source, window_source
 from cropmeta.mapping.validate import check_cog
 
-MOSAICS = ("vrt", "cog", "none")
+MOSAICS = ("auto", "vrt", "cog", "none")
+MAP_SUFFIXES = (".tif", ".tiff", ".vrt")
+#: largest one-COG mosaic (uncompressed GB) written without --max-mosaic-gb
+MAX_MOSAIC_GB = 4.0
 _EE_DATES = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})(?:\.tiff?)?$")
 
 
@@ -168,18 +171,25 @@ class _Progress:
 # ------------------------------------------------------------------------------------------------
 def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, threshold: float = 0.5,
            as_float: bool = False, workers: int | None = None, scheduler: str | None = None, truth=None,
-           mosaic: str = "vrt", progress: bool = True, *, world=None, loader: str | None = None,
+           mosaic: str = "auto", progress: bool = True, *, world=None, loader: str | None = None,
            batch_size: int = DEFAULT_BATCH, retries: int = 2, quicklook: bool = True,
-           keep_work: bool = False, device: str = "cpu", gdal_cache_mb: int = 256) -> dict[str, Any]:
+           keep_work: bool = False, device: str = "cpu", gdal_cache_mb: int = 256, overwrite: bool = False,
+           max_mosaic_gb: float = MAX_MOSAIC_GB, start_month: int | None = None,
+           truth_options: dict | None = None) -> dict[str, Any]:
     """Write the prediction map of ``run_dir``'s model over ``inputs``.
 
     inputs: EE-layout GeoTIFF path(s) or folder(s), netCDF datacube path(s), xarray object(s); None →
     the simulated scene of the run's target (and its truth raster). Region (``region`` name,
-    ``region_file`` or ``bbox``): pixels outside are nodata. ``out``: the map (``.tif``); with several
-    inputs the mosaic is ``out`` with suffix ``.vrt`` over per-tile COGs in ``<stem>.tiles/``
-    (``mosaic="cog"``: one COG at ``out``; ``"none"``: only the per-tile COGs). ``workers``: local Dask
+    ``region_file`` or ``bbox``): pixels outside are nodata. ``out``: the map, ``.tif`` (one COG) or
+    ``.vrt`` (several inputs: a VRT over per-tile COGs in ``<stem>.tiles/``); ``mosaic``: ``auto``
+    (from ``out``'s suffix), ``cog``, ``vrt`` or ``none`` (only the per-tile COGs in
+    ``<stem>.tiles/``). ``out`` must not be, or lie inside, an input, and an existing map is replaced
+    only with ``overwrite=True``. A one-COG mosaic larger than ``max_mosaic_gb`` (uncompressed) is
+    refused before any work. ``start_month``: with inputs holding more time steps than the model,
+    the model's window starting at that step (1-based). ``workers``: local Dask
     cluster of N one-thread workers; ``scheduler``: an existing Dask scheduler address; neither:
-    in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json``.
+    in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json`` (a label
+    file is read with ``truth_options``; the run's training points are left out and counted).
     ``loader``: ``"module:function"`` returning a predictor for ``run_dir`` (default: cropmeta's).
     ``device``: where inference runs (``cpu``, ``cuda``); ``batch_size``: pixels per model call;
     ``retries``: attempts after a block fails; ``keep_work``: keep the parts after success;
@@ -191,15 +201,16 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
 
     if gdal_cache_mb < 16:
         raise InputError(f"gdal_cache_mb must be >= 16, got {gdal_cache_mb}")
-    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)):
+    # a refused or failed export leaves no new empty folder behind either
+    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), output_dir(Path(out).parent, create=False):
         return _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler,
                        truth, mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-                       gdal_cache_mb)
+                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options)
 
 
 def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler, truth,
             mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-            gdal_cache_mb) -> dict[str, Any]:
+            gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options) -> dict[str, Any]:
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     if not 0.0 < float(threshold) < 1.0:
@@ -208,6 +219,19 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
         raise InputError(f"--mosaic must be one of {', '.join(MOSAICS)}, got {mosaic!r}")
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    if not max_mosaic_gb > 0:
+        raise InputError(f"--max-mosaic-gb must be > 0, got {max_mosaic_gb}")
+    if out.is_dir():
+        check_writable(out)  # says: a directory, give a file name
+    suffix = out.suffix.lower()
+    if suffix not in MAP_SUFFIXES:
+        raise InputError(f"--out {out}: a map is written as {' or '.join(MAP_SUFFIXES)} (got "
+                         f"{suffix or 'no suffix'!r}); the quick-look PNG and the accuracy JSON are "
+                         "written beside it")
+    items = _expand_inputs(inputs)
+    _check_not_an_input(out, items, inputs, truth)
     check_writable(out)
 
     # ---- model (once, in the driver: validation + provenance) ------------------------------------
@@ -215,13 +239,18 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     model_t = int(predictor.t)
 
     # ---- inputs ------------------------------------------------------------------------------------
-    items = _expand_inputs(inputs)
     scene_truth = None
     if not items:
         scene, scene_truth, _ = scene_for_run(run_dir, predictor, world)
         items = [scene]
     sources = [open_source(i) for i in items]
+    if start_month is not None:
+        sources = [window_source(s, model_t, start_month) for s in sources]
     check_consistent_t(sources, model_t, str(run_dir))
+    mode = _mosaic_mode(mosaic, out, len(sources))
+    _refuse_existing(out, mode, len(sources), overwrite)
+    if mode == "cog" and len(sources) > 1:
+        check_mosaic_size(sources, out, as_float, max_mosaic_gb)
 
     # ---- region of interest ------------------------------------------------------------------------
     region_obj = None
@@ -280,6 +309,27 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     manifest = Manifest(work, signature).open()
     todo = [j for j in jobs if not manifest.is_done(j.key, part_path(work, j))]
     resumed = len(jobs) - len(todo)
+    try:
+        with sigterm_as_interrupt():
+            return _compute_and_write(
+                run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode, region_obj,
+                skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress, retries,
+                quicklook, keep_work, gdal_cache_mb, overwrite, t0, truth_options)
+    except BaseException:
+        manifest.close()
+        # temporaries of the assembly go; finished blocks stay only when there are some to resume from
+        shutil.rmtree(work / "assembled", ignore_errors=True)
+        for f in (work / "mosaic.vrt",):
+            f.unlink(missing_ok=True)
+        if not manifest.done:
+            manifest.remove()
+        raise
+
+
+def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode,
+                       region_obj, skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress,
+                       retries, quicklook, keep_work, gdal_cache_mb, overwrite, t0,
+                       truth_options) -> dict[str, Any]:
 
     # ---- compute -----------------------------------------------------------------------------------
     stats = {"pixels": 0, "valid": 0}
@@ -302,12 +352,22 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
         if executor is not None:
             executor.close()
     t_inf = time.perf_counter() - t_inf
+    if not failures:
+        valid_per_tile = _valid_counts(jobs, work, len(sources))
     if failures:
         names = sorted({f.tile for f in failures})
         detail = "\n  ".join(f.describe() for f in failures[:10])
         raise ExportFailed(
             f"{len(failures)} block(s) of {len(names)} input(s) failed ({', '.join(names)}); "
             f"finished blocks are kept in {work} and a rerun resumes from them:\n  {detail}")
+
+    n_valid = int(sum(valid_per_tile))
+    n_total = int(sum(s.grid.width * s.grid.height for s in sources))
+    if n_valid == 0:
+        msg = no_valid_pixel_message(sources, roi)
+        manifest.remove()  # nothing to resume: a rerun on the same input gives the same empty map
+        raise DataError(msg)
+    empty = [s.name for s, v in zip(sources, valid_per_tile) if v == 0]
 
     # ---- assemble ----------------------------------------------------------------------------------
     t_write = time.perf_counter()
@@ -336,21 +396,24 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
 
     tiles_dir = None
     tile_maps: list[Path] = []
+    if overwrite and len(sources) > 1 and mode == "vrt" and out.is_file():
+        # the previous VRT goes before its tiles are replaced: it never points at a half-replaced set
+        # (a COG is replaced atomically: the previous one stays until the new one is complete)
+        out.unlink()
     if len(sources) == 1:
         map_path = copy_to_cog(gtiffs[0], out)
-    elif mosaic == "cog":
+    elif mode == "cog":
         vrt = write_vrt(gtiffs, work / "mosaic.vrt", tags, float(threshold), relative=False)
         map_path = copy_to_cog(vrt, out)
     else:
-        tiles_dir = out.parent / f"{out.stem}.tiles"
+        tiles_dir = tiles_dir_for(out)
         names = [f"{Path(s.name).stem}.tif" for s in sources]
         with atomic_dir(tiles_dir) as tmpdir:
             for g, n in zip(gtiffs, names):
                 copy_to_cog(g, tmpdir / n)
         tile_maps = [tiles_dir / n for n in names]
-        if mosaic == "vrt":
-            map_path = write_vrt(tile_maps, out.with_suffix(".vrt") if out.suffix.lower() != ".vrt" else out, tags,
-                                 float(threshold))
+        if mode == "vrt":
+            map_path = write_vrt(tile_maps, out, tags, float(threshold))
         else:
             map_path = tiles_dir
     t_write = time.perf_counter() - t_write
@@ -371,12 +434,13 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     if truth is not None and not map_path.is_dir():
         from cropmeta.mapping.accuracy import assess
 
-        accuracy = assess(map_path, truth, out_json=map_path.with_suffix(".accuracy.json"))
+        accuracy = assess(map_path, truth, out_json=map_path.with_suffix(".accuracy.json"), run_dir=run_dir,
+                          label_options=truth_options)
 
     if not keep_work:
         manifest.remove()
     total = time.perf_counter() - t0
-    n_pix = sum(s.grid.width * s.grid.height for s in sources)
+    n_pix = n_total
     return {
         "map": str(map_path),
         "quicklook": str(png) if png else None,
@@ -386,7 +450,9 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
         "width_height": [[s.grid.width, s.grid.height] for s in sources],
         "pixels": int(n_pix),
         "pixels_computed": int(stats["pixels"]),
-        "pixels_valid": int(stats["valid"]),
+        "pixels_valid": n_valid,
+        "valid_share": n_valid / n_total if n_total else 0.0,
+        "inputs_without_valid_pixel": empty,
         "blocks": len(jobs),
         "blocks_resumed": resumed,
         "blocks_computed": len(todo),
@@ -405,6 +471,113 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     }
 
 
+# ------------------------------------------------------------------------------------------------
+# output checks (before any work: nothing the user has is ever overwritten by surprise)
+# ------------------------------------------------------------------------------------------------
+def tiles_dir_for(out: Path) -> Path:
+    return out.parent / f"{out.stem}.tiles"
+
+
+def _mosaic_mode(mosaic: str, out: Path, n_inputs: int) -> str:
+    """``auto`` → ``vrt`` for an ``.vrt`` output, else one COG; a VRT is only written at a ``.vrt`` name."""
+    is_vrt = out.suffix.lower() == ".vrt"
+    if mosaic == "auto":
+        return "vrt" if is_vrt else "cog"
+    if mosaic == "vrt" and not is_vrt and n_inputs > 1:
+        raise InputError(f"--out {out}: --mosaic vrt writes a VRT mosaic; name it {out.with_suffix('.vrt')} "
+                         "(or use --mosaic cog for one GeoTIFF)")
+    if mosaic == "cog" and is_vrt:
+        raise InputError(f"--out {out}: --mosaic cog writes one GeoTIFF; name it {out.with_suffix('.tif')}")
+    if is_vrt and n_inputs == 1 and mosaic != "none":
+        raise InputError(f"--out {out}: one input gives one GeoTIFF map; name it {out.with_suffix('.tif')}")
+    return mosaic
+
+
+def _refuse_existing(out: Path, mode: str, n_inputs: int, overwrite: bool) -> None:
+    """An existing map (or tiles folder) at the output is replaced only with ``overwrite``."""
+    if overwrite:
+        return
+    existing = [out] if out.exists() and not (mode == "none" and n_inputs > 1) else []
+    if n_inputs > 1 and mode in ("vrt", "none") and tiles_dir_for(out).exists():
+        existing.append(tiles_dir_for(out))
+    if existing:
+        raise InputError(f"{existing[0]}: exists; pass --overwrite to replace it (or choose another --out)")
+
+
+def _check_not_an_input(out: Path, items: list, inputs, truth) -> None:
+    """Refuse an output that is, or lies inside, an input (file or folder) or the truth file."""
+    targets = [out, out.with_suffix(".png"), out.with_suffix(".accuracy.json"), tiles_dir_for(out)]
+    given = list(items)
+    if inputs is not None:
+        given += [i for i in (inputs if isinstance(inputs, (list, tuple)) else [inputs]) if isinstance(i, (str, Path))]
+    if truth is not None:
+        given.append(truth)
+    for item in given:
+        if not isinstance(item, (str, Path)):
+            continue
+        src = Path(item).resolve()
+        for t in targets:
+            tr = t.resolve()
+            if tr == src or (Path(item).is_dir() and src in tr.parents):
+                what = "is" if tr == src else "lies inside"
+                raise InputError(f"--out {out}: {t.name if t != out else 'the map'} {what} the input {item}; "
+                                 "write the map elsewhere")
+
+
+def check_mosaic_size(sources: list[Source], out: Path, as_float: bool, max_gb: float) -> None:
+    """Refuse a one-COG mosaic whose (uncompressed) size is beyond ``max_gb``, before any work."""
+    from rasterio.crs import CRS
+
+    crs = [CRS.from_wkt(s.grid.crs) if s.grid.crs else None for s in sources]
+    for s, c in zip(sources[1:], crs[1:]):
+        if c != crs[0]:
+            raise InputError(f"{s.ref if isinstance(s.ref, (str, Path)) else s.name}: CRS {c} differs from "
+                             f"{sources[0].name}'s {crs[0]}; a mosaic needs one CRS (export these tiles "
+                             "separately, --mosaic none)")
+    ts = [s.grid.affine for s in sources]
+    xres, yres = abs(ts[0].a), abs(ts[0].e)
+    left = min(t.c for t in ts)
+    right = max(t.c + s.grid.width * xres for t, s in zip(ts, sources))
+    top = max(t.f for t in ts)
+    bottom = min(t.f - s.grid.height * yres for t, s in zip(ts, sources))
+    w, h = int(round((right - left) / xres)), int(round((top - bottom) / yres))
+    gb = w * h * 2 * (4 if as_float else 1) / 1e9
+    if gb > max_gb:
+        covered = sum(s.grid.width * s.grid.height for s in sources) / max(w * h, 1)
+        raise InputError(
+            f"--out {out}: one GeoTIFF over the {len(sources)} inputs would be {w:,} x {h:,} px "
+            f"({gb:,.1f} GB uncompressed, {covered:.2%} of it covered by an input), over the limit "
+            f"--max-mosaic-gb {max_gb:g}; write a VRT over per-tile maps (--out {out.with_suffix('.vrt')}), "
+            "per-tile maps only (--mosaic none), or raise --max-mosaic-gb")
+
+
+def _valid_counts(jobs: list[Job], work: Path, n_tiles: int) -> list[int]:
+    counts = [0] * n_tiles
+    for j in jobs:
+        counts[j.tile] += int(np.isfinite(load_part(part_path(work, j))).sum())
+    return counts
+
+
+def no_valid_pixel_message(sources: list[Source], roi: list) -> str:
+    """Why a map has no valid pixel: ingestion's own rule (:func:`cropmeta.schema.fill_missing`)
+    applied to the first block of each input names the band(s) that are missing everywhere."""
+    from cropmeta.schema import fill_missing
+
+    from rasterio.windows import Window
+
+    for s in sources:
+        w = Window(0, 0, min(s.grid.width, 512), min(s.grid.height, 512))
+        try:
+            x = s.read_canonical(w)
+            fill_missing(x, source=str(s.ref if isinstance(s.ref, (str, Path)) else s.name),
+                         slope_fill=s.get_slope_fill())
+        except DataError as e:
+            return f"{e}; the map would have no valid pixel"
+    where = " inside the region" if any(g is not None for g in roi) else ""
+    return (f"{', '.join(s.name for s in sources)}: no pixel{where} has a value in every band; "
+            "the map would have no valid pixel")
+
+
 def _renamed(s: Source, name: str) -> Source:
     import dataclasses
 
@@ -415,7 +588,7 @@ def _source_sig(s: Source) -> Any:
     if isinstance(s.ref, (str, Path)):
         p = Path(s.ref)
         st = p.stat()
-        return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+        return [str(p.resolve()), st.st_size, st.st_mtime_ns, s.t_start, s.t]
     return f"in-memory:{id(s.ref)}:{time.time_ns()}"  # never resumed
 
 

@@ -25,7 +25,12 @@ def quicklook(map_path: str | Path, out_png: str | Path, region_geometry: BaseGe
     with rasterio.open(map_path) as ds:
         scale = max(ds.width, ds.height) / max_px
         h, w = (ds.height, ds.width) if scale <= 1 else (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
-        a = ds.read(1, out_shape=(h, w), resampling=Resampling.nearest, masked=True).astype("float32")
+        try:
+            a = ds.read(1, out_shape=(h, w), resampling=Resampling.nearest, masked=True).astype("float32")
+        except rasterio.errors.RasterioError as e:
+            from cropmeta.errors import InputError
+
+            raise InputError(f"{map_path}: cannot read the map for its quick-look ({e})") from e
         if ds.dtypes[0] == "uint8":
             a = a * 0.01
         left, bottom, right, top = ds.bounds

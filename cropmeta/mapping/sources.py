@@ -69,6 +69,8 @@ class Source:
     nodata: float | None = None
     kind: str = "eetiff"
     ref: Any = field(default=None, compare=False)
+    t_file: int | None = None  # time steps in the file when only a window of them is read
+    t_start: int = 0  # first time step read (0-based), see :func:`window_source`
 
     # -- reading ----------------------------------------------------------------------------------
     def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -190,8 +192,10 @@ class EETiffSource(Source):
         if self.nodata is not None and not math.isnan(self.nodata):
             a[a == np.float32(self.nodata)] = np.nan
         n = a.shape[1] * a.shape[2]
-        dyn = a[: self.t * RAW_PER_STEP].reshape(self.t, RAW_PER_STEP, n).transpose(2, 0, 1)
-        stat = a[self.t * RAW_PER_STEP :].reshape(N_STATIC, n).T
+        tf = self.t_file or self.t
+        dyn = a[: tf * RAW_PER_STEP].reshape(tf, RAW_PER_STEP, n).transpose(2, 0, 1)
+        dyn = dyn[:, self.t_start: self.t_start + self.t]
+        stat = a[tf * RAW_PER_STEP :].reshape(N_STATIC, n).T
         return dyn, stat
 
 
@@ -249,7 +253,8 @@ class DatacubeSource(Source):
     def read_canonical(self, window: Window) -> np.ndarray:
         da = self._da()
         r0, c0 = int(window.row_off), int(window.col_off)
-        sub = da.isel(y=slice(r0, r0 + int(window.height)), x=slice(c0, c0 + int(window.width)))
+        sub = da.isel(y=slice(r0, r0 + int(window.height)), x=slice(c0, c0 + int(window.width)),
+                      time=slice(self.t_start, self.t_start + self.t))
         a = np.asarray(sub.transpose("y", "x", "time", "band").values, dtype=np.float32)
         h, w = a.shape[:2]
         x = a.reshape(h * w, self.t, N_BANDS)
@@ -365,3 +370,20 @@ def check_consistent_t(sources: list[Source], model_t: int, run: str) -> None:
                 f"{s.ref if isinstance(s.ref, (str, Path)) else s.name}: input has T={s.t} time steps "
                 f"({s.t * RAW_PER_STEP + N_STATIC} bands), but the model in {run} expects T={model_t}"
             )
+
+
+def window_source(s: Source, t: int, start_month: int) -> Source:
+    """``s`` read as ``t`` time steps starting at step ``start_month`` (1-based): a 12-month window
+    of a longer export."""
+    import dataclasses
+
+    first = int(start_month) - 1
+    name = s.ref if isinstance(s.ref, (str, Path)) else s.name
+    if first < 0:
+        raise InputError(f"--start-month must be >= 1, got {start_month}")
+    if first + t > s.t:
+        raise InputError(f"{name}: --start-month {start_month} needs {first + t} time steps "
+                         f"(a window of {t} from step {start_month}), the input has {s.t}")
+    if first == 0 and s.t == t:
+        return s
+    return dataclasses.replace(s, t=t, t_file=s.t, t_start=first)

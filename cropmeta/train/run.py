@@ -16,15 +16,18 @@ Also runnable under torchrun: ``torchrun --nproc_per_node=2 -m cropmeta.train.ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cropmeta.errors import InputError
 from cropmeta.io.atomic import atomic_write_text
+from cropmeta.logs import log, log_file
 from cropmeta.io.store import SampleSet, workspace_home
 from cropmeta.metrics import binary_metrics
 from cropmeta.regions import slugify
@@ -36,25 +39,43 @@ from cropmeta.train.finetune import finetune
 from cropmeta.train.maml import META_DIR, meta_train, meta_train_worker
 from cropmeta.train.trained import TrainedModel, predict_proba, resolve_device
 
-__all__ = ["train", "load_samples", "default_run_dir", "METRIC_ORDER"]
+#: the log file of every run directory
+LOG_FILE = "train.log"
+
+__all__ = ["train", "load_samples", "select_samples", "default_run_dir", "METRIC_ORDER"]
 
 METRIC_ORDER = ["auc_roc", "f1", "precision", "recall", "accuracy", "iou", "kappa", "brier", "ece"]
 
 
 
-def load_samples(source=None, seed: int = 0, progress: bool = False) -> SampleSet:
-    """Every ingested dataset; ingests first when ``source`` is given or nothing is stored yet
-    (``source=None`` → the simulated world of ``seed``)."""
-    from cropmeta.ingest import ingest, list_datasets, load_datasets
-
-    if source is not None or not list_datasets():
-        ingest(region=None, source=source, seed=seed, progress=progress)
-    return load_datasets()
+def load_samples(source=None, seed: int = 0, progress: bool = False, **kw) -> SampleSet:
+    """The samples :func:`select_samples` picks (without the description)."""
+    return select_samples(source, seed, progress, **kw)[0]
 
 
-def default_run_dir(task: Task, preset: str, seed: int, shots: int | None = None) -> Path:
+def select_samples(source=None, seed: int = 0, progress: bool = False, *, datasets: list[str] | None = None,
+                   labels=None, label_options: dict | None = None,
+                   home: str | Path | None = None) -> tuple[SampleSet, list[dict]]:
+    """The data a run trains on and what it is: ``(samples, [{dataset, pixels, t, samples, source}])``.
+
+    ``source`` given: it is ingested first (``labels``/``label_options`` as ``cropmeta ingest``) and only
+    the datasets that ingest wrote are used; else the stored datasets (the simulated world of
+    ``seed`` is ingested when nothing is stored). ``datasets``: use only these stored datasets."""
+    from cropmeta.ingest import describe_datasets, ingest, list_datasets, load_datasets
+
+    names = list(datasets) if datasets else None
+    if source is not None or labels is not None or not list_datasets(home):
+        res = ingest(region=None, source=source, labels=labels, seed=seed, progress=progress, home=home,
+                     label_options=label_options)
+        if names is None and source is not None:
+            names = sorted(res.datasets)
+    samples = load_datasets(home, names)
+    return samples, describe_datasets(home, names)
+
+
+def default_run_dir(task: Task, preset: str, seed: int, shots: int | None = None, home=None) -> Path:
     name = f"{slugify(task.region)}-{task.crop or 'crop'}-{preset}-s{seed}" + (f"-k{shots}" if shots else "")
-    return workspace_home() / "runs" / name
+    return (Path(home) if home is not None else workspace_home()) / "runs" / name
 
 
 def _overrides(first_order, device, extra) -> dict:
@@ -71,11 +92,15 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
           first_order: bool | None = None, device: str | None = None, nprocs: int = 1, shots: int | None = None,
           learner: str | None = None, overrides: dict | None = None, progress=False,
           samples: SampleSet | None = None, pretrain_source: str | None = None, sim_seed: int = 1,
-          ic_options: dict | None = None) -> dict:
+          ic_options: dict | None = None, datasets: list[str] | None = None, labels=None,
+          label_options: dict | None = None, home: str | Path | None = None) -> dict:
     """The library function behind ``cropmeta train``. Returns ``{"run_dir", "target", "metrics",
     "counts", "meta", "timings", "table"}``, where ``table`` is ``[(metric, value), …]`` in display order.
 
     ``samples``: use these instead of the workspace's ingested datasets (tests, notebooks).
+    ``datasets``: train on these stored datasets only; ``labels``/``label_options``: the label file
+    of a ``source`` of GeoTIFFs (ingested first, as ``cropmeta ingest``); ``home``: the workspace.
+    The run's ``config.json`` records the datasets used (``data``: name, simulated/real, T, size).
     ``overrides``: any :class:`~cropmeta.train.config.TrainConfig` field (flags win over ``config``).
     Under torchrun (``WORLD_SIZE`` > 1) every rank meta-trains its share; rank 0 fine-tunes, writes
     and returns the result (other ranks return ``{}``).
@@ -104,20 +129,26 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     elif ic_opts:
         raise InputError(f"in-context options {sorted(ic_opts)} given for learner {cfg.learner!r}")
     resolve_device(cfg.device)  # fail early: CUDA asked for but absent
-    nprocs = int(nprocs or 1)
+    if nprocs is None:
+        nprocs = 1
+    nprocs = int(nprocs)
     if nprocs < 1:
-        raise InputError(f"--nprocs must be ≥ 1, got {nprocs}")
+        raise InputError(f"--nprocs must be >= 1, got {nprocs}")
     dist = from_env(resolve_device(cfg.device)) if nprocs == 1 else SINGLE
     if (in_context or pretrain_source) and (nprocs > 1 or dist.active):
         raise InputError("--nprocs / torchrun: the in-context learner and --pretrain-source sim train on one process")
+    data_used: list[dict] = [{"dataset": "in-memory samples", "pixels": "given", "t": samples.t,
+                              "samples": len(samples)}] if samples is not None else []
     if samples is None:
-        samples = load_samples(source, seed, progress=bool(progress) and dist.is_main)
+        samples, data_used = select_samples(source, seed, progress=bool(progress) and dist.is_main,
+                                            datasets=datasets, labels=labels, label_options=label_options,
+                                            home=home)
     task = resolve_target(samples, region, crop)
     # check the target's data before spending time on meta-training
     td = target_data(samples, task, shots=shots, seed=seed)
-    run_dir = Path(out) if out is not None else default_run_dir(task, cfg.preset, seed, shots)
+    run_dir = Path(out) if out is not None else default_run_dir(task, cfg.preset, seed, shots, home)
     run_config = {**cfg.to_dict(), "target": task.to_dict(), "seed": int(seed), "shots": shots,
-                  "source": None if source is None else str(source), "nprocs": nprocs}
+                  "source": None if source is None else str(source), "nprocs": nprocs, "data": data_used}
     if pretrain_source:
         run_config.update({"pretrain_source": pretrain_source, "sim_seed": int(sim_seed)})
     if in_context:
@@ -125,6 +156,21 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     if dist.is_main:
         _prepare_run_dir(run_dir, run_config, resume)
     dist.barrier()
+    with log_file(run_dir / LOG_FILE) if dist.is_main else contextlib.nullcontext():
+        log.info("run %s: target %s, learner %s, preset %s, seed %d, shots %s%s", run_dir, task.name, cfg.learner,
+                 cfg.preset, seed, shots, " (resumed)" if resume else "")
+        for d in data_used:
+            log.info("data: dataset %s (%s pixels, T=%s, %s samples, source %s)", d.get("dataset"), d.get("pixels"),
+                     d.get("t"), d.get("samples"), d.get("source"))
+        result = _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, in_context,
+                           ic_opts, pretrain_source, sim_seed, t_start, data_used)
+        if result:
+            log.info("held-out metrics: %s", ", ".join(f"{k} {v:.4f}" for k, v in result["table"]))
+        return result
+
+
+def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, in_context, ic_opts,
+              pretrain_source, sim_seed, t_start, data_used) -> dict:
 
     t0 = time.perf_counter()
     if pretrain_source == "sim":
@@ -189,9 +235,24 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     if "pretrain" in meta_model.info:
         out_metrics["pretrain"] = meta_model.info["pretrain"]
     atomic_write_text(run_dir / "metrics.json", json.dumps(out_metrics, indent=2, default=_nan_safe))
-    return {"run_dir": str(run_dir), "target": task.to_dict(), "metrics": metrics, "counts": td.counts,
+    save_training_points(run_dir, samples)
+    return {"run_dir": str(run_dir), "target": task.to_dict(), "metrics": metrics, "counts": td.counts, "data": data_used,
             "meta": out_metrics["meta"], "timings": timings,
             "table": [(k, metrics[k]) for k in METRIC_ORDER if k in metrics]}
+
+
+def save_training_points(run_dir: Path, samples: SampleSet) -> Path:
+    """``training_points.parquet``: id and location of every training-split sample the run could
+    have seen (meta-training and fine-tuning); map accuracy leaves these points out."""
+    from cropmeta.io.atomic import atomic_path
+
+    m = samples.meta
+    tr = m["split"].astype(str).to_numpy() == "train"
+    frame = pd.DataFrame({"sample_id": m.loc[tr, "sample_id"].astype(str).to_numpy(),
+                          "lat": m.loc[tr, "lat"].to_numpy(float), "lon": m.loc[tr, "lon"].to_numpy(float)})
+    with atomic_path(run_dir / "training_points.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+    return run_dir / "training_points.parquet"
 
 
 def _nan_safe(o):
@@ -216,7 +277,7 @@ def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
     if resume:
         if cfg_path.exists():
             old = json.loads(cfg_path.read_text())
-            ignore = {"device", "threads", "vectorize", "val_every", "checkpoint_every", "nprocs"}
+            ignore = {"device", "threads", "vectorize", "val_every", "checkpoint_every", "nprocs", "data"}
             diff = sorted(k for k in set(old) | set(run_config) if k not in ignore and old.get(k) != run_config.get(k))
             if diff:
                 raise InputError(f"{run_dir}: --resume with different settings ({', '.join(diff)}); "
