@@ -82,6 +82,7 @@ def ingest(
     crop_values: Optional[str] = typer.Option(None, help="comma-separated class values that mean crop"),
     crop_type_column: Optional[str] = typer.Option(None, help="label column holding the crop type (e.g. Crop1)"),
     id_column: Optional[str] = typer.Option(None, help="label column with unique ids"),
+    field_column: Optional[str] = typer.Option(None, help="label column naming each point's field/polygon (default: field_id)"),
     layer: Optional[str] = typer.Option(None, help="layer of a multi-layer file (GeoPackage)"),
     lat_column: Optional[str] = typer.Option(None, help="CSV latitude column (default lat)"),
     lon_column: Optional[str] = typer.Option(None, help="CSV longitude column (default lon)"),
@@ -99,7 +100,7 @@ def ingest(
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
     opts = {"class_column": class_column, "crop_values": _csv(crop_values), "crop_type_column": crop_type_column,
             "id_column": id_column, "layer": layer, "lat_column": lat_column, "lon_column": lon_column, "crs": crs,
-            "polygons": polygons}
+            "polygons": polygons, "field_column": field_column}
     label_options = {k: v for k, v in opts.items() if v is not None}
     result = run_ingest(region=reg, source=source, labels=labels, seed=seed, home=out,
                         label_options=label_options or None, progress=True, start_date=start_date,
@@ -147,9 +148,9 @@ def compare(
     region: Optional[str] = typer.Option(None, help="target region"),
     crop: Optional[str] = typer.Option(None),
     seeds: int = typer.Option(5),
-    shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label)"),
+    shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label, 0 = zero-shot)"),
     methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest",
-                                help="any of timl, maml, pretrained, scratch, random-forest, in-context, presto (+sim / +views variants)"),
+                                help="any of timl, maml, pretrained, scratch, random-forest, in-context, presto (+sim / +views variants); --zero-shot and --oracle add their rows"),
     out: Optional[Path] = typer.Option(None, help="report directory"),
     source: Optional[str] = typer.Option(None),
     preset: str = typer.Option("quick"),
@@ -160,6 +161,10 @@ def compare(
     views: int = typer.Option(0, help="also fit each method on its labels + N generative views of each ('<method> + views' rows)"),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: also pretrain each meta/pretrained method on the simulated world first ('(sim → real)' rows)"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
+    zero_shot: bool = typer.Option(False, help="also the zero-shot column (shots 0): meta-trained/pretrained models without fine-tuning, a random forest on other regions"),
+    oracle: bool = typer.Option(False, help="also the oracle rows (simulated world only): RF and LSTM on correctly labelled samples of the test districts and year"),
+    world: Optional[Path] = typer.Option(None, help="simulated world of the oracle rows (default: the default source's world)"),
+    oracle_n: Optional[int] = typer.Option(None, help="oracle samples per target (default 4000)"),
 ) -> None:
     """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
     from cropmeta.evaluate.compare import compare as run_compare
@@ -167,7 +172,8 @@ def compare(
 
     kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
-                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, calib_folds=calib_folds)
+                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, calib_folds=calib_folds,
+                  zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n)
     print_summary(run_compare(**kwargs), console)
 
 

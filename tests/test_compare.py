@@ -20,7 +20,7 @@ MARK = -98765.0  # poison written into every test sample: must never reach fit/p
 
 class Spy:
     def __init__(self):
-        self.calls = {"prepare": 0, "fit": 0}
+        self.calls = {"prepare": 0, "fit": 0, "zero": 0}
         self.fit_x: list[np.ndarray] = []
         self.source = []
 
@@ -58,8 +58,17 @@ class LogReg(Method):
         self.clf = LogisticRegression(C=0.1, max_iter=200).fit(self.norm.transform(x).reshape(len(x), -1), y)
         return self
 
+    def fit_zero_shot(self, seed=0):
+        """Zero-shot stand-in: a fixed linear score of the prepared normaliser's features."""
+        self.spy.calls["zero"] += 1
+        self.clf = None
+        return self
+
     def predict_proba(self, x):
-        return self.clf.predict_proba(self.norm.transform(x).reshape(len(x), -1))[:, 1]
+        z = self.norm.transform(x).reshape(len(x), -1)
+        if self.clf is None:
+            return 1 / (1 + np.exp(-z.mean(axis=1)))
+        return self.clf.predict_proba(z)[:, 1]
 
 
 class SpyRF(RandomForest):
@@ -151,7 +160,7 @@ def test_resume_reuses_every_cell_and_prepared_weights(tmp_path, samples, no_plo
     # rerun: nothing computed, identical numbers
     spy2 = Spy()
     second = run(samples, out, spy2)
-    assert spy2.calls == {"prepare": 0, "fit": 0}
+    assert spy2.calls == {"prepare": 0, "fit": 0, "zero": 0}
     assert second["run"]["computed"] == 0 and second["run"]["reused"] == 8
     assert _numbers(second) == _numbers(first)
     # an interrupted run (one cell missing): only that cell is computed, prepared weights reloaded
@@ -170,6 +179,82 @@ def test_resume_reuses_every_cell_and_prepared_weights(tmp_path, samples, no_plo
     spy5 = Spy()
     fifth = run(other, out, spy5, seeds=[1], shots="20")
     assert fifth["run"]["computed"] == 2 and spy5.calls["prepare"] == 1
+
+
+def with_fields(samples, per_field: int = 4):
+    """The samples with field ids: runs of ``per_field`` consecutive samples of a region share one."""
+    s = samples.subset(np.arange(len(samples)))
+    region = s.meta["region"].astype(str).to_numpy()
+    idx = s.meta.groupby("region").cumcount().to_numpy()
+    s.meta["field_id"] = [f"{r}-f{i // per_field}" for r, i in zip(region, idx)]
+    return s
+
+
+def test_field_ids_reach_the_report_and_cells_survive_them(tmp_path, samples, no_plots):
+    """Test fields are counted beside test samples, every row gets a field-clustered test-set
+    interval and a paired difference to TIML; field ids do not invalidate cached cells."""
+    out = tmp_path / "out"
+    plain = run(samples, out, Spy())
+    n_test = len(plain["y_test"])
+    assert plain["target"]["test"]["fields"] == n_test and not plain["target"]["field_ids"]
+    s = with_fields(samples)
+    rep = run(s, out, Spy())
+    assert rep["run"]["computed"] == 0 and rep["run"]["reused"] == 8  # same cells
+    test = s.meta["split"].to_numpy() == "test"
+    kenya = (s.meta["region"] == "Kenya").to_numpy()
+    assert rep["target"]["test"]["fields"] == s.meta.loc[test & kenya, "field_id"].nunique() < n_test
+    assert rep["target"]["field_ids"] and len(rep["test_fields"]) == n_test
+    assert rep["test_bootstrap"]["unit"] == "field" and rep["test_bootstrap"]["resamples"] == 1000
+    for k in ("20", "all"):
+        for m in ("timl", "random-forest"):
+            row = rep["summary"][k][m]
+            for met in ("auc_roc", "f1"):
+                ci = row["test_ci"][met]
+                assert ci["mean"] == pytest.approx(row["raw"][met]["mean"], abs=1e-6)
+                assert ci["ci_low"] <= ci["mean"] <= ci["ci_high"] and ci["ci_high"] - ci["ci_low"] > 0
+                # other field ids → another resampling, same point estimate
+                assert ci != plain["summary"][k][m]["test_ci"][met]
+        d = rep["summary"][k]["random-forest"]["vs_reference"]["auc_roc"]
+        means = {m: rep["summary"][k][m]["raw"]["auc_roc"]["mean"] for m in ("timl", "random-forest")}
+        assert d["mean_diff"] == pytest.approx(means["random-forest"] - means["timl"], abs=1e-6)
+        assert d["ci_low"] <= d["mean_diff"] <= d["ci_high"]
+        assert "vs_reference" not in rep["summary"][k]["timl"]
+    from cropmeta.evaluate.report import data_table, difference_table, results_table
+
+    assert data_table(rep)[2][-1] == str(rep["target"]["test"]["fields"])
+    assert results_table(rep, "20")[0][10:12] == ["AUC-ROC [95 % CI, test fields]", "F1 [95 % CI, test fields]"]
+    diff = difference_table(rep, "20")
+    d20 = rep["summary"]["20"]["random-forest"]["vs_reference"]["auc_roc"]
+    assert diff[1][0] == "Random forest" and diff[1][1] == (f"{d20['mean_diff']:+.3f} [{d20['ci_low']:.3f}, "
+                                                             f"{d20['ci_high']:.3f}]")
+
+
+def test_zero_shot_column_uses_no_target_label(tmp_path, samples, no_plots):
+    """Shot count 0: the zero-shot-capable rows (TIML and the other-regions random forest here) are
+    evaluated without fitting on any target label; the target-trained random forest has no such row
+    and the report says why; the cells are cached like the others."""
+    spy = Spy()
+    out = tmp_path / "out"
+    rep = run(samples, out, spy, shots="20", zero_shot=True)
+    assert rep["config"]["shots_run"] == [0, 20]
+    assert rep["config"]["methods"] == ["timl", "random-forest", "random-forest-source"]
+    assert set(rep["summary"]["0"]) == {"timl", "random-forest-source"}
+    assert set(rep["summary"]["20"]) == {"timl", "random-forest"}
+    zero = [c for c in rep["cells"] if str(c["shots"]) == "0"]
+    assert len(zero) == 4 and spy.calls["zero"] == 4
+    for c in zero:
+        assert c["n_train"] == 0 and c["train_ids"] == [] and c["temperature"] is None
+        assert c["calibration"]["note"] == "no target labels: not calibrated"
+    # every fit() saw 20 shots or fewer (the calibration folds), never a zero-shot cell's call
+    assert all(0 < len(x) <= 20 for x in spy.fit_x)
+    assert any("no zero-shot row for Random forest" in n for n in rep["config"]["protocol_notes"])
+    assert rep["summary"]["0"]["random-forest-source"]["vs_reference"]["auc_roc"]["mean_diff"] == pytest.approx(
+        rep["summary"]["0"]["random-forest-source"]["raw"]["auc_roc"]["mean"]
+        - rep["summary"]["0"]["timl"]["raw"]["auc_roc"]["mean"], abs=1e-6)
+    again = run(samples, out, Spy(), shots="20", zero_shot=True)
+    assert again["run"]["computed"] == 0 and again["run"]["reused"] == 8
+    with pytest.raises(InputError, match="too few"):
+        cmp.parse_shots("0,2")
 
 
 def test_shot_subsets_are_paired_nested_and_balanced():
