@@ -355,3 +355,67 @@ def test_flop_counting_follows_flop_seeds(tmp_path, samples, monkeypatch, no_plo
     seen.clear()
     run(samples, tmp_path / "b", Spy(), seeds=[3], shots="20", flop_seeds=[0])
     assert set(seen) == {(3, False)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Oracle rows: a tiny simulated world
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sim_world(tmp_path_factory):
+    from cropmeta.io.store import SampleSet, make_meta
+    from cropmeta.sim import generate_world
+    from cropmeta.sim.calibrate import world_samples
+
+    w = generate_world(tmp_path_factory.mktemp("sim") / "world", seed=0, scene_size=32, regions=["Kenya", "Uganda"])
+    x, meta = world_samples(w)
+    return w, SampleSet(x, make_meta(meta))
+
+
+def test_oracle_rows_on_a_simulated_world(tmp_path, sim_world, samples, monkeypatch):
+    """The oracle rows: trained on the world's oracle samples (never a test point or test field),
+    no target shots, one cell per seed shown at every shot count, never marked best; absent with a
+    note when the data are not that world's."""
+    import cropmeta.sim.calibrate as cal
+    from cropmeta.evaluate.oracle import sim_oracle
+    from cropmeta.evaluate.report import best_methods
+
+    world, sim = sim_world
+    seen = []
+    real_rf = cal.rf_proba
+
+    def spy_rf(x_train, y_train, x_test, random_state=0):
+        seen.append((np.array(x_train), np.array(y_train)))
+        return real_rf(x_train, y_train, x_test, random_state)
+
+    monkeypatch.setattr(cal, "rf_proba", spy_rf)
+    args = dict(seeds=1, shots="20,all", methods="random-forest", world=world, oracle_n=300, calib_folds=0,
+                method_options={"rf": {"n_estimators": 10}, "oracle-lstm": {"lstm_steps": 20}}, progress=False,
+                n_boot=200)
+    out = tmp_path / "o"
+    rep = cmp.compare("kenya", samples=sim, out=out, oracle=True, **args)
+    assert rep["config"]["methods"] == ["random-forest", "oracle-rf", "oracle-lstm"]
+    o = rep["config"]["oracle"]
+    assert o["target"] == "kenya" and o["n"] == 300 and o["excluded_test_overlap"] == 0
+    assert rep["target"]["test"]["fields"] < len(rep["y_test"])  # the world's test points share fields
+    for m in ("oracle-rf", "oracle-lstm"):
+        cells = [c for c in rep["cells"] if c["method"] == m]
+        assert len(cells) == 1 and cells[0]["shots"] == "any" and cells[0]["n_train"] == 0
+        assert all(rep["summary"]["20"][m]["raw"][met]["values"] == rep["summary"]["all"][m]["raw"][met]["values"]
+                   for met in ("auc_roc", "f1", "ece"))
+        assert rep["summary"]["20"][m]["fixed"] and rep["summary"]["20"][m]["test_ci"]["auc_roc"]["ci_low"] > 0
+    # the oracle random forest was trained on the 300 oracle samples, none of them a test sample
+    data = cmp.build_target(sim, "kenya")
+    test_rows = {r.tobytes() for r in data.x_test}
+    (xo, yo), = seen
+    assert len(xo) == 300 and set(np.unique(yo)) == {0, 1}
+    assert not any(r.tobytes() in test_rows for r in xo)
+    assert not {"oracle-rf", "oracle-lstm"} & best_methods(rep["summary"]["all"], "auc_roc")
+    assert "Oracle random forest" in (out / "report.md").read_text()
+    again = cmp.compare("kenya", samples=sim, out=out, oracle=True, **args)
+    assert again["run"]["computed"] == 0
+    # other data than that world's: no oracle rows, and the report says why
+    other = cmp.compare("kenya", samples=samples, out=tmp_path / "x", oracle=True, **args)
+    assert other["config"]["methods"] == ["random-forest"] and other["config"]["oracle"] is None
+    assert any("oracle rows absent" in n and "not the test set" in n for n in other["config"]["protocol_notes"])
+    assert sim_oracle(None, "Kenya", "maize", [], [], [])[0] is None
+    assert "not a simulated world" in sim_oracle(tmp_path, "Kenya", "maize", [], [], [])[1]
