@@ -417,5 +417,16 @@ def test_oracle_rows_on_a_simulated_world(tmp_path, sim_world, samples, monkeypa
     other = cmp.compare("kenya", samples=samples, out=tmp_path / "x", oracle=True, **args)
     assert other["config"]["methods"] == ["random-forest"] and other["config"]["oracle"] is None
     assert any("oracle rows absent" in n and "not the test set" in n for n in other["config"]["protocol_notes"])
+    # the benchmark summary carries the oracle row as a ceiling, with the test field count
+    from cropmeta.evaluate.benchmark import run_benchmark
+
+    methods, shots = cmp.protocol_rows("random-forest", "all", oracle=True)
+    bench = run_benchmark("sim", samples=sim, targets=["kenya"], methods=methods, shots=shots, seeds=1,
+                          out=out / "bench", world=world, oracle_n=300, calib_folds=0, progress=False,
+                          method_options=args["method_options"], n_boot=50)
+    assert set(bench["targets"]["kenya"]["methods"]) == {"random-forest", "oracle-rf", "oracle-lstm"}
+    text = bench["summary_text"][0]
+    assert "best mean AUC-ROC Random forest" in text and "Oracle random forest (a ceiling, no target shots)" in text
+    assert f"in {rep['target']['test']['fields']} fields" in text
     assert sim_oracle(None, "Kenya", "maize", [], [], [])[0] is None
     assert "not a simulated world" in sim_oracle(tmp_path, "Kenya", "maize", [], [], [])[1]

@@ -13,6 +13,18 @@ For every seed, method and shot count (a *cell*):
    ``CalibratedClassifierCV(ensemble=False)`` scheme). The test set is never used to fit anything;
 4. metrics (:func:`cropmeta.metrics.binary_metrics`) before and after calibration.
 
+Test-set uncertainty: every report also gives a field-clustered bootstrap interval of each row's
+seed-mean AUC-ROC and F1 (whole test fields resampled — the labels' ``field_id``, each sample its
+own field where there is none — the same resamples for every row) and each row's paired difference
+to TIML on the same resamples; the number of test fields stands beside the number of test samples.
+
+Optional rows, all entries of the method registry (:data:`cropmeta.evaluate.methods.SHOT_MODES`):
+``zero_shot`` adds shot count 0, where the meta-trained and pretrained models predict without any
+target label or fine-tuning and a random forest is trained on the other regions only
+("random-forest-source"); ``oracle`` adds the oracle rows of the simulated benchmark (random forest
+and LSTM from scratch trained on correctly labelled samples of the target's test districts and year,
+:mod:`cropmeta.evaluate.oracle`), one cell per seed shown at every shot count.
+
 Each finished cell is written atomically as JSON under ``OUT/cells/``; a rerun with the same data,
 configuration and protocol reuses it (an interrupted comparison continues where it stopped). The
 prepared weights of each (method, seed) are cached under ``OUT/prepared/`` (safetensors + JSON).
