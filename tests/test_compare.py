@@ -430,3 +430,21 @@ def test_oracle_rows_on_a_simulated_world(tmp_path, sim_world, samples, monkeypa
     assert f"in {rep['target']['test']['fields']} fields" in text
     assert sim_oracle(None, "Kenya", "maize", [], [], [])[0] is None
     assert "not a simulated world" in sim_oracle(tmp_path, "Kenya", "maize", [], [], [])[1]
+
+
+def test_cli_compare_zero_shot_flag(tmp_path, samples):
+    """`cropmeta compare --zero-shot`: the zero-shot column and the other-regions random forest."""
+    from typer.testing import CliRunner
+
+    from cropmeta.io.store import dataset_dir, write_samples
+    from cropmeta_cli.app import app
+
+    write_samples(with_fields(samples), dataset_dir("toy"))
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(app, ["compare", "--region", "kenya", "--methods", "random-forest", "--seeds", "1",
+                                 "--shots", "20", "--calib-folds", "0", "--zero-shot", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["config"]["methods"] == ["random-forest", "random-forest-source"]
+    assert sorted(str(c["shots"]) for c in rep["cells"]) == ["0", "20"]
+    assert f"in {rep['target']['test']['fields']} fields" in r.output

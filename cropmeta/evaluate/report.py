@@ -657,8 +657,11 @@ def print_summary(report: dict, console) -> None:
         console.print(f"report: {report.get('files', {}).get('benchmark.html', '')}")
         return
     shots = [str(k) for k in report["config"]["shots_run"]]
+    te = report["target"]["test"]
+    fields = f" in {te['fields']} fields" if te.get("fields") is not None else ""
     tab = Table(title=f"{report['target']['region']} {report['target'].get('crop') or 'crop vs non-crop'}: "
-                      f"mean over {len(report['seeds'])} seed(s) [95 % CI]")
+                      f"mean over {len(report['seeds'])} seed(s) [95 % CI]; "
+                      f"{te['positive'] + te['negative']} test samples{fields}")
     tab.add_column("Method")
     for k in shots:
         tab.add_column(f"AUC-ROC @ {_shot_label(k)}")
