@@ -239,7 +239,8 @@ def _counted(fn, count: bool):
 def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 3, count_flops: bool = False) -> dict:
     """Fit on ``k`` shots, calibrate on out-of-fold predictions, evaluate on the test set. ``k`` = 0
     (zero-shot) or :data:`~cropmeta.evaluate.methods.FIXED_SHOTS` (the oracle rows): no target label
-    at all — :meth:`Method.fit_zero_shot`, no calibration. ``count_flops``: also count the FLOPs of the fit and of predicting the test set (the adaptation
+    at all — :meth:`Method.fit_zero_shot`, no calibration.
+    ``count_flops``: also count the FLOPs of the fit and of predicting the test set (the adaptation
     cost per task; ``torch.utils.flop_counter``, so only torch work is counted: none for the random
     forest, whose cost is then recorded as unknown)."""
     idx = shot_indices(data.y_train, k, seed)

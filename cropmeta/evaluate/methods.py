@@ -10,6 +10,8 @@ scikit-learn style, on *raw canonical* samples ``x [N, T, 18]`` (each method nor
   method can be fitted on folds and then on all shots.
 - ``predict_proba(x) -> np.ndarray [N]`` — probability of the positive class (a vector, not the
   ``[N, 2]`` array scikit-learn returns).
+- ``fit_zero_shot(seed)`` — instead of ``fit``, for the cells that use no target label (the
+  zero-shot column and the oracle rows: :data:`SHOT_MODES`); methods without one raise.
 
 The deep methods are thin adapters over :mod:`cropmeta.train` (the same classifier, fine-tuning
 protocol and configuration as ``cropmeta train``).

@@ -180,7 +180,10 @@ def resampled_metric(y, probs, weights, metric: str) -> np.ndarray:
     seed-mean score that the results table reports."""
     fn = BOOTSTRAP_METRICS[metric]
     probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
-    return np.mean([fn(y, p, weights) for p in probs], axis=0)
+    weights = np.atleast_2d(weights)
+    step = max(1, int(4e6 // max(1, weights.shape[1])))  # bounded memory for large test sets
+    return np.concatenate([np.mean([fn(y, p, weights[i:i + step]) for p in probs], axis=0)
+                           for i in range(0, len(weights), step)])
 
 
 def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> dict:
