@@ -147,6 +147,7 @@ def ingest(
     file_class: Optional[str] = typer.Option(None, help="crop | non-crop: the class of every row (single-class files)"),
     crop_type_column: Optional[str] = typer.Option(None, help="label column holding the crop type (e.g. Crop1)"),
     id_column: Optional[str] = typer.Option(None, help="label column with unique ids"),
+    field_column: Optional[str] = typer.Option(None, help="label column naming each point's field/polygon (default: field_id)"),
     layer: Optional[str] = typer.Option(None, help="layer of a multi-layer file (GeoPackage)"),
     lat_column: Optional[str] = typer.Option(None, help="CSV latitude column (default lat)"),
     lon_column: Optional[str] = typer.Option(None, help="CSV longitude column (default lon)"),
@@ -166,7 +167,7 @@ def ingest(
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
     opts = _label_opts(class_column=class_column, crop_values=crop_values, crop_type_column=crop_type_column,
                        id_column=id_column, layer=layer, lat_column=lat_column, lon_column=lon_column, crs=crs,
-                       file_class=file_class, polygons=polygons)
+                       file_class=file_class, polygons=polygons, field_column=field_column)
     result = run_ingest(region=reg, source=source, labels=labels, seed=seed, home=home, label_options=opts,
                         progress=True, start_date=start_date, allow_failed=allow_failed, replace=replace,
                         start_month=start_month)
@@ -284,9 +285,9 @@ def compare(
     region: Optional[str] = typer.Option(None, help="target region, e.g. kenya"),
     crop: Optional[str] = typer.Option(None, help="target crop (default: the benchmark target of the region)"),
     seeds: int = typer.Option(5, help="number of seeds (0 … N-1) per method and shot count"),
-    shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label)"),
+    shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label, 0 = zero-shot)"),
     methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest",
-                                help="any of timl, maml, pretrained, scratch, random-forest, in-context, presto (+sim / +views variants)"),
+                                help="any of timl, maml, pretrained, scratch, random-forest, in-context, presto (+sim / +views variants); --zero-shot and --oracle add their rows"),
     out: Optional[Path] = typer.Option(None, help="report directory"),
     source: Optional[str] = typer.Option(None, help="ingest this first and compare on it only; default: the stored "
                                                     "datasets"),
@@ -300,6 +301,10 @@ def compare(
     pretrain_source: Optional[str] = typer.Option(None, help="sim: also pretrain each meta/pretrained method on the simulated world first ('(sim → real)' rows)"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
     home: Optional[Path] = _home_option(),
+    zero_shot: bool = typer.Option(False, help="also the zero-shot column (shots 0): meta-trained/pretrained models without fine-tuning, a random forest on other regions"),
+    oracle: bool = typer.Option(False, help="also the oracle rows (simulated world only): RF and LSTM on correctly labelled samples of the test districts and year"),
+    world: Optional[Path] = typer.Option(None, help="simulated world of the oracle rows (default: the default source's world)"),
+    oracle_n: Optional[int] = typer.Option(None, help="oracle samples per target (default 4000)"),
 ) -> None:
     """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
     from cropmeta.evaluate.compare import compare as run_compare
@@ -309,7 +314,8 @@ def compare(
     use_workspace(home)
     kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
-                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, calib_folds=calib_folds)
+                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, calib_folds=calib_folds,
+                  zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n)
     if datasets:
         kwargs["datasets"] = _csv(datasets)
     report = run_compare(**kwargs)

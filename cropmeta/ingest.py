@@ -53,10 +53,10 @@ from cropmeta.regions import Region, get_region, slugify
 log = logging.getLogger("cropmeta")
 
 #: bump when the staged per-tile format or sampling semantics change (invalidates the cache)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: field ids (the pixels of a polygon share one)
 #: label_options keys passed to :func:`cropmeta.io.labels.read_labels`
 LABEL_OPTION_KEYS = ("class_column", "crop_values", "crop_type_column", "layer", "lat_column", "lon_column",
-                     "crs", "id_column", "dataset", "default_is_crop")
+                     "crs", "id_column", "dataset", "default_is_crop", "field_column")
 
 
 @dataclass
@@ -149,7 +149,7 @@ def _assign_regions(meta: pd.DataFrame, region: Region | None, source: str) -> t
 def _row_hashes(labels: gpd.GeoDataFrame) -> np.ndarray:
     """One uint64 per label row over everything that affects its samples (computed once per run)."""
     cols = [c for c in ("sample_id", "lat", "lon", "is_crop", "label", "crop_group", "dataset", "split",
-                        "start_date", "region", "class_value") if c in labels.columns]
+                        "start_date", "region", "class_value", "field_id") if c in labels.columns]
     frame = pd.DataFrame({c: labels[c].astype(str).to_numpy() for c in cols})
     if "footprint" in labels.columns:
         frame["footprint"] = [g.wkb_hex if g is not None else "-" for g in labels["footprint"]]
@@ -359,7 +359,7 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
     Earth-Engine exports (``labels`` required), or a CropHarvest archive root.
     ``label_options``: keyword arguments of :func:`cropmeta.io.labels.read_labels` (``class_column``,
     ``crop_values``, ``crop_type_column``, ``layer``, ``lat_column``, ``lon_column``, ``crs``,
-    ``id_column``, ``dataset``, ``default_is_crop``) plus ``polygons`` ("centroid" or "pixels").
+    ``id_column``, ``dataset``, ``default_is_crop``, ``field_column``) plus ``polygons`` ("centroid" or "pixels").
     ``start_date``: first step date for tiles whose file names carry none.
     ``labels`` without ``source`` is refused (name the pixels: a path, or ``"sim"`` on purpose).
     A stored dataset of the other kind (simulated vs real pixels) is replaced only with

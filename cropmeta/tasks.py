@@ -43,6 +43,7 @@ __all__ = [
     "make_task",
     "resolve_target",
     "task_labels",
+    "rule_labels",
     "build_tasks",
     "validation_score",
     "split_tasks",
@@ -108,8 +109,12 @@ def _norm_crop(crop: str | None) -> str | None:
     return None if key in CROP_VS_NON_CROP or key == "" else key
 
 
-def _region_mask(meta: pd.DataFrame, region: str) -> np.ndarray:
+def region_mask(meta: pd.DataFrame, region: str) -> np.ndarray:
+    """Rows of ``meta`` in ``region`` (names compared by slug)."""
     return (meta["region"].astype(str).map(slugify) == slugify(region)).to_numpy()
+
+
+_region_mask = region_mask
 
 
 def make_task(region: str, crop: str | None = None, samples: SampleSet | None = None) -> Task:
@@ -201,25 +206,32 @@ def test_file_rows(meta, task) -> np.ndarray:
 def task_labels(meta: pd.DataFrame, task: Task) -> np.ndarray:
     """Per-sample label of ``task``: 1 positive, 0 negative, −1 not part of the task (other region,
     unlabelled, or a crop of unknown type in a crop-label task). Split is *not* looked at."""
-    region = _region_mask(meta, task.region)
-    is_crop = meta["is_crop"].to_numpy().astype(np.int64)
-    y = np.full(len(meta), -1, dtype=np.int64)
-    if task.crop is None:
-        ok = region & (is_crop >= 0)
-        y[ok] = is_crop[ok]
-    else:
-        y = _crop_label_targets(meta, task, region, is_crop, y)
+    y = rule_labels(meta, task.crop, _region_mask(meta, task.region))
     own = test_file_rows(meta, task)
     if own.any():
         y[own] = meta.loc[own, "target"].astype(int).to_numpy()
     return y
 
 
-def _crop_label_targets(meta, task, region, is_crop, y):
+def rule_labels(meta: pd.DataFrame, crop: str | None, rows: np.ndarray) -> np.ndarray:
+    """The labelling rule of a task applied to any ``rows`` (a mask, e.g. one region, or every region
+    but the target's): crop vs non-crop (``crop=None``) or ``crop`` vs everything else with a known
+    label; 1 / 0, −1 outside ``rows`` or not part of such a task. Split is *not* looked at."""
+    rows = np.asarray(rows, dtype=bool)
+    is_crop = meta["is_crop"].to_numpy().astype(np.int64)
+    y = np.full(len(meta), -1, dtype=np.int64)
+    if crop is None:
+        ok = rows & (is_crop >= 0)
+        y[ok] = is_crop[ok]
+        return y
+    return _crop_label_targets(meta, crop, rows, is_crop, y)
+
+
+def _crop_label_targets(meta, crop, region, is_crop, y):
     label = meta["label"].astype(object).where(meta["label"].notna(), None)
     lab = np.array([str(v).lower() if v is not None else "" for v in label], dtype=object)
-    pos = region & (is_crop == 1) & (lab == task.crop)
-    neg = region & ((is_crop == 0) | ((is_crop == 1) & (lab != "") & (lab != task.crop)))
+    pos = region & (is_crop == 1) & (lab == crop)
+    neg = region & ((is_crop == 0) | ((is_crop == 1) & (lab != "") & (lab != crop)))
     y[neg] = 0
     y[pos] = 1
     return y

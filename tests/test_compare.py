@@ -20,7 +20,7 @@ MARK = -98765.0  # poison written into every test sample: must never reach fit/p
 
 class Spy:
     def __init__(self):
-        self.calls = {"prepare": 0, "fit": 0}
+        self.calls = {"prepare": 0, "fit": 0, "zero": 0}
         self.fit_x: list[np.ndarray] = []
         self.source = []
 
@@ -58,8 +58,17 @@ class LogReg(Method):
         self.clf = LogisticRegression(C=0.1, max_iter=200).fit(self.norm.transform(x).reshape(len(x), -1), y)
         return self
 
+    def fit_zero_shot(self, seed=0):
+        """Zero-shot stand-in: a fixed linear score of the prepared normaliser's features."""
+        self.spy.calls["zero"] += 1
+        self.clf = None
+        return self
+
     def predict_proba(self, x):
-        return self.clf.predict_proba(self.norm.transform(x).reshape(len(x), -1))[:, 1]
+        z = self.norm.transform(x).reshape(len(x), -1)
+        if self.clf is None:
+            return 1 / (1 + np.exp(-z.mean(axis=1)))
+        return self.clf.predict_proba(z)[:, 1]
 
 
 class SpyRF(RandomForest):
@@ -153,7 +162,7 @@ def test_resume_reuses_every_cell_and_prepared_weights(tmp_path, samples, no_plo
     # rerun: nothing computed, identical numbers
     spy2 = Spy()
     second = run(samples, out, spy2)
-    assert spy2.calls == {"prepare": 0, "fit": 0}
+    assert spy2.calls == {"prepare": 0, "fit": 0, "zero": 0}
     assert second["run"]["computed"] == 0 and second["run"]["reused"] == 8
     assert _numbers(second) == _numbers(first)
     # an interrupted run (one cell missing): only that cell is computed, prepared weights reloaded
@@ -172,6 +181,82 @@ def test_resume_reuses_every_cell_and_prepared_weights(tmp_path, samples, no_plo
     spy5 = Spy()
     fifth = run(other, out, spy5, seeds=[1], shots="20")
     assert fifth["run"]["computed"] == 2 and spy5.calls["prepare"] == 1
+
+
+def with_fields(samples, per_field: int = 4):
+    """The samples with field ids: runs of ``per_field`` consecutive samples of a region share one."""
+    s = samples.subset(np.arange(len(samples)))
+    region = s.meta["region"].astype(str).to_numpy()
+    idx = s.meta.groupby("region").cumcount().to_numpy()
+    s.meta["field_id"] = [f"{r}-f{i // per_field}" for r, i in zip(region, idx)]
+    return s
+
+
+def test_field_ids_reach_the_report_and_cells_survive_them(tmp_path, samples, no_plots):
+    """Test fields are counted beside test samples, every row gets a field-clustered test-set
+    interval and a paired difference to TIML; field ids do not invalidate cached cells."""
+    out = tmp_path / "out"
+    plain = run(samples, out, Spy())
+    n_test = len(plain["y_test"])
+    assert plain["target"]["test"]["fields"] == n_test and not plain["target"]["field_ids"]
+    s = with_fields(samples)
+    rep = run(s, out, Spy())
+    assert rep["run"]["computed"] == 0 and rep["run"]["reused"] == 8  # same cells
+    test = s.meta["split"].to_numpy() == "test"
+    kenya = (s.meta["region"] == "Kenya").to_numpy()
+    assert rep["target"]["test"]["fields"] == s.meta.loc[test & kenya, "field_id"].nunique() < n_test
+    assert rep["target"]["field_ids"] and len(rep["test_fields"]) == n_test
+    assert rep["test_bootstrap"]["unit"] == "field" and rep["test_bootstrap"]["resamples"] == 1000
+    for k in ("20", "all"):
+        for m in ("timl", "random-forest"):
+            row = rep["summary"][k][m]
+            for met in ("auc_roc", "f1"):
+                ci = row["test_ci"][met]
+                assert ci["mean"] == pytest.approx(row["raw"][met]["mean"], abs=1e-6)
+                assert ci["ci_low"] <= ci["mean"] <= ci["ci_high"] and ci["ci_high"] - ci["ci_low"] > 0
+                # other field ids → another resampling, same point estimate
+                assert ci != plain["summary"][k][m]["test_ci"][met]
+        d = rep["summary"][k]["random-forest"]["vs_reference"]["auc_roc"]
+        means = {m: rep["summary"][k][m]["raw"]["auc_roc"]["mean"] for m in ("timl", "random-forest")}
+        assert d["mean_diff"] == pytest.approx(means["random-forest"] - means["timl"], abs=1e-6)
+        assert d["ci_low"] <= d["mean_diff"] <= d["ci_high"]
+        assert "vs_reference" not in rep["summary"][k]["timl"]
+    from cropmeta.evaluate.report import data_table, difference_table, results_table
+
+    assert data_table(rep)[2][-1] == str(rep["target"]["test"]["fields"])
+    assert results_table(rep, "20")[0][10:12] == ["AUC-ROC [95 % CI, test fields]", "F1 [95 % CI, test fields]"]
+    diff = difference_table(rep, "20")
+    d20 = rep["summary"]["20"]["random-forest"]["vs_reference"]["auc_roc"]
+    assert diff[1][0] == "Random forest" and diff[1][1] == (f"{d20['mean_diff']:+.3f} [{d20['ci_low']:.3f}, "
+                                                             f"{d20['ci_high']:.3f}]")
+
+
+def test_zero_shot_column_uses_no_target_label(tmp_path, samples, no_plots):
+    """Shot count 0: the zero-shot-capable rows (TIML and the other-regions random forest here) are
+    evaluated without fitting on any target label; the target-trained random forest has no such row
+    and the report says why; the cells are cached like the others."""
+    spy = Spy()
+    out = tmp_path / "out"
+    rep = run(samples, out, spy, shots="20", zero_shot=True)
+    assert rep["config"]["shots_run"] == [0, 20]
+    assert rep["config"]["methods"] == ["timl", "random-forest", "random-forest-source"]
+    assert set(rep["summary"]["0"]) == {"timl", "random-forest-source"}
+    assert set(rep["summary"]["20"]) == {"timl", "random-forest"}
+    zero = [c for c in rep["cells"] if str(c["shots"]) == "0"]
+    assert len(zero) == 4 and spy.calls["zero"] == 4
+    for c in zero:
+        assert c["n_train"] == 0 and c["train_ids"] == [] and c["temperature"] is None
+        assert c["calibration"]["note"] == "no target labels: not calibrated"
+    # every fit() saw 20 shots or fewer (the calibration folds), never a zero-shot cell's call
+    assert all(0 < len(x) <= 20 for x in spy.fit_x)
+    assert any("no zero-shot row for Random forest" in n for n in rep["config"]["protocol_notes"])
+    assert rep["summary"]["0"]["random-forest-source"]["vs_reference"]["auc_roc"]["mean_diff"] == pytest.approx(
+        rep["summary"]["0"]["random-forest-source"]["raw"]["auc_roc"]["mean"]
+        - rep["summary"]["0"]["timl"]["raw"]["auc_roc"]["mean"], abs=1e-6)
+    again = run(samples, out, Spy(), shots="20", zero_shot=True)
+    assert again["run"]["computed"] == 0 and again["run"]["reused"] == 8
+    with pytest.raises(InputError, match="too few"):
+        cmp.parse_shots("0,2")
 
 
 def test_shot_subsets_are_paired_nested_and_balanced():
@@ -272,3 +357,96 @@ def test_flop_counting_follows_flop_seeds(tmp_path, samples, monkeypatch, no_plo
     seen.clear()
     run(samples, tmp_path / "b", Spy(), seeds=[3], shots="20", flop_seeds=[0])
     assert set(seen) == {(3, False)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Oracle rows: a tiny simulated world
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sim_world(tmp_path_factory):
+    from cropmeta.io.store import SampleSet, make_meta
+    from cropmeta.sim import generate_world
+    from cropmeta.sim.calibrate import world_samples
+
+    w = generate_world(tmp_path_factory.mktemp("sim") / "world", seed=0, scene_size=32, regions=["Kenya", "Uganda"])
+    x, meta = world_samples(w)
+    return w, SampleSet(x, make_meta(meta))
+
+
+def test_oracle_rows_on_a_simulated_world(tmp_path, sim_world, samples, monkeypatch):
+    """The oracle rows: trained on the world's oracle samples (never a test point or test field),
+    no target shots, one cell per seed shown at every shot count, never marked best; absent with a
+    note when the data are not that world's."""
+    import cropmeta.sim.calibrate as cal
+    from cropmeta.evaluate.oracle import sim_oracle
+    from cropmeta.evaluate.report import best_methods
+
+    world, sim = sim_world
+    seen = []
+    real_rf = cal.rf_proba
+
+    def spy_rf(x_train, y_train, x_test, random_state=0):
+        seen.append((np.array(x_train), np.array(y_train)))
+        return real_rf(x_train, y_train, x_test, random_state)
+
+    monkeypatch.setattr(cal, "rf_proba", spy_rf)
+    args = dict(seeds=1, shots="20,all", methods="random-forest", world=world, oracle_n=300, calib_folds=0,
+                method_options={"rf": {"n_estimators": 10}, "oracle-lstm": {"lstm_steps": 20}}, progress=False,
+                n_boot=200)
+    out = tmp_path / "o"
+    rep = cmp.compare("kenya", samples=sim, out=out, oracle=True, **args)
+    assert rep["config"]["methods"] == ["random-forest", "oracle-rf", "oracle-lstm"]
+    o = rep["config"]["oracle"]
+    assert o["target"] == "kenya" and o["n"] == 300 and o["excluded_test_overlap"] == 0
+    assert rep["target"]["test"]["fields"] < len(rep["y_test"])  # the world's test points share fields
+    for m in ("oracle-rf", "oracle-lstm"):
+        cells = [c for c in rep["cells"] if c["method"] == m]
+        assert len(cells) == 1 and cells[0]["shots"] == "any" and cells[0]["n_train"] == 0
+        assert all(rep["summary"]["20"][m]["raw"][met]["values"] == rep["summary"]["all"][m]["raw"][met]["values"]
+                   for met in ("auc_roc", "f1", "ece"))
+        assert rep["summary"]["20"][m]["fixed"] and rep["summary"]["20"][m]["test_ci"]["auc_roc"]["ci_low"] > 0
+    # the oracle random forest was trained on the 300 oracle samples, none of them a test sample
+    data = cmp.build_target(sim, "kenya")
+    test_rows = {r.tobytes() for r in data.x_test}
+    (xo, yo), = seen
+    assert len(xo) == 300 and set(np.unique(yo)) == {0, 1}
+    assert not any(r.tobytes() in test_rows for r in xo)
+    assert not {"oracle-rf", "oracle-lstm"} & best_methods(rep["summary"]["all"], "auc_roc")
+    assert "Oracle random forest" in (out / "report.md").read_text()
+    again = cmp.compare("kenya", samples=sim, out=out, oracle=True, **args)
+    assert again["run"]["computed"] == 0
+    # other data than that world's: no oracle rows, and the report says why
+    other = cmp.compare("kenya", samples=samples, out=tmp_path / "x", oracle=True, **args)
+    assert other["config"]["methods"] == ["random-forest"] and other["config"]["oracle"] is None
+    assert any("oracle rows absent" in n and "not the test set" in n for n in other["config"]["protocol_notes"])
+    # the benchmark summary carries the oracle row as a ceiling, with the test field count
+    from cropmeta.evaluate.benchmark import run_benchmark
+
+    methods, shots = cmp.protocol_rows("random-forest", "all", oracle=True)
+    bench = run_benchmark("sim", samples=sim, targets=["kenya"], methods=methods, shots=shots, seeds=1,
+                          out=out / "bench", world=world, oracle_n=300, calib_folds=0, progress=False,
+                          method_options=args["method_options"], n_boot=50)
+    assert set(bench["targets"]["kenya"]["methods"]) == {"random-forest", "oracle-rf", "oracle-lstm"}
+    text = bench["summary_text"][0]
+    assert "best mean AUC-ROC Random forest" in text and "Oracle random forest (a ceiling, no target shots)" in text
+    assert f"in {rep['target']['test']['fields']} fields" in text
+    assert sim_oracle(None, "Kenya", "maize", [], [], [])[0] is None
+    assert "not a simulated world" in sim_oracle(tmp_path, "Kenya", "maize", [], [], [])[1]
+
+
+def test_cli_compare_zero_shot_flag(tmp_path, samples):
+    """`cropmeta compare --zero-shot`: the zero-shot column and the other-regions random forest."""
+    from typer.testing import CliRunner
+
+    from cropmeta.io.store import dataset_dir, write_samples
+    from cropmeta_cli.app import app
+
+    write_samples(with_fields(samples), dataset_dir("toy"))
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(app, ["compare", "--region", "kenya", "--methods", "random-forest", "--seeds", "1",
+                                 "--shots", "20", "--calib-folds", "0", "--zero-shot", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["config"]["methods"] == ["random-forest", "random-forest-source"]
+    assert sorted(str(c["shots"]) for c in rep["cells"]) == ["0", "20"]
+    assert f"in {rep['target']['test']['fields']} fields" in r.output

@@ -178,10 +178,37 @@ def test_polygons_centroid_or_every_pixel(tmp_path):
     s = read_samples(r.datasets["kenya"])
     assert sorted(map(tuple, s.meta[["pixel_row", "pixel_col"]].values.tolist())) == [(1, 1), (1, 2), (2, 1), (2, 2)]
     assert s.meta["sample_id"].is_unique
+    # the pixels of one polygon are one field (one cluster of the comparison's field bootstrap)
+    assert s.meta["field_id"].nunique() == 1 and s.meta["field_id"].notna().all()
     da = read_ee_tiff(path)
     for i, (rr, cc) in enumerate(s.meta[["pixel_row", "pixel_col"]].values):
         np.testing.assert_array_equal(s.x[i], da.values[:, :, rr, cc])
         assert (s.meta["lon"].iloc[i], s.meta["lat"].iloc[i]) == pytest.approx(pixel_centre(tr, rr, cc))
+
+
+def test_field_ids_flow_from_the_labels_into_the_store(world, tmp_path):
+    """A ``field_id`` column (or the column named by ``field_column``) reaches the sample store;
+    without one every sample is its own field."""
+    from cropmeta.io.store import field_ids
+
+    world, _ = world
+    labels = gpd.read_parquet(world / "labels.parquet")
+    labels["parcel"] = [f"{sid.split('-')[0]}-f{int(sid.split('-')[1]) // 4}" for sid in labels["sample_id"]]
+    labels.rename(columns={"parcel": "field_id"}).to_parquet(world / "labels.parquet")
+    s = read_samples(ingest(home=tmp_path / "h", progress=False).datasets["kenya"])
+    want = labels.set_index("sample_id").loc[s.meta["sample_id"], "parcel"].tolist()
+    assert s.meta["field_id"].tolist() == want and s.meta["field_id"].nunique() == 4
+    assert field_ids(s.meta).tolist() == want
+    # another column name, given explicitly
+    labels.to_parquet(world / "labels.parquet")
+    s2 = read_samples(ingest(home=tmp_path / "h2", progress=False, label_options={"field_column": "parcel"})
+                      .datasets["kenya"])
+    assert s2.meta["field_id"].tolist() == want
+    # no field column: no field_id, each sample its own field
+    labels.drop(columns="parcel").to_parquet(world / "labels.parquet")
+    s3 = read_samples(ingest(home=tmp_path / "h3", progress=False).datasets["kenya"])
+    assert "field_id" not in s3.meta.columns
+    assert len(set(field_ids(s3.meta))) == len(s3)
 
 
 def test_duplicates_and_missing_values_reported(tmp_path):

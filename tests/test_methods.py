@@ -3,6 +3,8 @@ the four deep methods (tiny training configuration: a few outer steps, hidden 16
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -87,3 +89,60 @@ def test_timl_uses_task_information(data):
     m.task_info = m.task_info[::-1].copy()  # another task's information → other FiLM parameters
     q = m.fit(d.x_train, d.y_train, seed=1).predict_proba(d.x_test)
     assert np.abs(p - q).max() > 1e-4
+
+
+def test_zero_shot_deep_methods_use_no_target_label(data, monkeypatch):
+    """Zero-shot TIML: the meta-learned weights with the target's task information predict the test
+    set as they are — no fine-tuning, and the target's labels change nothing."""
+    from cropmeta.evaluate import compare as cmp
+    from cropmeta.evaluate.deep import resolve_train_config
+    from cropmeta.evaluate.methods import method_shots
+    from cropmeta.train.trained import predict_proba
+
+    ft = importlib.import_module("cropmeta.train.finetune")
+
+    d, src = data
+    cfg, _ = resolve_train_config("quick", TINY)
+    m = make_method("timl", cfg).prepare(src, d.task, seed=0)
+
+    def no_finetune(*a, **k):
+        raise AssertionError("zero-shot must not fine-tune")
+
+    monkeypatch.setattr(ft, "finetune", no_finetune)
+    cell = cmp.run_cell(m, d, seed=0, k=0)
+    flipped = cmp.TargetData(d.task, d.x_train, 1 - d.y_train, d.x_test, d.y_test, d.ids_train, d.ids_test)
+    again = cmp.run_cell(m, flipped, seed=0, k=0)
+    assert cell["n_train"] == 0 and cell["train_ids"] == [] and cell["prob_test"] == again["prob_test"]
+    np.testing.assert_allclose(cell["prob_test"], predict_proba(m.base, d.x_test, task_info=d.task.task_info), atol=1e-6)
+    m.task_info = m.task_info[::-1].copy()  # another task's information: another prediction
+    assert np.abs(np.asarray(m.fit_zero_shot().predict_proba(d.x_test)) - cell["prob_test"]).max() > 1e-4
+    with pytest.raises(InputError, match="no zero-shot"):
+        make_method("scratch", cfg).prepare(None, d.task, seed=0).fit_zero_shot()
+    assert method_shots("in-context", [0, 20]) == [20] and method_shots("timl+views", [0, 20]) == [20]
+    assert method_shots("timl+sim", [0, 20]) == [0, 20] and method_shots("oracle-rf", [0, 20]) == ["any"]
+
+
+def test_random_forest_on_other_regions_never_sees_the_target_region(data, monkeypatch):
+    from cropmeta.tasks import rule_labels
+
+    d, src = data
+    seen = {}
+    real_fit = RandomForest.fit
+
+    def spy_fit(self, x, y, seed=0):
+        seen["x"], seen["y"] = np.array(x), np.array(y)
+        return real_fit(self, x, y, seed)
+
+    monkeypatch.setattr(RandomForest, "fit", spy_fit)
+    m = make_method("random-forest-source", n_estimators=20).prepare(src, d.task, seed=0)
+    meta = src.meta
+    other = (meta["region"] != "Kenya").to_numpy()
+    y = rule_labels(meta, "maize", other)  # maize vs the other known labels, like the source tasks
+    assert m.counts["n"] == int((y != -1).sum()) == len(seen["y"]) and m.counts["regions"] == 3
+    np.testing.assert_array_equal(seen["y"], y[y != -1])
+    kenya_x = {r.tobytes() for r in src.x[~other]}
+    assert not any(r.tobytes() in kenya_x for r in seen["x"])
+    p = m.fit_zero_shot().predict_proba(d.x_test)
+    assert p.shape == (len(d.x_test),) and roc_auc_score(d.y_test, p) > 0.6  # the crop signal transfers
+    with pytest.raises(InputError, match="no target labels|uses no target labels"):
+        m.fit(d.x_train, d.y_train)

@@ -149,3 +149,49 @@ def test_plot_styles_keep_more_than_ten_rows_distinct():
     assert len(set(styles)) == len(rows)
     assert method_style("timl+views", rows)["color"] == method_style("timl", rows)["color"]
     assert method_style("maml", rows)["color"] != method_style("timl", rows)["color"]
+
+
+def test_report_with_zero_shot_and_oracle_rows(tmp_path):
+    """A zero-shot column (rows only for the methods that run there) and a fixed oracle row (one cell
+    per seed, shown at every shot count, never called best) render in every file, plots included."""
+    import io
+
+    from rich.console import Console
+
+    from cropmeta.evaluate.report import print_summary, results_table
+
+    task = TargetTask("Kenya", "maize", np.zeros(13, np.float32), name="kenya_maize")
+    summary = {"region": "Kenya", "crop": "maize", "task": "Kenya:maize", "positive_means": "maize",
+               "train": {"positive": 31, "negative": 69, "fields": 40}, "test": {"positive": 8, "negative": 12,
+                                                                                 "fields": 10}, "t": 12,
+               "field_ids": True}
+    data = TargetData(task, np.zeros((100, 12, 18)), np.r_[np.ones(31), np.zeros(69)], np.zeros((20, 12, 18)), Y,
+                      summary=summary, fields_test=np.repeat(np.arange(10), 2).astype(str))
+    shots = [0, 20, "all"]
+    cells = [cell(m, s, k) for s in SEEDS for m, ks in (("timl", shots), ("random-forest", [20, "all"]),
+                                                         ("random-forest-source", [0]), ("oracle-rf", ["any"]))
+             for k in ks]
+    for c in cells:
+        c["shots"] = "any" if c["method"] == "oracle-rf" else c["shots"]
+        # the oracle scores best of all: it must still not be called best
+        if c["method"] == "oracle-rf":
+            c["metrics"]["auc_roc"] = 0.999
+    methods = ["timl", "random-forest", "random-forest-source", "oracle-rf"]
+    config = {"methods": methods, "shots": shots, "shots_run": shots, "seeds": SEEDS, "region": "Kenya",
+              "crop": "maize", "shot_notes": [], "protocol_notes": ["no zero-shot row for Random forest: x"],
+              "oracle": {"n": 4000}}
+    report = make_report(data, cells, config)
+    assert set(report["summary"]["0"]) == {"timl", "random-forest-source", "oracle-rf"}
+    assert set(report["summary"]["20"]) == {"timl", "random-forest", "oracle-rf"}
+    files = write_report(report, tmp_path)
+    assert all(files[k].exists() for k in files)
+    md = (tmp_path / "report.md").read_text()
+    assert "### 0 (zero-shot) labelled samples" in md and md.count("| Oracle random forest | 0.999 ± 0.000") == 3
+    assert "no zero-shot row for Random forest" in md and "in 10 fields" in md
+    paras = narrative(report)
+    assert "Oracle" not in paras[1]  # who had the highest mean: never the oracle
+    assert any(p.startswith("Oracle (trained on 4000 correctly labelled samples") for p in paras)
+    assert "**" not in results_table(report, "all")[3][1]  # the oracle's AUC is not bold
+    buf = io.StringIO()
+    print_summary(report, Console(file=buf, width=200))
+    assert "Oracle random forest" in buf.getvalue()

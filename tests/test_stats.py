@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cropmeta.errors import InputError
+from cropmeta.evaluate import stats
 from cropmeta.evaluate.stats import bootstrap_ci, holm, min_wilcoxon_p, paired_wilcoxon, summarize
 from cropmeta.metrics import expected_calibration_error
 
@@ -96,3 +97,63 @@ def test_ece_on_hand_made_predictions():
     assert expected_calibration_error(y, p) == pytest.approx(0.5 * 0.05 + 0.5 * 0.1)
     # perfectly calibrated in each bin -> 0
     assert expected_calibration_error([1, 0, 1, 0], [0.5] * 4) == pytest.approx(0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Field-clustered test-set bootstrap
+# --------------------------------------------------------------------------------------------------
+def _fields_data(n_fields=120, per_field=6, seed=0):
+    """Test points in fields: label and a score shared by the field (plus a little pixel noise), so the
+    points of one field are strongly correlated."""
+    rng = np.random.default_rng(seed)
+    fy = rng.integers(0, 2, n_fields)
+    fscore = 0.5 + 0.15 * (2 * fy - 1) + 0.25 * rng.normal(size=n_fields)
+    field = np.repeat(np.arange(n_fields), per_field)
+    y = fy[field]
+    p = np.clip(fscore[field] + 0.02 * rng.normal(size=len(field)), 0.001, 0.999)
+    return y, p, field
+
+
+def test_weighted_metrics_match_scikit_learn_and_repeated_samples():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    y, p, field = _fields_data(40, 3)
+    p = np.round(p, 2)  # ties
+    one = np.ones((1, len(y)))
+    assert stats.weighted_auc(y, p, one)[0] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert stats.weighted_f1(y, p, one)[0] == pytest.approx(f1_score(y, p >= 0.5), abs=1e-12)
+    w = stats.cluster_weights(field, 5, seed=1)
+    assert w.shape == (5, len(y)) and np.allclose(w.sum(axis=1), len(y))
+    # every sample of a field has its field's weight
+    assert all(len(np.unique(w[0][field == f])) == 1 for f in np.unique(field))
+    idx = np.repeat(np.arange(len(y)), w[2].astype(int))
+    assert stats.weighted_auc(y, p, w[2:3])[0] == pytest.approx(roc_auc_score(y[idx], p[idx]), abs=1e-12)
+    assert stats.weighted_f1(y, p, w[2:3])[0] == pytest.approx(f1_score(y[idx], p[idx] >= 0.5), abs=1e-12)
+    # a resample holding one class has no AUC
+    assert np.isnan(stats.weighted_auc(np.ones(4, int), np.arange(4) / 4, np.ones((1, 4)))[0])
+
+
+def test_field_clustered_interval_is_wider_than_the_pixel_one_for_correlated_fields():
+    y, p, field = _fields_data()
+    by_field = stats.cluster_weights(field, 2000, seed=0)
+    by_pixel = stats.cluster_weights(np.arange(len(y)), 2000, seed=0)
+    for met in ("auc_roc", "f1"):
+        f = stats.clustered_ci(y, [p], by_field, met)
+        px = stats.clustered_ci(y, [p], by_pixel, met)
+        assert f["mean"] == px["mean"] and f["ci_low"] < f["mean"] < f["ci_high"]
+        # 6 nearly identical points per field: the effective sample is the 120 fields, ~√6 times wider
+        assert (f["ci_high"] - f["ci_low"]) > 1.8 * (px["ci_high"] - px["ci_low"]), (met, f, px)
+
+
+def test_paired_difference_interval_resamples_the_same_fields_on_both_sides():
+    y, p, field = _fields_data()
+    w = stats.cluster_weights(field, 1000, seed=0)
+    same = stats.paired_difference_ci(y, [p, p], [p, p], w, "auc_roc")
+    assert same["mean_diff"] == 0 and same["ci_low"] == same["ci_high"] == 0
+    # a better scorer on every field: its difference interval excludes 0 although the two single
+    # intervals overlap (pairing removes the test set's shared variation)
+    better = np.clip(p + 0.08 * (2 * y - 1), 0.001, 0.999)
+    d = stats.paired_difference_ci(y, [better], [p], w, "auc_roc")
+    a, b = stats.clustered_ci(y, [better], w, "auc_roc"), stats.clustered_ci(y, [p], w, "auc_roc")
+    assert d["mean_diff"] == pytest.approx(a["mean"] - b["mean"]) and d["ci_low"] > 0
+    assert a["ci_low"] < b["ci_high"]

@@ -51,9 +51,12 @@ def load_benchmark_samples(benchmark: str, root=None, progress: bool = True):
 def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, out=None, preset: str = "quick",
                   progress: bool = True, config=None, calib_folds: int = 3, method_factory=None, console=None,
                   samples=None, targets: list[str] | None = None, method_options: dict | None = None,
-                  flop_seeds: list[int] | None = None) -> dict:
+                  flop_seeds: list[int] | None = None, world=None, oracle_n: int | None = None,
+                  n_boot: int = 1000) -> dict:
     """Run :func:`cropmeta.evaluate.compare.compare` on each published target and write the
-    benchmark summary. ``targets``: a subset of kenya, brazil, togo (default all three)."""
+    benchmark summary. ``targets``: a subset of kenya, brazil, togo (default all three). ``methods``
+    may hold the protocol's zero-shot and oracle rows (``world``, ``oracle_n``: where they come from;
+    see :func:`~cropmeta.evaluate.compare.compare`)."""
 
     benchmark = str(benchmark).strip().lower()
     if benchmark not in BENCHMARKS:
@@ -64,11 +67,13 @@ def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, 
     out = Path(out) if out is not None else Path(f"benchmark-{benchmark}")
     with output_dir(out):
         return _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, config, calib_folds,
-                            method_factory, console, samples, chosen, method_options, flop_seeds)
+                            method_factory, console, samples, chosen, method_options, flop_seeds, world, oracle_n,
+                            n_boot)
 
 
 def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, config, calib_folds,
-                 method_factory, console, samples, chosen, method_options, flop_seeds) -> dict:
+                 method_factory, console, samples, chosen, method_options, flop_seeds, world, oracle_n,
+                 n_boot) -> dict:
     from cropmeta.evaluate.compare import DEFAULT_METHODS, DEFAULT_SHOTS, compare
 
     if samples is None:
@@ -82,7 +87,8 @@ def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, 
                                methods=methods or DEFAULT_METHODS, out=out / key, preset=preset, progress=progress,
                                samples=samples, config=config, calib_folds=calib_folds,
                                method_factory=method_factory, method_options=method_options, flop_seeds=flop_seeds,
-                               source=root if benchmark == "cropharvest" else None)
+                               source=root if benchmark == "cropharvest" else None, world=world, oracle_n=oracle_n,
+                               n_boot=n_boot)
     result = {
         "kind": "cropmeta-benchmark",
         "benchmark": benchmark,
@@ -106,7 +112,7 @@ def _reference_shot(report: dict) -> str:
 def summarize_target(report: dict) -> dict:
     k = _reference_shot(report)
     rows = {}
-    for m in report["config"]["methods"]:
+    for m in [m for m in report["config"]["methods"] if m in report["summary"][k]]:
         s = report["summary"][k][m]["raw"]
         rows[m] = {met: {"mean": s[met]["mean"], "ci_low": s[met]["ci_low"], "ci_high": s[met]["ci_high"],
                          "n": s[met]["n"]} for met in ("f1", "auc_roc")}
@@ -147,7 +153,8 @@ def plot_benchmark(result: dict, path: Path) -> Path:
     xs = np.arange(len(keys))
     for ax, met in zip(axes, ("f1", "auc_roc")):
         for j, m in enumerate(methods):
-            vals = [result["targets"][k]["methods"][m][met] for k in keys]
+            nan = {"mean": None, "ci_low": None, "ci_high": None}
+            vals = [result["targets"][k]["methods"].get(m, {}).get(met, nan) for k in keys]
             mean = np.array([v["mean"] if v["mean"] is not None else np.nan for v in vals], dtype=float)
             lo = np.array([v["ci_low"] if v["ci_low"] is not None else np.nan for v in vals], dtype=float)
             hi = np.array([v["ci_high"] if v["ci_high"] is not None else np.nan for v in vals], dtype=float)
@@ -169,13 +176,21 @@ def plot_benchmark(result: dict, path: Path) -> Path:
 def benchmark_narrative(result: dict, reports: dict) -> list[str]:
     from cropmeta.evaluate.report import label, narrative
 
+    from cropmeta.evaluate.methods import shot_mode
+
     paras = []
     for key, t in result["targets"].items():
-        ms = t["methods"]
+        # the oracle rows are a ceiling, not a competitor: never named best
+        ms = {m: r for m, r in t["methods"].items() if shot_mode(m) != "fixed"} or t["methods"]
         best = max(ms, key=lambda m: -np.inf if ms[m]["auc_roc"]["mean"] is None or not np.isfinite(ms[m]["auc_roc"]["mean"])
                    else ms[m]["auc_roc"]["mean"])
-        txt = (f"{t['target']['region']} {t['target']['crop'] or 'crop vs non-crop'} (all training labels): "
+        te = t["target"].get("test", {})
+        n_te = te.get("positive", 0) + te.get("negative", 0)
+        where = f"{n_te} test samples" + (f" in {te['fields']} fields" if te.get("fields") is not None else "")
+        txt = (f"{t['target']['region']} {t['target']['crop'] or 'crop vs non-crop'} (all training labels, {where}): "
                f"best mean AUC-ROC {label(best)} {_f(ms[best]['auc_roc']['mean'])}.")
+        for m in [m for m in t["methods"] if shot_mode(m) == "fixed"]:
+            txt += f" {label(m)} (a ceiling, no target shots): AUC {_f(t['methods'][m]['auc_roc']['mean'])}."
         pub = result["published"].get(key, {})
         for m in ("timl", "random-forest"):
             if m in ms and m in pub:

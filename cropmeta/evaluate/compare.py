@@ -13,6 +13,18 @@ For every seed, method and shot count (a *cell*):
    ``CalibratedClassifierCV(ensemble=False)`` scheme). The test set is never used to fit anything;
 4. metrics (:func:`cropmeta.metrics.binary_metrics`) before and after calibration.
 
+Test-set uncertainty: every report also gives a field-clustered bootstrap interval of each row's
+seed-mean AUC-ROC and F1 (whole test fields resampled — the labels' ``field_id``, each sample its
+own field where there is none — the same resamples for every row) and each row's paired difference
+to TIML on the same resamples; the number of test fields stands beside the number of test samples.
+
+Optional rows, all entries of the method registry (:data:`cropmeta.evaluate.methods.SHOT_MODES`):
+``zero_shot`` adds shot count 0, where the meta-trained and pretrained models predict without any
+target label or fine-tuning and a random forest is trained on the other regions only
+("random-forest-source"); ``oracle`` adds the oracle rows of the simulated benchmark (random forest
+and LSTM from scratch trained on correctly labelled samples of the target's test districts and year,
+:mod:`cropmeta.evaluate.oracle`), one cell per seed shown at every shot count.
+
 Each finished cell is written atomically as JSON under ``OUT/cells/``; a rerun with the same data,
 configuration and protocol reuses it (an interrupted comparison continues where it stopped). The
 prepared weights of each (method, seed) are cached under ``OUT/prepared/`` (safetensors + JSON).
@@ -35,12 +47,19 @@ from cropmeta.errors import InputError
 from cropmeta.evaluate import stats
 from cropmeta.evaluate.calibration import apply_temperature, checked_temperature
 from cropmeta.evaluate.methods import (
+    FIXED_SHOTS,
+    METHOD_INPUTS,
+    NO_ZERO_SHOT,
     Method,
     TargetTask,
+    cell_shots,
     expand_methods,
+    is_zero,
     make_method,
     method_label,
+    method_shots,
     resolve_methods,
+    shot_mode,
     split_method,
 )
 from cropmeta.io.atomic import atomic_write_text, output_dir
@@ -66,6 +85,14 @@ class TargetData:
     ids_train: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
     ids_test: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
     summary: dict = field(default_factory=dict)
+    #: field (cluster) of every test sample (:func:`cropmeta.io.store.field_ids`); empty → one per sample
+    fields_test: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
+
+    def test_fields(self) -> np.ndarray:
+        if len(self.fields_test) == len(self.y_test):
+            return np.asarray(self.fields_test).astype(str)
+        ids = self.ids_test if len(self.ids_test) == len(self.y_test) else np.arange(len(self.y_test))
+        return np.array([f"sample:{i}" for i in ids])
 
     def data_hash(self) -> str:
         h = hashlib.sha256()
@@ -75,7 +102,8 @@ class TargetData:
 
 
 def parse_shots(shots) -> list:
-    """``"20,32,all"`` or a sequence → ``[20, 32, "all"]`` (positive ints and "all", order kept)."""
+    """``"0,20,32,all"`` or a sequence → ``[0, 20, 32, "all"]`` (0 = zero-shot, ints ≥ 4 and "all",
+    order kept)."""
     if isinstance(shots, str):
         shots = [s for s in shots.split(",") if s.strip()]
     out: list = []
@@ -88,8 +116,8 @@ def parse_shots(shots) -> list:
                 val = int(key)
             except ValueError:
                 raise InputError(f"--shots: {s!r} is neither a positive integer nor 'all'") from None
-            if val < 4:
-                raise InputError(f"--shots: {val} is too few (need at least 4: 2 per class)")
+            if 0 < val < 4 or val < 0:
+                raise InputError(f"--shots: {val} is too few (need at least 4: 2 per class; 0 = zero-shot)")
         if val not in out:
             out.append(val)
     if not out:
@@ -102,6 +130,7 @@ def build_target(samples, region: str, crop: str | None = None) -> TargetData:
 
     Region/crop resolution, labels and task information are :mod:`cropmeta.tasks`' (the same as
     ``cropmeta train``): kenya → maize, brazil → coffee, togo and others → crop vs non-crop."""
+    from cropmeta.io.store import field_ids
     from cropmeta.tasks import resolve_target, task_labels
 
     task = resolve_target(samples, region, crop)
@@ -121,8 +150,11 @@ def build_target(samples, region: str, crop: str | None = None) -> TargetData:
     ids = meta["sample_id"].astype(str).to_numpy()
     in_region = y_all != -1
 
+    fields = field_ids(meta)
+
     def counts(m):
-        return {"positive": int((y_all[m] == 1).sum()), "negative": int((y_all[m] == 0).sum())}
+        return {"positive": int((y_all[m] == 1).sum()), "negative": int((y_all[m] == 0).sum()),
+                "fields": int(len(set(fields[m])))}
 
     summary = {
         "region": task.region, "crop": task.crop, "task": task.id, "task_name": task.name,
@@ -130,8 +162,10 @@ def build_target(samples, region: str, crop: str | None = None) -> TargetData:
         "train": counts(tr), "test": counts(te),
         "task_rows_without_split": int((in_region & ~tr & ~te).sum()),
         "t": int(samples.t),
+        "field_ids": bool("field_id" in meta.columns and meta.loc[te, "field_id"].notna().any()),
     }
-    return TargetData(target, samples.x[tr], y_all[tr], samples.x[te], y_all[te], ids[tr], ids[te], summary)
+    return TargetData(target, samples.x[tr], y_all[tr], samples.x[te], y_all[te], ids[tr], ids[te], summary,
+                      fields_test=fields[te].astype(str))
 
 
 def source_samples(samples, target: TargetData):
@@ -153,9 +187,11 @@ def shot_indices(y: np.ndarray, k: int | str, seed: int) -> np.ndarray:
     ``cropmeta train --shots`` (⌊k/2⌋ positives) when the pool allows, otherwise every sample of the
     scarce class and the rest from the other. Nested across ``k`` for a seed (the first ``n`` of one
     fixed permutation per class), so a larger shot count always contains the smaller ones.
-    ``"all"`` (or ``k`` ≥ the pool) → everything."""
+    ``"all"`` (or ``k`` ≥ the pool) → everything; 0 (zero-shot) or the fixed cells → nothing."""
     y = np.asarray(y)
     n = len(y)
+    if is_zero(k) or k == FIXED_SHOTS:
+        return np.zeros(0, dtype=np.int64)
     if k == "all" or int(k) >= n:
         return np.arange(n)
     k = int(k)
@@ -201,14 +237,18 @@ def _counted(fn, count: bool):
 
 
 def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 3, count_flops: bool = False) -> dict:
-    """Fit on ``k`` shots, calibrate on out-of-fold predictions, evaluate on the test set.
+    """Fit on ``k`` shots, calibrate on out-of-fold predictions, evaluate on the test set. ``k`` = 0
+    (zero-shot) or :data:`~cropmeta.evaluate.methods.FIXED_SHOTS` (the oracle rows): no target label
+    at all — :meth:`Method.fit_zero_shot`, no calibration.
     ``count_flops``: also count the FLOPs of the fit and of predicting the test set (the adaptation
     cost per task; ``torch.utils.flop_counter``, so only torch work is counted: none for the random
     forest, whose cost is then recorded as unknown)."""
     idx = shot_indices(data.y_train, k, seed)
     x, y = data.x_train[idx], data.y_train[idx]
+    no_labels = is_zero(k) or k == FIXED_SHOTS
     t0 = time.perf_counter()
-    _, f_fit = _counted(lambda: method.fit(x, y, seed=seed), count_flops)
+    fit = (lambda: method.fit_zero_shot(seed=seed)) if no_labels else (lambda: method.fit(x, y, seed=seed))
+    _, f_fit = _counted(fit, count_flops)
     t_fit = time.perf_counter() - t0
     t1 = time.perf_counter()
     p_test, f_pred = _counted(lambda: np.asarray(method.predict_proba(data.x_test), dtype=np.float64), count_flops)
@@ -219,7 +259,9 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
     raw = binary_metrics(data.y_test, p_test)
     t2 = time.perf_counter()
     temperature, calib = None, {"folds": 0, "note": ""}
-    if calib_folds and calib_folds >= 2:
+    if no_labels:
+        calib["note"] = "no target labels: not calibrated"
+    elif calib_folds and calib_folds >= 2:
         oof, used = out_of_fold(method, x, y, seed, calib_folds)
         calib["folds"] = used
         if used:
@@ -376,7 +418,7 @@ def run_protocol(
     cells: list[dict] = []
     base = {"protocol": PROTOCOL_VERSION, "data": data.data_hash(), "source": source_hash,
             "calib_folds": calib_folds, "config": config}
-    todo = [(m, s, k) for s in seeds for m in methods for k in shots]
+    todo = [(m, s, k) for s in seeds for m in methods for k in method_shots(m, shots)]
     prog = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -388,12 +430,12 @@ def run_protocol(
     try:
         for s in seeds:
             for m in methods:
-                fp = _fingerprint(base | {"method": m, "seed": s})
+                fp = _fingerprint(base | {"method": m, "seed": s} | _inputs_fingerprint(m, data))
                 # the prepared weights depend on the source data, configuration, target task and seed only
                 fp_prep = _fingerprint({"protocol": PROTOCOL_VERSION, "source": source_hash, "config": config,
                                         "task": data.task.name, "method": _prep_name(m), "seed": s})
                 pending = []
-                for k in shots:
+                for k in method_shots(m, shots):
                     c = _read_cell(cell_path(out, m, s, k), fp)
                     if c is not None:
                         cells.append(c)
@@ -441,51 +483,102 @@ def run_protocol(
     return cells, info
 
 
+def _inputs_fingerprint(method: str, data: TargetData) -> dict:
+    """What a method reads beyond the shots (:data:`~cropmeta.evaluate.methods.METHOD_INPUTS`), by hash."""
+    need = METHOD_INPUTS.get(split_method(method)[0], ())
+    return {f"input:{k}": getattr(data.task.extra.get(k), "hash", None) for k in need}
+
+
 def _key_shots(k) -> str:
     return str(k)
 
 
 def aggregate(cells: list[dict], methods: list[str], shots: list, reference: str = "timl",
-              confidence: float = 0.95) -> dict:
+              confidence: float = 0.95, y_test=None, fields=None, n_boot: int = 1000) -> dict:
     """Per method × shot × metric (raw and calibrated): summary over seeds; paired Wilcoxon of
-    ``reference`` against every other method (Holm-adjusted over the other methods)."""
+    ``reference`` against every other method (Holm-adjusted over the other methods). With the test
+    labels ``y_test`` and their ``fields`` (one cluster id per test sample): a field-clustered
+    bootstrap (``n_boot`` resamples of whole fields, the same resamples for every row, so paired) of
+    each row's seed-mean AUC-ROC and F1 (``test_ci``) and of its difference to ``reference``
+    (``vs_reference``: this row minus the reference). A shot count's rows are the methods that run
+    there (:func:`~cropmeta.evaluate.methods.method_shots`; the fixed rows, e.g. the oracle, at every
+    shot count)."""
     by = {(c["method"], _key_shots(c["shots"]), c["seed"]): c for c in cells}
     seeds = sorted({c["seed"] for c in cells})
     summary: dict = {}
     tests: dict = {}
+    boot = None
+    if y_test is not None and len(y_test) and n_boot:
+        y_test = np.asarray(y_test).astype(np.int64)
+        fields = np.asarray(fields if fields is not None else np.arange(len(y_test))).astype(str)
+        boot = {"y": y_test, "w": stats.cluster_weights(fields, n_boot, seed=0), "memo": {}}
+
+    def resampled(m, ks, met):
+        """(full-test-set value, [B] resampled values) of row m's seed-mean metric, memoised."""
+        key = (m, ks, met)
+        if key not in boot["memo"]:
+            probs = [by[(m, ks, s)]["prob_test"] for s in seeds if (m, ks, s) in by]
+            if not probs or any(len(p) != len(boot["y"]) for p in probs):
+                boot["memo"][key] = None
+            else:
+                one = np.ones((1, len(boot["y"])))
+                boot["memo"][key] = (stats.resampled_metric(boot["y"], probs, one, met)[0],
+                                     stats.resampled_metric(boot["y"], probs, boot["w"], met))
+        return boot["memo"][key]
+
     for k in shots:
         ks = _key_shots(k)
         summary[ks] = {}
-        for m in methods:
-            row = {}
+        present = [m for m in methods if cell_shots(m, k) is not None]
+        for m in present:
+            mk = _key_shots(cell_shots(m, k))
+            row = {"cell_shots": mk, "fixed": shot_mode(m) == "fixed"}
             for variant, key in (("raw", "metrics"), ("calibrated", "metrics_calibrated")):
                 row[variant] = {}
                 for met in METRIC_NAMES:
-                    vals = [by[(m, ks, s)][key][met] if (m, ks, s) in by else None for s in seeds]
+                    vals = [by[(m, mk, s)][key][met] if (m, mk, s) in by else None for s in seeds]
                     vals = [np.nan if v is None else v for v in vals]
                     row[variant][met] = stats.summarize(vals, confidence=confidence)
-            temps = [by[(m, ks, s)]["temperature"] for s in seeds if (m, ks, s) in by]
+            temps = [by[(m, mk, s)]["temperature"] for s in seeds if (m, mk, s) in by]
             row["temperature"] = [t for t in temps]
             # wall times: cells whose FLOPs were counted ran under torch's FLOP counter (several times
             # slower), so they are left out whenever cells timed without it exist
-            present = [by[(m, ks, s)] for s in seeds if (m, ks, s) in by]
-            timed = [c for c in present if not c.get("flops")] or present
+            present_cells = [by[(m, mk, s)] for s in seeds if (m, mk, s) in by]
+            timed = [c for c in present_cells if not c.get("flops")] or present_cells
             row["seconds_fit"] = stats.summarize([c["seconds"]["fit"] for c in timed])
             # adaptation cost per task: adapting (fit) + predicting the test set
             row["seconds_adapt"] = stats.summarize([c["seconds"]["fit"] + c["seconds"]["predict"] for c in timed])
-            fl = [by[(m, ks, s)].get("flops") for s in seeds if (m, ks, s) in by]
+            fl = [c.get("flops") for c in present_cells]
             fl = [f for f in fl if f]
             row["flops"] = ({key: float(np.mean([f[key] for f in fl])) for key in ("fit", "predict", "adapt_predict")}
                             if fl else None)
+            if boot is not None:
+                row["test_ci"] = {}
+                for met in stats.BOOTSTRAP_METRICS:
+                    r = resampled(m, mk, met)
+                    row["test_ci"][met] = (None if r is None else
+                                           {"mean": float(r[0]), **stats.percentile_interval(r[1], confidence)})
             summary[ks][m] = row
-        if reference in methods:
+        if boot is not None and reference in present:
+            rk = _key_shots(cell_shots(reference, k))
+            for m in present:
+                if m == reference:
+                    continue
+                summary[ks][m]["vs_reference"] = {}
+                for met in stats.BOOTSTRAP_METRICS:
+                    a, b = resampled(m, summary[ks][m]["cell_shots"], met), resampled(reference, rk, met)
+                    summary[ks][m]["vs_reference"][met] = (None if a is None or b is None else {
+                        "mean_diff": float(a[0] - b[0]), **stats.percentile_interval(a[1] - b[1], confidence)})
+        if reference in present:
             tests[ks] = {}
-            others = [m for m in methods if m != reference]
+            others = [m for m in present if m != reference]
+            rk = _key_shots(cell_shots(reference, k))
             for met in METRIC_NAMES:
                 res = {}
                 for m in others:
-                    a = [by[(reference, ks, s)]["metrics"][met] if (reference, ks, s) in by else None for s in seeds]
-                    b = [by[(m, ks, s)]["metrics"][met] if (m, ks, s) in by else None for s in seeds]
+                    mk = summary[ks][m]["cell_shots"]
+                    a = [by[(reference, rk, s)]["metrics"][met] if (reference, rk, s) in by else None for s in seeds]
+                    b = [by[(m, mk, s)]["metrics"][met] if (m, mk, s) in by else None for s in seeds]
                     a = [np.nan if v is None else v for v in a]
                     b = [np.nan if v is None else v for v in b]
                     res[m] = stats.paired_wilcoxon(a, b)
@@ -494,7 +587,8 @@ def aggregate(cells: list[dict], methods: list[str], shots: list, reference: str
                     res[m]["p_holm"] = p
                 tests[ks][met] = res
     return {"seeds": seeds, "summary": summary, "wilcoxon": tests, "reference": reference,
-            "confidence": confidence}
+            "confidence": confidence, "test_bootstrap": {"resamples": int(n_boot) if boot is not None else 0,
+                                                         "unit": "field", "metrics": list(stats.BOOTSTRAP_METRICS)}}
 
 
 def compare(
@@ -522,6 +616,11 @@ def compare(
     flop_seeds: list[int] | None = None,
     datasets: list[str] | None = None,
     home: str | Path | None = None,
+    zero_shot: bool = False,
+    oracle: bool = False,
+    world: str | Path | None = None,
+    oracle_n: int | None = None,
+    n_boot: int = 1000,
 ) -> dict:
     """Run the comparison and write the report (json, md, html, png) to ``out``.
 
@@ -540,8 +639,15 @@ def compare(
     (timl, maml, pretrained, in-context) pretrained on the simulated world ``sim_seed`` first
     (rows "<method> (sim → real)", :mod:`cropmeta.train.sim_then_real`). ``flop_seeds``: the seeds
     whose cells also count adaptation FLOPs (default: the first of ``seeds``; pass ``[0]`` when one
-    comparison is split into several processes by seed). Returns the report dict (also report.json).
+    comparison is split into several processes by seed). ``zero_shot``: also the zero-shot column
+    (shot count 0: each meta-trained / pretrained model without fine-tuning, and the random forest
+    trained on other regions only, "random-forest-source"). ``oracle``: also the oracle rows (random
+    forest and LSTM from scratch trained on ``oracle_n`` correctly labelled samples of the target's
+    test districts and test year; simulated world only: ``world``, default the world the default
+    source ingests — absent with a note for other data). ``n_boot``: resamples of the
+    field-clustered test-set bootstrap (0: none). Returns the report dict (also report.json).
     """
+    methods, shots = protocol_rows(methods, shots, zero_shot, oracle)
     if views or pretrain_source not in (None, "none"):
         methods, method_options = _variant_methods(methods, method_options, views, pretrain_source, sim_seed)
     if benchmark is not None:
@@ -550,7 +656,8 @@ def compare(
         return run_benchmark(benchmark, root=root, seeds=seeds, shots=shots, methods=methods, out=out,
                              preset=preset, progress=progress, config=config, calib_folds=calib_folds,
                              method_factory=method_factory, console=console, samples=samples,
-                             method_options=method_options, flop_seeds=flop_seeds)
+                             method_options=method_options, flop_seeds=flop_seeds, world=world,
+                             oracle_n=oracle_n, n_boot=n_boot)
     if region is None:
         raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest")
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
@@ -568,11 +675,34 @@ def compare(
     with output_dir(out):
         return _compare_target(data, samples, out, source, method_list, seed_list, shot_list, preset, config,
                                method_factory, method_options, calib_folds, progress, flop_seeds, views,
-                               pretrain_source, data_used)
+                               pretrain_source, data_used, world, oracle_n, n_boot)
 
 
 def _compare_target(data, samples, out, source, method_list, seed_list, shot_list, preset, config, method_factory,
-                    method_options, calib_folds, progress, flop_seeds, views, pretrain_source, data_used) -> dict:
+                    method_options, calib_folds, progress, flop_seeds, views, pretrain_source, data_used,
+                    world, oracle_n, n_boot) -> dict:
+    protocol_notes, oracle_summary = [], None
+    if any(METHOD_INPUTS.get(split_method(m)[0]) == ("oracle",) for m in method_list):
+        from cropmeta.evaluate.oracle import ORACLE_N, sim_oracle
+
+        if world is None and source in (None, "sim"):
+            world = default_sim_world()
+        od, why = sim_oracle(world, data.task.region, data.task.crop, data.ids_test, data.y_test, data.x_test,
+                             n=int(oracle_n or ORACLE_N))
+        if od is None:
+            method_list = [m for m in method_list if not METHOD_INPUTS.get(split_method(m)[0])]
+            protocol_notes.append(f"oracle rows absent: {why}")
+        else:
+            data.task.extra["oracle"] = od
+            oracle_summary = od.summary()
+    if any(is_zero(k) for k in shot_list):
+        for m in method_list:
+            if not any(is_zero(k) for k in method_shots(m, shot_list)) and shot_mode(m) == "few":
+                base = split_method(m)[0]
+                why = NO_ZERO_SHOT.get(base, "it is fitted on the target's labels")
+                if "views" in split_method(m)[1]:
+                    why = "its generative views are made from the target's labels"
+                protocol_notes.append(f"no zero-shot row for {method_label(m)}: {why}")
     eff_shots, shot_notes = resolve_effective_shots(shot_list, len(data.y_train))
     src = source_samples(samples, data)
     cfg_dict, factory = _resolve_config(preset, config, method_factory, method_options)
@@ -586,6 +716,7 @@ def _compare_target(data, samples, out, source, method_list, seed_list, shot_lis
         "views": int(views or 0), "pretrain_source": pretrain_source if pretrain_source != "none" else None,
         "training_config": cfg_dict, "method_options": cfg_dict.get("method_options", {}),
         "data": data_used,
+        "protocol_notes": protocol_notes, "oracle": oracle_summary, "n_boot": int(n_boot),
     }
     src_summary = {"n_samples": int(len(src)), "n_regions": int(src.meta["region"].nunique()) if len(src) else 0}
     report = make_report(data, cells, config_rec, info, src_summary)
@@ -600,7 +731,9 @@ def make_report(data: TargetData, cells: list[dict], config: dict, run_info: dic
     """The report dict (what report.json holds) from the cells of one target. ``config`` needs at
     least ``methods``, ``shots_run`` and ``seeds``."""
     methods, shots = config["methods"], config["shots_run"]
-    agg = aggregate(cells, methods, shots)
+    agg = aggregate(cells, methods, shots, y_test=data.y_test, fields=data.test_fields(),
+                    n_boot=int(config.get("n_boot", 1000)))
+    order = [str(k) for k in shots] + [FIXED_SHOTS]
     return {
         "kind": "cropmeta-compare-report",
         "protocol_version": PROTOCOL_VERSION,
@@ -612,10 +745,32 @@ def make_report(data: TargetData, cells: list[dict], config: dict, run_info: dic
         "versions": versions(),
         "run": run_info or {},
         "y_test": [int(v) for v in data.y_test],
-        "cells": sorted(cells, key=lambda c: (methods.index(c["method"]), c["seed"],
-                                              [str(k) for k in shots].index(str(c["shots"])))),
+        "test_fields": [str(v) for v in data.test_fields()],
+        "cells": sorted(cells, key=lambda c: (methods.index(c["method"]), c["seed"], order.index(str(c["shots"])))),
         **agg,
     }
+
+
+def protocol_rows(methods, shots, zero_shot: bool = False, oracle: bool = False) -> tuple[list[str], list]:
+    """The methods and shot counts of a comparison with the protocol's optional rows: ``zero_shot``
+    adds the zero-shot column (shot count 0) and the other-regions random forest,
+    ``oracle`` the two oracle rows."""
+    methods, shots = resolve_methods(methods), parse_shots(shots)
+    extra = []
+    if zero_shot:
+        shots = shots if any(is_zero(k) for k in shots) else [0] + shots
+        extra.append("random-forest-source")
+    if oracle:
+        extra += ["oracle-rf", "oracle-lstm"]
+    return methods + [m for m in extra if m not in methods], shots
+
+
+def default_sim_world() -> Path:
+    """The simulated world the default data source ingests (seed 0 of the workspace: what
+    :func:`load_samples` reads when nothing else is stored)."""
+    from cropmeta.sim import ensure_world
+
+    return Path(ensure_world(seed=0))
 
 
 def _variant_methods(methods, method_options, views: int, pretrain_source, sim_seed: int) -> tuple[list[str], dict]:

@@ -94,6 +94,17 @@ class DeepMethod(Method):
         self.model = finetune(base, x, y, task_info=ti, cfg=self.cfg, seed=seed)
         return self
 
+    def fit_zero_shot(self, seed: int = 0) -> "DeepMethod":
+        """No fine-tuning: the meta-learned (TIML: with the target's task information) or pretrained
+        weights predict the target as they are."""
+        import dataclasses
+
+        if self.name == "scratch" or self.base is None:
+            return super().fit_zero_shot(seed)
+        ti = self.task_info if self.base.uses_task_info else None
+        self.model = dataclasses.replace(self.base, task_info=None if ti is None else np.asarray(ti, np.float32))
+        return self
+
     def predict_proba(self, x) -> np.ndarray:
         from cropmeta.train.trained import predict_proba
 

@@ -10,6 +10,8 @@ scikit-learn style, on *raw canonical* samples ``x [N, T, 18]`` (each method nor
   method can be fitted on folds and then on all shots.
 - ``predict_proba(x) -> np.ndarray [N]`` — probability of the positive class (a vector, not the
   ``[N, 2]`` array scikit-learn returns).
+- ``fit_zero_shot(seed)`` — instead of ``fit``, for the cells that use no target label (the
+  zero-shot column and the oracle rows: :data:`SHOT_MODES`); methods without one raise.
 
 The deep methods are thin adapters over :mod:`cropmeta.train` (the same classifier, fine-tuning
 protocol and configuration as ``cropmeta train``).
@@ -36,6 +38,9 @@ METHOD_LABELS = {
     "in-context": "In-context learner",
     "presto": "Presto (frozen) + logistic regression",
     "presto-ft": "Presto fine-tuned",
+    "random-forest-source": "Random forest (other regions)",
+    "oracle-rf": "Oracle random forest",
+    "oracle-lstm": "Oracle LSTM (from scratch)",
 }
 ALL_METHODS = tuple(METHOD_LABELS)
 ALIASES = {
@@ -43,7 +48,28 @@ ALIASES = {
     "from-scratch": "scratch", "from_scratch": "scratch", "pretrain": "pretrained", "pretraining": "pretrained",
     "plain-pretraining": "pretrained", "incontext": "in-context", "in_context": "in-context", "icl": "in-context",
     "presto-r": "presto", "presto-lr": "presto", "presto_ft": "presto-ft", "presto-finetune": "presto-ft",
+    "rf-source": "random-forest-source", "source-rf": "random-forest-source", "rf-other-regions": "random-forest-source",
+    "oracle": "oracle-rf", "oracle-random-forest": "oracle-rf", "oracle-lstm-scratch": "oracle-lstm",
 }
+#: which shot counts a method runs at (methods not listed: "few", k ≥ 4 target labels it is fitted on):
+#: "few+zero" also k = 0 — the prepared model predicts the target as it is, with no target label and no
+#: fine-tuning (TIML reads the target's task information); "zero" k = 0 only; "fixed" independent of
+#: k: one cell per seed (shot key :data:`FIXED_SHOTS`), shown at every shot count
+SHOT_MODES = {"timl": "few+zero", "maml": "few+zero", "pretrained": "few+zero",
+              "random-forest-source": "zero", "oracle-rf": "fixed", "oracle-lstm": "fixed"}
+FIXED_SHOTS = "any"
+#: why a method has no zero-shot row (printed in the report when zero-shot rows are asked for)
+NO_ZERO_SHOT = {
+    "scratch": "a random initialisation has nothing to predict with before fine-tuning",
+    "random-forest": "it is trained on the target's labels only (see the other-regions random forest)",
+    "in-context": "it reads its predictions from a support set of target labels and was never meta-trained "
+                  "with an empty one",
+    "presto": "its classifier is fitted on the target's labels (the encoder alone predicts no class)",
+    "presto-ft": "its classification head is trained on the target's labels",
+}
+#: target data a method needs beyond the shots, by key of ``TargetTask.extra`` (an object with a
+#: ``hash``, which enters the cell's cache fingerprint): the oracle rows need the simulated oracle
+METHOD_INPUTS = {"oracle-rf": ("oracle",), "oracle-lstm": ("oracle",)}
 #: variants of a method, written as suffixes: ``timl+sim`` (pretrained on the simulated world, then
 #: the real source: ``--pretrain-source sim``), ``timl+views`` (fitted on labels + generative views:
 #: ``--views N``), ``timl+sim+views``
@@ -78,6 +104,9 @@ def _resolve_one(m) -> str:
         raise InputError(f"method {m!r}: unknown or repeated variant {bad or list(variants)}; variants are +sim, +views")
     if "sim" in variants and base not in SIM_METHODS:
         raise InputError(f"method {m!r}: sim pretraining applies to {', '.join(SIM_METHODS)}")
+    if "views" in variants and SHOT_MODES.get(base, "few") in ("zero", "fixed"):
+        raise InputError(f"method {m!r}: generative views are made from the target's labels; "
+                         f"{base} uses none")
     return "+".join([base] + [v for v in VARIANTS if v in variants])
 
 
@@ -110,10 +139,38 @@ def expand_methods(methods: list[str], views: int = 0, pretrain_source: str | No
         rows = [m]
         if pretrain_source == "sim" and base in SIM_METHODS and "sim" not in variants:
             rows.append(_resolve_one(m + "+sim"))
-        if views and "views" not in variants:
+        if views and "views" not in variants and SHOT_MODES.get(base, "few") not in ("zero", "fixed"):
             rows += [_resolve_one(r + "+views") for r in list(rows)]
         out += [r for r in rows if r not in out]
     return out
+
+
+def shot_mode(name: str) -> str:
+    """:data:`SHOT_MODES` of a method or variant ("+views" rows are fitted on labels: never zero-shot)."""
+    base, variants = split_method(name)
+    mode = SHOT_MODES.get(base, "few")
+    return "few" if mode == "few+zero" and "views" in variants else mode
+
+
+def is_zero(k) -> bool:
+    """Whether shot count ``k`` is the zero-shot column."""
+    return str(k) == "0"
+
+
+def method_shots(name: str, shots: list) -> list:
+    """The cells' shot keys of ``name`` for the shot counts ``shots`` (see :data:`SHOT_MODES`)."""
+    mode = shot_mode(name)
+    if mode == "fixed":
+        return [FIXED_SHOTS]
+    if mode == "zero":
+        return [k for k in shots if is_zero(k)]
+    return list(shots) if mode == "few+zero" else [k for k in shots if not is_zero(k)]
+
+
+def cell_shots(name: str, k):
+    """The shot key of ``name``'s cell shown at shot count ``k`` (None: no cell there)."""
+    keys = method_shots(name, [k])
+    return keys[0] if keys else None
 
 
 @dataclass
@@ -143,6 +200,11 @@ class Method:
 
     def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0) -> "Method":  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def fit_zero_shot(self, seed: int = 0) -> "Method":
+        """Get ready to predict the target without any of its labels (the zero-shot and fixed cells
+        of :data:`SHOT_MODES`): the prepared model as it is."""
+        raise InputError(f"{self.name}: no zero-shot prediction ({NO_ZERO_SHOT.get(self.name, 'needs target labels')})")
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -206,6 +268,97 @@ class RandomForest(Method):
         return p[:, list(self.model.classes_).index(1)].astype(np.float64)
 
 
+class SourceRandomForest(Method):
+    """Zero-shot baseline: the CropHarvest random forest (:class:`RandomForest`) trained on other
+    regions only — every labelled sample of the source (the non-target training samples the deep
+    methods meta-train on) outside the target's region, labelled by the target's rule
+    (:func:`cropmeta.tasks.rule_labels`: the target crop vs every other known label, or crop vs
+    non-crop). It never sees a label of the target region."""
+
+    name = "random-forest-source"
+    needs_source = True
+
+    def __init__(self, **rf_kwargs):
+        self.rf = RandomForest(**rf_kwargs)
+        self.counts: dict = {}
+        self._fitted = False
+
+    def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "SourceRandomForest":
+        from cropmeta.tasks import region_mask, rule_labels
+
+        meta = source.meta
+        other = ~region_mask(meta, target.region) & (meta["split"].astype(str).to_numpy() == "train")
+        y = rule_labels(meta, target.crop, other)
+        keep = y != -1
+        if int((y[keep] == 1).sum()) < 2 or int((y[keep] == 0).sum()) < 2:
+            raise InputError(f"{self.name}: the other regions hold {int((y[keep] == 1).sum())} positive and "
+                             f"{int((y[keep] == 0).sum())} negative samples for this target's rule")
+        self.rf.fit(source.x[keep], y[keep], seed=seed)
+        self.counts = {"n": int(keep.sum()), "n_pos": int((y[keep] == 1).sum()),
+                       "regions": int(meta.loc[keep, "region"].nunique())}
+        self._fitted = True
+        return self
+
+    def fit_zero_shot(self, seed: int = 0) -> "SourceRandomForest":
+        if not self._fitted:
+            raise InputError(f"{self.name}: fit_zero_shot called before prepare")
+        return self
+
+    def fit(self, x, y, seed: int = 0):
+        raise InputError(f"{self.name}: uses no target labels (a zero-shot row)")
+
+    def predict_proba(self, x) -> np.ndarray:
+        return self.rf.predict_proba(x)
+
+
+class OracleMethod(Method):
+    """The oracle rows of the simulated benchmark: a learner of the simulator's calibration
+    (:func:`cropmeta.sim.calibrate.rf_proba`, the CropHarvest random forest, or
+    :func:`~cropmeta.sim.calibrate.lstm_proba`, the TIML-architecture LSTM from scratch) trained on
+    correctly labelled samples of the target's test districts and test year, never its test points
+    (``target.extra["oracle"]``: :class:`cropmeta.evaluate.oracle.OracleData`). The ceiling a
+    method could reach; uses no target shots. Those learners train and predict in one call, so the
+    training time is counted as prediction time."""
+
+    LEARNERS = ("rf", "lstm")
+
+    def __init__(self, learner: str = "rf", lstm_steps: int = 1500, cfg: Any = None):
+        if learner not in self.LEARNERS:
+            raise InputError(f"oracle learner {learner!r}: expected one of {', '.join(self.LEARNERS)}")
+        self.learner = learner
+        self.name = f"oracle-{learner}"
+        self.lstm_steps = int(lstm_steps)
+        self.oracle = None
+        self.seed = 0
+
+    def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "OracleMethod":
+        self.oracle = target.extra.get("oracle")
+        if self.oracle is None:
+            raise InputError(f"{self.name}: no oracle samples for this target (simulated benchmark only)")
+        return self
+
+    def fit_zero_shot(self, seed: int = 0) -> "OracleMethod":
+        if self.oracle is None:
+            raise InputError(f"{self.name}: fit_zero_shot called before prepare")
+        self.seed = int(seed)
+        return self
+
+    def fit(self, x, y, seed: int = 0):
+        raise InputError(f"{self.name}: trained on the oracle samples, not on target shots")
+
+    def predict_proba(self, x) -> np.ndarray:
+        from cropmeta.sim.calibrate import lstm_proba, rf_proba
+
+        if self.oracle is None:
+            raise InputError(f"{self.name}: predict_proba called before prepare")
+        x = np.asarray(x, dtype=np.float32)
+        if self.learner == "rf":
+            p = rf_proba(self.oracle.x, self.oracle.y, x, random_state=self.seed)
+        else:
+            p = lstm_proba(self.oracle.x, self.oracle.y, x, seed=self.seed, steps=self.lstm_steps)
+        return np.asarray(p, dtype=np.float64)
+
+
 VIEW_OPTIONS = ("n_views", "view_controls")
 SIM_OPTIONS = ("sim_seed", "sim_regions")
 
@@ -257,6 +410,9 @@ METHOD_FACTORIES: dict[str, Any] = {
     "in-context": lambda name, cfg=None, **kw: InContextMethod(cfg=cfg, **kw),
     "presto": _lazy("cropmeta.evaluate.presto", "PrestoMethod"),
     "presto-ft": _lazy("cropmeta.evaluate.presto", "PrestoFineTuned"),
+    "random-forest-source": lambda name, cfg=None, **kw: SourceRandomForest(**kw),
+    "oracle-rf": lambda name, cfg=None, **kw: OracleMethod("rf", cfg=cfg, **kw),
+    "oracle-lstm": lambda name, cfg=None, **kw: OracleMethod("lstm", cfg=cfg, **kw),
 }
 
 
@@ -363,6 +519,10 @@ class SimThenReal(Method):
 
     def fit(self, x, y, seed: int = 0) -> "SimThenReal":
         self.method.fit(x, y, seed=seed)
+        return self
+
+    def fit_zero_shot(self, seed: int = 0) -> "SimThenReal":
+        self.method.fit_zero_shot(seed=seed)
         return self
 
     def predict_proba(self, x) -> np.ndarray:

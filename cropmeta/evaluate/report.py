@@ -49,7 +49,39 @@ def _fmt(v, nd: int = 3) -> str:
 
 
 def _shot_label(k) -> str:
-    return "all" if str(k) == "all" else str(k)
+    return {"all": "all", "0": "0 (zero-shot)"}.get(str(k), str(k))
+
+
+def rows_at(report: dict, k: str) -> list[str]:
+    """The methods with a row at shot count ``k`` (report order)."""
+    summ = report["summary"][k]
+    return [m for m in report["config"]["methods"] if m in summ]
+
+
+_NAN_STAT = {"mean": float("nan"), "std": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
+
+
+def stat_at(report: dict, k: str, m: str, met: str, variant: str = "raw") -> dict:
+    """The seed summary of ``met`` for row ``m`` at ``k`` (NaNs where the method has no row there)."""
+    row = report["summary"][k].get(m)
+    return row[variant][met] if row is not None else _NAN_STAT
+
+
+def cells_at(report: dict, m: str, k: str) -> list[dict]:
+    """The cells shown in row ``m`` at shot count ``k`` (a fixed row's cells at every ``k``)."""
+    row = report["summary"][k].get(m)
+    if row is None:
+        return []
+    key = str(row.get("cell_shots", k))
+    return [c for c in report["cells"] if c["method"] == m and str(c["shots"]) == key]
+
+
+def _ci_text(ci: dict | None, signed: bool = False) -> str:
+    if not ci:
+        return "–"
+    v = ci.get("mean_diff", ci.get("mean"))
+    head = f"{v:+.3f}" if signed and _finite(v) else _fmt(v)
+    return f"{head} [{_fmt(ci['ci_low'])}, {_fmt(ci['ci_high'])}]"
 
 
 def _finite(v) -> bool:
@@ -60,8 +92,9 @@ def _finite(v) -> bool:
 # Tables
 # --------------------------------------------------------------------------------------------------
 def best_methods(summary_k: dict, metric: str, variant: str = "raw") -> set[str]:
-    """Methods with the best mean for ``metric`` at one shot count (ties all bold)."""
-    means = {m: row[variant][metric]["mean"] for m, row in summary_k.items()}
+    """Methods with the best mean for ``metric`` at one shot count (ties all bold). Fixed rows (the
+    oracle: a ceiling, not a competitor) are never marked best."""
+    means = {m: row[variant][metric]["mean"] for m, row in summary_k.items() if not row.get("fixed")}
     means = {m: v for m, v in means.items() if _finite(v)}
     if not means:
         return set()
@@ -70,10 +103,13 @@ def best_methods(summary_k: dict, metric: str, variant: str = "raw") -> set[str]
 
 
 def results_table(report: dict, k: str, metrics=METRIC_NAMES, variant: str = "raw", fmt: str = "md") -> list[list[str]]:
-    """Rows (header first) of the results table at shot count ``k``: mean ± std [CI low, high]."""
+    """Rows (header first) of the results table at shot count ``k``: mean ± std [CI low, high] over
+    seeds, then the field-clustered test-set intervals of AUC-ROC and F1 (when computed)."""
     summ = report["summary"][k]
-    methods = [m for m in report["config"]["methods"] if m in summ]
-    rows = [["Method"] + [METRIC_LABELS[m] + (" ↓" if m in LOWER_IS_BETTER else "") for m in metrics] + COST_HEADER]
+    methods = rows_at(report, k)
+    boot = [met for met in ("auc_roc", "f1") if any((summ[m].get("test_ci") or {}).get(met) for m in methods)]
+    rows = [["Method"] + [METRIC_LABELS[m] + (" ↓" if m in LOWER_IS_BETTER else "") for m in metrics]
+            + [f"{METRIC_LABELS[met]} [95 % CI, test fields]" for met in boot] + COST_HEADER]
     best = {met: best_methods(summ, met, variant) for met in metrics}
     for m in methods:
         row = [label(m)]
@@ -87,14 +123,30 @@ def results_table(report: dict, k: str, metrics=METRIC_NAMES, variant: str = "ra
             elif fmt == "html":
                 txt = html.escape(txt)
             row.append(txt)
+        row += [_ci_text((summ[m].get("test_ci") or {}).get(met)) for met in boot]
         rows.append(row + cost_cells(summ[m]))
+    return rows
+
+
+def difference_table(report: dict, k: str, metrics=("auc_roc", "f1")) -> list[list[str]]:
+    """Rows (header first): each row's seed-mean AUC-ROC / F1 minus the reference's (TIML) on the same
+    test set, with a 95 % interval from the field-clustered bootstrap (both sides on the same
+    resampled fields). Empty when the reference has no row at ``k`` or no bootstrap was run."""
+    summ = report["summary"][k]
+    ref = report.get("reference", "timl")
+    others = [m for m in rows_at(report, k) if m != ref and summ[m].get("vs_reference")]
+    if not others:
+        return []
+    rows = [["Method"] + [f"Δ {METRIC_LABELS[met]} vs {label(ref)} [95 % CI, test fields]" for met in metrics]]
+    for m in others:
+        rows.append([label(m)] + [_ci_text(summ[m]["vs_reference"].get(met), signed=True) for met in metrics])
     return rows
 
 
 def calibration_table(report: dict, k: str) -> list[list[str]]:
     summ = report["summary"][k]
     rows = [["Method", "Temperature (per seed)", "ECE before → after", "Brier before → after", "F1 before → after"]]
-    for m in [m for m in report["config"]["methods"] if m in summ]:
+    for m in rows_at(report, k):
         r = summ[m]
         temps = ", ".join(_fmt(t, 2) for t in r["temperature"]) or "–"
         rows.append([
@@ -125,10 +177,11 @@ def wilcoxon_table(report: dict, k: str, metrics=("auc_roc", "f1")) -> list[list
 def data_table(report: dict) -> list[list[str]]:
     t = report["target"]
     pos = t.get("positive_means", "positive")
-    rows = [["Split", f"positive ({pos})", "negative", "total"]]
+    rows = [["Split", f"positive ({pos})", "negative", "total", "fields"]]
     for split in ("train", "test"):
         c = t[split]
-        rows.append([split, str(c["positive"]), str(c["negative"]), str(c["positive"] + c["negative"])])
+        rows.append([split, str(c["positive"]), str(c["negative"]), str(c["positive"] + c["negative"]),
+                     str(c.get("fields", "–"))])
     return rows
 
 
@@ -161,10 +214,13 @@ def narrative(report: dict) -> list[str]:
     t = report["target"]
     paras = []
     what = f"{t['region']} {t['crop']} vs rest" if t.get("crop") else f"{t['region']} crop vs non-crop"
+    n_fields = t["test"].get("fields")
+    fields_txt = (f" in {n_fields} fields" if t.get("field_ids") else
+                  " (no field ids: each test sample is its own field in the bootstrap)") if n_fields is not None else ""
     paras.append(
         f"Target: {what}; {t['train']['positive'] + t['train']['negative']} training labels "
         f"({t['train']['positive']} positive), {t['test']['positive'] + t['test']['negative']} test labels "
-        f"({t['test']['positive']} positive). {len(methods)} methods, {n_seeds} seed(s), "
+        f"({t['test']['positive']} positive){fields_txt}. {len(methods)} methods, {n_seeds} seed(s), "
         f"shot counts {', '.join(_shot_label(k) for k in shots)}."
     )
     sentences = []
@@ -172,7 +228,8 @@ def narrative(report: dict) -> list[str]:
     for k in shots:
         summ = report["summary"][k]
         for met in ("auc_roc", "f1"):
-            means = {m: summ[m]["raw"][met]["mean"] for m in methods if _finite(summ[m]["raw"][met]["mean"])}
+            means = {m: summ[m]["raw"][met]["mean"] for m in rows_at(report, k)
+                     if not summ[m].get("fixed") and _finite(summ[m]["raw"][met]["mean"])}
             if not means:
                 continue
             order = sorted(means, key=lambda m: -means[m])
@@ -194,8 +251,24 @@ def narrative(report: dict) -> list[str]:
                 if w and w["n"]:
                     txt += (f" ({label(ref)} better on {w['wins']} of {w['n']} seeds, "
                             f"Wilcoxon p = {_fmt(w['p_value'])})")
+            d = (summ.get(best, {}).get("vs_reference") or {}).get(met) if best != ref else None
+            if d:
+                txt += (f"; {label(best)} − {label(ref)} = {d['mean_diff']:+.3f}, 95 % CI over test fields "
+                        f"{_fmt(d['ci_low'])} to {_fmt(d['ci_high'])}")
             sentences.append(txt + ".")
     paras.append(" ".join(sentences))
+    fixed = [m for m in methods if any(report["summary"][k].get(m, {}).get("fixed") for k in shots)]
+    if fixed and shots:
+        k0 = shots[-1]
+        parts = []
+        for m in fixed:
+            s, ci = stat_at(report, k0, m, "auc_roc"), (report["summary"][k0][m].get("test_ci") or {}).get("auc_roc")
+            parts.append(f"{label(m)} AUC-ROC {_fmt(s['mean'])}" + (f" (95 % CI over test fields {_fmt(ci['ci_low'])}–"
+                                                                  f"{_fmt(ci['ci_high'])})" if ci else ""))
+        o = report["config"].get("oracle") or {}
+        paras.append(f"Oracle (trained on {o.get('n', '?')} correctly labelled samples of the target's test districts "
+                     f"and test year, never the test points; no target shots, so the same at every shot count): "
+                     + "; ".join(parts) + ".")
     if ref in methods:
         n_cmp = len(shots) * 2
         if baseline_wins:
@@ -220,7 +293,7 @@ def narrative(report: dict) -> list[str]:
             )
     # calibration
     pairs = [(report["summary"][k][m]["raw"]["ece"]["mean"], report["summary"][k][m]["calibrated"]["ece"]["mean"])
-             for k in shots for m in methods]
+             for k in shots for m in rows_at(report, k)]
     pairs = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
     if pairs:
         better = sum(b < a - 1e-9 for a, b in pairs)
@@ -231,7 +304,7 @@ def narrative(report: dict) -> list[str]:
             f"test set), lowered the mean test ECE in {better} and raised it in {worse} of {len(pairs)} "
             f"(method, shot count) settings; averaged over them, ECE went from {a_mean:.3f} to {b_mean:.3f}."
         )
-    notes = report["config"].get("shot_notes") or []
+    notes = (report["config"].get("shot_notes") or []) + (report["config"].get("protocol_notes") or [])
     if notes:
         paras.append("Note: " + "; ".join(notes) + ".")
     flagged = calibration_flags(report.get("cells") or [])
@@ -299,7 +372,7 @@ def plot_kshot(report: dict, path: Path) -> Path:
     xs = np.arange(len(shots))
     for ax, met in zip(axes.ravel(), METRIC_NAMES):
         for m in methods:
-            s = [report["summary"][k][m]["raw"][met] for k in shots]
+            s = [stat_at(report, k, m, met) for k in shots]
             mean = np.array([v["mean"] for v in s], dtype=float)
             lo = np.array([v["ci_low"] for v in s], dtype=float)
             hi = np.array([v["ci_high"] for v in s], dtype=float)
@@ -340,8 +413,7 @@ def plot_roc(report: dict, path: Path) -> Path:
     fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.8 * nrow), squeeze=False)
     for ax, k in zip(axes.ravel(), shots):
         for m in methods:
-            probs = [np.asarray(c["prob_test"])[keep] for c in report["cells"]
-                     if c["method"] == m and str(c["shots"]) == k]
+            probs = [np.asarray(c["prob_test"])[keep] for c in cells_at(report, m, k)]
             if not probs or len(np.unique(y[keep])) < 2:
                 continue
             auc = report["summary"][k][m]["raw"]["auc_roc"]["mean"]
@@ -368,7 +440,7 @@ def plot_reliability_grid(report: dict, path: Path) -> Path:
     fig, axes = plt.subplots(len(sel), len(methods), figsize=(3.2 * len(methods), 3.2 * len(sel)), squeeze=False)
     for i, k in enumerate(sel):
         for j, m in enumerate(methods):
-            cells = [c for c in report["cells"] if c["method"] == m and str(c["shots"]) == k]
+            cells = cells_at(report, m, k)
             if not cells:
                 axes[i, j].axis("off")
                 continue
@@ -394,7 +466,7 @@ def plot_bars(report: dict, path: Path, metrics=("auc_roc", "f1", "ece")) -> Pat
     xs = np.arange(len(shots))
     for ax, met in zip(axes[0], metrics):
         for j, m in enumerate(methods):
-            s = [report["summary"][k][m]["raw"][met] for k in shots]
+            s = [stat_at(report, k, m, met) for k in shots]
             mean = np.array([v["mean"] for v in s], dtype=float)
             lo = np.array([v["ci_low"] for v in s], dtype=float)
             hi = np.array([v["ci_high"] for v in s], dtype=float)
@@ -472,6 +544,15 @@ CAVEATS = [
     "for the meta-learned and pretrained methods, its own training run: the spread covers both.",
     "Wilcoxon tests are paired by seed, two-sided, Holm-adjusted over the methods compared with the "
     "reference at each shot count and metric.",
+    "Test-set intervals ('test fields'): percentile bootstrap of the seed-mean AUC-ROC / F1 over the test set, "
+    "resampling whole fields (the points of one field are correlated; samples without a field id are a field "
+    "each); the differences to the reference use the same resampled fields on both sides (paired). They cover "
+    "the test set's sampling, not the spread over seeds.",
+    "Zero-shot rows (0 labelled samples) use no target label: the meta-trained or pretrained model predicts "
+    "as it is (TIML with the target's task information), the other-regions random forest is trained on the "
+    "other regions' samples only. They are not calibrated. Oracle rows (simulated world only) are trained on "
+    "correctly labelled samples from the target's test districts and year, never the test points: a ceiling, "
+    "never marked best.",
     "The results table shows uncalibrated probabilities (the published protocol); calibration is reported "
     "separately. Temperature scaling never changes AUC-ROC.",
     "Adaptation cost: wall time of fitting to the target's labels plus predicting its test set (mean over "
@@ -496,6 +577,10 @@ def render_md(report: dict, images: dict[str, Path]) -> str:
         w = wilcoxon_table(report, k)
         if w:
             lines += ["Paired Wilcoxon (by seed):", "", md_table(w), ""]
+        d = difference_table(report, k)
+        if d:
+            lines += ["Paired differences (row − reference, mean over seeds; field-clustered bootstrap):", "",
+                      md_table(d), ""]
     lines += ["## k-shot curves", "", f"![k-shot curves]({images['kshot_curves'].name})", "",
               "## Bar chart with confidence intervals", "", f"![bars]({images['bars_ci'].name})", "",
               "## ROC curves", "", f"![ROC]({images['roc_curves'].name})", "",
@@ -535,6 +620,10 @@ def render_html(report: dict, images: dict[str, Path]) -> str:
         w = wilcoxon_table(report, k)
         if w:
             parts += ["<p>Paired Wilcoxon (by seed):</p>", html_table(w)]
+        d = difference_table(report, k)
+        if d:
+            parts += ["<p>Paired differences (row − reference, mean over seeds; field-clustered bootstrap):</p>",
+                      html_table(d)]
     parts += ["<h2>k-shot curves</h2>", _img(images["kshot_curves"], "k-shot curves"),
               "<h2>Bar chart with confidence intervals</h2>", _img(images["bars_ci"], "bars"),
               "<h2>ROC curves</h2>", _img(images["roc_curves"], "ROC curves"), "<h2>Calibration</h2>"]
@@ -582,8 +671,11 @@ def print_summary(report: dict, console) -> None:
         console.print(f"report: {report.get('files', {}).get('benchmark.html', '')}")
         return
     shots = [str(k) for k in report["config"]["shots_run"]]
+    te = report["target"]["test"]
+    fields = f" in {te['fields']} fields" if te.get("fields") is not None else ""
     tab = Table(title=f"{report['target']['region']} {report['target'].get('crop') or 'crop vs non-crop'}: "
-                      f"mean over {len(report['seeds'])} seed(s) [95 % CI]")
+                      f"mean over {len(report['seeds'])} seed(s) [95 % CI]; "
+                      f"{te['positive'] + te['negative']} test samples{fields}")
     tab.add_column("Method")
     for k in shots:
         tab.add_column(f"AUC-ROC @ {_shot_label(k)}")
@@ -592,8 +684,8 @@ def print_summary(report: dict, console) -> None:
         row = [label(m)]
         for k in shots:
             for met in ("auc_roc", "f1"):
-                s = report["summary"][k][m]["raw"][met]
-                txt = f"{_fmt(s['mean'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]"
+                s = stat_at(report, k, m, met)
+                txt = f"{_fmt(s['mean'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]" if s["n"] else "–"
                 row.append(f"[bold]{txt}[/]" if m in best_methods(report["summary"][k], met) else txt)
         tab.add_row(*row)
     console.print(tab)

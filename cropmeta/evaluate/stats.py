@@ -1,5 +1,8 @@
 """Statistics over seeds: mean ± std, percentile-bootstrap confidence intervals (``scipy.stats.bootstrap``)
-and paired Wilcoxon signed-rank tests (``scipy.stats.wilcoxon``) with Holm's correction.
+and paired Wilcoxon signed-rank tests (``scipy.stats.wilcoxon``) with Holm's correction; and over the
+test set: a field-clustered bootstrap of AUC-ROC and F1 (:func:`cluster_weights`,
+:func:`clustered_ci`, :func:`paired_difference_ci`) — whole fields are resampled, not pixels, because
+the points of one field are correlated.
 
 Honest-reporting notes (also printed in every report):
 
@@ -119,3 +122,96 @@ def holm(p_values) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return [float(x) if math.isfinite(x) else float("nan") for x in out]
+
+
+# --------------------------------------------------------------------------------------------------
+# Test-set uncertainty: field-clustered bootstrap
+# --------------------------------------------------------------------------------------------------
+def cluster_weights(clusters, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Sample weights ``[n_resamples, N]`` of a cluster bootstrap: each resample draws as many
+    clusters as there are, with replacement, and weights every sample by how often its cluster was
+    drawn. ``clusters``: one id per sample (each sample its own cluster → the ordinary bootstrap)."""
+    _, inv = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+    n_c = int(inv.max()) + 1 if len(inv) else 0
+    rng = np.random.default_rng([int(seed), 7717])
+    counts = np.zeros((int(n_resamples), n_c), dtype=np.float32)
+    draws = rng.integers(0, n_c, size=(int(n_resamples), n_c))
+    np.add.at(counts, (np.repeat(np.arange(int(n_resamples)), n_c), draws.ravel()), 1.0)
+    return counts[:, inv]
+
+
+def weighted_auc(y, p, w) -> np.ndarray:
+    """AUC-ROC (Mann–Whitney, ties counted half) under each row of sample weights ``w [B, N]`` → ``[B]``
+    (NaN where a resample holds one class only). Unit weights give scikit-learn's ``roc_auc_score``."""
+    y = np.asarray(y).astype(np.int64)
+    p = np.asarray(p, dtype=np.float64)
+    w = np.atleast_2d(np.asarray(w, dtype=np.float64))
+    order = np.argsort(p, kind="mergesort")
+    ps, ys, ws = p[order], y[order], w[:, order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ps)) + 1]
+    pos = np.add.reduceat(ws * (ys == 1), starts, axis=1)
+    neg = np.add.reduceat(ws * (ys == 0), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def weighted_f1(y, p, w, threshold: float = 0.5) -> np.ndarray:
+    """F1 at ``threshold`` under each row of sample weights ``w [B, N]`` → ``[B]`` (0 when undefined,
+    like scikit-learn's ``zero_division=0``)."""
+    y = np.asarray(y).astype(np.int64) == 1
+    pred = np.asarray(p, dtype=np.float64) >= threshold
+    w = np.atleast_2d(np.asarray(w, dtype=np.float64))
+    tp, fp, fn = w @ (y & pred), w @ (~y & pred), w @ (y & ~pred)
+    den = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, 2 * tp / den, 0.0)
+
+
+#: the metrics with a field-clustered test-set interval
+BOOTSTRAP_METRICS = {"auc_roc": weighted_auc, "f1": weighted_f1}
+
+
+def resampled_metric(y, probs, weights, metric: str) -> np.ndarray:
+    """``[B]``: for each bootstrap resample (a row of ``weights``), ``metric`` averaged over the seeds'
+    probability vectors ``probs`` (``[S, N]``, one row per seed) — the test-set distribution of the
+    seed-mean score that the results table reports."""
+    fn = BOOTSTRAP_METRICS[metric]
+    probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
+    weights = np.atleast_2d(weights)
+    step = max(1, int(4e6 // max(1, weights.shape[1])))  # bounded memory for large test sets
+    return np.concatenate([np.mean([fn(y, p, weights[i:i + step]) for p in probs], axis=0)
+                           for i in range(0, len(weights), step)])
+
+
+def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> dict:
+    """``{"ci_low", "ci_high", "se", "n_resamples"}`` of bootstrap replicates (NaNs dropped)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return {"ci_low": float("nan"), "ci_high": float("nan"), "se": float("nan"), "n_resamples": 0}
+    a = (1 - confidence) / 2
+    return {"ci_low": float(np.quantile(v, a)), "ci_high": float(np.quantile(v, 1 - a)),
+            "se": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n_resamples": int(len(v))}
+
+
+def clustered_ci(y, probs, weights, metric: str, confidence: float = 0.95) -> dict:
+    """Percentile interval of the seed-mean ``metric`` over the resamples ``weights`` (from
+    :func:`cluster_weights`): ``{"mean" (on the full test set), "ci_low", "ci_high", "se", "n_resamples"}``."""
+    probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
+    full = resampled_metric(y, probs, np.ones((1, probs.shape[1])), metric)[0]
+    return {"mean": float(full), **percentile_interval(resampled_metric(y, probs, weights, metric), confidence)}
+
+
+def paired_difference_ci(y, probs_a, probs_b, weights, metric: str, confidence: float = 0.95) -> dict:
+    """The seed-mean ``metric`` of ``probs_a`` minus that of ``probs_b`` on the same test set, with a
+    percentile interval from the same resamples on both sides (paired by field):
+    ``{"mean_diff", "ci_low", "ci_high", "se", "n_resamples"}``."""
+    a = np.atleast_2d(np.asarray(probs_a, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(probs_b, dtype=np.float64))
+    one = np.ones((1, a.shape[1]))
+    full = resampled_metric(y, a, one, metric)[0] - resampled_metric(y, b, one, metric)[0]
+    d = resampled_metric(y, a, weights, metric) - resampled_metric(y, b, weights, metric)
+    return {"mean_diff": float(full), **percentile_interval(d, confidence)}

@@ -8,8 +8,9 @@ can instead take every pixel inside it (``polygons="pixels"`` in :mod:`cropmeta.
 Multi-points are exploded into points.
 
 Result columns: ``sample_id, lat, lon, is_crop (1/0/-1), label, crop_group, dataset, split,
-start_date, class_value, source_file, footprint, geometry`` plus ``region``/``tile`` when the file
-has them (see :data:`cropmeta.io.store.META_COLUMNS`).
+start_date, class_value, source_file, footprint, geometry`` plus ``region``/``tile``/``field_id`` when
+the file has them (see :data:`cropmeta.io.store.META_COLUMNS`; ``field_id``: the field or polygon a
+point lies in, or the column named by ``field_column``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ GENERIC_CROP_WORDS = {"crop", "crops", "cropland", "croplands", "1", "true", "ye
 _TRUE = {"1", "true", "yes", "y", "crop", "t"}
 _FALSE = {"0", "false", "no", "n", "non_crop", "noncrop", "non-crop", "f"}
 #: columns carried over from the file when present
-PASSTHROUGH = ("region", "tile")
+PASSTHROUGH = ("region", "tile", "field_id")
 
 OUTPUT_COLUMNS = ["sample_id", "lat", "lon", "is_crop", "label", "crop_group", "dataset", "split",
                   "start_date", "class_value", "source_file"]
@@ -212,7 +213,8 @@ def _is_crop(path: Path, gdf: pd.DataFrame, class_column, crop_values, crop_type
 
 
 def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_values, crop_type_column, layer,
-              lat_column, lon_column, crs, id_column, default_is_crop) -> tuple[gpd.GeoDataFrame, int]:
+              lat_column, lon_column, crs, id_column, default_is_crop,
+              field_column=None) -> tuple[gpd.GeoDataFrame, int]:
     gdf = _read_frame(path, layer, lat_column, lon_column, crs)
     if len(gdf) == 0:
         raise DataError(f"{path}: the file has no features (no rows)")
@@ -225,7 +227,7 @@ def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_valu
         gdf = gdf.set_crs(crs)
     elif crs is not None and gdf.crs != CRS.from_user_input(crs) and path.suffix.lower() not in (".csv", ".txt"):
         raise InputError(f"{path}: declares CRS {gdf.crs.to_string()} but crs={crs!r} was given; drop one")
-    for col, what in ((crop_type_column, "crop type"), (id_column, "id")):
+    for col, what in ((crop_type_column, "crop type"), (id_column, "id"), (field_column, "field id")):
         if col is not None and col not in gdf.columns:
             raise _missing_column(path, what, col, gdf.columns)
     if class_column is not None and class_column not in gdf.columns:
@@ -295,8 +297,10 @@ def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_valu
     })
     out.attrs["split_given"] = "split" in gdf.columns or "is_test" in gdf.columns
     for col in PASSTHROUGH:
-        if col in gdf.columns:
-            out[col] = gdf[col].astype(object).where(gdf[col].notna(), None).to_numpy()
+        src = field_column if col == "field_id" and field_column is not None else col
+        if src in gdf.columns:
+            vals = gdf[src].astype(object).where(gdf[src].notna(), None).to_numpy()
+            out[col] = [None if v is None else str(v) for v in vals] if col == "field_id" else vals
     out = gpd.GeoDataFrame(out, geometry=gpd.GeoSeries(gdf.geometry.to_numpy(), crs="EPSG:4326"), crs="EPSG:4326")
     out["footprint"] = gpd.GeoSeries(gdf["footprint"].to_numpy(), crs="EPSG:4326")
     bad_coord = ~(out["lat"].between(-90, 90) & out["lon"].between(-180, 180))
@@ -363,6 +367,7 @@ def read_labels(
     id_column: str | None = None,
     dataset: str | None = None,
     default_is_crop: int | None = None,
+    field_column: str | None = None,
 ) -> gpd.GeoDataFrame:
     """Read a label file (or every label file under a directory) → EPSG:4326 points.
 
@@ -376,6 +381,9 @@ def read_labels(
     - ``lat_column``/``lon_column``: coordinates of CSV / plain Parquet tables; ``crs``: the CRS of
       files that declare none (tables default to EPSG:4326).
     - ``id_column``: sample ids (default: ``sample_id`` column, else ``<file>:<row>``).
+    - ``field_column``: the field (polygon) each point lies in (→ ``field_id``; default: a
+      ``field_id`` column when present). Points of one field are one cluster of the comparison's
+      field-clustered bootstrap.
 
     Missing columns raise :class:`InputError` naming the column and listing the available ones.
     ``attrs["dropped_empty_geometry"]`` counts rows without geometry (dropped).
@@ -392,7 +400,7 @@ def read_labels(
             tag = f.stem
             ds = dataset
         gdf, empty = _read_one(f, tag, ds, class_column, crop_values, crop_type_column, layer, lat_column,
-                               lon_column, crs, id_column, default_is_crop)
+                               lon_column, crs, id_column, default_is_crop, field_column)
         split_given |= bool(gdf.attrs.get("split_given"))
         frames.append(gdf)
         n_empty += empty

@@ -31,7 +31,7 @@ from cropmeta.io.store import META_COLUMNS, SampleSet, make_meta
 from cropmeta.schema import BANDS, N_BANDS, canonical_from_raw, fill_missing
 
 #: metadata columns kept besides :data:`META_COLUMNS`
-EXTRA_COLUMNS = ["tile", "pixel_row", "pixel_col", "class_value", "source_file"]
+EXTRA_COLUMNS = ["tile", "pixel_row", "pixel_col", "class_value", "source_file", "field_id"]
 #: a window larger than this many bytes is not read whole: the points' pixels are read one by one
 MAX_WINDOW_BYTES = 256 * 2**20
 POLYGON_MODES = ("centroid", "pixels")
@@ -239,6 +239,10 @@ def sample_tile(info: EETiffInfo, labels: gpd.GeoDataFrame, polygons: str = "cen
         meta["lon"] = np.where(multi, xs, meta["lon"])
         meta["lat"] = np.where(multi, ys, meta["lat"])
         stem = tile_name or info.path.stem
+        # the pixels of one polygon are one field (unless the labels name the fields themselves)
+        fid = meta["field_id"].astype(object) if "field_id" in meta.columns else pd.Series([None] * len(meta))
+        meta["field_id"] = [f if isinstance(f, str) else (s if m else None)
+                            for f, s, m in zip(fid, meta["sample_id"], multi)]
         meta["sample_id"] = [f"{s}@{stem}:{r}_{c}" if m else s
                              for s, r, c, m in zip(meta["sample_id"], rows, cols, multi)]
     meta["tile"] = tile_name or str(info.path)

@@ -41,6 +41,11 @@ META_COLUMNS = {
     "split": "'train' or 'test' (test samples never reach training)",
     "start_date": "ISO date of the first time step",
 }
+#: optional metadata columns (kept when the labels carry them)
+OPTIONAL_COLUMNS = {
+    "field_id": "id of the field (polygon) the sample lies in; samples of one field share it. Missing "
+                "(absent or None): the sample is a field of its own",
+}
 
 
 def workspace_home() -> Path:
@@ -117,7 +122,21 @@ def make_meta(df: pd.DataFrame) -> gpd.GeoDataFrame:
     for c in ("label", "crop_group"):
         col = df[c].astype(object)
         df[c] = [v if isinstance(v, str) else None for v in col]
+    if "field_id" in df.columns:
+        df["field_id"] = [None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
+                          for v in df["field_id"].astype(object)]
     return gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["lon"], df["lat"]), crs="EPSG:4326")
+
+
+def field_ids(meta: pd.DataFrame) -> np.ndarray:
+    """The field (cluster) of every sample, for field-clustered statistics: its ``field_id``, or, where
+    that is missing, the sample itself (``"sample:<sample_id>"``)."""
+    own = np.array(["sample:" + s for s in meta["sample_id"].astype(str)], dtype=object)
+    if "field_id" not in meta.columns:
+        return own
+    fid = meta["field_id"].astype(object).to_numpy()
+    has = np.array([isinstance(v, str) and v != "" for v in fid])
+    return np.where(has, fid, own)
 
 
 def dataset_dir(name: str, home: str | Path | None = None) -> Path:
