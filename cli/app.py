@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -187,13 +187,17 @@ def train(
     learner: Optional[str] = typer.Option(None, help="timl (default) | maml | concat | in-context"),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: train on the simulated world first, then on this data"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="option override SECTION.KEY=VALUE, repeatable "
+                                             "(e.g. finetune.steps=100, meta.remove_auc=false; docs/configuration.md)"),
 ) -> None:
     """Meta-train on all other tasks, fine-tune on the target region, evaluate on its test set."""
     from cropmeta.train import train as run_train
+    from cropmeta.train.config import parse_assignments
 
     result = run_train(region=region, crop=crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
                        first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
-                       learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed)
+                       learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed,
+                       overrides=parse_assignments(set_))
     target = result.get("target", {})
     _print_dict_table(f"held-out metrics — {target.get('name', region)}", dict(result.get("table", [])))
     if "run_dir" in result:

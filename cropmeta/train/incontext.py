@@ -54,7 +54,7 @@ from cropmeta.tasks import Task, TaskSampler
 from cropmeta.train import checkpoint as ck
 from cropmeta.train.common import (VAL_SEED_OFFSET, Progress, TaskBank, batch_auc, check_labelled, fit_normalizer,
                                    log_step, meta_tasks)
-from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
+from cropmeta.train.config import InContextOptions, TrainConfig, config_changes, config_from_dict, resolve_config
 from cropmeta.train.trained import resolve_device, seeded_init
 
 __all__ = [
@@ -80,83 +80,6 @@ MODEL_FORMAT_VERSION = 1
 # --------------------------------------------------------------------------------------------------
 # Options
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class InContextOptions:
-    """The in-context learner's own options. Each can also be given as ``ic_<name>`` in the training
-    configuration (:class:`~cropmeta.train.config.TrainConfig`) or its overrides; everything else
-    (tasks, shots, seeds, task noise, validation, learning-rate floor, device) is the shared config."""
-
-    d_model: int = 64  #: token width (and LSTM hidden size of the sample encoder)
-    layers: int = 2  #: transformer blocks
-    heads: int = 4
-    ff: int = 128  #: feed-forward width
-    dropout: float = 0.1
-    use_task_info: bool = True  #: condition on the 13 task-information numbers (a task token)
-    flip_prob: float = 0.5  #: probability that a meta-training task has its labels flipped
-    vary_support: float = 0.5  #: probability of a random smaller / unbalanced support set
-    lr: float | None = None  #: Adam learning rate (None: the config's outer_lr)
-    iterations: int | None = None  #: outer steps (None: as TIML, the config's n_iterations)
-    max_support: int | None = None  #: support samples read at once (None: 2 · k_support)
-    grad_clip: float = 1.0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def resolve(cls, cfg: TrainConfig | None = None, overrides: dict | None = None) -> "InContextOptions":
-        """Defaults ← ``ic_*`` fields of ``cfg`` ← ``overrides`` (names with or without ``ic_``)."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        vals: dict = {}
-        for n in names:
-            v = getattr(cfg, f"ic_{n}", None) if cfg is not None else None
-            if v is not None:
-                vals[n] = v
-        for k, v in (overrides or {}).items():
-            key = str(k).replace("-", "_")
-            key = key[3:] if key.startswith("ic_") else key
-            if key not in names:
-                import difflib
-
-                close = difflib.get_close_matches(key, list(names), n=3)
-                hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise InputError(f"unknown in-context option {k!r}{hint}; known: {', '.join(names)}")
-            if v is not None:
-                vals[key] = v
-        opts = cls()
-        for k, v in vals.items():
-            setattr(opts, k, v)
-        return opts._validate()
-
-    def _validate(self) -> "InContextOptions":
-        try:
-            for n in ("d_model", "layers", "heads", "ff"):
-                setattr(self, n, int(getattr(self, n)))
-            for n in ("dropout", "flip_prob", "vary_support", "grad_clip"):
-                setattr(self, n, float(getattr(self, n)))
-            if isinstance(self.use_task_info, str):
-                self.use_task_info = self.use_task_info.strip().lower() in ("1", "true", "yes", "on")
-            self.use_task_info = bool(self.use_task_info)
-            self.lr = None if self.lr is None else float(self.lr)
-            self.iterations = None if self.iterations is None else int(self.iterations)
-            self.max_support = None if self.max_support is None else int(self.max_support)
-        except (TypeError, ValueError) as e:
-            raise InputError(f"in-context options: {e}") from None
-        if min(self.d_model, self.layers, self.heads, self.ff) < 1:
-            raise InputError("in-context options: d_model, layers, heads and ff must be ≥ 1")
-        if self.d_model % self.heads:
-            raise InputError(f"in-context options: d_model ({self.d_model}) must be divisible by heads ({self.heads})")
-        for n in ("dropout", "flip_prob", "vary_support"):
-            if not 0 <= getattr(self, n) <= (1 if n != "dropout" else 0.999):
-                raise InputError(f"in-context options: {n} must be in [0, 1], got {getattr(self, n)}")
-        if self.lr is not None and self.lr <= 0:
-            raise InputError(f"in-context options: lr must be > 0, got {self.lr}")
-        if self.iterations is not None and self.iterations < 0:
-            raise InputError(f"in-context options: iterations must be ≥ 0, got {self.iterations}")
-        if self.max_support is not None and self.max_support < 2:
-            raise InputError(f"in-context options: max_support must be ≥ 2, got {self.max_support}")
-        return self
-
-
 # --------------------------------------------------------------------------------------------------
 # The model object (weights + normalisation + optional support set)
 # --------------------------------------------------------------------------------------------------
@@ -343,10 +266,10 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
                          init: "InContextModel | None" = None) -> InContextModel:
     """Meta-train the in-context learner on every task of ``samples`` except ``target``.
 
-    ``options``: :class:`InContextOptions` or a dict of overrides (``cfg``'s ``ic_*`` fields are the
-    defaults). ``workdir``: where ``log.jsonl`` and the resume checkpoint go (``resume=True``
-    continues from it). ``init``: start from these weights (pretraining on another source, e.g.
-    :mod:`cropmeta.train.sim_then_real`). Returns the best weights by meta-validation loss."""
+    ``options``: :class:`InContextOptions` or a dict of overrides (``cfg.in_context``, the
+    ``[in_context]`` section of the configuration, gives the defaults). ``workdir``: where
+    ``log.jsonl`` and the resume checkpoint go (``resume=True`` continues from it). ``init``: start
+    from these weights (pretraining on another source, e.g. :mod:`cropmeta.train.sim_then_real`). Returns the best weights by meta-validation loss."""
     cfg = cfg or resolve_config("quick")
     opts = options if isinstance(options, InContextOptions) else InContextOptions.resolve(cfg, options)
     if init is not None:
@@ -517,10 +440,7 @@ def _check_resumable(meta: dict, cfg: TrainConfig, opts: InContextOptions, seed:
     where = f"{workdir / ck.STATE_DIR}"
     if meta.get("format") != "cropmeta-resume" or meta.get("learner") != KIND:
         raise InputError(f"{where}: not an in-context learner's resume checkpoint")
-    ignore = {"device", "threads", "vectorize", "val_every", "checkpoint_every"}
-    old = {k: v for k, v in (meta.get("config") or {}).items() if k not in ignore}
-    new = {k: v for k, v in cfg.to_dict().items() if k not in ignore}
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diff = config_changes(meta.get("config") or {}, cfg.to_dict())
     diff += sorted(f"ic_{k}" for k, v in opts.to_dict().items() if (meta.get("in_context") or {}).get(k) != v)
     if diff:
         raise InputError(f"{where}: cannot resume with a different configuration (changed: {', '.join(diff)})")
