@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cropmeta.errors import InputError
+from cropmeta.errors import ConfigError
 
 __all__ = ["TrainConfig", "InContextOptions", "PRESETS", "LEARNERS", "SECTIONS", "RESUME_MAY_CHANGE",
            "resolve_config", "load_config_file", "config_from_dict", "config_changes", "in_context_keys",
@@ -79,7 +79,7 @@ class InContextOptions:
             if key not in names:
                 close = difflib.get_close_matches(key, list(names), n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise InputError(f"unknown in-context option {k!r}{hint}; known: {', '.join(names)}")
+                raise ConfigError(f"unknown in-context option {k!r}{hint}; known: {', '.join(names)}")
             if v is not None:
                 vals[key] = v
         base = getattr(cfg, "in_context", None)
@@ -101,20 +101,20 @@ class InContextOptions:
             self.iterations = None if self.iterations is None else int(self.iterations)
             self.max_support = None if self.max_support is None else int(self.max_support)
         except (TypeError, ValueError) as e:
-            raise InputError(f"in-context options: {e}") from None
+            raise ConfigError(f"in-context options: {e}") from None
         if min(self.d_model, self.layers, self.heads, self.ff) < 1:
-            raise InputError("in-context options: d_model, layers, heads and ff must be ≥ 1")
+            raise ConfigError("in-context options: d_model, layers, heads and ff must be ≥ 1")
         if self.d_model % self.heads:
-            raise InputError(f"in-context options: d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+            raise ConfigError(f"in-context options: d_model ({self.d_model}) must be divisible by heads ({self.heads})")
         for n in ("dropout", "flip_prob", "vary_support"):
             if not 0 <= getattr(self, n) <= (1 if n != "dropout" else 0.999):
-                raise InputError(f"in-context options: {n} must be in [0, 1], got {getattr(self, n)}")
+                raise ConfigError(f"in-context options: {n} must be in [0, 1], got {getattr(self, n)}")
         if self.lr is not None and self.lr <= 0:
-            raise InputError(f"in-context options: lr must be > 0, got {self.lr}")
+            raise ConfigError(f"in-context options: lr must be > 0, got {self.lr}")
         if self.iterations is not None and self.iterations < 0:
-            raise InputError(f"in-context options: iterations must be ≥ 0, got {self.iterations}")
+            raise ConfigError(f"in-context options: iterations must be ≥ 0, got {self.iterations}")
         if self.max_support is not None and self.max_support < 2:
-            raise InputError(f"in-context options: max_support must be ≥ 2, got {self.max_support}")
+            raise ConfigError(f"in-context options: max_support must be ≥ 2, got {self.max_support}")
         return self
 
 
@@ -266,11 +266,11 @@ def _spellings() -> list[str]:
 
 
 def _unknown(key: str, source: str, candidates: list[str], where: str = "",
-             what: str = "training option") -> InputError:
+             what: str = "training option") -> ConfigError:
     owner = [f"{sec}.{short}" for sec, names in SECTIONS.items() for short, flat in names.items() if key == flat]
     close = owner or difflib.get_close_matches(key, list(dict.fromkeys(candidates)), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return InputError(f"{source}: unknown {what} {key!r}{where}{hint}")
+    return ConfigError(f"{source}: unknown {what} {key!r}{where}{hint}")
 
 
 def _section_of(name: str) -> str | None:
@@ -298,9 +298,9 @@ def _section_values(sec: str, d: dict, source: str) -> dict:
 
 def _canonical(d: dict, source: str) -> dict:
     """Any accepted spelling (nested sections, ``section.key``, flat names) → ``{flat name: value}``
-    (in-context options as ``ic_<name>``). Unknown keys raise :class:`InputError` with a suggestion."""
+    (in-context options as ``ic_<name>``). Unknown keys raise :class:`ConfigError` with a suggestion."""
     if not isinstance(d, dict):
-        raise InputError(f"{source}: config must be a mapping of option = value")
+        raise ConfigError(f"{source}: config must be a mapping of option = value")
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = str(k).strip().replace("-", "_")
@@ -327,7 +327,7 @@ def load_config_file(path: str | Path) -> dict:
     """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON config into ``{flat name: value}``."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: config file not found")
     text = path.read_text()
     try:
         if path.suffix.lower() == ".toml":
@@ -341,13 +341,13 @@ def load_config_file(path: str | Path) -> dict:
         elif path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            raise InputError(f"{path}: unknown config format (use .toml, .yaml/.yml or .json)")
-    except InputError:
+            raise ConfigError(f"{path}: unknown config format (use .toml, .yaml/.yml or .json)")
+    except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any parser error is the file's fault
-        raise InputError(f"{path}: cannot parse config ({e})") from e
+        raise ConfigError(f"{path}: cannot parse config ({e})") from e
     if not isinstance(data, dict):
-        raise InputError(f"{path}: config must be a mapping of option = value")
+        raise ConfigError(f"{path}: config must be a mapping of option = value")
     return _canonical(data, str(path))
 
 
@@ -360,7 +360,7 @@ def parse_assignments(items) -> dict:
     for item in items or ():
         key, eq, raw = str(item).partition("=")
         if not eq or not key.strip():
-            raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. finetune.steps=100")
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. finetune.steps=100")
         try:
             value = tomllib.loads(f"v = {raw.strip()}")["v"]
         except tomllib.TOMLDecodeError:
@@ -375,13 +375,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         default = _FIELDS[name].default_factory()  # type: ignore[misc]
     if name == "remove_auc" and isinstance(value, bool):
         if value:
-            raise InputError(f"{source}: option 'remove_auc' = true: give an AUC threshold (e.g. 0.95) "
+            raise ConfigError(f"{source}: option 'remove_auc' = true: give an AUC threshold (e.g. 0.95) "
                              "or false to switch task removal off")
         return None
     if value is None:
         if name in _OPTIONAL:
             return None
-        raise InputError(f"{source}: option {name!r} cannot be empty")
+        raise ConfigError(f"{source}: option {name!r} cannot be empty")
     kind = type(default) if default is not None else (float if name == "remove_auc" else int)
     try:
         if kind is bool:
@@ -404,7 +404,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return [int(v) for v in value]
         return str(value)
     except (TypeError, ValueError):
-        raise InputError(f"{source}: option {name!r} = {value!r} is not a valid {kind.__name__}") from None
+        raise ConfigError(f"{source}: option {name!r} = {value!r} is not a valid {kind.__name__}") from None
 
 
 def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
@@ -415,27 +415,27 @@ def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
                 "pt_patience", "remove_lookback", "encoder_channels_per_group"]
     for name in positive:
         if getattr(cfg, name) < 1:
-            raise InputError(f"{source}: option {name!r} must be ≥ 1, got {getattr(cfg, name)}")
+            raise ConfigError(f"{source}: option {name!r} must be ≥ 1, got {getattr(cfg, name)}")
     for name in ("lstm_dropout", "encoder_dropout"):
         if not 0 <= getattr(cfg, name) < 1:
-            raise InputError(f"{source}: option {name!r} must be in [0, 1), got {getattr(cfg, name)}")
+            raise ConfigError(f"{source}: option {name!r} must be in [0, 1), got {getattr(cfg, name)}")
     for name in ("inner_lr", "outer_lr", "encoder_lr", "ft_lr", "pt_lr"):
         if getattr(cfg, name) <= 0:
-            raise InputError(f"{source}: option {name!r} must be > 0, got {getattr(cfg, name)}")
+            raise ConfigError(f"{source}: option {name!r} must be > 0, got {getattr(cfg, name)}")
     if not 0 <= cfg.val_fraction < 1:
-        raise InputError(f"{source}: val_fraction must be in [0, 1), got {cfg.val_fraction}")
+        raise ConfigError(f"{source}: val_fraction must be in [0, 1), got {cfg.val_fraction}")
     if cfg.iterations is not None and cfg.iterations < 0:
-        raise InputError(f"{source}: iterations must be ≥ 0, got {cfg.iterations}")
+        raise ConfigError(f"{source}: iterations must be ≥ 0, got {cfg.iterations}")
     if cfg.learner not in LEARNERS:
-        raise InputError(f"{source}: learner must be one of {', '.join(LEARNERS)}, got {cfg.learner!r}")
+        raise ConfigError(f"{source}: learner must be one of {', '.join(LEARNERS)}, got {cfg.learner!r}")
     if cfg.dtype not in ("float32", "float64"):
-        raise InputError(f"{source}: dtype must be float32 or float64, got {cfg.dtype!r}")
+        raise ConfigError(f"{source}: dtype must be float32 or float64, got {cfg.dtype!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
-        raise InputError(f"{source}: device must be auto, cpu or cuda, got {cfg.device!r}")
+        raise ConfigError(f"{source}: device must be auto, cpu or cuda, got {cfg.device!r}")
     if not cfg.encoder_dims:
-        raise InputError(f"{source}: encoder_dims must list at least one width")
+        raise ConfigError(f"{source}: encoder_dims must list at least one width")
     if cfg.min_per_class is not None and cfg.min_per_class < cfg.k_support + cfg.k_query:
-        raise InputError(f"{source}: min_per_class ({cfg.min_per_class}) must be ≥ k_support + k_query "
+        raise ConfigError(f"{source}: min_per_class ({cfg.min_per_class}) must be ≥ k_support + k_query "
                          f"({cfg.k_support + cfg.k_query})")
     return cfg
 
@@ -454,7 +454,7 @@ def _build(values: dict, source: str) -> TrainConfig:
         if k.startswith("ic_"):
             name = k[3:]
             if v is None and name not in _IC_OPTIONAL:
-                raise InputError(f"{source}: in-context option {name!r} cannot be empty")
+                raise ConfigError(f"{source}: in-context option {name!r} cannot be empty")
             setattr(opts, name, v)
         else:
             setattr(cfg, k, v)
@@ -476,7 +476,7 @@ def resolve_config(preset: str | None = "quick", config_file: str | Path | None 
     if name not in PRESETS:
         close = difflib.get_close_matches(name, list(PRESETS), n=2)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise InputError(f"unknown preset {name!r}{hint}; presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}{hint}; presets: {', '.join(PRESETS)}")
     values = {**PRESETS[name], **{k: v for k, v in file_vals.items() if k != "preset"},
               **{k: v for k, v in over.items() if k != "preset"}, "preset": name}
     return _build(values, str(config_file) if config_file else "config")

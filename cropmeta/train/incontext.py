@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cropmeta.errors import InputError
+from cropmeta.errors import InputError, NotFittedError
 from cropmeta.io.atomic import atomic_write_text
 from cropmeta.io.store import SampleSet
 from cropmeta.models.incontext import InContextClassifier
@@ -520,7 +520,7 @@ def predict_proba(model: InContextModel, x: np.ndarray, batch_size: int = 4096, 
         model = adapt(model, support[0], support[1], task_info=task_info,
                       seed=int(model.info.get("adapt", {}).get("seed", 0)))
     if model.support_x is None:
-        raise InputError("the in-context learner has no support set: adapt it to the target's labelled samples first")
+        raise NotFittedError("the in-context learner has no support set: adapt it to the target's labelled samples first")
     ti = model.task_info if task_info is None else np.asarray(task_info, dtype=np.float32)
     device, dtype = model.device, model.dtype
     norm = model.normalizer

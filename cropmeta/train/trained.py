@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cropmeta.errors import InputError
+from cropmeta.errors import InputError, NotFittedError
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier
 from cropmeta.schema import BANDS, DEFAULT_NDVI_RULE, N_BANDS, TASK_INFO_DIM, Normalizer, check_ndvi_rule, model_inputs
 from cropmeta.train.config import TrainConfig, config_from_dict
@@ -243,7 +243,7 @@ def predict_proba(model: TrainedModel, x: np.ndarray, task_info=None, batch_size
     if x.shape[1] != model.t:
         raise InputError(f"the model was trained on T={model.t} time steps, the samples have T={x.shape[1]}")
     if model.normalizer is None:
-        raise InputError("the model has no normalisation statistics (fine-tune or train it first)")
+        raise NotFittedError("the model has no normalisation statistics (fine-tune or train it first)")
     film, info = model.task_inputs(task_info)
     model.classifier.eval()
     out = np.empty(len(x), dtype=np.float64)
