@@ -191,17 +191,16 @@ def train(
                                              "(e.g. finetune.steps=100, meta.remove_auc=false; docs/configuration.md)"),
 ) -> None:
     """Meta-train on all other tasks, fine-tune on the target region, evaluate on its test set."""
-    from cropmeta.train import train as run_train
+    from cropmeta.api import train_model
     from cropmeta.train.config import parse_assignments
 
-    result = run_train(region=region, crop=crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
-                       first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
-                       learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed,
-                       overrides=parse_assignments(set_))
-    target = result.get("target", {})
-    _print_dict_table(f"held-out metrics — {target.get('name', region)}", dict(result.get("table", [])))
-    if "run_dir" in result:
-        console.print(f"[green]run directory:[/] {result['run_dir']}")
+    result = train_model(region, crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
+                         first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
+                         learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed,
+                         overrides=parse_assignments(set_))
+    if result is not None:
+        _print_dict_table(f"held-out metrics — {result.target.get('name', region)}", dict(result.table))
+        console.print(f"[green]run directory:[/] {result.run_dir}")
 
 
 @app.command()
