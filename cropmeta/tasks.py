@@ -197,7 +197,8 @@ def test_file_rows(meta, task) -> np.ndarray:
     hits = set()
     for name in meta.loc[meta["split"].astype(str) == "test", "dataset"].astype(str).unique():
         m = _TEST_FILE.match(name)
-        if m and slugify(m.group("region")) == slugify(task.region) and (_norm_crop(m.group("crop")) or "crop") == want_crop:
+        if (m and slugify(m.group("region")) == slugify(task.region)
+                and (_norm_crop(m.group("crop")) or "crop") == want_crop):
             hits.add(name)
     if not hits:
         return np.zeros(len(meta), dtype=bool)

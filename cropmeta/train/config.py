@@ -143,7 +143,7 @@ class TrainConfig:
     encoder_lr: float = 1e-3  #: the task encoder's own Adam, same schedule
     min_lr: float = 1e-5
     task_noise: float = 0.1  #: σ of the Gaussian noise on task information during meta-training
-    remove_auc: float | None = 0.95  #: drop a task whose mean query AUC over remove_lookback draws ≥ this
+    remove_auc: float | None = 0.95  #: drop a task whose mean query AUC over remove_lookback draws ≥ this; false: off
     remove_lookback: int = 20
     val_every: int = 1  #: outer steps between meta-validations
     val_repeats: int = 2  #: fixed batches per validation task
@@ -489,7 +489,8 @@ def config_from_dict(d: dict, source: str = "config.json") -> TrainConfig:
 
 def in_context_keys(overrides: dict | None) -> list[str]:
     """The in-context options given (not ``None``) in ``overrides``, in any spelling, as ``ic_<name>``."""
-    return sorted(k for k, v in _canonical(overrides or {}, "overrides").items() if k.startswith("ic_") and v is not None)
+    given = _canonical(overrides or {}, "overrides")
+    return sorted(k for k, v in given.items() if k.startswith("ic_") and v is not None)
 
 
 def config_changes(old: dict, new: dict, may_change=RESUME_MAY_CHANGE) -> list[str]:
