@@ -53,3 +53,14 @@ def test_predict_before_fit_raises_not_fitted(name):
         m.predict_proba(x)
     with pytest.raises(ValueError):  # callers written for scikit-learn catch it too
         m.predict_proba(x)
+
+
+def test_a_model_json_of_another_format_is_a_model_error(tmp_path):
+    from cropmeta.train.checkpoint import load_predictor
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.json").write_text('{"format": "something-else", "kind": "timl"}')
+    (run / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError):
+        load_predictor(run)

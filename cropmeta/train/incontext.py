@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cropmeta.errors import InputError, NotFittedError
+from cropmeta.errors import InputError, ModelError, NotFittedError
 from cropmeta.io.atomic import atomic_write_text
 from cropmeta.io.store import SampleSet
 from cropmeta.models.incontext import InContextClassifier
@@ -148,40 +148,40 @@ class InContextModel:
     def from_state(cls, meta: dict, arrays: dict, source: str = "model", t: int | None = None) -> "InContextModel":
         """Rebuild from :meth:`to_state`; refuses another format, kind, band layout, T or shapes."""
         if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-            raise InputError(f"{source}: not a cropmeta model")
+            raise ModelError(f"{source}: not a cropmeta model")
         if meta.get("kind") != KIND:
-            raise InputError(f"{source}: a {meta.get('kind')!r} model, not an in-context learner")
+            raise ModelError(f"{source}: a {meta.get('kind')!r} model, not an in-context learner")
         if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-            raise InputError(f"{source}: model format version {meta.get('format_version')} is newer than this "
+            raise ModelError(f"{source}: model format version {meta.get('format_version')} is newer than this "
                              "cropmeta reads; upgrade cropmeta")
         if list(meta.get("bands") or []) != list(BANDS):
-            raise InputError(f"{source}: band layout {meta.get('bands')} differs from cropmeta's {BANDS}")
+            raise ModelError(f"{source}: band layout {meta.get('bands')} differs from cropmeta's {BANDS}")
         mt = int(meta.get("t", -1))
         if t is not None and mt != int(t):
-            raise InputError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
+            raise ModelError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
         try:
             arch = dict(meta["arch"]["in_context"])
             net = InContextClassifier.from_arch(arch)
         except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{source}: model architecture record is incomplete ({e})") from e
+            raise ModelError(f"{source}: model architecture record is incomplete ({e})") from e
         if net.t != mt or net.n_bands != N_BANDS:
-            raise InputError(f"{source}: architecture (T={net.t}, {net.n_bands} bands) does not match the record "
+            raise ModelError(f"{source}: architecture (T={net.t}, {net.n_bands} bands) does not match the record "
                              f"(T={mt}, cropmeta has {N_BANDS} bands)")
         sd = net.state_dict()
         new = {}
         for k, ref in sd.items():
             key = f"net.{k}"
             if key not in arrays:
-                raise InputError(f"{source}: weight {key!r} missing (another architecture or a damaged file)")
+                raise ModelError(f"{source}: weight {key!r} missing (another architecture or a damaged file)")
             v = torch.as_tensor(np.asarray(arrays[key]))
             if tuple(v.shape) != tuple(ref.shape):
-                raise InputError(f"{source}: weight {key!r} has shape {tuple(v.shape)}, expected {tuple(ref.shape)}")
+                raise ModelError(f"{source}: weight {key!r} has shape {tuple(v.shape)}, expected {tuple(ref.shape)}")
             if v.is_floating_point() and not torch.isfinite(v).all():
-                raise InputError(f"{source}: weight {key!r} contains NaN or inf")
+                raise ModelError(f"{source}: weight {key!r} contains NaN or inf")
             new[k] = v.to(ref.dtype)
         extra = set(arrays) - {f"net.{k}" for k in sd} - {"support.x", "support.y"}
         if extra:
-            raise InputError(f"{source}: unexpected weights {sorted(extra)[:5]}")
+            raise ModelError(f"{source}: unexpected weights {sorted(extra)[:5]}")
         net.load_state_dict(new)
         net.eval()
         known = set(TrainConfig.__dataclass_fields__)
@@ -189,7 +189,7 @@ class InContextModel:
         opts = InContextOptions.resolve(None, {k: v for k, v in (meta.get("in_context") or {}).items()
                                                if k in InContextOptions.__dataclass_fields__})
         if not meta.get("normalizer"):
-            raise InputError(f"{source}: normalisation statistics missing")
+            raise ModelError(f"{source}: normalisation statistics missing")
         norm = Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)")
         ti = np.asarray(meta["task_info"], dtype=np.float32) if meta.get("task_info") is not None else None
         sx = sy = None
@@ -197,7 +197,7 @@ class InContextModel:
             sx = np.asarray(arrays["support.x"], dtype=np.float32)
             sy = np.asarray(arrays["support.y"]).astype(np.int64)
             if sx.ndim != 3 or sx.shape[1:] != (mt, N_BANDS) or len(sx) != len(sy):
-                raise InputError(f"{source}: stored support set has shape {list(sx.shape)} / {list(sy.shape)}")
+                raise ModelError(f"{source}: stored support set has shape {list(sx.shape)} / {list(sy.shape)}")
         return cls(net, norm, cfg, opts, ti, sx, sy, dict(meta.get("info") or {}))
 
 
@@ -577,13 +577,13 @@ def load_incontext(run_dir: str | Path, t: int | None = None) -> tuple[InContext
         run_dir = run_dir.parent
     jpath = run_dir / ck.MODEL_JSON
     if not jpath.exists():
-        raise InputError(f"{jpath}: missing")
+        raise ModelError(f"{jpath}: missing")
     try:
         meta = json.loads(jpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{jpath}: not valid JSON ({e})") from e
+        raise ModelError(f"{jpath}: not valid JSON ({e})") from e
     if not isinstance(meta, dict):
-        raise InputError(f"{jpath}: expected a JSON object")
+        raise ModelError(f"{jpath}: expected a JSON object")
     arrays = ck.load_tensors(run_dir / str(meta.get("weights", ck.MODEL_WEIGHTS)), meta.get("weights_sha256"))
     model = InContextModel.from_state(meta, {k: v.numpy() for k, v in arrays.items()}, source=str(jpath), t=t)
     return model, meta
@@ -602,8 +602,8 @@ def load_incontext_predictor(run_dir: str | Path, device: str = "cpu") -> InCont
     model, meta = load_incontext(run_dir)
     model.to(device=resolve_device(device))
     if model.support_x is None:
-        raise InputError(f"{run_dir}: this in-context learner was never adapted (no support set stored); "
-                         "use the run directory of `cropmeta train --learner in-context`")
+        raise NotFittedError(f"{run_dir}: this in-context learner was never adapted (no support set stored); "
+                             "use the run directory of `cropmeta train --learner in-context`")
     md = dict(meta)
     md.setdefault("model_sha256", meta.get("weights_sha256"))
     return InContextPredictor(model, md, Path(run_dir))
