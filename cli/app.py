@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 import typer.core
@@ -262,22 +262,25 @@ def train(
     pretrain_source: Optional[str] = typer.Option(None, help="sim: train on the simulated world first, then on this data"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
     home: Optional[Path] = _home_option(),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="option override SECTION.KEY=VALUE, repeatable "
+                                             "(e.g. finetune.steps=100, meta.remove_auc=false; docs/configuration.md)"),
 ) -> None:
     """Meta-train on all other tasks, fine-tune on the target region, evaluate on its test set."""
+    from cropmeta.api import train_model
     from cropmeta.io.store import use_workspace
-    from cropmeta.train import train as run_train
+    from cropmeta.train.config import parse_assignments
 
     use_workspace(home)
     opts = _label_opts(class_column=class_column, crop_values=crop_values, file_class=file_class)
-    result = run_train(region=region, crop=crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
-                       first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
-                       learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed,
-                       datasets=_csv(datasets), labels=labels, label_options=opts, home=home)
-    target = result.get("target", {})
-    _print_data(result.get("data"))
-    _print_dict_table(f"held-out metrics — {target.get('name', region)}", dict(result.get("table", [])))
-    if "run_dir" in result:
-        console.print(f"[green]run directory:[/] {result['run_dir']}", soft_wrap=True)
+    result = train_model(region, crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
+                         first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
+                         learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed,
+                         datasets=_csv(datasets), labels=labels, label_options=opts, home=home,
+                         overrides=parse_assignments(set_))
+    if result is not None:
+        _print_data(result.data)
+        _print_dict_table(f"held-out metrics — {result.target.get('name', region)}", dict(result.table))
+        console.print(f"[green]run directory:[/] {result.run_dir}", soft_wrap=True)
 
 
 @app.command()

@@ -13,6 +13,7 @@ every step, true NDVI appended).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -335,11 +336,36 @@ CROP_TO_GROUP = {
 TASK_INFO_DIM = 3 + len(CROP_GROUPS)  # 13
 
 
-def crop_group_of(crop: str | None) -> str | None:
-    """Crop group of a crop type name (case/space-insensitive), ``None`` when unknown."""
-    if crop is None:
+#: other spellings of a crop (after case/separator folding) → the name cropmeta uses
+CROP_ALIASES = {
+    "sweet_potato": "sweetpotato", "sweet_potatoes": "sweetpotato", "oilpalm": "oil_palm",
+    "sugarbeet": "sugar_beet", "ground_nut": "groundnut", "soy_bean": "soybean", "fallow_land": "fallowland",
+}
+_CROP_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+def normalise_crop(name) -> str | None:
+    """THE crop-name normaliser: the one spelling of a crop type that label reading, tasks, the CLI
+    and :data:`CROP_TO_GROUP` lookups share. Lower case, runs of spaces/underscores/hyphens → one
+    ``_``, then :data:`CROP_ALIASES` (``"Sweet Potato"``, ``"sweet_potato"``, ``"sweet-potato"`` →
+    ``"sweetpotato"``, the simulator's name). ``None`` or a blank name → ``None``.
+
+    >>> normalise_crop("Sweet  Potato"), normalise_crop("oil-palm"), normalise_crop("Maize")
+    ('sweetpotato', 'oil_palm', 'maize')
+    """
+    if name is None:
         return None
-    key = str(crop).strip().lower().replace(" ", "_").replace("-", "_")
+    key = _CROP_SEPARATORS.sub("_", str(name).strip().lower()).strip("_")
+    if not key:
+        return None
+    return CROP_ALIASES.get(key, key)
+
+
+def crop_group_of(crop: str | None) -> str | None:
+    """Crop group of a crop type name (any spelling :func:`normalise_crop` folds), ``None`` when unknown."""
+    key = normalise_crop(crop)
+    if key is None:
+        return None
     if key in CROP_GROUPS:
         return key
     return CROP_TO_GROUP.get(key)

@@ -31,7 +31,7 @@ import torch
 from cropmeta.errors import InputError
 from cropmeta.io.store import SampleSet
 from cropmeta.regions import get_region, slugify
-from cropmeta.schema import CROP_GROUPS, crop_group_of, task_info
+from cropmeta.schema import CROP_GROUPS, crop_group_of, normalise_crop, task_info
 
 __all__ = [
     "BENCHMARK_TARGETS",
@@ -103,10 +103,17 @@ class Task:
 
 
 def _norm_crop(crop: str | None) -> str | None:
-    if crop is None:
-        return None
-    key = str(crop).strip().lower().replace(" ", "_").replace("-", "_")
-    return None if key in CROP_VS_NON_CROP or key == "" else key
+    """A target crop as :func:`~cropmeta.schema.normalise_crop` spells it; ``None`` for crop vs non-crop."""
+    key = normalise_crop(crop)
+    return None if key is None or key in CROP_VS_NON_CROP else key
+
+
+def _label_keys(meta: pd.DataFrame) -> np.ndarray:
+    """The ``label`` column as normalised crop names ("" where missing), one per row: sample sets
+    written before the normaliser existed ("sweet potato") meet today's spelling ("sweetpotato")."""
+    label = meta["label"].astype(object).where(meta["label"].notna(), None)
+    keys = {v: normalise_crop(v) or "" for v in set(label) if v is not None}
+    return np.array([keys[v] if v is not None else "" for v in label], dtype=object)
 
 
 def region_mask(meta: pd.DataFrame, region: str) -> np.ndarray:
@@ -132,7 +139,7 @@ def make_task(region: str, crop: str | None = None, samples: SampleSet | None = 
         group = crop_group_of(crop)
         if group is None and samples is not None:
             m = samples.meta
-            hit = m[(m["label"].astype(str).str.lower() == crop) & m["crop_group"].notna()]
+            hit = m[(_label_keys(m) == crop) & m["crop_group"].notna()]
             if len(hit):
                 group = str(hit["crop_group"].mode().iloc[0])
         if group not in CROP_GROUPS or group == "non_crop":
@@ -171,7 +178,7 @@ def resolve_target(samples: SampleSet, region: str, crop: str | None = None, use
     crop = _norm_crop(crop)
     if crop is not None:
         m = meta[_region_mask(meta, name) & (meta["is_crop"].to_numpy() == 1)]
-        labels = sorted({str(v).lower() for v in m["label"].dropna().unique()})
+        labels = sorted({v for v in _label_keys(m) if v})
         if crop not in labels:
             close = difflib.get_close_matches(crop, labels, n=4, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -195,7 +202,8 @@ def test_file_rows(meta, task) -> np.ndarray:
     hits = set()
     for name in meta.loc[meta["split"].astype(str) == "test", "dataset"].astype(str).unique():
         m = _TEST_FILE.match(name)
-        if m and slugify(m.group("region")) == slugify(task.region) and m.group("crop").lower() == want_crop:
+        if (m and slugify(m.group("region")) == slugify(task.region)
+                and (_norm_crop(m.group("crop")) or "crop") == want_crop):
             hits.add(name)
     if not hits:
         return np.zeros(len(meta), dtype=bool)
@@ -228,8 +236,7 @@ def rule_labels(meta: pd.DataFrame, crop: str | None, rows: np.ndarray) -> np.nd
 
 
 def _crop_label_targets(meta, crop, region, is_crop, y):
-    label = meta["label"].astype(object).where(meta["label"].notna(), None)
-    lab = np.array([str(v).lower() if v is not None else "" for v in label], dtype=object)
+    lab = _label_keys(meta)
     pos = region & (is_crop == 1) & (lab == crop)
     neg = region & ((is_crop == 0) | ((is_crop == 1) & (lab != "") & (lab != crop)))
     y[neg] = 0
@@ -268,8 +275,7 @@ def build_tasks(samples: SampleSet, exclude=(), min_per_class: int = 14) -> list
     meta = samples.meta
     train = (meta["split"].astype(str) == "train").to_numpy()
     is_crop = meta["is_crop"].to_numpy().astype(np.int64)
-    label = meta["label"].astype(object).where(meta["label"].notna(), None)
-    lab = np.array([str(v).lower() if v is not None else "" for v in label], dtype=object)
+    lab = _label_keys(meta)
     region_slug = meta["region"].astype(str).map(slugify).to_numpy()
     names: dict[str, str] = {}
     for r in meta["region"].dropna().astype(str):

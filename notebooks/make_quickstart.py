@@ -20,47 +20,50 @@ os.environ.setdefault("CROPMETA_HOME", str(work / "home"))
 TINY = {"hidden": 16, "iterations": 3, "tasks_per_step": 4, "ft_steps": 10, "pt_steps": 20,
         "val_every": 1, "checkpoint_every": 2, "threads": 1}
 print("working in", work)"""),
-    ("md", "## 1. Ingest the simulated world (every region becomes a dataset in the workspace)"),
-    ("code", """from cropmeta.ingest import ingest, load_datasets
+    ("md", """## 1. Samples: the simulated world, ingested into the workspace on first use
 
-result = ingest(region=None, source=None, seed=0, progress=False)
-samples = load_datasets()
-print(len(result.datasets), "datasets,", len(samples), "samples, x shape", samples.x.shape)
+Everything below goes through the Python API, `import cropmeta` (see `help(cropmeta)`): functions
+return typed results (`TrainResult`, `ExportResult`, `CompareResult`) with documented fields."""),
+    ("code", """import cropmeta
+
+samples = cropmeta.load_samples()                 # ingests the simulated world once, then reads the workspace
+print(samples.meta["dataset"].nunique(), "datasets,", len(samples), "samples, x shape", samples.x.shape)
 samples.meta.groupby(["region", "split"]).size().unstack(fill_value=0).head(8)"""),
     ("md", "## 2. Tasks and their task-information vectors (region centre on the unit sphere + crop-group one-hot)"),
-    ("code", """from cropmeta.tasks import build_tasks, resolve_target
-
-target = resolve_target(samples, "kenya")          # Kenya → maize vs rest (the benchmark target)
-tasks = build_tasks(samples, exclude=[target])
+    ("code", """target = cropmeta.resolve_target(samples, "kenya")   # Kenya → maize vs rest (the benchmark target)
+tasks = cropmeta.build_tasks(samples, exclude=[target])
 print("target:", target.name, np.round(target.info, 3))
 print(len(tasks), "meta-training tasks, e.g.", [t.task.name for t in tasks[:5]])
-assert all(t.task.id != target.id for t in tasks)"""),
+assert all(t.task.id != target.id for t in tasks)
+# crop names are normalised: "sweet potato", "Sweet_Potato" and "sweetpotato" name the same task
+print(cropmeta.resolve_target(samples, "kenya", "sweet potato").id)"""),
     ("md", "## 3. Meta-train (TIML) and fine-tune on Kenya maize, evaluate on the held-out test set"),
-    ("code", """from cropmeta.train import train
-
-run = train(region="kenya", out=work / "run", overrides=TINY, samples=samples)
-dict(run["table"])"""),
+    ("code", """run = cropmeta.train_model("kenya", out=work / "run", overrides=TINY, samples=samples)
+print(run.run_dir)
+dict(run.table)"""),
+    ("code", """model = cropmeta.load_model(run.run_dir)            # the saved model reproduces the reported AUC
+test = cropmeta.target_data(samples, target)
+prob = cropmeta.predict(model, test.x_test)
+print(model.metadata["task"]["id"], "test AUC from the saved model: %.3f (reported %.3f)"
+      % (cropmeta.binary_metrics(test.y_test, prob)["auc_roc"], run.auc_roc))"""),
     ("md", "## 4. Compare against baselines (tiny: one seed, one shot count, two methods)"),
-    ("code", """from cropmeta.evaluate.compare import compare
-
-report = compare(region="kenya", seeds=1, shots="20", methods=["random-forest", "timl"], out=work / "compare",
-                 samples=samples, config=TINY, progress=False)
-print(sorted(p.name for p in (work / "compare").iterdir() if p.suffix in {".json", ".md", ".html"}))"""),
+    ("code", """report = cropmeta.compare(region="kenya", seeds=1, shots="20", methods=["random-forest", "timl"],
+                          out=work / "compare", samples=samples, config=TINY, progress=False)
+print(report.methods, report.shots, len(report.cells), "cells")
+print(sorted(p.name for p in report.files.values() if p.suffix in {".json", ".md", ".html"}))"""),
     ("md", "## 5. Export the map of the simulated Kenya scene (COG + quick-look) and assess it against the truth raster"),
-    ("code", """from cropmeta.mapping.export import export
-
-exp = export(run["run_dir"], work / "kenya_map.tif", progress=False)
-print(exp["map"]); print({k: v for k, v in (exp.get("accuracy") or {}).items() if isinstance(v, (int, float))})"""),
+    ("code", """exp = cropmeta.export_map(run.run_dir, work / "kenya_map.tif", progress=False)
+print(exp.map, exp.cog_problems); print({k: v for k, v in (exp.accuracy or {}).items() if isinstance(v, (int, float))})"""),
     ("code", """import rasterio
 
-with rasterio.open(exp["map"]) as src:
+with rasterio.open(exp.map) as src:
     prob = src.read(1)
     print(src.profile["driver"], src.crs, src.descriptions, src.overviews(1))
 valid = prob[prob != 255]
 assert valid.size and valid.max() <= 100
 print("mean crop probability %.1f%%" % valid.mean())"""),
     ("code", """from IPython.display import Image
-Image(filename=str(exp["quicklook"])) if exp.get("quicklook") else None"""),
+Image(filename=str(exp.quicklook)) if exp.quicklook else None"""),
 ]
 
 nb = nbf.v4.new_notebook()

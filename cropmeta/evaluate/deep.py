@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cropmeta.errors import InputError
+from cropmeta.errors import InputError, NotFittedError
 from cropmeta.evaluate.methods import Method, TargetTask
 
 
@@ -80,7 +80,7 @@ class DeepMethod(Method):
             from cropmeta.train.trained import from_scratch
 
             if self.name != "scratch":
-                raise InputError(f"{self.name}: fit called before prepare")
+                raise NotFittedError(f"{self.name}: fit called before prepare")
             # the same random initialisation for every fit of a seed (shots and calibration folds)
             self.base = from_scratch(self.cfg, t=t, seed=self.seed, learner="maml")
         return self.base
@@ -109,7 +109,7 @@ class DeepMethod(Method):
         from cropmeta.train.trained import predict_proba
 
         if self.model is None:
-            raise InputError(f"{self.name}: predict_proba called before fit")
+            raise NotFittedError(f"{self.name}: predict_proba called before fit")
         return np.asarray(predict_proba(self.model, x), dtype=np.float64)
 
     def prepared_state(self):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cropmeta.errors import InputError
+from cropmeta.errors import InputError, NotFittedError
 from cropmeta.schema import Normalizer
 
 #: method name → display label, in report order (TIML first: it is compared against the others)
@@ -260,7 +260,7 @@ class RandomForest(Method):
 
     def predict_proba(self, x) -> np.ndarray:
         if self.norm is None:
-            raise InputError("random forest: predict_proba called before fit")
+            raise NotFittedError("random forest: predict_proba called before fit")
         x = np.asarray(x, dtype=np.float32)
         if self._constant is not None:
             return np.full(len(x), self._constant)
@@ -453,7 +453,7 @@ class InContextMethod(Method):
         from cropmeta.train.incontext import adapt
 
         if self.base is None:
-            raise InputError("in-context: fit called before prepare")
+            raise NotFittedError("in-context: fit called before prepare")
         x, y = _check_xy(x, y, "in-context")
         self.model = adapt(self.base, x, y, task_info=self.task_info, seed=seed)
         return self
@@ -462,7 +462,7 @@ class InContextMethod(Method):
         from cropmeta.train.incontext import predict_proba
 
         if self.model is None:
-            raise InputError("in-context: predict_proba called before fit")
+            raise NotFittedError("in-context: predict_proba called before fit")
         return np.asarray(predict_proba(self.model, x), dtype=np.float64)
 
     def prepared_state(self):

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from cropmeta.errors import InputError
+from cropmeta.errors import NotFittedError
 from cropmeta.evaluate.methods import Method, TargetTask, _check_xy
 
 __all__ = ["PrestoEmbedder", "PrestoFineTuned", "PrestoMethod"]
@@ -226,7 +226,7 @@ class PrestoMethod(Method):
 
     def _check_fitted(self, x) -> np.ndarray:
         if self.model is None and self._constant is None:
-            raise InputError(f"{self.name}: predict_proba called before fit")
+            raise NotFittedError(f"{self.name}: predict_proba called before fit")
         return np.asarray(x, dtype=np.float32)
 
     def predict_proba(self, x) -> np.ndarray:

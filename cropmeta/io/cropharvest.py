@@ -42,6 +42,7 @@ from cropmeta.schema import (
     crop_group_of,
     fill_missing,
     ndvi_of,
+    normalise_crop,
     recompute_ndvi,
 )
 
@@ -190,7 +191,7 @@ def read_cropharvest(root: str | Path, include_test: bool = True,
         if not np.isin(y, (-1, 0, 1)).all():
             raise InputError(f"{p}: y must hold 1, 0 or -1 (unlabelled), found {sorted(set(y.tolist()))[:6]}")
         m = _TEST_NAME.match(p.stem)
-        crop = m.group("crop").lower() if m else "crop"
+        crop = normalise_crop(m.group("crop")) if m else "crop"
         region = m.group("region") if m else None
         if crop in ("crop", "cropland", "croplands"):
             is_crop, label = y, [None] * len(y)
@@ -252,8 +253,7 @@ def _region_name(r, get_region) -> str | None:
 def _norm_label(v) -> str | None:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return None
-    s = str(v).strip().lower()
-    return s or None
+    return normalise_crop(v)
 
 
 # --------------------------------------------------------------------------------------------------

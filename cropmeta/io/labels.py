@@ -27,7 +27,7 @@ import pyogrio
 from pyproj import CRS
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.schema import crop_group_of
+from cropmeta.schema import crop_group_of, normalise_crop
 
 #: vector formats read with geopandas; CSV/Parquet also accept plain lat/lon tables
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb")
@@ -245,11 +245,11 @@ def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_valu
     class_value = ([_norm(v) for v in gdf[class_column]] if class_column is not None else [None] * len(gdf))
 
     if crop_type_column is not None:
-        labels = [_norm(v) for v in gdf[crop_type_column]]
+        labels = [normalise_crop(_norm(v)) for v in gdf[crop_type_column]]
     elif "label" in gdf.columns:
-        labels = [_norm(v) for v in gdf["label"]]
+        labels = [normalise_crop(_norm(v)) for v in gdf["label"]]
     elif class_column is not None and _split_values(crop_values):
-        labels = [None if v in GENERIC_CROP_WORDS else v for v in class_value]
+        labels = [None if v in GENERIC_CROP_WORDS else normalise_crop(v) for v in class_value]
     else:
         labels = [None] * len(gdf)
     labels = [lab if c == 1 else None for lab, c in zip(labels, is_crop)]

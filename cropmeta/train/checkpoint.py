@@ -8,7 +8,8 @@ optimiser moments, generator states, best weights; iteration, scheduler, removed
 histories), written as one directory atomically.
 
 Loading refuses pickles / ``torch.save`` archives, damaged files (SHA-256 mismatch, unreadable
-header), another band layout or T, with an :class:`~cropmeta.errors.InputError` naming the file.
+header), another band layout or T, with a :class:`~cropmeta.errors.ModelError` (an ``InputError``)
+naming the file.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmeta.errors import InputError
+from cropmeta.errors import InputError, ModelError
 from cropmeta.io.atomic import atomic_dir, atomic_path, atomic_write_text, recover_dir, sha256_file
 from cropmeta.train.trained import TrainedModel, predict_proba
 
@@ -71,9 +72,9 @@ def _sniff(path: Path) -> None:
         if 0 < n <= size - 8 and head[8:9] == b"{":
             return
     if head[:2] == b"PK" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
-        raise InputError(f"{path}: this is a pickle / torch.save file; cropmeta loads only safetensors "
+        raise ModelError(f"{path}: this is a pickle / torch.save file; cropmeta loads only safetensors "
                          "checkpoints (it never unpickles files)")
-    raise InputError(f"{path}: not a safetensors file (truncated, empty or corrupted)")
+    raise ModelError(f"{path}: not a safetensors file (truncated, empty or corrupted)")
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor | np.ndarray], metadata: dict | None = None) -> str:
@@ -94,26 +95,26 @@ def load_tensors(path: str | Path, expect_sha256: str | None = None) -> dict[str
 
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: checkpoint weights not found")
+        raise ModelError(f"{path}: checkpoint weights not found")
     _sniff(path)
     if expect_sha256 and sha256_file(path) != expect_sha256:
-        raise InputError(f"{path}: SHA-256 differs from the one recorded at save time: the file is corrupted "
+        raise ModelError(f"{path}: SHA-256 differs from the one recorded at save time: the file is corrupted "
                          "or was replaced")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise InputError(f"{path}: not a readable safetensors file ({e})") from e
+        raise ModelError(f"{path}: not a readable safetensors file ({e})") from e
 
 
 def _read_json(path: Path) -> dict:
     if not path.exists():
-        raise InputError(f"{path}: missing")
+        raise ModelError(f"{path}: missing")
     try:
         d = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from e
+        raise ModelError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(d, dict):
-        raise InputError(f"{path}: expected a JSON object")
+        raise ModelError(f"{path}: expected a JSON object")
     return d
 
 
@@ -151,7 +152,7 @@ def load_model(run_dir: str | Path, t: int | None = None) -> tuple[TrainedModel,
     if run_dir.is_file():
         run_dir = run_dir.parent
     if not run_dir.exists():
-        raise InputError(f"{run_dir}: run directory not found")
+        raise ModelError(f"{run_dir}: run directory not found")
     jpath = run_dir / MODEL_JSON
     meta = _read_json(jpath)
     arrays = load_tensors(run_dir / str(meta.get("weights", MODEL_WEIGHTS)), meta.get("weights_sha256"))
@@ -208,7 +209,7 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     model, meta = load_model(run_dir)
     model.to(device=resolve_device(device))
     if model.task_info is None and model.uses_task_info:
-        raise InputError(f"{run_dir}: the model needs task information but model.json records none")
+        raise ModelError(f"{run_dir}: the model needs task information but model.json records none")
     md = dict(meta)
     md.setdefault("model_sha256", meta.get("weights_sha256"))
     return Predictor(model, md, Path(run_dir))

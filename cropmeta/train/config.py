@@ -1,12 +1,34 @@
-"""Training configuration: one flat dataclass, two presets, TOML/YAML/JSON files and flag overrides.
+"""Training configuration: one section per component, two presets, TOML/YAML/JSON files and flags.
 
-Resolution order (later wins): the defaults (= the ``paper`` preset) → the chosen preset → a config
-file (``--config F``; keys flat or grouped in tables such as ``[meta]``/``[finetune]``, and an optional
-``preset`` key) → explicit overrides (CLI flags). The resolved config is saved in every run directory.
+Sections (:data:`SECTIONS`; every option with its meaning in docs/configuration.md)::
+
+    [model]       hidden, lstm_dropout, encoder_dims, encoder_dropout, encoder_channels_per_group, learner
+    [tasks]       k_support, k_query, min_per_class, val_fraction
+    [meta]        tasks_per_step, iterations, epochs, inner_lr, inner_steps, first_order, outer_lr,
+                  encoder_lr, min_lr, task_noise, remove_auc, remove_lookback, val_every, val_repeats,
+                  checkpoint_every
+    [finetune]    lr, steps, batch                       (flat: ft_lr, ft_steps, ft_batch)
+    [pretrain]    lr, steps, val_every, patience         (flat: pt_lr, pt_steps, pt_val_every, pt_patience)
+    [execution]   device, dtype, vectorize, threads
+    [in_context]  d_model, layers, heads, ff, ...        (flat: ic_d_model, …; the in-context learner's own)
+
+Resolution order (later wins), merged once by :func:`resolve_config`: the defaults (= the ``paper``
+preset) → the chosen preset → a config file (``--config F``) → explicit overrides (the API's
+``overrides`` dict, CLI flags, ``--set section.key=value``). Files and overrides take the same
+spellings: nested sections, ``section.key`` dotted names, or the flat names of earlier versions
+(``ft_steps``, ``ic_d_model``). Unknown keys are rejected with a suggestion.
+
+``null``: an option whose ``None`` has a meaning (``iterations``, ``min_per_class``, ``threads``,
+``remove_auc``, and the in-context ``lr``, ``iterations``, ``max_support``) takes it from a file;
+any other ``null`` in a file is rejected. In ``overrides`` ``None`` means "not given" (a flag left
+unset). ``remove_auc = false`` switches task removal off (the same as ``remove_auc = null`` in a file).
+
+The resolved config is saved in every run directory (:meth:`TrainConfig.to_dict`, flat).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -14,11 +36,86 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cropmeta.errors import InputError
+from cropmeta.errors import ConfigError
 
-__all__ = ["TrainConfig", "PRESETS", "LEARNERS", "resolve_config", "load_config_file"]
+__all__ = ["TrainConfig", "InContextOptions", "PRESETS", "LEARNERS", "SECTIONS", "RESUME_MAY_CHANGE",
+           "resolve_config", "load_config_file", "config_from_dict", "config_changes", "in_context_keys",
+           "parse_assignments"]
 
 LEARNERS = ("timl", "maml", "concat", "in-context")  # in-context: cropmeta.train.incontext
+
+
+@dataclass
+class InContextOptions:
+    """The in-context learner's own options: the ``[in_context]`` section of the configuration
+    (``TrainConfig.in_context``; flat spelling ``ic_<name>``). Everything else (tasks, shots, seeds,
+    task noise, validation, learning-rate floor, device) is the shared config."""
+
+    d_model: int = 64  #: token width (and LSTM hidden size of the sample encoder)
+    layers: int = 2  #: transformer blocks
+    heads: int = 4
+    ff: int = 128  #: feed-forward width
+    dropout: float = 0.1
+    use_task_info: bool = True  #: condition on the 13 task-information numbers (a task token)
+    flip_prob: float = 0.5  #: probability that a meta-training task has its labels flipped
+    vary_support: float = 0.5  #: probability of a random smaller / unbalanced support set
+    lr: float | None = None  #: Adam learning rate (None: the config's outer_lr)
+    iterations: int | None = None  #: outer steps (None: as TIML, the config's n_iterations)
+    max_support: int | None = None  #: support samples read at once (None: 2 · k_support)
+    grad_clip: float = 1.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def resolve(cls, cfg: TrainConfig | None = None, overrides: dict | None = None) -> "InContextOptions":
+        """``cfg.in_context`` (defaults when ``cfg`` is None) ← ``overrides`` (names with or without
+        ``ic_``; ``None`` values: not given)."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        vals: dict = {}
+        for k, v in (overrides or {}).items():
+            key = str(k).replace("-", "_")
+            key = key[3:] if key.startswith("ic_") else key
+            if key not in names:
+                close = difflib.get_close_matches(key, list(names), n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ConfigError(f"unknown in-context option {k!r}{hint}; known: {', '.join(names)}")
+            if v is not None:
+                vals[key] = v
+        base = getattr(cfg, "in_context", None)
+        opts = copy.copy(base) if isinstance(base, cls) else cls()
+        for k, v in vals.items():
+            setattr(opts, k, v)
+        return opts._validate()
+
+    def _validate(self) -> "InContextOptions":
+        try:
+            for n in ("d_model", "layers", "heads", "ff"):
+                setattr(self, n, int(getattr(self, n)))
+            for n in ("dropout", "flip_prob", "vary_support", "grad_clip"):
+                setattr(self, n, float(getattr(self, n)))
+            if isinstance(self.use_task_info, str):
+                self.use_task_info = self.use_task_info.strip().lower() in ("1", "true", "yes", "on")
+            self.use_task_info = bool(self.use_task_info)
+            self.lr = None if self.lr is None else float(self.lr)
+            self.iterations = None if self.iterations is None else int(self.iterations)
+            self.max_support = None if self.max_support is None else int(self.max_support)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"in-context options: {e}") from None
+        if min(self.d_model, self.layers, self.heads, self.ff) < 1:
+            raise ConfigError("in-context options: d_model, layers, heads and ff must be ≥ 1")
+        if self.d_model % self.heads:
+            raise ConfigError(f"in-context options: d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        for n in ("dropout", "flip_prob", "vary_support"):
+            if not 0 <= getattr(self, n) <= (1 if n != "dropout" else 0.999):
+                raise ConfigError(f"in-context options: {n} must be in [0, 1], got {getattr(self, n)}")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"in-context options: lr must be > 0, got {self.lr}")
+        if self.iterations is not None and self.iterations < 0:
+            raise ConfigError(f"in-context options: iterations must be ≥ 0, got {self.iterations}")
+        if self.max_support is not None and self.max_support < 2:
+            raise ConfigError(f"in-context options: max_support must be ≥ 2, got {self.max_support}")
+        return self
 
 
 @dataclass
@@ -46,7 +143,7 @@ class TrainConfig:
     encoder_lr: float = 1e-3  #: the task encoder's own Adam, same schedule
     min_lr: float = 1e-5
     task_noise: float = 0.1  #: σ of the Gaussian noise on task information during meta-training
-    remove_auc: float | None = 0.95  #: drop a task whose mean query AUC over remove_lookback draws ≥ this
+    remove_auc: float | None = 0.95  #: drop a task whose mean query AUC over remove_lookback draws ≥ this; false: off
     remove_lookback: int = 20
     val_every: int = 1  #: outer steps between meta-validations
     val_repeats: int = 2  #: fixed batches per validation task
@@ -66,12 +163,32 @@ class TrainConfig:
     vectorize: bool = True  #: all tasks of a step in one task-batched clone (False: a clone per task)
     threads: int | None = None  #: torch CPU threads (None: leave torch's setting)
     preset: str = "paper"
+    # ---- the in-context learner's own section ------------------------------------------------------
+    in_context: InContextOptions = field(default_factory=InContextOptions)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The flat form saved in run directories and checkpoints (and hashed into cache keys):
+        every shared option by its flat name; ``in_context`` only when one of its options differs
+        from the default, so that configurations written before the section existed keep their form."""
+        d = dataclasses.asdict(self)
+        ic = d.pop("in_context")
+        if ic != InContextOptions().to_dict():
+            d["in_context"] = ic
+        return d
+
+    def to_nested(self) -> dict:
+        """``{section: {option: value}}`` with the section-local names (``finetune.steps``, …):
+        the shape of a TOML/YAML config file."""
+        flat = dataclasses.asdict(self)
+        out: dict = {"preset": flat["preset"]}
+        for sec, names in SECTIONS.items():
+            out[sec] = {short: flat[name] for short, name in names.items()}
+        out[IN_CONTEXT] = flat["in_context"]
+        return out
 
     def replace(self, **kw) -> "TrainConfig":
-        return _validate(dataclasses.replace(self, **kw), "overrides")
+        """A copy with some options changed (any spelling :func:`resolve_config` accepts)."""
+        return _build({**_flat_values(self), **_canonical(kw, "overrides")}, "overrides")
 
     @property
     def min_examples(self) -> int:
@@ -104,27 +221,113 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-_FIELDS = {f.name: f for f in fields(TrainConfig)}
-_SECTIONS = {"model", "tasks", "meta", "meta_training", "finetune", "fine_tuning", "pretrain", "run", "train",
-             "execution"}
+_FIELDS = {f.name: f for f in fields(TrainConfig) if f.name != "in_context"}
+_IC_FIELDS = {f.name: f for f in fields(InContextOptions)}
+#: in-context options whose ``None`` means something (see :class:`InContextOptions`)
+_IC_OPTIONAL = ("lr", "iterations", "max_support")
+#: shared options whose ``None`` means something (see :class:`TrainConfig`); ``remove_auc`` also takes false
+_OPTIONAL = ("iterations", "min_per_class", "threads", "remove_auc")
+IN_CONTEXT = "in_context"
 
 
-def _flatten(d: dict, source: str) -> dict:
+def _same(*names: str) -> dict[str, str]:
+    return {n: n for n in names}
+
+
+#: section → {option name inside the section: flat option name}. The one declaration of which
+#: component each option belongs to; files, overrides, ``--set`` and the docs follow it.
+SECTIONS: dict[str, dict[str, str]] = {
+    "model": _same("hidden", "lstm_dropout", "encoder_dims", "encoder_dropout", "encoder_channels_per_group",
+                   "learner"),
+    "tasks": _same("k_support", "k_query", "min_per_class", "val_fraction"),
+    "meta": _same("tasks_per_step", "iterations", "epochs", "inner_lr", "inner_steps", "first_order", "outer_lr",
+                  "encoder_lr", "min_lr", "task_noise", "remove_auc", "remove_lookback", "val_every",
+                  "val_repeats", "checkpoint_every"),
+    "finetune": {"lr": "ft_lr", "steps": "ft_steps", "batch": "ft_batch"},
+    "pretrain": {"lr": "pt_lr", "steps": "pt_steps", "val_every": "pt_val_every", "patience": "pt_patience"},
+    "execution": _same("device", "dtype", "vectorize", "threads"),
+}
+#: other names of the sections (tables that earlier versions flattened)
+SECTION_ALIASES = {"meta_training": "meta", "fine_tuning": "finetune", "run": "execution", "incontext": IN_CONTEXT}
+_declared = [n for names in SECTIONS.values() for n in names.values()]
+assert sorted(_declared) == sorted(set(_FIELDS) - {"preset"}), "every option belongs to exactly one section"
+
+#: options a ``--resume`` may change (how the run executes, not what it computes); the one list the
+#: run directory's and both learners' resume checks use
+RESUME_MAY_CHANGE = frozenset({"device", "threads", "vectorize", "val_every", "checkpoint_every", "nprocs"})
+
+
+def _spellings() -> list[str]:
+    """Every accepted option name, for "did you mean" hints."""
+    out = list(_FIELDS) + [f"ic_{n}" for n in _IC_FIELDS]
+    out += [f"{sec}.{short}" for sec, names in SECTIONS.items() for short in names]
+    out += [f"{IN_CONTEXT}.{n}" for n in _IC_FIELDS]
+    return out
+
+
+def _unknown(key: str, source: str, candidates: list[str], where: str = "",
+             what: str = "training option") -> ConfigError:
+    owner = [f"{sec}.{short}" for sec, names in SECTIONS.items() for short, flat in names.items() if key == flat]
+    close = owner or difflib.get_close_matches(key, list(dict.fromkeys(candidates)), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return ConfigError(f"{source}: unknown {what} {key!r}{where}{hint}")
+
+
+def _section_of(name: str) -> str | None:
+    name = SECTION_ALIASES.get(name, name)
+    return name if name in SECTIONS or name == IN_CONTEXT else None
+
+
+def _section_values(sec: str, d: dict, source: str) -> dict:
     out: dict[str, Any] = {}
     for k, v in d.items():
-        k = str(k).replace("-", "_")
-        if isinstance(v, dict) and k in _SECTIONS:
-            out.update(_flatten(v, source))
+        key = str(k).strip().replace("-", "_")
+        if sec == IN_CONTEXT:
+            name = key[3:] if key.startswith("ic_") else key
+            if name not in _IC_FIELDS:
+                raise _unknown(name, source, list(_IC_FIELDS), f" in [{IN_CONTEXT}]", "in-context option")
+            out[f"ic_{name}"] = v
+            continue
+        names = SECTIONS[sec]
+        flat = names.get(key) or (key if key in names.values() else None)
+        if flat is None:
+            raise _unknown(key, source, list(names) + list(names.values()), f" in [{sec}]")
+        out[flat] = v
+    return out
+
+
+def _canonical(d: dict, source: str) -> dict:
+    """Any accepted spelling (nested sections, ``section.key``, flat names) → ``{flat name: value}``
+    (in-context options as ``ic_<name>``). Unknown keys raise :class:`ConfigError` with a suggestion."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: config must be a mapping of option = value")
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = str(k).strip().replace("-", "_")
+        head, dot, rest = key.partition(".")
+        sec = _section_of(head)
+        if dot and sec is not None:
+            out.update(_section_values(sec, {rest: v}, source))
+        elif not dot and sec is not None and isinstance(v, dict):
+            out.update(_section_values(sec, v, source))
+        elif key == "train" and isinstance(v, dict):  # earlier versions' catch-all table
+            out.update(_canonical(v, source))
+        elif key in _FIELDS or (key.startswith("ic_") and key[3:] in _IC_FIELDS):
+            out[key] = v
+        elif key == IN_CONTEXT and v is None:
+            continue
+        elif key.startswith("ic_"):
+            raise _unknown(key, source, [f"ic_{n}" for n in _IC_FIELDS], what="in-context option")
         else:
-            out[k] = v
+            raise _unknown(key, source, _spellings())
     return out
 
 
 def load_config_file(path: str | Path) -> dict:
-    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON config into a flat dict."""
+    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON config into ``{flat name: value}``."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: config file not found")
     text = path.read_text()
     try:
         if path.suffix.lower() == ".toml":
@@ -138,33 +341,47 @@ def load_config_file(path: str | Path) -> dict:
         elif path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            raise InputError(f"{path}: unknown config format (use .toml, .yaml/.yml or .json)")
-    except InputError:
+            raise ConfigError(f"{path}: unknown config format (use .toml, .yaml/.yml or .json)")
+    except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any parser error is the file's fault
-        raise InputError(f"{path}: cannot parse config ({e})") from e
+        raise ConfigError(f"{path}: cannot parse config ({e})") from e
     if not isinstance(data, dict):
-        raise InputError(f"{path}: config must be a mapping of option = value")
-    return _flatten(data, str(path))
+        raise ConfigError(f"{path}: config must be a mapping of option = value")
+    return _canonical(data, str(path))
 
 
-def _check_keys(d: dict, source: str) -> None:
-    for k in d:
-        if k not in _FIELDS:
-            close = difflib.get_close_matches(k, list(_FIELDS), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise InputError(f"{source}: unknown training option {k!r}{hint}")
+def parse_assignments(items) -> dict:
+    """``["finetune.steps=9", "remove_auc=false"]`` (the CLI's ``--set``) → overrides; each value
+    is read as a TOML value (numbers, booleans, lists, quoted strings), else kept as a string."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, eq, raw = str(item).partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. finetune.steps=100")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out[key.strip()] = value
+    return out
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     default = _FIELDS[name].default
     if default is dataclasses.MISSING:
         default = _FIELDS[name].default_factory()  # type: ignore[misc]
-    optional = name in ("iterations", "min_per_class", "threads", "remove_auc")
+    if name == "remove_auc" and isinstance(value, bool):
+        if value:
+            raise ConfigError(f"{source}: option 'remove_auc' = true: give an AUC threshold (e.g. 0.95) "
+                             "or false to switch task removal off")
+        return None
     if value is None:
-        if optional:
+        if name in _OPTIONAL:
             return None
-        raise InputError(f"{source}: option {name!r} cannot be empty")
+        raise ConfigError(f"{source}: option {name!r} cannot be empty")
     kind = type(default) if default is not None else (float if name == "remove_auc" else int)
     try:
         if kind is bool:
@@ -187,7 +404,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return [int(v) for v in value]
         return str(value)
     except (TypeError, ValueError):
-        raise InputError(f"{source}: option {name!r} = {value!r} is not a valid {kind.__name__}") from None
+        raise ConfigError(f"{source}: option {name!r} = {value!r} is not a valid {kind.__name__}") from None
 
 
 def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
@@ -198,57 +415,85 @@ def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
                 "pt_patience", "remove_lookback", "encoder_channels_per_group"]
     for name in positive:
         if getattr(cfg, name) < 1:
-            raise InputError(f"{source}: option {name!r} must be ≥ 1, got {getattr(cfg, name)}")
+            raise ConfigError(f"{source}: option {name!r} must be ≥ 1, got {getattr(cfg, name)}")
     for name in ("lstm_dropout", "encoder_dropout"):
         if not 0 <= getattr(cfg, name) < 1:
-            raise InputError(f"{source}: option {name!r} must be in [0, 1), got {getattr(cfg, name)}")
+            raise ConfigError(f"{source}: option {name!r} must be in [0, 1), got {getattr(cfg, name)}")
     for name in ("inner_lr", "outer_lr", "encoder_lr", "ft_lr", "pt_lr"):
         if getattr(cfg, name) <= 0:
-            raise InputError(f"{source}: option {name!r} must be > 0, got {getattr(cfg, name)}")
+            raise ConfigError(f"{source}: option {name!r} must be > 0, got {getattr(cfg, name)}")
     if not 0 <= cfg.val_fraction < 1:
-        raise InputError(f"{source}: val_fraction must be in [0, 1), got {cfg.val_fraction}")
+        raise ConfigError(f"{source}: val_fraction must be in [0, 1), got {cfg.val_fraction}")
     if cfg.iterations is not None and cfg.iterations < 0:
-        raise InputError(f"{source}: iterations must be ≥ 0, got {cfg.iterations}")
+        raise ConfigError(f"{source}: iterations must be ≥ 0, got {cfg.iterations}")
     if cfg.learner not in LEARNERS:
-        raise InputError(f"{source}: learner must be one of {', '.join(LEARNERS)}, got {cfg.learner!r}")
+        raise ConfigError(f"{source}: learner must be one of {', '.join(LEARNERS)}, got {cfg.learner!r}")
     if cfg.dtype not in ("float32", "float64"):
-        raise InputError(f"{source}: dtype must be float32 or float64, got {cfg.dtype!r}")
+        raise ConfigError(f"{source}: dtype must be float32 or float64, got {cfg.dtype!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
-        raise InputError(f"{source}: device must be auto, cpu or cuda, got {cfg.device!r}")
+        raise ConfigError(f"{source}: device must be auto, cpu or cuda, got {cfg.device!r}")
     if not cfg.encoder_dims:
-        raise InputError(f"{source}: encoder_dims must list at least one width")
+        raise ConfigError(f"{source}: encoder_dims must list at least one width")
     if cfg.min_per_class is not None and cfg.min_per_class < cfg.k_support + cfg.k_query:
-        raise InputError(f"{source}: min_per_class ({cfg.min_per_class}) must be ≥ k_support + k_query "
+        raise ConfigError(f"{source}: min_per_class ({cfg.min_per_class}) must be ≥ k_support + k_query "
                          f"({cfg.k_support + cfg.k_query})")
     return cfg
 
 
+def _flat_values(cfg: TrainConfig) -> dict:
+    vals = {n: copy.deepcopy(getattr(cfg, n)) for n in _FIELDS}
+    vals.update({f"ic_{k}": v for k, v in cfg.in_context.to_dict().items()})
+    return vals
+
+
+def _build(values: dict, source: str) -> TrainConfig:
+    """The one merge target: a validated :class:`TrainConfig` from ``{flat name: value}`` over the defaults."""
+    cfg = TrainConfig()
+    opts = InContextOptions()
+    for k, v in values.items():
+        if k.startswith("ic_"):
+            name = k[3:]
+            if v is None and name not in _IC_OPTIONAL:
+                raise ConfigError(f"{source}: in-context option {name!r} cannot be empty")
+            setattr(opts, name, v)
+        else:
+            setattr(cfg, k, v)
+    cfg.in_context = opts._validate()
+    return _validate(cfg, source)
+
+
 def resolve_config(preset: str | None = "quick", config_file: str | Path | None = None,
                    overrides: dict | None = None) -> TrainConfig:
-    """Defaults → preset → config file → overrides (``None`` values in overrides are ignored)."""
-    file_vals: dict = {}
-    if config_file is not None:
-        file_vals = load_config_file(config_file)
-        _check_keys(file_vals, str(config_file))
-    over = {k.replace("-", "_"): v for k, v in (overrides or {}).items() if v is not None}
-    _check_keys(over, "overrides")
+    """Defaults → preset → config file → overrides, merged once (``None`` values in overrides:
+    not given). Files and overrides accept every spelling of :data:`SECTIONS` (see the module doc).
+
+    >>> resolve_config("quick", overrides={"finetune": {"steps": 9}, "in_context.d_model": 32}).ft_steps
+    9
+    """
+    file_vals: dict = load_config_file(config_file) if config_file is not None else {}
+    over = {k: v for k, v in _canonical(overrides or {}, "overrides").items() if v is not None}
     name = str(over.get("preset") or preset or file_vals.get("preset") or "quick").lower()
     if name not in PRESETS:
         close = difflib.get_close_matches(name, list(PRESETS), n=2)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise InputError(f"unknown preset {name!r}{hint}; presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}{hint}; presets: {', '.join(PRESETS)}")
     values = {**PRESETS[name], **{k: v for k, v in file_vals.items() if k != "preset"},
-              **{k: v for k, v in over.items() if k != "preset"}}
-    cfg = TrainConfig(preset=name)
-    for k, v in values.items():
-        setattr(cfg, k, v)
-    return _validate(cfg, str(config_file) if config_file else "config")
+              **{k: v for k, v in over.items() if k != "preset"}, "preset": name}
+    return _build(values, str(config_file) if config_file else "config")
 
 
 def config_from_dict(d: dict, source: str = "config.json") -> TrainConfig:
-    """Rebuild a resolved config (e.g. from a run directory's config.json)."""
-    _check_keys(d, source)
-    cfg = TrainConfig()
-    for k, v in d.items():
-        setattr(cfg, k, v)
-    return _validate(cfg, source)
+    """Rebuild a resolved config (e.g. from a run directory's config.json), flat or nested."""
+    return _build(_canonical(d, source), source)
+
+
+def in_context_keys(overrides: dict | None) -> list[str]:
+    """The in-context options given (not ``None``) in ``overrides``, in any spelling, as ``ic_<name>``."""
+    given = _canonical(overrides or {}, "overrides")
+    return sorted(k for k, v in given.items() if k.startswith("ic_") and v is not None)
+
+
+def config_changes(old: dict, new: dict, may_change=RESUME_MAY_CHANGE) -> list[str]:
+    """The keys whose values differ between two saved configurations, leaving out those a resume
+    may change (:data:`RESUME_MAY_CHANGE`)."""
+    return sorted(k for k in set(old) | set(new) if k not in may_change and old.get(k) != new.get(k))

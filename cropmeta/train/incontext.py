@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cropmeta.errors import InputError
+from cropmeta.errors import InputError, ModelError, NotFittedError
 from cropmeta.io.atomic import atomic_write_text
 from cropmeta.io.store import SampleSet
 from cropmeta.models.incontext import InContextClassifier
@@ -54,7 +54,7 @@ from cropmeta.tasks import Task, TaskSampler
 from cropmeta.train import checkpoint as ck
 from cropmeta.train.common import (VAL_SEED_OFFSET, Progress, TaskBank, batch_auc, check_labelled, fit_normalizer,
                                    log_step, meta_tasks)
-from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
+from cropmeta.train.config import InContextOptions, TrainConfig, config_changes, config_from_dict, resolve_config
 from cropmeta.train.trained import resolve_device, seeded_init
 
 __all__ = [
@@ -80,83 +80,6 @@ MODEL_FORMAT_VERSION = 1
 # --------------------------------------------------------------------------------------------------
 # Options
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class InContextOptions:
-    """The in-context learner's own options. Each can also be given as ``ic_<name>`` in the training
-    configuration (:class:`~cropmeta.train.config.TrainConfig`) or its overrides; everything else
-    (tasks, shots, seeds, task noise, validation, learning-rate floor, device) is the shared config."""
-
-    d_model: int = 64  #: token width (and LSTM hidden size of the sample encoder)
-    layers: int = 2  #: transformer blocks
-    heads: int = 4
-    ff: int = 128  #: feed-forward width
-    dropout: float = 0.1
-    use_task_info: bool = True  #: condition on the 13 task-information numbers (a task token)
-    flip_prob: float = 0.5  #: probability that a meta-training task has its labels flipped
-    vary_support: float = 0.5  #: probability of a random smaller / unbalanced support set
-    lr: float | None = None  #: Adam learning rate (None: the config's outer_lr)
-    iterations: int | None = None  #: outer steps (None: as TIML, the config's n_iterations)
-    max_support: int | None = None  #: support samples read at once (None: 2 · k_support)
-    grad_clip: float = 1.0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def resolve(cls, cfg: TrainConfig | None = None, overrides: dict | None = None) -> "InContextOptions":
-        """Defaults ← ``ic_*`` fields of ``cfg`` ← ``overrides`` (names with or without ``ic_``)."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        vals: dict = {}
-        for n in names:
-            v = getattr(cfg, f"ic_{n}", None) if cfg is not None else None
-            if v is not None:
-                vals[n] = v
-        for k, v in (overrides or {}).items():
-            key = str(k).replace("-", "_")
-            key = key[3:] if key.startswith("ic_") else key
-            if key not in names:
-                import difflib
-
-                close = difflib.get_close_matches(key, list(names), n=3)
-                hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise InputError(f"unknown in-context option {k!r}{hint}; known: {', '.join(names)}")
-            if v is not None:
-                vals[key] = v
-        opts = cls()
-        for k, v in vals.items():
-            setattr(opts, k, v)
-        return opts._validate()
-
-    def _validate(self) -> "InContextOptions":
-        try:
-            for n in ("d_model", "layers", "heads", "ff"):
-                setattr(self, n, int(getattr(self, n)))
-            for n in ("dropout", "flip_prob", "vary_support", "grad_clip"):
-                setattr(self, n, float(getattr(self, n)))
-            if isinstance(self.use_task_info, str):
-                self.use_task_info = self.use_task_info.strip().lower() in ("1", "true", "yes", "on")
-            self.use_task_info = bool(self.use_task_info)
-            self.lr = None if self.lr is None else float(self.lr)
-            self.iterations = None if self.iterations is None else int(self.iterations)
-            self.max_support = None if self.max_support is None else int(self.max_support)
-        except (TypeError, ValueError) as e:
-            raise InputError(f"in-context options: {e}") from None
-        if min(self.d_model, self.layers, self.heads, self.ff) < 1:
-            raise InputError("in-context options: d_model, layers, heads and ff must be ≥ 1")
-        if self.d_model % self.heads:
-            raise InputError(f"in-context options: d_model ({self.d_model}) must be divisible by heads ({self.heads})")
-        for n in ("dropout", "flip_prob", "vary_support"):
-            if not 0 <= getattr(self, n) <= (1 if n != "dropout" else 0.999):
-                raise InputError(f"in-context options: {n} must be in [0, 1], got {getattr(self, n)}")
-        if self.lr is not None and self.lr <= 0:
-            raise InputError(f"in-context options: lr must be > 0, got {self.lr}")
-        if self.iterations is not None and self.iterations < 0:
-            raise InputError(f"in-context options: iterations must be ≥ 0, got {self.iterations}")
-        if self.max_support is not None and self.max_support < 2:
-            raise InputError(f"in-context options: max_support must be ≥ 2, got {self.max_support}")
-        return self
-
-
 # --------------------------------------------------------------------------------------------------
 # The model object (weights + normalisation + optional support set)
 # --------------------------------------------------------------------------------------------------
@@ -225,40 +148,40 @@ class InContextModel:
     def from_state(cls, meta: dict, arrays: dict, source: str = "model", t: int | None = None) -> "InContextModel":
         """Rebuild from :meth:`to_state`; refuses another format, kind, band layout, T or shapes."""
         if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-            raise InputError(f"{source}: not a cropmeta model")
+            raise ModelError(f"{source}: not a cropmeta model")
         if meta.get("kind") != KIND:
-            raise InputError(f"{source}: a {meta.get('kind')!r} model, not an in-context learner")
+            raise ModelError(f"{source}: a {meta.get('kind')!r} model, not an in-context learner")
         if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-            raise InputError(f"{source}: model format version {meta.get('format_version')} is newer than this "
+            raise ModelError(f"{source}: model format version {meta.get('format_version')} is newer than this "
                              "cropmeta reads; upgrade cropmeta")
         if list(meta.get("bands") or []) != list(BANDS):
-            raise InputError(f"{source}: band layout {meta.get('bands')} differs from cropmeta's {BANDS}")
+            raise ModelError(f"{source}: band layout {meta.get('bands')} differs from cropmeta's {BANDS}")
         mt = int(meta.get("t", -1))
         if t is not None and mt != int(t):
-            raise InputError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
+            raise ModelError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
         try:
             arch = dict(meta["arch"]["in_context"])
             net = InContextClassifier.from_arch(arch)
         except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{source}: model architecture record is incomplete ({e})") from e
+            raise ModelError(f"{source}: model architecture record is incomplete ({e})") from e
         if net.t != mt or net.n_bands != N_BANDS:
-            raise InputError(f"{source}: architecture (T={net.t}, {net.n_bands} bands) does not match the record "
+            raise ModelError(f"{source}: architecture (T={net.t}, {net.n_bands} bands) does not match the record "
                              f"(T={mt}, cropmeta has {N_BANDS} bands)")
         sd = net.state_dict()
         new = {}
         for k, ref in sd.items():
             key = f"net.{k}"
             if key not in arrays:
-                raise InputError(f"{source}: weight {key!r} missing (another architecture or a damaged file)")
+                raise ModelError(f"{source}: weight {key!r} missing (another architecture or a damaged file)")
             v = torch.as_tensor(np.asarray(arrays[key]))
             if tuple(v.shape) != tuple(ref.shape):
-                raise InputError(f"{source}: weight {key!r} has shape {tuple(v.shape)}, expected {tuple(ref.shape)}")
+                raise ModelError(f"{source}: weight {key!r} has shape {tuple(v.shape)}, expected {tuple(ref.shape)}")
             if v.is_floating_point() and not torch.isfinite(v).all():
-                raise InputError(f"{source}: weight {key!r} contains NaN or inf")
+                raise ModelError(f"{source}: weight {key!r} contains NaN or inf")
             new[k] = v.to(ref.dtype)
         extra = set(arrays) - {f"net.{k}" for k in sd} - {"support.x", "support.y"}
         if extra:
-            raise InputError(f"{source}: unexpected weights {sorted(extra)[:5]}")
+            raise ModelError(f"{source}: unexpected weights {sorted(extra)[:5]}")
         net.load_state_dict(new)
         net.eval()
         known = set(TrainConfig.__dataclass_fields__)
@@ -266,7 +189,7 @@ class InContextModel:
         opts = InContextOptions.resolve(None, {k: v for k, v in (meta.get("in_context") or {}).items()
                                                if k in InContextOptions.__dataclass_fields__})
         if not meta.get("normalizer"):
-            raise InputError(f"{source}: normalisation statistics missing")
+            raise ModelError(f"{source}: normalisation statistics missing")
         norm = Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)")
         ti = np.asarray(meta["task_info"], dtype=np.float32) if meta.get("task_info") is not None else None
         sx = sy = None
@@ -274,7 +197,7 @@ class InContextModel:
             sx = np.asarray(arrays["support.x"], dtype=np.float32)
             sy = np.asarray(arrays["support.y"]).astype(np.int64)
             if sx.ndim != 3 or sx.shape[1:] != (mt, N_BANDS) or len(sx) != len(sy):
-                raise InputError(f"{source}: stored support set has shape {list(sx.shape)} / {list(sy.shape)}")
+                raise ModelError(f"{source}: stored support set has shape {list(sx.shape)} / {list(sy.shape)}")
         return cls(net, norm, cfg, opts, ti, sx, sy, dict(meta.get("info") or {}))
 
 
@@ -343,10 +266,10 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
                          init: "InContextModel | None" = None) -> InContextModel:
     """Meta-train the in-context learner on every task of ``samples`` except ``target``.
 
-    ``options``: :class:`InContextOptions` or a dict of overrides (``cfg``'s ``ic_*`` fields are the
-    defaults). ``workdir``: where ``log.jsonl`` and the resume checkpoint go (``resume=True``
-    continues from it). ``init``: start from these weights (pretraining on another source, e.g.
-    :mod:`cropmeta.train.sim_then_real`). Returns the best weights by meta-validation loss."""
+    ``options``: :class:`InContextOptions` or a dict of overrides (``cfg.in_context``, the
+    ``[in_context]`` section of the configuration, gives the defaults). ``workdir``: where
+    ``log.jsonl`` and the resume checkpoint go (``resume=True`` continues from it). ``init``: start
+    from these weights (pretraining on another source, e.g. :mod:`cropmeta.train.sim_then_real`). Returns the best weights by meta-validation loss."""
     cfg = cfg or resolve_config("quick")
     opts = options if isinstance(options, InContextOptions) else InContextOptions.resolve(cfg, options)
     if init is not None:
@@ -517,10 +440,7 @@ def _check_resumable(meta: dict, cfg: TrainConfig, opts: InContextOptions, seed:
     where = f"{workdir / ck.STATE_DIR}"
     if meta.get("format") != "cropmeta-resume" or meta.get("learner") != KIND:
         raise InputError(f"{where}: not an in-context learner's resume checkpoint")
-    ignore = {"device", "threads", "vectorize", "val_every", "checkpoint_every"}
-    old = {k: v for k, v in (meta.get("config") or {}).items() if k not in ignore}
-    new = {k: v for k, v in cfg.to_dict().items() if k not in ignore}
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diff = config_changes(meta.get("config") or {}, cfg.to_dict())
     diff += sorted(f"ic_{k}" for k, v in opts.to_dict().items() if (meta.get("in_context") or {}).get(k) != v)
     if diff:
         raise InputError(f"{where}: cannot resume with a different configuration (changed: {', '.join(diff)})")
@@ -600,7 +520,7 @@ def predict_proba(model: InContextModel, x: np.ndarray, batch_size: int = 4096, 
         model = adapt(model, support[0], support[1], task_info=task_info,
                       seed=int(model.info.get("adapt", {}).get("seed", 0)))
     if model.support_x is None:
-        raise InputError("the in-context learner has no support set: adapt it to the target's labelled samples first")
+        raise NotFittedError("the in-context learner has no support set: adapt it to the target's labelled samples first")
     ti = model.task_info if task_info is None else np.asarray(task_info, dtype=np.float32)
     device, dtype = model.device, model.dtype
     norm = model.normalizer
@@ -657,13 +577,13 @@ def load_incontext(run_dir: str | Path, t: int | None = None) -> tuple[InContext
         run_dir = run_dir.parent
     jpath = run_dir / ck.MODEL_JSON
     if not jpath.exists():
-        raise InputError(f"{jpath}: missing")
+        raise ModelError(f"{jpath}: missing")
     try:
         meta = json.loads(jpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{jpath}: not valid JSON ({e})") from e
+        raise ModelError(f"{jpath}: not valid JSON ({e})") from e
     if not isinstance(meta, dict):
-        raise InputError(f"{jpath}: expected a JSON object")
+        raise ModelError(f"{jpath}: expected a JSON object")
     arrays = ck.load_tensors(run_dir / str(meta.get("weights", ck.MODEL_WEIGHTS)), meta.get("weights_sha256"))
     model = InContextModel.from_state(meta, {k: v.numpy() for k, v in arrays.items()}, source=str(jpath), t=t)
     return model, meta
@@ -682,8 +602,8 @@ def load_incontext_predictor(run_dir: str | Path, device: str = "cpu") -> InCont
     model, meta = load_incontext(run_dir)
     model.to(device=resolve_device(device))
     if model.support_x is None:
-        raise InputError(f"{run_dir}: this in-context learner was never adapted (no support set stored); "
-                         "use the run directory of `cropmeta train --learner in-context`")
+        raise NotFittedError(f"{run_dir}: this in-context learner was never adapted (no support set stored); "
+                             "use the run directory of `cropmeta train --learner in-context`")
     md = dict(meta)
     md.setdefault("model_sha256", meta.get("weights_sha256"))
     return InContextPredictor(model, md, Path(run_dir))

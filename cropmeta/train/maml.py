@@ -49,7 +49,7 @@ from cropmeta.train.common import (  # noqa: F401 - re-exported
     log_step,
     meta_tasks,
 )
-from cropmeta.train.config import LEARNERS, TrainConfig, resolve_config
+from cropmeta.train.config import LEARNERS, TrainConfig, config_changes, resolve_config
 from cropmeta.train.distributed import SINGLE, DistContext
 from cropmeta.train.trained import TrainedModel, build_model
 
@@ -386,10 +386,7 @@ def _check_resumable(meta: dict, cfg: TrainConfig, learner: str, seed: int, trai
     where = f"{workdir / ck.STATE_DIR}"
     if meta.get("format") != "cropmeta-resume":
         raise InputError(f"{where}: not a cropmeta resume checkpoint")
-    ignore = {"device", "threads", "vectorize", "val_every", "checkpoint_every"}
-    old = {k: v for k, v in (meta.get("config") or {}).items() if k not in ignore}
-    new = {k: v for k, v in cfg.to_dict().items() if k not in ignore}
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diff = config_changes(meta.get("config") or {}, cfg.to_dict())
     if diff:
         raise InputError(f"{where}: cannot resume with a different configuration (changed: {', '.join(diff)})")
     if meta.get("learner") != learner or int(meta.get("seed", -1)) != int(seed):

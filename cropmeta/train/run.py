@@ -33,7 +33,7 @@ from cropmeta.metrics import binary_metrics
 from cropmeta.regions import slugify
 from cropmeta.tasks import Task, resolve_target, target_data
 from cropmeta.train import checkpoint as ck
-from cropmeta.train.config import resolve_config
+from cropmeta.train.config import IN_CONTEXT, RESUME_MAY_CHANGE, config_changes, in_context_keys, resolve_config
 from cropmeta.train.distributed import SINGLE, backend_for, from_env, spawn
 from cropmeta.train.finetune import finetune
 from cropmeta.train.maml import META_DIR, meta_train, meta_train_worker
@@ -106,28 +106,25 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     and returns the result (other ranks return ``{}``).
 
     ``learner="in-context"``: the in-context learner (:mod:`cropmeta.train.incontext`) is meta-trained
-    instead and adapted without gradient steps; its options come from ``ic_options`` or ``ic_*`` keys
-    of ``overrides``. ``pretrain_source="sim"``: the learner is first trained on the simulated world
+    instead and adapted without gradient steps; its options (the ``[in_context]`` section) come from
+    the config file, ``ic_options`` or the ``in_context`` / ``ic_*`` keys of ``overrides``. ``pretrain_source="sim"``: the learner is first trained on the simulated world
     ``sim_seed`` and then continues on this data (:mod:`cropmeta.train.sim_then_real`; phase logs
     and resume state in ``sim/`` and ``real/`` of the run directory). Both run on one process."""
     t_start = time.perf_counter()
     over = _overrides(first_order, device, overrides)
-    ic_opts = dict(ic_options or {})
-    ic_opts.update({k: over.pop(k) for k in [k for k in over if str(k).startswith("ic_")]})
+    if ic_options:
+        over[IN_CONTEXT] = {**(over.get(IN_CONTEXT) or {}), **ic_options}
     if learner is not None:
         over["learner"] = learner
-    cfg = resolve_config(preset, config, over)
+    cfg = resolve_config(preset, config, over)  # bad options (in-context ones too) fail before any work
     if pretrain_source in ("none", ""):
         pretrain_source = None
     if pretrain_source not in (None, "sim"):
         raise InputError(f"--pretrain-source {pretrain_source!r}: expected 'sim' (or none)")
     in_context = cfg.learner == "in-context"
-    if in_context:
-        from cropmeta.train.incontext import InContextOptions
-
-        InContextOptions.resolve(cfg, ic_opts)  # bad options fail before any work
-    elif ic_opts:
-        raise InputError(f"in-context options {sorted(ic_opts)} given for learner {cfg.learner!r}")
+    given_ic = in_context_keys(over)
+    if given_ic and not in_context:
+        raise InputError(f"in-context options {given_ic} given for learner {cfg.learner!r}")
     resolve_device(cfg.device)  # fail early: CUDA asked for but absent
     if nprocs is None:
         nprocs = 1
@@ -152,7 +149,7 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     if pretrain_source:
         run_config.update({"pretrain_source": pretrain_source, "sim_seed": int(sim_seed)})
     if in_context:
-        run_config["in_context"] = ic_opts
+        run_config["in_context"] = cfg.in_context.to_dict()
     if dist.is_main:
         _prepare_run_dir(run_dir, run_config, resume)
     dist.barrier()
@@ -177,11 +174,11 @@ def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, di
         from cropmeta.train.sim_then_real import sim_then_real
 
         meta_model = sim_then_real(samples, task, cfg, cfg.learner, seed, sim_seed=sim_seed, workdir=run_dir,
-                                   resume=resume, progress=progress, ic_options=ic_opts)
+                                   resume=resume, progress=progress)
     elif in_context:
         from cropmeta.train.incontext import meta_train_incontext
 
-        meta_model = meta_train_incontext(samples, task, cfg, seed, options=ic_opts, workdir=run_dir, resume=resume,
+        meta_model = meta_train_incontext(samples, task, cfg, seed, workdir=run_dir, resume=resume,
                                           progress=progress)
     elif nprocs > 1:
         backend = backend_for(resolve_device(cfg.device))
@@ -277,8 +274,7 @@ def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
     if resume:
         if cfg_path.exists():
             old = json.loads(cfg_path.read_text())
-            ignore = {"device", "threads", "vectorize", "val_every", "checkpoint_every", "nprocs", "data"}
-            diff = sorted(k for k in set(old) | set(run_config) if k not in ignore and old.get(k) != run_config.get(k))
+            diff = config_changes(old, run_config, RESUME_MAY_CHANGE | {"data"})
             if diff:
                 raise InputError(f"{run_dir}: --resume with different settings ({', '.join(diff)}); "
                                  "use the original ones or another --out")

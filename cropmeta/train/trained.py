@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cropmeta.errors import InputError
+from cropmeta.errors import InputError, ModelError, NotFittedError
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier
 from cropmeta.schema import BANDS, DEFAULT_NDVI_RULE, N_BANDS, TASK_INFO_DIM, Normalizer, check_ndvi_rule, model_inputs
 from cropmeta.train.config import TrainConfig, config_from_dict
@@ -157,18 +157,18 @@ class TrainedModel:
         """Rebuild from :meth:`to_state` output; refuses another format, band layout, T or weight shapes."""
         if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
             fmt = meta.get("format") if isinstance(meta, dict) else None
-            raise InputError(f"{source}: not a cropmeta model (format {fmt!r})")
+            raise ModelError(f"{source}: not a cropmeta model (format {fmt!r})")
         if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-            raise InputError(f"{source}: model format version {meta.get('format_version')} is newer than this "
+            raise ModelError(f"{source}: model format version {meta.get('format_version')} is newer than this "
                              f"cropmeta reads ({MODEL_FORMAT_VERSION}); upgrade cropmeta")
         if list(meta.get("bands") or []) != list(BANDS):
-            raise InputError(f"{source}: band layout {meta.get('bands')} differs from cropmeta's {BANDS}")
+            raise ModelError(f"{source}: band layout {meta.get('bands')} differs from cropmeta's {BANDS}")
         mt = int(meta.get("t", -1))
         if t is not None and mt != int(t):
-            raise InputError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
+            raise ModelError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
         kind = meta.get("kind")
         if kind not in KINDS:
-            raise InputError(f"{source}: unknown model kind {kind!r}")
+            raise ModelError(f"{source}: unknown model kind {kind!r}")
         known = set(TrainConfig.__dataclass_fields__)  # options of a newer cropmeta are ignored here
         cfg = config_from_dict({k: v for k, v in (meta.get("config") or {}).items() if k in known},
                                f"{source} (config)")
@@ -183,16 +183,16 @@ class TrainedModel:
                                   dropout=float(ea["dropout"]), channels_per_group=int(ea["channels_per_group"]),
                                   info_dim=int(ea["info_dim"]))
         except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{source}: model architecture record is incomplete ({e})") from e
+            raise ModelError(f"{source}: model architecture record is incomplete ({e})") from e
         if clf.n_bands != N_BANDS:
-            raise InputError(f"{source}: the model expects {clf.n_bands} bands per step, cropmeta has {N_BANDS}")
+            raise ModelError(f"{source}: the model expects {clf.n_bands} bands per step, cropmeta has {N_BANDS}")
         _load_module(clf, "classifier.", arrays, source)
         if enc is not None:
             _load_module(enc, "encoder.", arrays, source)
         extra = set(arrays) - {f"classifier.{k}" for k in clf.state_dict()} - (
             {f"encoder.{k}" for k in enc.state_dict()} if enc is not None else set())
         if extra:
-            raise InputError(f"{source}: unexpected weights {sorted(extra)[:5]}")
+            raise ModelError(f"{source}: unexpected weights {sorted(extra)[:5]}")
         norm = (Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)")
                 if meta.get("normalizer") else None)
         ti = np.asarray(meta["task_info"], dtype=np.float32) if meta.get("task_info") is not None else None
@@ -209,13 +209,13 @@ def _load_module(mod: torch.nn.Module, prefix: str, arrays: dict, source: str) -
     for k, ref in sd.items():
         key = prefix + k
         if key not in arrays:
-            raise InputError(f"{source}: weight {key!r} missing (another architecture or a damaged file)")
+            raise ModelError(f"{source}: weight {key!r} missing (another architecture or a damaged file)")
         v = torch.as_tensor(np.asarray(arrays[key]))
         if tuple(v.shape) != tuple(ref.shape):
-            raise InputError(f"{source}: weight {key!r} has shape {tuple(v.shape)}, the architecture needs "
+            raise ModelError(f"{source}: weight {key!r} has shape {tuple(v.shape)}, the architecture needs "
                              f"{tuple(ref.shape)} (another band layout, T or model size)")
         if not torch.isfinite(v.double()).all():
-            raise InputError(f"{source}: weight {key!r} contains NaN or inf")
+            raise ModelError(f"{source}: weight {key!r} contains NaN or inf")
         new[k] = v.to(ref.dtype)
     mod.load_state_dict(new)
 
@@ -243,7 +243,7 @@ def predict_proba(model: TrainedModel, x: np.ndarray, task_info=None, batch_size
     if x.shape[1] != model.t:
         raise InputError(f"the model was trained on T={model.t} time steps, the samples have T={x.shape[1]}")
     if model.normalizer is None:
-        raise InputError("the model has no normalisation statistics (fine-tune or train it first)")
+        raise NotFittedError("the model has no normalisation statistics (fine-tune or train it first)")
     film, info = model.task_inputs(task_info)
     model.classifier.eval()
     out = np.empty(len(x), dtype=np.float64)
