@@ -53,7 +53,8 @@ def test_train_load_predict_through_the_api(tmp_path):
     saved = json.loads((run.run_dir / "metrics.json").read_text())
     assert run.auc_roc == saved["auc_roc"] and run.meta == saved["meta"]
     d = run.to_dict()
-    assert set(d) == {"run_dir", "target", "metrics", "counts", "meta", "timings", "table"}
+    assert set(d) == {"run_dir", "target", "metrics", "counts", "meta", "timings", "table", "data"}
+    assert run.data and run.data[0]["dataset"] == "in-memory samples"
     assert TrainResult.from_dict(d) == run
     model = cropmeta.load_model(run.run_dir)
     td = cropmeta.target_data(samples, cropmeta.resolve_target(samples, "kenya", "sweet_potato"))

@@ -160,13 +160,13 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
             log.info("data: dataset %s (%s pixels, T=%s, %s samples, source %s)", d.get("dataset"), d.get("pixels"),
                      d.get("t"), d.get("samples"), d.get("source"))
         result = _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, in_context,
-                           ic_opts, pretrain_source, sim_seed, t_start, data_used)
+                           pretrain_source, sim_seed, t_start, data_used)
         if result:
             log.info("held-out metrics: %s", ", ".join(f"{k} {v:.4f}" for k, v in result["table"]))
         return result
 
 
-def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, in_context, ic_opts,
+def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, in_context,
               pretrain_source, sim_seed, t_start, data_used) -> dict:
 
     t0 = time.perf_counter()
