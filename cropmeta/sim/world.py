@@ -183,6 +183,15 @@ def year_weather(p: SimParams, seed: int, region: dict, offset: int) -> tuple[fl
     return float(region["year_onset_sd"] * z[0]), float(np.exp(region["year_rain_cv"] * z[1]))
 
 
+def points_per_field(p: SimParams, region: dict, test: bool) -> int:
+    """Labelled pixels per field: few in test / oracle tiles (many fields per test set), up to
+    field_px / 15 (clipped to the world's bounds) in a training pool."""
+    if test:
+        return int(p.world["max_points_per_field_test"])
+    return int(np.clip(round(float(region["field_px"]) / 15.0), p.world["max_points_per_field"],
+                       p.world["max_points_per_field_large"]))
+
+
 def _choose_spread(ti: np.ndarray, n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of ``n`` points, at most ``cap`` per tile first (spread like CropHarvest's test sets),
     then the rest in tile order."""
@@ -223,11 +232,7 @@ def _simulate_group(p: SimParams, name: str, seed: int, root: Path, group: str, 
     frac = base.get("test_crop_frac", base["crop_frac"]) if test else region["crop_frac"]
     layout = make_layout(p, region, region_rng(seed, key, off + _LAYOUT), lat0, lon0, S, np.full(n, frac),
                          np.full(n, test))
-    if test:
-        k = int(p.world["max_points_per_field_test"])
-    else:
-        k = int(np.clip(round(float(base["field_px"]) / 15.0), p.world["max_points_per_field"],
-                        p.world["max_points_per_field_large"]))
+    k = points_per_field(p, base, test)
     ti, row, col, fld = interior_points(layout, np.full(n, k), region_rng(seed, key, off + _PTS))
     if len(ti) < n_points:
         return None
@@ -314,8 +319,7 @@ def simulate_region(p: SimParams, name: str, seed: int, root: Path) -> tuple[pd.
         frames.append(res[0])
         n_tiles += res[1]
         excl = _exclusions(region, t_lat0, t_lon0, tile_deg)
-    k_train = int(np.clip(round(float(region["field_px"]) / 15.0), p.world["max_points_per_field"],
-                          p.world["max_points_per_field_large"]))
+    k_train = points_per_field(p, region, False)
     est = max(1.0, min(k_train * S * S / float(region["field_px"]) * 0.5, S * S / 8.0))
     n_cand = int(math.ceil(n_train / est * 1.3)) + 2
     for _attempt in range(6):
@@ -548,7 +552,7 @@ def generate_oracle(world: str | Path, target: str, n: int = 4000) -> Path:
     seed, name = int(doc["seed"]), doc["targets"][target]["region"]
     region = p.regions[name]
     S = int(p.world["tile_px"])
-    est = max(1.0, 0.5 * S * S / float(region["field_px"]) * int(p.world["max_points_per_field_test"]))
+    est = max(1.0, 0.5 * S * S / float(region["field_px"]) * points_per_field(p, region, True))
     n_tiles = int(math.ceil(n / est * 1.3)) + 2
     with atomic_dir(out) as tmp:
         for _attempt in range(6):
