@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cropmeta.bandschema import BandSchema
 from cropmeta.errors import DataError, InputError
 
 # --------------------------------------------------------------------------------------------------
@@ -52,6 +53,12 @@ BAND_UNITS = {
 #: default number of monthly (30-day) time steps; readers accept any T
 DEFAULT_T = 12
 DAYS_PER_STEP = 30
+
+#: the CropHarvest 18-band monthly layout as a :class:`~cropmeta.bandschema.BandSchema` value: the
+#: default schema of sample sets, checkpoints and maps (other band sets are other values of the type)
+CROPHARVEST = BandSchema("cropharvest-18", dynamic=tuple(DYNAMIC_BANDS), static=tuple(STATIC_BANDS),
+                         derived=(("NDVI", "B8", "B4"),), t=DEFAULT_T, step="month", units=dict(BAND_UNITS))
+DEFAULT_SCHEMA = CROPHARVEST
 
 # indices into the raw per-step band list / canonical band list
 _DYN_KEEP = [DYNAMIC_BANDS_RAW.index(b) for b in DYNAMIC_BANDS]

@@ -1,12 +1,14 @@
 """The sample store: labelled pixel time series of one dataset (e.g. a region) in a workspace.
 
-A :class:`SampleSet` is ``x`` (``[N, T, 18]`` float32, canonical bands in raw units, gaps filled)
+A :class:`SampleSet` is ``x`` (``[N, T, n_bands]`` float32 in the bands of its ``schema`` — by default
+the canonical CropHarvest-18 bands — in raw units, gaps filled)
 plus ``meta`` (a GeoDataFrame with one row per sample, EPSG:4326 points). On disk a dataset is a
 directory ``$CROPMETA_HOME/datasets/<name>/`` holding
 
 - ``samples.parquet`` — GeoParquet of ``meta``;
 - ``arrays.nc`` — netCDF4 (h5netcdf) with variable ``x`` dims ``(sample, time, band)``;
-- ``report.json`` — the ingest report (counts, missing values, duplicates, class balance per split).
+- ``report.json`` — the ingest report (counts, missing values, duplicates, class balance per split);
+- ``schema.json`` — the :class:`~cropmeta.bandschema.BandSchema` of ``x``.
 
 The directory is replaced atomically (see :func:`cropmeta.io.atomic.atomic_dir`).
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -26,7 +28,8 @@ import xarray as xr
 
 from cropmeta.errors import InputError
 from cropmeta.io.atomic import atomic_dir, recover_dir
-from cropmeta.schema import BANDS, N_BANDS
+from cropmeta.bandschema import BandSchema
+from cropmeta.schema import CROPHARVEST
 
 #: required metadata columns and their meaning
 META_COLUMNS = {
@@ -63,13 +66,19 @@ def use_workspace(home: str | Path | None) -> Path:
 
 @dataclass
 class SampleSet:
-    x: np.ndarray  # [N, T, 18] float32
+    x: np.ndarray  # [N, T, schema.n_bands] float32
     meta: gpd.GeoDataFrame
+    #: the bands of ``x`` (its ``t`` is set to ``x``'s number of steps); default CropHarvest-18
+    schema: BandSchema = field(default=CROPHARVEST)
 
     def __post_init__(self) -> None:
         self.x = np.asarray(self.x, dtype=np.float32)
-        if self.x.ndim != 3 or self.x.shape[-1] != N_BANDS:
-            raise InputError(f"samples must be [N, T, {N_BANDS}], got {list(self.x.shape)}")
+        nb = self.schema.n_bands
+        if self.x.ndim != 3 or self.x.shape[-1] != nb:
+            raise InputError(f"samples must be [N, T, {nb}] (band schema {self.schema.name}: "
+                             f"{', '.join(self.schema.bands)}), got {list(self.x.shape)}")
+        if self.schema.t != self.x.shape[1]:
+            self.schema = self.schema.with_t(self.x.shape[1])
         if len(self.meta) != len(self.x):
             raise InputError(f"{len(self.meta)} metadata rows for {len(self.x)} samples")
         missing = [c for c in META_COLUMNS if c not in self.meta.columns]
@@ -90,7 +99,7 @@ class SampleSet:
         idx = np.asarray(mask_or_idx)
         if idx.dtype == bool:
             idx = np.where(idx)[0]
-        return SampleSet(self.x[idx], self.meta.iloc[idx].reset_index(drop=True))
+        return SampleSet(self.x[idx], self.meta.iloc[idx].reset_index(drop=True), self.schema)
 
     @staticmethod
     def concat(sets: list["SampleSet"]) -> "SampleSet":
@@ -100,8 +109,10 @@ class SampleSet:
         ts = {s.t for s in sets}
         if len(ts) > 1:
             raise InputError(f"cannot combine sample sets with different T: {sorted(ts)}")
+        for s in sets[1:]:
+            sets[0].schema.check_compatible(s.schema, "sample sets to combine")
         meta = gpd.GeoDataFrame(pd.concat([s.meta for s in sets], ignore_index=True), crs="EPSG:4326")
-        return SampleSet(np.concatenate([s.x for s in sets]), meta)
+        return SampleSet(np.concatenate([s.x for s in sets]), meta, sets[0].schema)
 
     def content_hash(self) -> str:
         h = hashlib.sha256()
@@ -151,13 +162,14 @@ def write_samples(samples: SampleSet, out_dir: str | Path, report: dict | None =
         da = xr.DataArray(
             samples.x,
             dims=("sample", "time", "band"),
-            coords={"sample": samples.meta["sample_id"].to_numpy(dtype=str), "band": list(BANDS),
+            coords={"sample": samples.meta["sample_id"].to_numpy(dtype=str), "band": list(samples.schema.bands),
                     "time": np.arange(samples.t)},
             name="x",
         )
         da.to_dataset().to_netcdf(tmp / "arrays.nc", engine="h5netcdf",
                                   encoding={"x": {"compression": "gzip", "compression_opts": 4}})
         (tmp / "report.json").write_text(json.dumps(report or {}, indent=2, default=str))
+        (tmp / "schema.json").write_text(json.dumps(samples.schema.to_dict(), indent=2))
     return out_dir
 
 
@@ -170,12 +182,16 @@ def read_samples(path: str | Path) -> SampleSet:
         if not f.exists():
             raise InputError(f"{path}: not a cropmeta dataset (missing {f.name}); run `cropmeta ingest` first")
     meta = make_meta(gpd.read_parquet(pq))
+    sj = path / "schema.json"
+    # datasets written before schemas were stored hold the CropHarvest-18 layout
+    schema = BandSchema.from_dict(json.loads(sj.read_text()), str(sj)) if sj.exists() else CROPHARVEST
     with xr.open_dataset(nc, engine="h5netcdf") as ds:
         bands = [str(b) for b in ds["band"].values]
-        if bands != BANDS:
-            raise InputError(f"{nc}: band order {bands} differs from cropmeta's {BANDS}")
+        if tuple(bands) != schema.bands:
+            raise InputError(f"{nc}: band order {bands} differs from its band schema {schema.name!r} "
+                             f"({', '.join(schema.bands)})")
         x = ds["x"].values.astype(np.float32)
-    return SampleSet(x, meta)
+    return SampleSet(x, meta, schema)
 
 
 def read_report(path: str | Path) -> dict:
