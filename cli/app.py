@@ -155,6 +155,22 @@ def ingest(
     polygons: Optional[str] = typer.Option(None, help="centroid (default) | pixels: every pixel inside a polygon"),
     start_date: Optional[str] = typer.Option(None, help="first time step (YYYY-MM-DD) when file names carry no dates"),
     start_month: Optional[int] = typer.Option(None, help="keep the 12 time steps from this step (1-based) of longer exports"),
+    months: Optional[str] = typer.Option(None, help="keep the months START:END (YYYY-MM:YYYY-MM) of longer series (tifs and tables)"),
+    table: Optional[Path] = typer.Option(None, help="a sample table (CSV/Parquet/GeoParquet, long or wide) instead of --source/--labels"),
+    table_mapping: Optional[Path] = typer.Option(None, help="TOML/YAML file saying which table column is what (docs/data-formats.md)"),
+    preset: Optional[str] = typer.Option(None, help="table preset: worldcereal | ndvi"),
+    layout: Optional[str] = typer.Option(None, help="table layout: long | wide (default: long when it has the date column)"),
+    date_column: Optional[str] = typer.Option(None, help="table: date column of a long table (default date)"),
+    wide_pattern: Optional[str] = typer.Option(None, help="table: wide column names, default {band}_{step}"),
+    band: Optional[List[str]] = typer.Option(None, "--band", help="table: COLUMN=BAND, a per-step band (repeatable)"),
+    static_band: Optional[List[str]] = typer.Option(None, "--static-band", help="table: COLUMN=BAND, a static band (repeatable)"),
+    non_crop_values: Optional[str] = typer.Option(None, help="table: comma-separated label values that mean non-crop"),
+    split_column: Optional[str] = typer.Option(None, help="table: column holding train/test"),
+    region_column: Optional[str] = typer.Option(None, help="table: column holding each sample's region"),
+    nodata: Optional[str] = typer.Option(None, help="table: comma-separated nodata values (e.g. 65535)"),
+    scale: Optional[List[str]] = typer.Option(None, "--scale", help="table: BAND=FACTOR (repeatable)"),
+    step: Optional[str] = typer.Option(None, help="table: month | dekad (default: from the dates)"),
+    resample: Optional[str] = typer.Option(None, help="table: month, dekads → the mean of each month"),
     allow_failed: bool = _flag(False, "--allow-failed", help="skip unreadable tiles (reported) instead of stopping"),
     replace: bool = _flag(False, "--replace", help="let real and simulated datasets of a region replace each other"),
     seed: int = typer.Option(0, help="simulated world seed (with --source sim)"),
@@ -165,12 +181,25 @@ def ingest(
     from cropmeta.regions import resolve_region
 
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
-    opts = _label_opts(class_column=class_column, crop_values=crop_values, crop_type_column=crop_type_column,
-                       id_column=id_column, layer=layer, lat_column=lat_column, lon_column=lon_column, crs=crs,
-                       file_class=file_class, polygons=polygons, field_column=field_column)
+    mapping = opts = None
+    if table is not None:
+        from cropmeta.io.tables import mapping_from_options
+
+        mapping = mapping_from_options(preset, table_mapping, band=band, static_band=static_band, scale=scale,
+                                       layout=layout, date_column=date_column, wide_pattern=wide_pattern,
+                                       id_column=id_column, lat_column=lat_column, lon_column=lon_column, crs=crs,
+                                       label_column=class_column, crop_values=crop_values,
+                                       non_crop_values=non_crop_values, crop_type_column=crop_type_column,
+                                       split_column=split_column, region_column=region_column,
+                                       field_column=field_column, nodata=nodata, step=step, resample=resample,
+                                       start_date=start_date)
+    else:
+        opts = _label_opts(class_column=class_column, crop_values=crop_values, crop_type_column=crop_type_column,
+                           id_column=id_column, layer=layer, lat_column=lat_column, lon_column=lon_column, crs=crs,
+                           file_class=file_class, polygons=polygons, field_column=field_column)
     result = run_ingest(region=reg, source=source, labels=labels, seed=seed, home=home, label_options=opts,
                         progress=True, start_date=start_date, allow_failed=allow_failed, replace=replace,
-                        start_month=start_month)
+                        start_month=start_month, months=months, table=table, table_mapping=mapping)
     for name, path in result.datasets.items():
         console.print(f"[green]dataset[/] {name}: {path}", soft_wrap=True)
     summary = result.report.get("summary", {}) if isinstance(result.report, dict) else {}

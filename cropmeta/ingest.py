@@ -48,6 +48,7 @@ from cropmeta.io.sampling import (
     tile_bounds_4326,
 )
 from cropmeta.io.store import SampleSet, dataset_dir, read_report, read_samples, workspace_home, write_samples
+from cropmeta.io.windows import window_samples
 from cropmeta.regions import Region, get_region, slugify
 
 log = logging.getLogger("cropmeta")
@@ -349,7 +350,8 @@ def _sample_tiles(labels: gpd.GeoDataFrame, tiles_src: Path, root: Path | None, 
 def ingest(region: Region | None = None, source: str | Path | None = None, labels: str | Path | None = None,
            seed: int = 0, home: str | Path | None = None, label_options: dict | None = None, progress: bool = True,
            *, start_date: str | None = None, allow_failed: bool = False, replace: bool = False,
-           start_month: int | None = None) -> IngestResult:
+           start_month: int | None = None, months: str | None = None, table: str | Path | None = None,
+           table_mapping=None) -> IngestResult:
     """Build each region's samples into ``<home>/datasets/<region_slug>/``.
 
     ``region``: a :class:`~cropmeta.regions.Region` or a country name (only its labels are ingested)
@@ -366,10 +368,21 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
     ``replace=True`` (the report's ``replaced`` says what went). ``start_month``: keep the 12 time
     steps from that step (1-based) of longer exports. A dataset whose T differs from the other stored
     datasets is named in a warning (training combines datasets of one T).
+    ``months``: ``"YYYY-MM:YYYY-MM"``, keep that window of calendar months (each sample from its own
+    start date; ``start_date`` moves with the window; see :mod:`cropmeta.io.windows`).
+    ``table``: a sample table (CSV / Parquet / GeoParquet, :mod:`cropmeta.io.tables`) read with
+    ``table_mapping`` (a :class:`~cropmeta.io.tables.TableMapping`) instead of tiles + labels; its
+    datasets carry the table's band schema.
     """
     home = Path(home) if home is not None else workspace_home()
     if isinstance(region, str):
         region = get_region(region)
+    if table is not None:
+        if source is not None or labels is not None:
+            raise InputError(f"--table {table}: a sample table holds its own pixels and labels; drop --source/--labels")
+        if start_month is not None:
+            raise InputError("--start-month applies to Earth-Engine exports; give a table a window with --months")
+        return _ingest_table(Path(table), table_mapping, region, home, replace, months)
     opts = dict(label_options or {})
     polygons = opts.pop("polygons", "centroid")
     if polygons not in POLYGON_MODES:
@@ -458,6 +471,38 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
     if start_month is not None:
         groups = {name: (_window(samples, int(start_month), name), {**extra, "start_month": int(start_month)})
                   for name, (samples, extra) in groups.items()}
+    if months is not None:
+        groups = {name: (window_samples(samples, months, f"region {name!r} ({src})"), {**extra, "months": str(months)})
+                  for name, (samples, extra) in groups.items()}
+    return _write_groups(groups, top, home, pixels, replace)
+
+
+def _ingest_table(path: Path, mapping, region: Region | None, home: Path, replace: bool,
+                  months: str | None) -> IngestResult:
+    """A sample table → one dataset per region (the table's ``region`` column, else ``region``, else
+    the country holding each sample)."""
+    from cropmeta.io.tables import TableMapping, read_table
+
+    mapping = mapping if mapping is not None else TableMapping()
+    samples, rep = read_table(path, mapping, months=months)
+    meta = samples.meta
+    if meta["region"].isna().all():
+        meta = meta.drop(columns="region")
+    names, counts = _assign_regions(meta, region, str(path))
+    top: dict = {"source": str(path), "kind": "table", "pixels": "real", "labels_read": len(samples),
+                 "table": rep, **counts}
+    groups = {}
+    for name in sorted({n for n in names if n is not None}):
+        sub = samples.subset(names == name)
+        sub.meta["region"] = name
+        groups[name] = (sub, {"source": str(path), "table": {k: v for k, v in rep.items() if k != "missing_values"},
+                              "missing_values": rep.get("missing_values", {}), "schema": samples.schema.name})
+    return _write_groups(groups, top, home, "real", replace)
+
+
+def _write_groups(groups: dict, top: dict, home: Path, pixels: str, replace: bool) -> IngestResult:
+    """Write each region's ``(samples, report extras)`` as a workspace dataset, atomically, after
+    refusing to replace a dataset of the other kind (simulated vs real) unless ``replace``."""
     # every region sampled: refuse to replace a dataset of the other kind before writing anything
     clashes = {}
     for name in groups:
@@ -517,7 +562,7 @@ def _window(samples: SampleSet, start_month: int, name: str) -> SampleSet:
     if first + DEFAULT_T > samples.t:
         raise InputError(f"region {name!r}: --start-month {start_month} needs {first + DEFAULT_T} time steps "
                          f"(a window of {DEFAULT_T} from step {start_month}); the export has {samples.t}")
-    return SampleSet(samples.x[:, first:first + DEFAULT_T], samples.meta)
+    return SampleSet(samples.x[:, first:first + DEFAULT_T], samples.meta, samples.schema)
 
 
 def _t_warnings(reports: dict[str, dict], home: Path) -> list[str]:

@@ -1,0 +1,767 @@
+"""Sample tables → a :class:`~cropmeta.io.store.SampleSet` with its own band schema.
+
+A *sample table* holds labelled pixel time series as rows: CSV, Parquet or GeoParquet, in one of
+two layouts:
+
+- **long**: one row per sample and date (a date column, one column per band);
+- **wide**: one row per sample, one column per band and step (``NDVI_0 … NDVI_11`` or
+  ``NDVI_2020-03 …``: the ``wide_pattern`` ``{band}_{step}``; a step is a date or a step number
+  counted from ``start_date``).
+
+A :class:`TableMapping` says which column is what (sample id, lon/lat or geometry and CRS, date,
+band columns → schema band names, static bands, label column and its values, split, region),
+the nodata values (e.g. 65535), per-band scale/offset, the step (``month`` or ``dekad``;
+``resample="month"`` averages the dekads of each month) and an optional window of months
+(``months="2020-03:2021-02"``). It comes from a preset (:data:`PRESETS`: ``worldcereal``,
+``ndvi``), a small TOML/YAML file, keyword overrides (the CLI flags), or all three in that order.
+
+Bad tables raise :class:`~cropmeta.errors.InputError` / :class:`~cropmeta.errors.DataError` in one
+line naming the file and the column. :func:`read_table` is what ``cropmeta ingest --table`` and the
+tests call; the workspace datasets are written by :func:`cropmeta.ingest.ingest`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from pyproj import CRS
+
+from cropmeta.bandschema import BandSchema
+from cropmeta.errors import DataError, InputError
+from cropmeta.io.labels import _missing_column, _norm, metric_centroids
+from cropmeta.io.store import SampleSet, make_meta
+from cropmeta.io.windows import MonthWindow, month_index, parse_months
+from cropmeta.schema import CROP_GROUPS, CROPHARVEST, crop_group_of, normalise_crop, normalized_difference
+
+TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".geoparquet", ".pq")
+LAYOUTS = ("auto", "long", "wide")
+STEPS = ("auto", "month", "dekad")
+_CROP_WORDS = {"1", "true", "yes", "y", "crop", "cropland", "t"}
+_NON_CROP_WORDS = {"0", "false", "no", "n", "non_crop", "noncrop", "non-crop", "f", "non crop"}
+_STEP_TOKEN = r"(?P<step>\d{4}-\d{2}-\d{2}|\d{4}-\d{2}|\d{8}|\d{6}|\d+)"
+
+
+# --------------------------------------------------------------------------------------------------
+# the mapping
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class TableMapping:
+    """How to read a sample table (see the module doc and docs/data-formats.md §10).
+
+    ``bands``/``static``: table column → schema band name (dynamic / static bands; order = schema
+    order). ``scale``/``offset``/``log10``: per band (schema name or column name): value →
+    ``value * scale + offset``, or ``log10 * log10(value) + offset`` where ``log10`` is set.
+    ``derived``: ``"auto"`` (NDVI = (B8 − B4)/(B8 + B4) when both are bands and NDVI is not) or a
+    list of ``[name, a, b]``. Label values: ``crop_values`` / ``non_crop_values`` name them; without
+    them 1/0, true/false, crop/non-crop and known crop types (``maize`` …, with ``crop_types``) are
+    understood; anything else is an "unknown label value" error.
+    """
+
+    schema_name: str | None = None
+    layout: str = "auto"
+    id_column: str = "sample_id"
+    lon_column: str = "lon"
+    lat_column: str = "lat"
+    geometry_column: str | None = None
+    crs: str | None = None
+    date_column: str = "date"
+    wide_pattern: str = "{band}_{step}"
+    start_date: str | None = None
+    start_date_column: str | None = None
+    bands: dict = field(default_factory=dict)
+    static: dict = field(default_factory=dict)
+    derived: object = "auto"
+    label_column: str | None = None
+    crop_values: list | None = None
+    non_crop_values: list | None = None
+    crop_types: bool = True
+    crop_type_column: str | None = None
+    split_column: str | None = None
+    region_column: str | None = None
+    field_column: str | None = None
+    dataset: str | None = None
+    nodata: list = field(default_factory=list)
+    scale: dict = field(default_factory=dict)
+    offset: dict = field(default_factory=dict)
+    log10: dict = field(default_factory=dict)
+    step: str = "auto"
+    resample: str | None = None
+    months: str | None = None
+
+    def updated(self, source: str = "table mapping", **kw) -> "TableMapping":
+        """A copy with the non-None values of ``kw`` set (unknown keys → :class:`InputError`)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(kw) - known)
+        if unknown:
+            raise InputError(f"{source}: unknown table-mapping key(s) {unknown}; known: {', '.join(sorted(known))}")
+        kw = {k: v for k, v in kw.items() if v is not None}
+        for k in ("scale", "offset", "log10"):  # per-band settings add to (and override) earlier ones
+            if k in kw:
+                kw[k] = {**getattr(self, k), **dict(kw[k])}
+        for k in ("nodata", "crop_values", "non_crop_values"):
+            if k in kw and not isinstance(kw[k], (list, tuple)):
+                kw[k] = [v.strip() for v in str(kw[k]).split(",") if v.strip()]
+        return dataclasses.replace(self, **kw)
+
+
+#: WorldCereal point extractions (long layout, one row per sample and month): column names as in
+#: WorldCereal/worldcereal-classification ``src/worldcereal/utils/timeseries.py`` (COLUMN_RENAMES:
+#: ``S2-L2A-B02 … B12``, ``S2-L2A-B8A``, ``S1-SIGMA0-VV/VH``, ``AGERA5-TMEAN``, ``AGERA5-PRECIP``;
+#: REQUIRED_COLUMNS ``sample_id, timestamp, elevation, slope, lat, lon``; NODATAVALUE 65535). Their
+#: S2 set has no B09, so a table without an ``S2-L2A-B09`` column becomes a 16-band schema
+#: ("worldcereal") rather than CropHarvest-18. Units (an assumption, not read from their code:
+#: override in a mapping file when your extraction differs): S2 = reflectance × 10 000 (as
+#: CropHarvest's DN); S1 = uint16 ``10^((dB + 83) / 20)`` → dB = 20·log10(v) − 83; AgERA5 mean
+#: temperature K × 100 → K; precipitation mm × 100 → m (× 1e-5). Label column ``ewoc_code``: its
+#: values are WorldCereal legend codes, so name the crop ones (``--crop-values``).
+_WC_S2 = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+PRESETS: dict[str, dict] = {
+    "worldcereal": {
+        "schema_name": "worldcereal",
+        "layout": "long",
+        "id_column": "sample_id",
+        "date_column": "timestamp",
+        "bands": {"S1-SIGMA0-VV": "VV", "S1-SIGMA0-VH": "VH",
+                  **{f"S2-L2A-{b}": ("B" + b.lstrip("B0") if b != "B8A" else "B8A") for b in _WC_S2},
+                  "AGERA5-TMEAN": "temperature_2m", "AGERA5-PRECIP": "total_precipitation"},
+        "static": {"elevation": "elevation", "slope": "slope"},
+        "label_column": "ewoc_code",
+        "nodata": [65535],
+        "scale": {"temperature_2m": 0.01, "total_precipitation": 1e-5},
+        "log10": {"VV": 20.0, "VH": 20.0},
+        "offset": {"VV": -83.0, "VH": -83.0},
+        "step": "month",
+    },
+    #: an NDVI-only series (e.g. MODIS MOD13Q1): one band, any step; scale e.g. 0.0001 for MODIS ints
+    "ndvi": {
+        "schema_name": "ndvi",
+        "bands": {"NDVI": "NDVI"},
+        "derived": [],
+    },
+}
+#: bands a preset may lack (the schema then holds the others)
+OPTIONAL_PRESET_BANDS = {"worldcereal": {"S2-L2A-B09"}}
+
+
+def _toml(text: str) -> dict:
+    import tomllib
+
+    return tomllib.loads(text)
+
+
+def _yaml(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _json(text: str) -> dict:
+    import json
+
+    return json.loads(text)
+
+
+_MAPPING_PARSERS = {".toml": _toml, ".yaml": _yaml, ".yml": _yaml, ".json": _json}
+
+
+def load_mapping_file(path: str | Path) -> dict:
+    """A mapping file (``.toml``, ``.yaml``/``.yml`` or ``.json``) → dict; never executes anything."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: table mapping file not found")
+    parse = _MAPPING_PARSERS.get(path.suffix.lower())
+    if parse is None:
+        raise InputError(f"{path}: a table mapping is a .toml, .yaml or .json file")
+    try:
+        d = parse(path.read_text())
+    except Exception as e:  # noqa: BLE001 - any parser failure is the file's fault
+        raise InputError(f"{path}: cannot parse the table mapping ({type(e).__name__}: {e})") from e
+    if not isinstance(d, dict):
+        raise InputError(f"{path}: a table mapping must be a table of keys, got {type(d).__name__}")
+    return d
+
+
+def table_mapping(preset: str | None = None, mapping_file: str | Path | None = None, **overrides) -> TableMapping:
+    """The mapping from ``preset`` (:data:`PRESETS`), then ``mapping_file``, then ``overrides``."""
+    d = load_mapping_file(mapping_file) if mapping_file is not None else {}
+    preset = preset if preset is not None else d.get("preset")
+    d.pop("preset", None)
+    m = TableMapping()
+    if preset is not None:
+        key = str(preset).strip().lower()
+        if key not in PRESETS:
+            raise InputError(f"--preset {preset!r}: unknown table preset; known: {', '.join(PRESETS)}")
+        m = m.updated(f"preset {key}", **PRESETS[key])
+    m = m.updated(str(mapping_file), **d)
+    return m.updated("table options", **overrides)
+
+
+def _pairs(items, flag: str, number: bool = False) -> dict | None:
+    """``["A=B", …]`` (the repeatable CLI flags) → ``{A: B}``."""
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        key, sep, val = str(it).partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise InputError(f"{flag} {it!r}: expected NAME=VALUE")
+        if number:
+            try:
+                out[key.strip()] = float(val)
+            except ValueError:
+                raise InputError(f"{flag} {it!r}: {val!r} is not a number") from None
+        else:
+            out[key.strip()] = val.strip()
+    return out
+
+
+def mapping_from_options(preset: str | None = None, mapping_file: str | Path | None = None, *,
+                         band: list[str] | None = None, static_band: list[str] | None = None,
+                         scale: list[str] | None = None, offset: list[str] | None = None, **flags) -> TableMapping:
+    """The table mapping the ``cropmeta ingest --table`` flags describe: ``band``/``static_band``
+    ``COLUMN=BAND``, ``scale``/``offset`` ``BAND=NUMBER`` (repeatable), the rest :class:`TableMapping`
+    keys (None = not given)."""
+    return table_mapping(preset, mapping_file, bands=_pairs(band, "--band"), static=_pairs(static_band, "--static-band"),
+                         scale=_pairs(scale, "--scale", True), offset=_pairs(offset, "--offset", True), **flags)
+
+
+def preset_of(m: TableMapping) -> str | None:
+    return m.schema_name if m.schema_name in PRESETS else None
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------------
+def _is_geoparquet(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from e
+    return b"geo" in meta
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    """The table as a (Geo)DataFrame."""
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise InputError(f"{path}: table not found")
+    if suffix not in TABLE_SUFFIXES:
+        raise InputError(f"{path}: unsupported table type {suffix!r} (use CSV, Parquet or GeoParquet)")
+    try:
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(path)
+        if _is_geoparquet(path):
+            return gpd.read_parquet(path)
+        return pd.read_parquet(path)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any reader failure is the file's fault
+        raise InputError(f"{path}: cannot read the table ({type(e).__name__}: {e})") from e
+
+
+class _Table:
+    """One table being read: the frame, its path and column look-ups that name the file."""
+
+    def __init__(self, path: Path, df: pd.DataFrame, m: TableMapping):
+        self.path, self.df, self.m = path, df, m
+        self._lower = {}
+        for c in df.columns:
+            self._lower.setdefault(str(c).lower(), []).append(c)
+
+    def find(self, name: str | None):
+        """The column called ``name`` (exactly, else the one column of that name in any case)."""
+        if name is None:
+            return None
+        if name in self.df.columns:
+            return name
+        hits = self._lower.get(str(name).lower(), [])
+        return hits[0] if len(hits) == 1 else None
+
+    def col(self, name: str, what: str):
+        c = self.find(name)
+        if c is None:
+            raise _missing_column(self.path, what, name, self.df.columns)
+        return c
+
+    def numeric(self, col, values: pd.Series | None = None) -> np.ndarray:
+        """Column values as float64; non-numeric values → :class:`InputError` naming the column."""
+        v = self.df[col] if values is None else values
+        num = pd.to_numeric(v, errors="coerce")
+        bad = num.isna() & v.notna() & (v.astype(str).str.strip() != "")
+        if bad.any():
+            i = int(np.argmax(bad.to_numpy()))
+            shown = sorted({str(x) for x in v[bad].head(50)})[:3]
+            raise InputError(f"{self.path}: column {col!r} holds non-numeric values ({', '.join(map(repr, shown))}; "
+                             f"{int(bad.sum())} row(s), first row {i + 1}); band columns must be numbers")
+        return np.array(num, dtype=np.float64)  # a writable copy
+
+
+def _resolve_bands(tb: _Table, m: TableMapping) -> tuple[dict, dict]:
+    """(dynamic column → band, static column → band) with the table's own column spelling; a preset's
+    optional bands may be absent."""
+    optional = OPTIONAL_PRESET_BANDS.get(preset_of(m) or "", set())
+    if not m.bands and not m.static:
+        raise InputError(f"{tb.path}: no band columns named; give a preset (--preset worldcereal|ndvi), a mapping "
+                         "file (--table-mapping) or --band COLUMN=BAND")
+    out = []
+    for cols, what in ((m.bands, "band"), (m.static, "static band")):
+        got = {}
+        for src, band in cols.items():
+            if m.layout == "wide" and what == "band":
+                got[src] = band  # wide columns are matched with the pattern later
+                continue
+            c = tb.find(src)
+            if c is None and src in optional:
+                continue
+            got[c if c is not None else tb.col(src, what)] = band
+        out.append(got)
+    return out[0], out[1]
+
+
+def _wide_regex(src: str, pattern: str) -> re.Pattern:
+    if "{band}" not in pattern or "{step}" not in pattern:
+        raise InputError(f"wide_pattern {pattern!r}: must hold {{band}} and {{step}}")
+    body = re.escape(pattern).replace(re.escape("{band}"), re.escape(src)).replace(re.escape("{step}"), _STEP_TOKEN)
+    return re.compile(f"^{body}$", re.IGNORECASE)
+
+
+def _wide_columns(tb: _Table, src: str, m: TableMapping) -> dict:
+    """``{step token: column}`` of a wide band."""
+    rx = _wide_regex(src, m.wide_pattern)
+    out = {}
+    for c in tb.df.columns:
+        hit = rx.match(str(c))
+        if hit:
+            out[hit.group("step")] = c
+    return out
+
+
+def _token_dates(tb: _Table, tokens: list[str], m: TableMapping, step: str) -> dict[str, object]:
+    """Wide step tokens → dates (a date per token, or per-row dates from a start column)."""
+    def as_date(tok: str):
+        for fmt in ("%Y-%m-%d", "%Y-%m", "%Y%m%d", "%Y%m"):
+            try:
+                return dt.datetime.strptime(tok, fmt).date()
+            except ValueError:
+                pass
+        return None
+
+    dates = {t: as_date(t) for t in tokens}
+    if all(d is not None for d in dates.values()):
+        return dates
+    if any(not t.isdigit() for t in tokens):
+        raise InputError(f"{tb.path}: wide step columns mix dates and step numbers ({', '.join(sorted(tokens)[:4])})")
+    if m.start_date is None and m.start_date_column is None:
+        raise InputError(f"{tb.path}: wide columns number their steps ({', '.join(sorted(tokens, key=int)[:3])} …); "
+                         "give the first step's date (--start-date YYYY-MM-DD or start_date_column)")
+    return {t: None for t in tokens}
+
+
+def _shift(start: dt.date, k: int, step: str) -> dt.date:
+    if step == "dekad":
+        idx = (start.year * 12 + start.month - 1) * 3 + min((start.day - 1) // 10, 2) + k
+        mi, d = divmod(idx, 3)
+        return dt.date(mi // 12, mi % 12 + 1, 1 + 10 * d)
+    mi = start.year * 12 + start.month - 1 + k
+    return dt.date(mi // 12, mi % 12 + 1, 1)
+
+
+def _wide_to_long(tb: _Table, m: TableMapping, dyn: dict) -> pd.DataFrame:
+    """A wide table → long rows (``_date`` column, one column per dynamic band named by its band)."""
+    per_band = {}
+    for src, band in dyn.items():
+        cols = _wide_columns(tb, src, m)
+        if not cols:
+            example = m.wide_pattern.replace("{band}", src).replace("{step}", "0")
+            raise InputError(f"{tb.path}: no column matches band {src!r} in the wide pattern {m.wide_pattern!r} "
+                             f"(e.g. {example!r}); available columns: "
+                             f"{', '.join(map(str, list(tb.df.columns)[:20]))}")
+        per_band[band] = cols
+    tokens = sorted(set().union(*[set(c) for c in per_band.values()]))
+    step = m.step if m.step != "auto" else "month"
+    dates = _token_dates(tb, tokens, m, step)
+    numbered = any(v is None for v in dates.values())
+    if numbered:
+        tokens = sorted(tokens, key=int)
+        if m.start_date_column is not None:
+            col = tb.col(m.start_date_column, "start date")
+            starts = pd.to_datetime(tb.df[col], errors="coerce")
+            if starts.isna().any():
+                raise InputError(f"{tb.path}: column {col!r} holds values that are not dates")
+        else:
+            try:
+                starts = pd.Series([pd.Timestamp(dt.date.fromisoformat(str(m.start_date)[:10]))] * len(tb.df))
+            except ValueError as e:
+                raise InputError(f"--start-date {m.start_date!r}: not an ISO date (YYYY-MM-DD)") from e
+        first = int(tokens[0])
+    frames = []
+    for tok in tokens:
+        part = tb.df.drop(columns=[c for cols in per_band.values() for c in cols.values()]).copy()
+        for band, cols in per_band.items():
+            part[band] = tb.df[cols[tok]].to_numpy() if tok in cols else np.nan
+        if numbered:
+            part["_date"] = [pd.Timestamp(_shift(s.date(), int(tok) - first, step)) for s in starts]
+        else:
+            part["_date"] = pd.Timestamp(dates[tok])
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _step_index(tb: _Table, dates: pd.Series, step: str, col: str) -> tuple[np.ndarray, str]:
+    """Per-row step numbers (months or dekads since year 0) and the step used."""
+    d = pd.to_datetime(dates, errors="coerce")
+    if d.isna().any():
+        i = int(np.argmax(d.isna().to_numpy()))
+        raise InputError(f"{tb.path}: column {col!r} holds a value that is not a date ({dates.iloc[i]!r}, row {i + 1})")
+    if getattr(d.dt, "tz", None) is not None:
+        d = d.dt.tz_localize(None)
+    y, mo, day = d.dt.year.to_numpy(), d.dt.month.to_numpy(), d.dt.day.to_numpy()
+    if step == "auto":
+        step = "dekad" if (np.isin(day, (1, 11, 21)).all() and (day != 1).any()) else "month"
+    months = y * 12 + mo - 1
+    if step == "month":
+        return months.astype(np.int64), step
+    return (months * 3 + np.minimum((day - 1) // 10, 2)).astype(np.int64), step
+
+
+def _step_label(idx: int, step: str) -> str:
+    if step == "dekad":
+        mi, d = divmod(int(idx), 3)
+        return f"{mi // 12:04d}-{mi % 12 + 1:02d}-{1 + 10 * d:02d}"
+    return f"{int(idx) // 12:04d}-{int(idx) % 12 + 1:02d}"
+
+
+def _points(tb: _Table, m: TableMapping, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(lon, lat) in EPSG:4326 of the given rows, from a geometry column or coordinate columns."""
+    df = tb.df
+    geom_col = m.geometry_column or (df.geometry.name if isinstance(df, gpd.GeoDataFrame) else None)
+    if geom_col is not None:
+        if not isinstance(df, gpd.GeoDataFrame) or geom_col not in df.columns:
+            raise _missing_column(tb.path, "geometry", geom_col, df.columns)
+        g = gpd.GeoSeries(df[geom_col].iloc[rows].to_numpy(), crs=df[geom_col].crs if hasattr(df[geom_col], "crs")
+                          else df.crs)
+        if g.crs is None:
+            if m.crs is None:
+                raise InputError(f"{tb.path}: column {geom_col!r} declares no CRS; pass it (--crs EPSG:XXXX)")
+            g = g.set_crs(m.crs)
+        elif m.crs is not None and CRS.from_user_input(m.crs) != g.crs:
+            raise InputError(f"{tb.path}: column {geom_col!r} declares CRS {g.crs.to_string()} but --crs {m.crs} was "
+                             "given; drop one")
+        if g.isna().any() or g.is_empty.any():
+            raise InputError(f"{tb.path}: column {geom_col!r} has empty geometries ({int((g.isna() | g.is_empty).sum())} "
+                             "sample(s))")
+        kinds = set(g.geom_type)
+        if kinds - {"Point", "Polygon", "MultiPolygon"}:
+            raise InputError(f"{tb.path}: column {geom_col!r} holds {sorted(kinds)}; samples are points or polygons")
+        g = g.to_crs("EPSG:4326")
+        poly = g.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
+        if poly.any():
+            g = g.copy()
+            g[poly] = metric_centroids(g[poly])
+        lon, lat, where = g.x.to_numpy(float), g.y.to_numpy(float), (geom_col, geom_col)
+        crs = g.crs
+    else:
+        cx, cy = tb.col(m.lon_column, "longitude / x"), tb.col(m.lat_column, "latitude / y")
+        x = tb.numeric(cx, df[cx].iloc[rows])
+        y = tb.numeric(cy, df[cy].iloc[rows])
+        crs = CRS.from_user_input(m.crs or "EPSG:4326")
+        if crs.to_epsg() != 4326:
+            from pyproj import Transformer
+
+            x, y = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+        lon, lat, where = np.asarray(x, float), np.asarray(y, float), (cx, cy)
+    bad = ~(np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180))
+    if bad.any():
+        raise InputError(f"{tb.path}: column(s) {where[0]!r}/{where[1]!r} give {int(bad.sum())} sample(s) coordinates "
+                         f"outside lat ±90 / lon ±180 in EPSG:4326 (read as {crs.to_string() if crs else '?'}: wrong CRS, "
+                         "or x/y swapped? pass --crs)")
+    return lon, lat, {"crs": crs.to_string() if crs else None}
+
+
+def _label_values(tb: _Table, m: TableMapping, first: np.ndarray) -> tuple[np.ndarray, list, list, str]:
+    """is_crop, crop type label and crop group per sample (rows ``first``), and the column used."""
+    df = tb.df
+    col = tb.find(m.label_column) if m.label_column else (tb.find("is_crop") or tb.find("label") or tb.find("class"))
+    if col is None:
+        if m.label_column:
+            raise _missing_column(tb.path, "label", m.label_column, df.columns)
+        raise InputError(f"{tb.path}: no label column (is_crop, label or class); name it with --class-column COLUMN")
+    vals = [_norm(v) for v in df[col].iloc[first]]
+    crop = {v for v in map(_norm, m.crop_values or []) if v}
+    non = {v for v in map(_norm, m.non_crop_values or []) if v}
+    ctype = None
+    if m.crop_type_column:
+        c2 = tb.col(m.crop_type_column, "crop type")
+        ctype = [normalise_crop(_norm(v)) for v in df[c2].iloc[first]]
+    is_crop = np.full(len(vals), -1, dtype=np.int8)
+    labels: list = [None] * len(vals)
+    unknown: set = set()
+    for i, v in enumerate(vals):
+        if v is None or v == "-1":
+            continue
+        if v in crop:
+            is_crop[i] = 1
+            labels[i] = None if v in _CROP_WORDS else normalise_crop(v)
+        elif v in non:
+            is_crop[i] = 0
+        elif crop or non:
+            unknown.add(v)
+        elif v in _CROP_WORDS:
+            is_crop[i] = 1
+        elif v in _NON_CROP_WORDS:
+            is_crop[i] = 0
+        elif m.crop_types and crop_group_of(v) is not None:
+            group = crop_group_of(v)
+            is_crop[i] = 0 if group == "non_crop" else 1
+            labels[i] = None if group == "non_crop" else normalise_crop(v)
+        else:
+            unknown.add(v)
+    if unknown:
+        shown = sorted(unknown)[:6]
+        known = (f"crop values {sorted(crop)}, non-crop values {sorted(non)}" if crop or non else
+                 "1/0, true/false, crop/non-crop or a crop type cropmeta knows (maize, wheat, …)")
+        raise InputError(f"{tb.path}: column {col!r} holds unknown label value(s) {shown}"
+                         f"{' …' if len(unknown) > 6 else ''}; expected {known} "
+                         "(name them with --crop-values / non_crop_values)")
+    if ctype is not None:
+        labels = [t if c == 1 else None for t, c in zip(ctype, is_crop)]
+    groups = ["non_crop" if c == 0 else (crop_group_of(lab) if c == 1 and lab else None)
+              for c, lab in zip(is_crop, labels)]
+    groups = [g if g in CROP_GROUPS else None for g in groups]
+    if (is_crop < 0).all():
+        raise DataError(f"{tb.path}: column {col!r} labels none of the {len(vals)} samples")
+    return is_crop, labels, groups, str(col)
+
+
+def _per_sample(tb: _Table, col, codes: np.ndarray, first: np.ndarray, what: str) -> list:
+    """Values of ``col`` per sample; a sample with two different values → :class:`InputError`."""
+    s = tb.df[col].astype(object).where(tb.df[col].notna(), None)
+    n = pd.Series(s.to_numpy()).astype(str).groupby(codes).nunique()
+    if (n > 1).any():
+        k = int(n.index[np.argmax(n.to_numpy() > 1)])
+        seen = sorted({str(v) for v in s[codes == k]})[:3]
+        raise InputError(f"{tb.path}: column {col!r} ({what}) holds different values for one sample "
+                         f"({tb.df[tb.sid].iloc[int(first[k])]!r}: {', '.join(seen)})")
+    return list(s.iloc[first])
+
+
+def _schema(m: TableMapping, dyn: list[str], stat: list[str], t: int, step: str, path: Path) -> BandSchema:
+    if m.derived == "auto":
+        derived = (("NDVI", "B8", "B4"),) if {"B8", "B4"} <= set(dyn) and "NDVI" not in dyn + stat else ()
+    else:
+        derived = tuple(tuple(d) for d in (m.derived or ()))
+    ch = CROPHARVEST
+    if set(dyn) == set(ch.dynamic) and set(stat) == set(ch.static) and derived == ch.derived:
+        return dataclasses.replace(ch, t=t, step=step)
+    name = m.schema_name or path.stem
+    return BandSchema(name, dynamic=tuple(dyn), static=tuple(stat), derived=derived, t=t, step=step)
+
+
+def _transform(m: TableMapping, band: str, src: str, v: np.ndarray) -> np.ndarray:
+    def pick(d):
+        return d.get(band, d.get(src))
+
+    for nd in m.nodata:
+        v[v == float(nd)] = np.nan
+    lg, sc, off = pick(m.log10), pick(m.scale), pick(m.offset)
+    if lg is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = float(lg) * np.log10(np.where(v > 0, v, np.nan))
+    elif sc is not None:
+        v = v * float(sc)
+    return v + float(off) if off is not None else v
+
+
+def fill_gaps(x: np.ndarray, schema: BandSchema, source: str, columns: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Fill NaN steps of ``x [N, T, B]`` with each sample's mean of that band over time; an all-NaN
+    ``slope`` takes the mean slope of the other samples; any other band with no value at any step
+    of a sample is a :class:`DataError` naming ``source``, the band and its table column. Returns the
+    filled array and the count of filled values per band."""
+    nan = np.isnan(x)
+    counts = {b: int(nan[:, :, i].sum()) for i, b in enumerate(schema.bands) if nan[:, :, i].any()}
+    if not counts:
+        return x, counts
+    empty = nan.all(axis=1)
+    if "slope" in schema.bands:
+        k = schema.index("slope")
+        if empty[:, k].any():
+            have = x[~empty[:, k], :, k]
+            if not have.size:
+                raise DataError(f"{source}: band 'slope' has no value in any sample")
+            x[empty[:, k], :, k] = float(np.nanmean(have))
+            empty[:, k] = False
+    bad = np.where(empty.any(axis=0))[0]
+    if len(bad):
+        b = schema.bands[int(bad[0])]
+        col = (columns or {}).get(b)
+        where = f"band {b!r}" + (f" (column {col!r})" if col and col != b else "")
+        raise DataError(f"{source}: {where} has no value (all nodata or missing) at every step of "
+                        f"{int(empty[:, bad[0]].sum())} of {len(x)} sample(s); drop them or fix the table")
+    with np.errstate(invalid="ignore"):
+        means = np.nanmean(x, axis=1, keepdims=True)
+    return np.where(nan, means, x).astype(np.float32), counts
+
+
+def read_table(path: str | Path, mapping: TableMapping | None = None, **overrides) -> tuple[SampleSet, dict]:
+    """Read a sample table (see the module doc) → (:class:`SampleSet` in its own band schema, report).
+
+    ``meta`` holds every sample (``region`` from the region column, else None: ingestion assigns
+    regions); ``report`` counts rows, samples, layout, step, resampling, window and filled values.
+    """
+    path = Path(path)
+    m = (mapping or TableMapping()).updated("table options", **overrides)
+    if m.layout not in LAYOUTS:
+        raise InputError(f"layout {m.layout!r}: expected one of {', '.join(LAYOUTS)}")
+    if m.step not in STEPS:
+        raise InputError(f"step {m.step!r}: expected one of {', '.join(STEPS)}")
+    if m.resample not in (None, "month"):
+        raise InputError(f"--resample {m.resample!r}: only 'month' (dekads → their month's mean) is supported")
+    window = parse_months(m.months)
+    df = _read_frame(path)
+    if len(df) == 0:
+        raise DataError(f"{path}: the table has no rows")
+    tb = _Table(path, df, m)
+    sid = tb.col(m.id_column, "sample id")
+    date_col = tb.find(m.date_column)
+    layout = m.layout if m.layout != "auto" else ("long" if date_col is not None else "wide")
+    m = dataclasses.replace(m, layout=layout)
+    dyn, stat = _resolve_bands(tb, m)
+    if layout == "wide":
+        long = _wide_to_long(tb, m, dyn)
+        columns = {band: m.wide_pattern.replace("{band}", src) for src, band in dyn.items()}
+        dyn = {band: band for band in dyn.values()}
+        date_col = "_date"
+    else:
+        if date_col is None:
+            raise _missing_column(path, "date", m.date_column, df.columns)
+        long = df
+        columns = {band: str(src) for src, band in dyn.items()}
+    columns.update({band: str(src) for src, band in stat.items()})
+    tb = _Table(path, long.reset_index(drop=True), m)
+    tb.sid = sid
+    step_idx, step = _step_index(tb, tb.df[date_col], m.step, str(date_col if layout == "long" else m.wide_pattern))
+    ids = tb.df[sid].astype(str).to_numpy()
+    codes, uniq = pd.factorize(ids, sort=False)
+    dd = pd.DataFrame({"c": codes, "s": step_idx}).duplicated(keep=False).to_numpy()
+    if dd.any():
+        i = int(np.argmax(dd))
+        same = int((dd & (codes == codes[i]) & (step_idx == step_idx[i])).sum())
+        raise InputError(f"{path}: duplicate (sample, date) rows in columns {str(sid)!r}/{str(date_col)!r}: sample "
+                         f"{ids[i]!r} has {same} rows for {_step_label(step_idx[i], step)} ({int(dd.sum())} such rows "
+                         "in all)")
+    codes0, first0 = codes, pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
+    report = {"table": str(path), "layout": layout, "rows": int(len(tb.df)), "step_in_table": step}
+    # values (nodata, scale) before any averaging
+    values = {}
+    for src, band in list(dyn.items()) + list(stat.items()):
+        values[band] = _transform(m, band, columns[band], tb.numeric(src))
+    out_step = step
+    if step == "dekad" and m.resample == "month":
+        # the mean of the dekads present in each month (NaN-aware)
+        frame = pd.DataFrame(values).groupby([codes, step_idx // 3], sort=False).mean()
+        codes = frame.index.get_level_values(0).to_numpy()
+        step_idx = frame.index.get_level_values(1).to_numpy()
+        values = {b: frame[b].to_numpy() for b in values}
+        out_step = "month"
+        report["resampled"] = "dekad → month (mean of the dekads present in each month)"
+    per = 3 if out_step == "dekad" else 1
+    lo = pd.Series(step_idx).groupby(codes).min().to_numpy()
+    hi = pd.Series(step_idx).groupby(codes).max().to_numpy()
+    if window is not None:
+        w0, w1 = window.start * per, window.end * per + per - 1
+        span = f"{_step_label(int(lo.min()), out_step)} … {_step_label(int(hi.max()), out_step)}"
+        if w1 < lo.min() or w0 > hi.max():
+            raise DataError(f"{path}: window {window.label()} lies outside the table's dates ({span}, column "
+                            f"{str(date_col if layout == 'long' else m.wide_pattern)!r})")
+        short = (lo > w0) | (hi < w1)
+        if short.any():
+            k = int(np.argmax(short))
+            raise DataError(f"{path}: {int(short.sum())} sample(s) do not cover the window {window.label()} (e.g. "
+                            f"{uniq[k]!r}: {_step_label(lo[k], out_step)} … {_step_label(hi[k], out_step)}; column "
+                            f"{str(date_col if layout == 'long' else m.wide_pattern)!r}); drop them or choose another window")
+        keep = (step_idx >= w0) & (step_idx <= w1)
+        codes, step_idx = codes[keep], step_idx[keep]
+        values = {b: v[keep] for b, v in values.items()}
+        base = np.full(len(uniq), w0)
+        t = w1 - w0 + 1
+        report["window"] = window.label()
+    else:
+        spans = hi - lo + 1
+        if len(set(spans.tolist())) > 1:
+            a, b = int(np.argmin(spans)), int(np.argmax(spans))
+            raise DataError(f"{path}: samples cover different numbers of {out_step}s in column "
+                            f"{str(date_col if layout == 'long' else m.wide_pattern)!r} ({uniq[a]!r}: {spans[a]} from "
+                            f"{_step_label(lo[a], out_step)}; {uniq[b]!r}: {spans[b]} from {_step_label(lo[b], out_step)}); "
+                            "select a common window with --months YYYY-MM:YYYY-MM")
+        base = lo
+        t = int(spans[0])
+    rel = step_idx - base[codes]
+    dyn_bands = list(dyn.values())
+    stat_bands = list(stat.values())
+    schema = _schema(m, dyn_bands, stat_bands, t, out_step, path)
+    n = len(uniq)
+    x = np.full((n, t, schema.n_bands), np.nan, dtype=np.float64)
+    for b in dyn_bands:
+        x[codes, rel, schema.index(b)] = values[b]
+    for b in stat_bands:
+        per_sample = pd.Series(values[b]).groupby(codes).mean().reindex(range(n)).to_numpy()  # NaN-aware
+        x[:, :, schema.index(b)] = per_sample[:, None]
+    for name, a, bb in schema.derived:
+        xa, xb = x[:, :, schema.index(a)], x[:, :, schema.index(bb)]
+        nd = normalized_difference(xa, xb)
+        nd[np.isnan(xa) | np.isnan(xb)] = np.nan
+        x[:, :, schema.index(name)] = nd
+    x, filled = fill_gaps(x.astype(np.float32), schema, str(path), columns)
+    meta = _meta(tb, m, uniq, codes0, first0, base, out_step, path)
+    report.update({"samples": n, "t": t, "step": out_step, "schema": schema.name, "bands": list(schema.bands),
+                   "missing_values": filled, "crs": meta.attrs.pop("crs", None)})
+    return SampleSet(x, meta, schema), report
+
+
+def _meta(tb: _Table, m: TableMapping, uniq, codes, first, base, step: str, path: Path) -> gpd.GeoDataFrame:
+    lon, lat, info = _points(tb, m, first)
+    is_crop, labels, groups, label_col = _label_values(tb, m, first)
+    _per_sample(tb, label_col, codes, first, "label")
+    split = ["train"] * len(uniq)
+    scol = tb.find(m.split_column) if m.split_column else tb.find("split")
+    if m.split_column and scol is None:
+        raise _missing_column(path, "split", m.split_column, tb.df.columns)
+    if scol is not None:
+        split = [str(v).strip().lower() for v in _per_sample(tb, scol, codes, first, "split")]
+        bad = sorted(set(split) - {"train", "test"})
+        if bad:
+            raise InputError(f"{path}: column {scol!r} (split) must hold 'train' or 'test', found {bad[:5]}")
+    rcol = tb.find(m.region_column) if m.region_column else tb.find("region")
+    if m.region_column and rcol is None:
+        raise _missing_column(path, "region", m.region_column, tb.df.columns)
+    region = _per_sample(tb, rcol, codes, first, "region") if rcol is not None else [None] * len(uniq)
+    per = 3 if step == "dekad" else 1
+    starts = []
+    for b in base:
+        mi, d = divmod(int(b), per) if per == 3 else (int(b), 0)
+        starts.append(dt.date(mi // 12, mi % 12 + 1, 1 + 10 * d).isoformat())
+    meta = pd.DataFrame({
+        "sample_id": [str(u) for u in uniq], "lat": lat, "lon": lon, "is_crop": is_crop,
+        "label": pd.Series(labels, dtype=object), "crop_group": pd.Series(groups, dtype=object),
+        "region": pd.Series([None if r is None else str(r) for r in region], dtype=object),
+        "dataset": m.dataset or path.stem, "split": split, "start_date": starts, "source_file": str(path),
+    })
+    fcol = tb.find(m.field_column) if m.field_column else tb.find("field_id")
+    if fcol is not None:
+        meta["field_id"] = [None if v is None else str(v) for v in _per_sample(tb, fcol, codes, first, "field id")]
+    out = make_meta(meta)
+    out.attrs["crs"] = info["crs"]
+    return out
+
+
+__all__ = ["PRESETS", "TableMapping", "fill_gaps", "load_mapping_file", "mapping_from_options", "read_table",
+           "table_mapping"]
