@@ -375,7 +375,7 @@ def calibrate(
 def export(
     run: Path = typer.Option(..., "--run", help="trained run directory"),
     out: Path = typer.Option(..., "--out", help="output map: NAME.tif (one COG) or NAME.vrt (VRT over per-tile COGs)"),
-    inputs: Optional[list[Path]] = typer.Option(None, "--input", help="EE GeoTIFF tile(s) or dir; default: the simulated scene"),
+    inputs: Optional[list[Path]] = typer.Option(None, "--input", help="EE GeoTIFF tile(s) or dir, or a dir / list file of dated one-band images (e.g. NDVI_2020-03-01.tif); default: the simulated scene"),
     region: Optional[str] = typer.Option(None, help="map only inside this country (see `cropmeta regions`)"),
     region_file: Optional[Path] = typer.Option(None, help="map only inside the polygon(s) of this file"),
     bbox: Optional[str] = typer.Option(None, help="map only inside min_lon,min_lat,max_lon,max_lat"),
@@ -391,6 +391,7 @@ def export(
     mosaic: str = typer.Option("auto", help="auto (from --out's suffix) | cog | vrt | none (per-tile COGs only)"),
     max_mosaic_gb: float = typer.Option(4.0, help="largest one-COG mosaic written (GB, uncompressed)"),
     start_month: Optional[int] = typer.Option(None, help="inputs longer than the model: use the window from this step (1-based)"),
+    months: Optional[str] = typer.Option(None, help="inputs longer than the model: use the months START:END (YYYY-MM:YYYY-MM)"),
     overwrite: bool = _flag(False, "--overwrite", help="replace an existing map at --out"),
     home: Optional[Path] = _home_option(),
 ) -> None:
@@ -404,7 +405,7 @@ def export(
     result = run_export(run, out, inputs=inputs, region=region, region_file=region_file, bbox=bbox,
                         threshold=threshold, as_float=as_float, workers=workers, scheduler=scheduler, truth=truth,
                         mosaic=mosaic, progress=True, overwrite=overwrite, max_mosaic_gb=max_mosaic_gb,
-                        start_month=start_month, truth_options=opts)
+                        start_month=start_month, truth_options=opts, months=months)
     console.print(f"[green]map:[/] {result.get('map', out)}", soft_wrap=True)
     console.print(f"valid pixels: {result['pixels_valid']:,} of {result['pixels']:,} ({result['valid_share']:.1%})")
     for name in result.get("inputs_without_valid_pixel") or []:

@@ -55,7 +55,11 @@ def _expand_inputs(inputs) -> list:
         inputs = [inputs]
     out: list = []
     for item in inputs:
-        if isinstance(item, (str, Path)) and Path(item).is_dir():
+        if isinstance(item, (str, Path)) and _is_stack(Path(item)):
+            from cropmeta.io.stacks import open_stack
+
+            out.append(open_stack(item))  # dated one-band images: one input on their own grid
+        elif isinstance(item, (str, Path)) and Path(item).is_dir():
             found = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in (".tif", ".tiff", ".nc"))
             if not found:
                 raise InputError(f"{item}: folder holds no .tif or .nc map inputs")
@@ -63,6 +67,53 @@ def _expand_inputs(inputs) -> list:
         else:
             out.append(item)
     return out
+
+
+def _is_stack(path: Path) -> bool:
+    """A folder of dated one-band images, or a list file naming them (:mod:`cropmeta.io.stacks`)."""
+    from cropmeta.io.stacks import is_stack_folder
+
+    return path.suffix.lower() in (".txt", ".lst") and path.is_file() or is_stack_folder(path)
+
+
+def model_schema(predictor):
+    """The band schema a predictor takes (its ``schema``, its model's, else CropHarvest-18)."""
+    from cropmeta.schema import CROPHARVEST
+
+    for obj in (predictor, getattr(predictor, "model", None)):
+        schema = getattr(obj, "schema", None)
+        if schema is not None:
+            return schema
+    return CROPHARVEST
+
+
+def source_schema(s: Source):
+    """The band schema of a map input (Earth-Engine tiles and datacubes: CropHarvest-18)."""
+    from cropmeta.schema import CROPHARVEST
+
+    return (getattr(s, "schema", None) or CROPHARVEST).with_t(s.t)
+
+
+def window_months(s: Source, model_t: int, months: str) -> Source:
+    """``s`` cut to the months ``START:END``: a stack by its dates, an Earth-Engine tile by the start
+    date its file name carries (30-day steps)."""
+    from cropmeta.io.eetiff import parse_ee_filename
+    from cropmeta.io.windows import parse_months, step_offset
+
+    name = str(s.ref) if isinstance(s.ref, (str, Path)) else s.name
+    if getattr(s, "kind", None) == "stack":
+        from cropmeta.io.stacks import window_stack
+
+        return window_stack(s, months)
+    parsed = parse_ee_filename(name)
+    if parsed is None:
+        raise InputError(f"{name}: --months needs the export's start date in its file name "
+                         "('{index}-{dataset}_{start}_{end}.tif'); use --start-month N instead")
+    window = parse_months(months)
+    first = step_offset(parsed.start, s.t, window, 30, name)
+    if window.n_months != model_t:
+        raise InputError(f"--months {months}: {window.n_months} months, but the model takes T={model_t} steps")
+    return window_source(s, model_t, first + 1)
 
 
 def _run_record(run_dir: Path, predictor) -> dict:
@@ -175,7 +226,7 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
            batch_size: int = DEFAULT_BATCH, retries: int = 2, quicklook: bool = True,
            keep_work: bool = False, device: str = "cpu", gdal_cache_mb: int = 256, overwrite: bool = False,
            max_mosaic_gb: float = MAX_MOSAIC_GB, start_month: int | None = None,
-           truth_options: dict | None = None) -> dict[str, Any]:
+           truth_options: dict | None = None, months: str | None = None) -> dict[str, Any]:
     """Write the prediction map of ``run_dir``'s model over ``inputs``.
 
     inputs: EE-layout GeoTIFF path(s) or folder(s), netCDF datacube path(s), xarray object(s); None →
@@ -186,7 +237,10 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     ``<stem>.tiles/``). ``out`` must not be, or lie inside, an input, and an existing map is replaced
     only with ``overwrite=True``. A one-COG mosaic larger than ``max_mosaic_gb`` (uncompressed) is
     refused before any work. ``start_month``: with inputs holding more time steps than the model,
-    the model's window starting at that step (1-based). ``workers``: local Dask
+    the model's window starting at that step (1-based); ``months`` (``YYYY-MM:YYYY-MM``): the window
+    of those calendar months. A folder (or list file) of dated one-band images is one input on its
+    own grid (:func:`cropmeta.io.stacks.open_stack`); every input must hold the model's band schema
+    (the error names the missing and extra bands). ``workers``: local Dask
     cluster of N one-thread workers; ``scheduler``: an existing Dask scheduler address; neither:
     in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json`` (a label
     file is read with ``truth_options``; the run's training points are left out and counted).
@@ -205,12 +259,12 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), output_dir(Path(out).parent, create=False):
         return _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler,
                        truth, mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options)
+                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, months)
 
 
 def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler, truth,
             mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-            gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options) -> dict[str, Any]:
+            gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, months) -> dict[str, Any]:
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     if not 0.0 < float(threshold) < 1.0:
@@ -246,6 +300,14 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     sources = [open_source(i) for i in items]
     if start_month is not None:
         sources = [window_source(s, model_t, start_month) for s in sources]
+    if months is not None:
+        sources = [window_months(s, model_t, months) for s in sources]
+    want = model_schema(predictor)
+    for s in sources:
+        want.check_compatible(source_schema(s), f"{s.ref if isinstance(s.ref, (str, Path)) else s.name}")
+        if getattr(s, "kind", None) == "stack" and s.t != model_t:
+            raise InputError(f"{s.ref}: the images make {s.t} {s.schema.step} steps from {s.start_date}, but the "
+                             f"model in {run_dir} takes T={model_t}; choose a window with --months YYYY-MM:YYYY-MM")
     check_consistent_t(sources, model_t, str(run_dir))
     mode = _mosaic_mode(mosaic, out, len(sources))
     _refuse_existing(out, mode, len(sources), overwrite)
@@ -566,6 +628,8 @@ def no_valid_pixel_message(sources: list[Source], roi: list) -> str:
     from rasterio.windows import Window
 
     for s in sources:
+        if getattr(s, "kind", None) == "stack":  # one band: "no value at any step" says it all
+            continue
         w = Window(0, 0, min(s.grid.width, 512), min(s.grid.height, 512))
         try:
             x = s.read_canonical(w)

@@ -27,7 +27,7 @@ import torch
 
 from cropmeta.errors import InputError
 from cropmeta.models.inference import bf16_fast, fold_classifier
-from cropmeta.schema import N_BANDS
+from cropmeta.schema import CROPHARVEST
 
 __all__ = ["FastPredictor", "load_fast_predictor", "load_fast_predictor_bf16", "check_reduced_precision",
            "resolve_precision", "PRECISIONS"]
@@ -62,6 +62,11 @@ class FastPredictor:
         return int(self.net.t)
 
     @property
+    def schema(self):
+        """The band schema of the model's input (CropHarvest-18 unless it was trained on another)."""
+        return getattr(self.base.model, "schema", None) or CROPHARVEST
+
+    @property
     def device(self) -> torch.device:
         return self.net.in_scale.device
 
@@ -72,8 +77,10 @@ class FastPredictor:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 3 or x.shape[2] != N_BANDS or x.shape[1] != self.t:
-            raise InputError(f"samples must be [N, {self.t}, {N_BANDS}], got {list(x.shape)}")
+        nb = self.schema.n_bands
+        if x.ndim != 3 or x.shape[2] != nb or x.shape[1] != self.t:
+            raise InputError(f"samples must be [N, {self.t}, {nb}] (band schema {self.schema.name!r}), "
+                             f"got {list(x.shape)}")
         x = self.base.model.inputs(x)
         out = np.empty(len(x), dtype=np.float64)
         with torch.inference_mode():
