@@ -106,3 +106,48 @@ def test_a_24_month_export_windowed_to_12_trains_like_a_12_month_one(tmp_path):
         runs.append(train("togo", samples=both, out=tmp_path / f"run-{name}", overrides=TINY, seed=0))
     assert runs[0]["metrics"] == runs[1]["metrics"]
     assert np.isfinite(runs[0]["metrics"]["auc_roc"])
+
+
+def worldcereal_of(s: SampleSet) -> pd.DataFrame:
+    """Canonical samples written back as a WorldCereal extraction (their column names and encodings:
+    S1 uint16 10^((dB + 83) / 20), AgERA5 temperature K x 100, precipitation mm x 100, 65535 nodata)."""
+    from cropmeta.io.tables import PRESETS
+
+    inv = {b: c for c, b in {**PRESETS["worldcereal"]["bands"], **PRESETS["worldcereal"]["static"]}.items()}
+    enc = {"VV": lambda v: 10 ** ((v + 83) / 20), "VH": lambda v: 10 ** ((v + 83) / 20),
+           "temperature_2m": lambda v: v * 100, "total_precipitation": lambda v: v * 1e5}
+    centre = {name: (lat, lon) for name, lat, lon, _ in REGIONS}
+    rows = []
+    for i, m in s.meta.iterrows():
+        lat, lon = centre[m["region"]]
+        for k in range(s.t):
+            r = {"sample_id": m["sample_id"], "lat": lat + 1e-4 * i, "lon": lon, "timestamp": f"2021-{k + 1:02d}-01",
+                 "ewoc_code": 1101060000 if m["is_crop"] == 1 else 1700000000, "split": m["split"]}
+            for band, col in inv.items():
+                v = float(s.x[i, k, CROPHARVEST.index(band)])
+                r[col] = enc.get(band, lambda v: v)(v)
+            rows.append(r)
+    df = pd.DataFrame(rows)
+    df.loc[0, "S2-L2A-B03"] = 65535
+    return df
+
+
+def test_worldcereal_extraction_round_trip_and_train(tmp_path):
+    from cropmeta.train.run import train
+
+    toy = toy_samples(n_per_label=10, n_noncrop=10, t=12, seed=4, regions=REGIONS)
+    p = tmp_path / "extractions.parquet"
+    worldcereal_of(toy).to_parquet(p)
+    m = table_mapping("worldcereal", crop_values="1101060000", non_crop_values="1700000000")
+    res = ingest(table=p, table_mapping=m, home=tmp_path / "h", progress=False)
+    assert sorted(res.datasets) == ["kenya", "togo", "uganda"]  # regions from the coordinates
+    back = load_datasets(tmp_path / "h")
+    assert back.schema == CROPHARVEST.with_t(12)
+    order = {sid: i for i, sid in enumerate(toy.meta["sample_id"])}
+    idx = np.array([order[sid] for sid in back.meta["sample_id"]])
+    keep = np.ones(back.x.shape, dtype=bool)
+    keep[back.meta["sample_id"] == toy.meta["sample_id"][0], 0, CROPHARVEST.index("B3")] = False  # the nodata value
+    np.testing.assert_allclose(back.x[keep], toy.x[idx][keep], rtol=2e-5, atol=1e-6)
+    assert back.meta.loc[back.meta["is_crop"] == 1, "label"].isna().all()  # codes are not crop names
+    out = train("uganda", home=tmp_path / "h", out=tmp_path / "run", overrides=TINY, seed=0)
+    assert np.isfinite(out["metrics"]["auc_roc"])

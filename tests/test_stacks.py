@@ -30,7 +30,8 @@ def ndvi_field(h: int, w: int, k: int) -> np.ndarray:
 
 def write_image(path: Path, a: np.ndarray, crs: str = SINUSOIDAL, nodata=None, dtype="float32") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=a.shape[1], height=a.shape[0], count=1, dtype=dtype, crs=crs,
+    driver = "JP2OpenJPEG" if path.suffix == ".jp2" else "GTiff"
+    with rasterio.open(path, "w", driver=driver, width=a.shape[1], height=a.shape[0], count=1, dtype=dtype, crs=crs,
                        transform=from_origin(*ORIGIN, 250.0, 250.0), nodata=nodata) as dst:
         dst.write(a.astype(dtype), 1)
     return path
@@ -80,6 +81,18 @@ def test_16_day_composites_average_into_months_and_nodata(tmp_path):
     x, valid = s.read(Window(0, 0, 3, 3))
     assert valid.all()
     np.testing.assert_allclose(x[0, :, 0], [0.3, 0.5])  # Jan: mean of 0.2 and 0.4; Feb: the nodata image left out
+
+
+def test_jpeg2000_images_in_utm(tmp_path):
+    folder = tmp_path / "s2"
+    for k in range(3):  # Sentinel-2-style NDVI x 10000 as uint16 JPEG 2000, in UTM 31N
+        write_image(folder / f"ndvi_2021{k + 4:02d}01.jp2", np.full((4, 5), 1000 * (k + 1)), crs="EPSG:32631",
+                    dtype="uint16")
+    s = open_stack(folder, scale=1e-4)
+    assert s.t == 3 and rasterio.crs.CRS.from_wkt(s.grid.crs).to_epsg() == 32631 and s.start_date == "2021-04-01"
+    x, valid = s.read(Window(0, 0, 5, 4))
+    assert valid.all()
+    np.testing.assert_allclose(x[0, :, 0], [0.1, 0.2, 0.3], rtol=1e-6)
 
 
 def test_stack_errors_name_the_file(tmp_path):

@@ -510,7 +510,8 @@ def _label_values(tb: _Table, m: TableMapping, first: np.ndarray) -> tuple[np.nd
             continue
         if v in crop:
             is_crop[i] = 1
-            labels[i] = None if v in _CROP_WORDS else normalise_crop(v)
+            # a class code (e.g. a WorldCereal ewoc_code) is not a crop type name
+            labels[i] = None if v in _CROP_WORDS or v.replace(".", "").isdigit() else normalise_crop(v)
         elif v in non:
             is_crop[i] = 0
         elif crop or non:
