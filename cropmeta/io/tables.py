@@ -649,14 +649,15 @@ def read_table(path: str | Path, mapping: TableMapping | None = None, **override
     columns.update({band: str(src) for src, band in stat.items()})
     tb = _Table(path, long.reset_index(drop=True), m)
     tb.sid = sid
-    step_idx, step = _step_index(tb, tb.df[date_col], m.step, str(date_col if layout == "long" else m.wide_pattern))
+    when = str(date_col) if layout == "long" else m.wide_pattern  # where the dates are, for messages
+    step_idx, step = _step_index(tb, tb.df[date_col], m.step, when)
     ids = tb.df[sid].astype(str).to_numpy()
     codes, uniq = pd.factorize(ids, sort=False)
     dd = pd.DataFrame({"c": codes, "s": step_idx}).duplicated(keep=False).to_numpy()
     if dd.any():
         i = int(np.argmax(dd))
         same = int((dd & (codes == codes[i]) & (step_idx == step_idx[i])).sum())
-        raise InputError(f"{path}: duplicate (sample, date) rows in columns {str(sid)!r}/{str(date_col)!r}: sample "
+        raise InputError(f"{path}: duplicate (sample, date) rows in columns {str(sid)!r}/{when!r}: sample "
                          f"{ids[i]!r} has {same} rows for {_step_label(step_idx[i], step)} ({int(dd.sum())} such rows "
                          "in all)")
     codes0, first0 = codes, pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
@@ -674,37 +675,11 @@ def read_table(path: str | Path, mapping: TableMapping | None = None, **override
         values = {b: frame[b].to_numpy() for b in values}
         out_step = "month"
         report["resampled"] = "dekad → month (mean of the dekads present in each month)"
-    per = 3 if out_step == "dekad" else 1
-    lo = pd.Series(step_idx).groupby(codes).min().to_numpy()
-    hi = pd.Series(step_idx).groupby(codes).max().to_numpy()
+    keep, base, t = _align(codes, step_idx, uniq, window, out_step, f"{path}", when)
     if window is not None:
-        w0, w1 = window.start * per, window.end * per + per - 1
-        span = f"{_step_label(int(lo.min()), out_step)} … {_step_label(int(hi.max()), out_step)}"
-        if w1 < lo.min() or w0 > hi.max():
-            raise DataError(f"{path}: window {window.label()} lies outside the table's dates ({span}, column "
-                            f"{str(date_col if layout == 'long' else m.wide_pattern)!r})")
-        short = (lo > w0) | (hi < w1)
-        if short.any():
-            k = int(np.argmax(short))
-            raise DataError(f"{path}: {int(short.sum())} sample(s) do not cover the window {window.label()} (e.g. "
-                            f"{uniq[k]!r}: {_step_label(lo[k], out_step)} … {_step_label(hi[k], out_step)}; column "
-                            f"{str(date_col if layout == 'long' else m.wide_pattern)!r}); drop them or choose another window")
-        keep = (step_idx >= w0) & (step_idx <= w1)
         codes, step_idx = codes[keep], step_idx[keep]
         values = {b: v[keep] for b, v in values.items()}
-        base = np.full(len(uniq), w0)
-        t = w1 - w0 + 1
         report["window"] = window.label()
-    else:
-        spans = hi - lo + 1
-        if len(set(spans.tolist())) > 1:
-            a, b = int(np.argmin(spans)), int(np.argmax(spans))
-            raise DataError(f"{path}: samples cover different numbers of {out_step}s in column "
-                            f"{str(date_col if layout == 'long' else m.wide_pattern)!r} ({uniq[a]!r}: {spans[a]} from "
-                            f"{_step_label(lo[a], out_step)}; {uniq[b]!r}: {spans[b]} from {_step_label(lo[b], out_step)}); "
-                            "select a common window with --months YYYY-MM:YYYY-MM")
-        base = lo
-        t = int(spans[0])
     rel = step_idx - base[codes]
     dyn_bands = list(dyn.values())
     stat_bands = list(stat.values())
@@ -726,6 +701,34 @@ def read_table(path: str | Path, mapping: TableMapping | None = None, **override
     report.update({"samples": n, "t": t, "step": out_step, "schema": schema.name, "bands": list(schema.bands),
                    "missing_values": filled, "crs": meta.attrs.pop("crs", None)})
     return SampleSet(x, meta, schema), report
+
+
+def _align(codes, step_idx, uniq, window: MonthWindow | None, step: str, path: str,
+           when: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(rows to keep, first step of each sample, T): the window's steps for every sample (each must
+    cover it), or, without a window, each sample's own span (all spans of one length)."""
+    per = 3 if step == "dekad" else 1
+    lo = pd.Series(step_idx).groupby(codes).min().to_numpy()
+    hi = pd.Series(step_idx).groupby(codes).max().to_numpy()
+    if window is None:
+        spans = hi - lo + 1
+        if len(set(spans.tolist())) > 1:
+            a, b = int(np.argmin(spans)), int(np.argmax(spans))
+            raise DataError(f"{path}: samples cover different numbers of {step}s in column {when!r} ({uniq[a]!r}: "
+                            f"{spans[a]} from {_step_label(lo[a], step)}; {uniq[b]!r}: {spans[b]} from "
+                            f"{_step_label(lo[b], step)}); select a common window with --months YYYY-MM:YYYY-MM")
+        return np.ones(len(codes), dtype=bool), lo, int(spans[0])
+    w0, w1 = window.start * per, window.end * per + per - 1
+    if w1 < lo.min() or w0 > hi.max():
+        raise DataError(f"{path}: window {window.label()} lies outside the table's dates "
+                        f"({_step_label(int(lo.min()), step)} … {_step_label(int(hi.max()), step)}, column {when!r})")
+    short = (lo > w0) | (hi < w1)
+    if short.any():
+        k = int(np.argmax(short))
+        raise DataError(f"{path}: {int(short.sum())} sample(s) do not cover the window {window.label()} (e.g. "
+                        f"{uniq[k]!r}: {_step_label(lo[k], step)} … {_step_label(hi[k], step)}; column {when!r}); "
+                        "drop them or choose another window")
+    return (step_idx >= w0) & (step_idx <= w1), np.full(len(uniq), w0), int(w1 - w0 + 1)
 
 
 def _meta(tb: _Table, m: TableMapping, uniq, codes, first, base, step: str, path: Path) -> gpd.GeoDataFrame:
