@@ -151,3 +151,13 @@ def test_worldcereal_extraction_round_trip_and_train(tmp_path):
     assert back.meta.loc[back.meta["is_crop"] == 1, "label"].isna().all()  # codes are not crop names
     out = train("uganda", home=tmp_path / "h", out=tmp_path / "run", overrides=TINY, seed=0)
     assert np.isfinite(out["metrics"]["auc_roc"])
+
+
+def test_random_forest_baseline_takes_any_band_schema():
+    from cropmeta.evaluate.methods import RandomForest
+
+    s = toy_samples(n_per_label=10, n_noncrop=10, t=6, seed=5, regions=REGIONS[:1])
+    x = s.x[..., [BAND_INDEX["NDVI"]]]
+    y = s.meta["is_crop"].to_numpy()
+    p = RandomForest().fit(x, y, seed=0).predict_proba(x)
+    assert p.shape == (len(x),) and np.all((p >= 0) & (p <= 1))

@@ -152,3 +152,20 @@ def test_export_a_stack_on_its_own_grid(tmp_path):
         assert json.loads(ds.tags()["DATE_RANGE"]) == ["2020-03-01", "2021-02-01"]
     expect = np.clip(np.linspace(0, 0.8, 7) + 0.01 * np.mean(np.arange(9, 21)), 0, 1)
     assert np.abs(prob.astype(int) - np.rint(expect * 100)[None, :]).max() <= 1  # uint8 0–100 (float32 rounding)
+
+
+def test_export_months_on_an_earth_engine_tile_equals_start_month(tmp_path):
+    from cropmeta.mapping.export import export
+    from cropmeta.mapping.testing import make_double_run, make_ee_tile
+
+    run = make_double_run(tmp_path / "run", kind="lstm", t=12)
+    rng = np.random.default_rng(0)
+    tif = make_ee_tile(tmp_path / "in" / "7-togo_2019-02-06_2021-01-26.tif", height=5, width=6, t=24,
+                       ndvi=rng.uniform(0.1, 0.7, (5, 6)))
+    kw = dict(loader="cropmeta.mapping.testing:load_double", progress=False, quicklook=False)
+    a = export(run, tmp_path / "a.tif", inputs=[tif], months="2019-04:2020-03", **kw)["map"]
+    b = export(run, tmp_path / "b.tif", inputs=[tif], start_month=3, **kw)["map"]  # step 3 begins 2019-04-07
+    with rasterio.open(a) as da, rasterio.open(b) as db:
+        np.testing.assert_array_equal(da.read(), db.read())
+    with pytest.raises(DataError, match=r"7-togo_2019-02-06_2021-01-26.tif: window 2020-06:2021-05 needs 12 steps"):
+        export(run, tmp_path / "c.tif", inputs=[tif], months="2020-06:2021-05", **kw)

@@ -221,7 +221,7 @@ def _check_xy(x: np.ndarray, y: np.ndarray, who: str) -> tuple[np.ndarray, np.nd
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y).astype(np.int64).ravel()
     if x.ndim != 3:
-        raise InputError(f"{who}: samples must be [N, T, 18], got {list(x.shape)}")
+        raise InputError(f"{who}: samples must be [N, T, n_bands], got {list(x.shape)}")
     if len(x) != len(y):
         raise InputError(f"{who}: {len(x)} samples for {len(y)} labels")
     if not np.isin(y, [0, 1]).all():
@@ -233,7 +233,7 @@ def _check_xy(x: np.ndarray, y: np.ndarray, who: str) -> tuple[np.ndarray, np.nd
 
 class RandomForest(Method):
     """CropHarvest's random-forest baseline: scikit-learn ``RandomForestClassifier`` with its defaults
-    (``random_state`` = the seed) on the flattened ``T × 18`` features, normalised with a
+    (``random_state`` = the seed) on the flattened ``T × n_bands`` features, normalised with a
     :class:`~cropmeta.schema.Normalizer` fitted on the samples given to :meth:`fit`."""
 
     name = "random-forest"
@@ -248,8 +248,10 @@ class RandomForest(Method):
     def fit(self, x, y, seed: int = 0) -> "RandomForest":
         from sklearn.ensemble import RandomForestClassifier
 
+        from cropmeta.train.trained import schema_for_width
+
         x, y = _check_xy(x, y, "random forest")
-        self.norm = Normalizer.fit(x)
+        self.norm = Normalizer.fit(x, bands=schema_for_width(x.shape[2], x.shape[1]).bands)  # any band schema
         self._constant = None
         if len(np.unique(y)) < 2:  # one class only: predict it
             self.model, self._constant = None, float(y[0]) if len(y) else 0.5
