@@ -109,6 +109,9 @@ def test_stack_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match=r"notes.tif: the file name carries no date"):
         stack_files(folder)
     lst = tmp_path / "list.txt"
+    lst.write_text("path,date\nb/NDVI_2020-01-01.tif,2021-01-01\nb/NDVI_2020-02-01.tif,2021-02-01\n")
+    s = open_stack(lst)  # the list's dates win over the names
+    assert s.t == 2 and s.start_date == "2021-01-01"
     lst.write_text("a/NDVI_2020-01-01.tif 2020-01-01\na/NDVI_2020-02-01.tif 2020-02-99\n")
     with pytest.raises(InputError, match=rf"{lst}: line 2: '2020-02-99' is not an ISO date"):
         stack_files(lst)
