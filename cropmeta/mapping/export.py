@@ -649,6 +649,9 @@ def _renamed(s: Source, name: str) -> Source:
 
 
 def _source_sig(s: Source) -> Any:
+    if getattr(s, "files", None):  # a per-date stack: every image counts (and the months read)
+        return [[str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns] for f in s.files] + \
+            [s.t_start, s.t]
     if isinstance(s.ref, (str, Path)):
         p = Path(s.ref)
         st = p.stat()
