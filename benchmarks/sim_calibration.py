@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cropmeta.io.atomic import atomic_write_text  # noqa: E402
+from cropmeta._fs import atomic_write_text  # noqa: E402
 from cropmeta.sim import generate_world  # noqa: E402
 from cropmeta.sim.calibrate import ORACLE_MIN_AUC, ORACLE_N, PUBLISHED_RF_AUC, TOLERANCE, oracle_auc, rf_auc  # noqa: E402
 from cropmeta.sim.params import load_params  # noqa: E402

@@ -46,7 +46,7 @@ def _home_option():
 
 def _version(value: bool) -> None:
     if value:
-        from cropmeta import __version__
+        from cropmeta._version import __version__
 
         console.print(f"cropmeta {__version__}")
         raise typer.Exit()

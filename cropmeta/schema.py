@@ -298,7 +298,7 @@ class Normalizer:
         return norm
 
     def save(self, path: str | Path) -> None:
-        from cropmeta.io.atomic import atomic_write_text
+        from cropmeta._fs import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 

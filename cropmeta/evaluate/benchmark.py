@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_write_text, output_dir
+from cropmeta._fs import atomic_write_text, output_dir
 
 #: (key, region, crop) of the published targets
 TARGETS = [("kenya", "Kenya", "maize"), ("brazil", "Brazil", "coffee"), ("togo", "Togo", None)]

@@ -155,7 +155,7 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
 
     from cropmeta.evaluate.compare import out_of_fold
     from cropmeta.evaluate.deep import DeepMethod
-    from cropmeta.io.atomic import atomic_write_text
+    from cropmeta._fs import atomic_write_text
     from cropmeta.metrics import binary_metrics
     from cropmeta.tasks import Task, target_data
     from cropmeta.train.checkpoint import load_model, save_temperature

@@ -62,7 +62,7 @@ from cropmeta.evaluate.methods import (
     shot_mode,
     split_method,
 )
-from cropmeta.io.atomic import atomic_write_text, output_dir
+from cropmeta._fs import atomic_write_text, output_dir
 from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_error
 
 PROTOCOL_VERSION = 1
@@ -335,7 +335,7 @@ def _save_prepared(out: Path, method: Method, seed: int, fingerprint: str, secon
     meta, arrays = state
     from safetensors.numpy import save_file
 
-    from cropmeta.io.atomic import atomic_path
+    from cropmeta._fs import atomic_path
 
     jpath, spath = _prepared_paths(out, _prep_name(method.name), seed)
     with atomic_path(spath) as tmp:

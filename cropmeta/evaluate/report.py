@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cropmeta.evaluate.methods import method_label
-from cropmeta.io.atomic import atomic_path, atomic_write_text
+from cropmeta._fs import atomic_path, atomic_write_text
 from cropmeta.metrics import METRIC_NAMES
 
 METRIC_LABELS = {

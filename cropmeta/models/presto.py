@@ -388,7 +388,7 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise InputError(f"{path}: not a readable safetensors file ({e})") from e
     if path.suffix == ".pt":
-        from cropmeta.io.atomic import sha256_file
+        from cropmeta._fs import sha256_file
         from cropmeta.models.weights import PRESTO
 
         digest = sha256_file(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_path, atomic_write_text, sha256_file
+from cropmeta._fs import atomic_path, atomic_write_text, sha256_file
 
 __all__ = ["PRESTO", "WEIGHTS", "WeightsSpec", "cached_weights", "download_weights", "weights_dir"]
 

@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from cropmeta.io.atomic import atomic_path
+from cropmeta._fs import atomic_path
 from cropmeta.io.eetiff import ee_filename, write_ee_tiff
 from cropmeta.sim import physics
 from cropmeta.sim.params import SimParams

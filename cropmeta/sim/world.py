@@ -30,7 +30,7 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.atomic import atomic_dir, recover_dir
+from cropmeta._fs import atomic_dir, recover_dir
 from cropmeta.io.eetiff import ee_filename
 from cropmeta.io.eetiff import write_ee_tiff as _write_ee_tiff
 from cropmeta.regions import get_region as _get_region
