@@ -378,7 +378,8 @@ def test_cropping_systems_give_neighbours_shared_traits_and_years_vary():
 def test_kenya_oracle_beats_the_pool_trained_random_forest_by_a_wide_margin(tmp_path):
     """The anchor of the rebuilt world: clean labels from the test districts and year reach far
     above what the target's own noisy, other-year, other-district pool gives the random forest."""
-    from cropmeta.sim.calibrate import oracle_auc, rf_auc
+    from cropmeta.evaluate.oracle import oracle_auc
+    from cropmeta.sim.calibrate import rf_auc
 
     w = generate_world(tmp_path / "w", seed=0, scene_size=32, regions=["Kenya"])
     pool = rf_auc(w, "kenya")
