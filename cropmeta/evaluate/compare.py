@@ -45,7 +45,7 @@ import numpy as np
 
 from cropmeta.errors import InputError
 from cropmeta.evaluate import stats
-from cropmeta.evaluate.calibration import apply_temperature, checked_temperature
+from cropmeta.evaluate.calibration import apply_temperature, checked_temperature, out_of_fold
 from cropmeta.evaluate.methods import (
     FIXED_SHOTS,
     METHOD_INPUTS,
@@ -202,23 +202,6 @@ def shot_indices(y: np.ndarray, k: int | str, seed: int) -> np.ndarray:
     n_neg = min(k - n_pos, len(neg))
     n_pos = min(k - n_neg, len(pos))
     return np.sort(np.concatenate([pos[:n_pos], neg[:n_neg]]))
-
-
-def out_of_fold(method: Method, x: np.ndarray, y: np.ndarray, seed: int, folds: int) -> tuple[np.ndarray, int]:
-    """Out-of-fold probabilities on (x, y) with stratified folds; returns (probabilities, folds used;
-    0 = too few labels of a class, probabilities NaN)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    n_min = int(min((y == 1).sum(), (y == 0).sum()))
-    folds = min(int(folds), n_min)
-    oof = np.full(len(y), np.nan)
-    if folds < 2:
-        return oof, 0
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seed))
-    for i, (a, b) in enumerate(skf.split(np.zeros(len(y)), y)):
-        method.fit(x[a], y[a], seed=seed * 1000 + 17 + i)
-        oof[b] = method.predict_proba(x[b])
-    return oof, folds
 
 
 def _r(v: float, nd: int = 6):
