@@ -113,7 +113,7 @@ def mm_rate(dtype: str = "float32", n: int = 2048, reps: int = 5, threads: int =
 
 def write_result(name: str, result: dict, out: str | Path | None = None) -> Path:
     """``benchmarks/results/<name>.json`` (atomically)."""
-    from cropmeta.io.atomic import atomic_write_text
+    from cropmeta._fs import atomic_write_text
 
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -408,7 +408,7 @@ def render(run_info: dict | None = None, results: Path = RESULTS) -> str:
 
 def write_doc(text: str, path: Path = DOC) -> Path:
     """The report, followed by the hand-written analysis in ``benchmarks/perf_notes.md``."""
-    from cropmeta.io.atomic import atomic_write_text
+    from cropmeta._fs import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     notes = REPO / "benchmarks" / "perf_notes.md"
@@ -456,7 +456,7 @@ def main(argv=None) -> int:
             kept = [r for r in prev.get("runs", []) if r["name"] not in names]
             info["runs"] = kept + runs
             info["earlier"] = [{"date": prev.get("date"), "command": prev.get("command")}] + prev.get("earlier", [])
-        from cropmeta.io.atomic import atomic_write_text
+        from cropmeta._fs import atomic_write_text
 
         atomic_write_text(results / "run_all.json", json.dumps(info, indent=2))
         failed = [r["name"] for r in runs if r["returncode"] != 0]

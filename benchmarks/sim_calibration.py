@@ -6,7 +6,7 @@ size of the default world.
    the target's training pool, AUC-ROC on its test set) within +-0.05 of the published AUC on the
    real data (Presto paper, Tseng et al. 2023, table 12: Kenya maize 0.578, Brazil coffee 0.941,
    Togo crop 0.892).
-2. The oracle (:func:`cropmeta.sim.calibrate.oracle_auc`): the same random forest, and the
+2. The oracle (:func:`cropmeta.evaluate.oracle.oracle_auc`): the same random forest, and the
    TIML-architecture LSTM trained from scratch, on 4,000 correctly labelled samples of the target's
    test districts and test year (never its test points) reach at least the best published result on
    the real test sets (0.85 / 0.99 / 0.93).
@@ -36,9 +36,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cropmeta.io.atomic import atomic_write_text  # noqa: E402
+from cropmeta._fs import atomic_write_text  # noqa: E402
 from cropmeta.sim import generate_world  # noqa: E402
-from cropmeta.sim.calibrate import ORACLE_MIN_AUC, ORACLE_N, PUBLISHED_RF_AUC, TOLERANCE, oracle_auc, rf_auc  # noqa: E402
+from cropmeta.evaluate.oracle import oracle_auc  # noqa: E402
+from cropmeta.sim.calibrate import ORACLE_MIN_AUC, ORACLE_N, PUBLISHED_RF_AUC, TOLERANCE, rf_auc  # noqa: E402
 from cropmeta.sim.params import load_params  # noqa: E402
 
 

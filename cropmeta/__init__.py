@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 
+from cropmeta._version import __version__
 from cropmeta.errors import (
     ConfigError,
     CropmetaError,
@@ -32,7 +33,6 @@ from cropmeta.errors import (
     NotFittedError,
 )
 
-__version__ = "0.1.0"
 
 #: public name → module that defines it (imported on first access)
 _LAZY = {

@@ -127,9 +127,9 @@ def check_device() -> Check:
 
 
 def run_checks() -> list[Check]:
-    import cropmeta
+    from cropmeta._version import __version__
 
-    checks = [Check("cropmeta", True, f"{cropmeta.__version__} (Python {platform.python_version()})")]
+    checks = [Check("cropmeta", True, f"{__version__} (Python {platform.python_version()})")]
     checks += [_version(m) for m in STACK]
     checks += [replace(_version(m), name=f"{m} (fetch)", required=False) for m in FETCH_STACK]
     checks += [check_device(), check_learn2learn(), check_gdal_cog(), check_data_dir(), check_workspace()]

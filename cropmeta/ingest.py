@@ -28,9 +28,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from cropmeta import __version__
+from cropmeta._version import __version__
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.atomic import atomic_dir, atomic_write_text
+from cropmeta._fs import atomic_dir, atomic_write_text
 from cropmeta.io.cropharvest import is_cropharvest_archive, read_cropharvest
 from cropmeta.io.eetiff import EETiffInfo, list_ee_tiffs
 from cropmeta.io.labels import read_labels

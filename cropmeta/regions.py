@@ -84,7 +84,7 @@ def slugify(name: str) -> str:
 
 def build_region_file(shapefile: str | Path, out: str | Path | None = None) -> Path:
     """Derive ``data/regions.geojson`` from Natural Earth ``ne_50m_admin_0_countries.shp``."""
-    from cropmeta.io.atomic import atomic_path
+    from cropmeta._fs import atomic_path
 
     shapefile = Path(shapefile)
     # Natural Earth's DBF holds UTF-8 but ships no .cpg, so GDAL would decode it as ISO-8859-1

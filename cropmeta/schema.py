@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cropmeta._fs import atomic_write_text
 from cropmeta.bandschema import BandSchema
 from cropmeta.errors import DataError, InputError
 
@@ -305,8 +306,6 @@ class Normalizer:
         return norm
 
     def save(self, path: str | Path) -> None:
-        from cropmeta.io.atomic import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod

@@ -17,7 +17,7 @@ from cropmeta.io.eetiff import parse_ee_filename
 from cropmeta.regions import get_region
 from cropmeta.schema import BANDS, CROP_GROUPS, CROP_TO_GROUP, canonical_from_raw, raw_band_names, t_from_raw_band_count
 from cropmeta.sim import ensure_world, generate_world, load_world
-from cropmeta.sim import physics
+from cropmeta.sim import physics, sensors
 from cropmeta.sim import world as world_mod
 from cropmeta.sim.calibrate import target_labels, world_samples
 from cropmeta.sim.params import NONCROP_COVERS, load_params
@@ -259,7 +259,7 @@ def test_phenology_perennials_stay_green_and_radar_sees_biomass():
     px = {k: fr[k] for k in ("vwater", "moist_s1", "water", "built")}
     px.update(rough=np.zeros(4), wdb=np.zeros(4), bdb=np.zeros(4), angle=np.zeros(4), temp=np.full((4, 12), 295.0))
     r["difficulty"]["s1_speckle"] = 0.0
-    vv, vh = physics.sentinel1(p, r, px, np.random.default_rng(0))
+    vv, vh = sensors.sentinel1(p, r, px, np.random.default_rng(0))
     assert vh[2].mean() > vh[0].mean() > vh[3].mean()  # forest > coffee > bare soil
     assert vh[1, 0] > vh[1, 6] + 3  # soybean canopy in January vs bare soil in July
 
@@ -351,7 +351,7 @@ def test_band_values_and_correlations_within_the_real_arrays(samples, shared_dat
 # ------------------------------------------------------------------------------------------------
 def test_cropping_systems_give_neighbours_shared_traits_and_years_vary():
     from cropmeta.sim.params import tile_settings
-    from cropmeta.sim.world import year_weather
+    from cropmeta.sim.tiles import year_weather
 
     p = load_params()
     east = [n for n, r in p.regions.items() if r.get("system") == "east_africa_bimodal"]
@@ -378,7 +378,8 @@ def test_cropping_systems_give_neighbours_shared_traits_and_years_vary():
 def test_kenya_oracle_beats_the_pool_trained_random_forest_by_a_wide_margin(tmp_path):
     """The anchor of the rebuilt world: clean labels from the test districts and year reach far
     above what the target's own noisy, other-year, other-district pool gives the random forest."""
-    from cropmeta.sim.calibrate import oracle_auc, rf_auc
+    from cropmeta.evaluate.oracle import oracle_auc
+    from cropmeta.sim.calibrate import rf_auc
 
     w = generate_world(tmp_path / "w", seed=0, scene_size=32, regions=["Kenya"])
     pool = rf_auc(w, "kenya")

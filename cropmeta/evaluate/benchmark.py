@@ -11,27 +11,13 @@ put our numbers (all training labels, mean over seeds with 95 % CI) beside the p
 
 from __future__ import annotations
 
-import html
-import json
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from cropmeta._fs import output_dir
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_write_text, output_dir
-
-#: (key, region, crop) of the published targets
-TARGETS = [("kenya", "Kenya", "maize"), ("brazil", "Brazil", "coffee"), ("togo", "Togo", None)]
-#: published F1 / AUC-ROC with all training labels — Presto paper (Tseng et al. 2023), tables 2 and 12
-PUBLISHED = {
-    "kenya": {"timl": {"f1": 0.838, "auc_roc": 0.794}, "random-forest": {"f1": 0.559, "auc_roc": 0.578}},
-    "brazil": {"timl": {"f1": 0.835, "auc_roc": 0.988}, "random-forest": {"f1": 0.000, "auc_roc": 0.941}},
-    "togo": {"timl": {"f1": 0.732, "auc_roc": 0.890}, "random-forest": {"f1": 0.756, "auc_roc": 0.892}},
-}
-PUBLISHED_SOURCE = "Presto paper (Tseng et al. 2023), tables 2 and 12"
-BENCHMARKS = ("cropharvest", "sim")
+from cropmeta.evaluate.published import BENCHMARKS, PUBLISHED, PUBLISHED_SOURCE, TARGETS
+from cropmeta.evaluate.report.benchmark import comparison_table, write_benchmark_report
 
 
 def load_benchmark_samples(benchmark: str, root=None, progress: bool = True):
@@ -118,134 +104,3 @@ def summarize_target(report: dict) -> dict:
                          "n": s[met]["n"]} for met in ("f1", "auc_roc")}
     return {"shots": k, "target": report["target"], "methods": rows,
             "report_dir": Path(report["files"]["report.json"]).parent.name if report.get("files") else None}
-
-
-def _f(v) -> str:
-    return "–" if v is None or not np.isfinite(v) else f"{v:.3f}"
-
-
-def comparison_table(result: dict) -> list[list[str]]:
-    """Rows (header first): target, method, our F1 and AUC (mean [CI]), published F1 and AUC."""
-    from cropmeta.evaluate.report import label
-
-    rows = [["Target", "Method", "F1 (ours)", "AUC-ROC (ours)", "F1 (published)", "AUC-ROC (published)"]]
-    for key, t in result["targets"].items():
-        name = f"{t['target']['region']} {t['target']['crop'] or 'crop vs non-crop'}"
-        for m, r in t["methods"].items():
-            pub = result["published"].get(key, {}).get(m, {})
-            rows.append([
-                name, label(m),
-                f"{_f(r['f1']['mean'])} [{_f(r['f1']['ci_low'])}, {_f(r['f1']['ci_high'])}]",
-                f"{_f(r['auc_roc']['mean'])} [{_f(r['auc_roc']['ci_low'])}, {_f(r['auc_roc']['ci_high'])}]",
-                _f(pub.get("f1")), _f(pub.get("auc_roc")),
-            ])
-    return rows
-
-
-def plot_benchmark(result: dict, path: Path) -> Path:
-    from cropmeta.evaluate.report import _plt, _save, label
-
-    plt = _plt()
-    keys = list(result["targets"])
-    methods = list(next(iter(result["targets"].values()))["methods"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    width = 0.8 / max(1, len(methods))
-    xs = np.arange(len(keys))
-    for ax, met in zip(axes, ("f1", "auc_roc")):
-        for j, m in enumerate(methods):
-            nan = {"mean": None, "ci_low": None, "ci_high": None}
-            vals = [result["targets"][k]["methods"].get(m, {}).get(met, nan) for k in keys]
-            mean = np.array([v["mean"] if v["mean"] is not None else np.nan for v in vals], dtype=float)
-            lo = np.array([v["ci_low"] if v["ci_low"] is not None else np.nan for v in vals], dtype=float)
-            hi = np.array([v["ci_high"] if v["ci_high"] is not None else np.nan for v in vals], dtype=float)
-            pos = xs + (j - (len(methods) - 1) / 2) * width
-            ax.bar(pos, mean, width, yerr=np.clip(np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)]), 0, None),
-                   capsize=2, label=label(m))
-            pub = [result["published"].get(k, {}).get(m, {}).get(met) for k in keys]
-            if any(p is not None for p in pub):
-                ax.scatter(pos, [np.nan if p is None else p for p in pub], marker="D", color="black", s=18, zorder=3,
-                           label="published" if j == 0 else None)
-        ax.set_xticks(xs, [result["targets"][k]["target"]["region"] for k in keys])
-        ax.set_ylim(0, 1.05)
-        ax.set_title(("F1" if met == "f1" else "AUC-ROC") + " with all training labels (◆ = published)", fontsize=9)
-    axes[0].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def benchmark_narrative(result: dict, reports: dict) -> list[str]:
-    from cropmeta.evaluate.report import label, narrative
-
-    from cropmeta.evaluate.methods import shot_mode
-
-    paras = []
-    for key, t in result["targets"].items():
-        # the oracle rows are a ceiling, not a competitor: never named best
-        ms = {m: r for m, r in t["methods"].items() if shot_mode(m) != "fixed"} or t["methods"]
-        best = max(ms, key=lambda m: -np.inf if ms[m]["auc_roc"]["mean"] is None or not np.isfinite(ms[m]["auc_roc"]["mean"])
-                   else ms[m]["auc_roc"]["mean"])
-        te = t["target"].get("test", {})
-        n_te = te.get("positive", 0) + te.get("negative", 0)
-        where = f"{n_te} test samples" + (f" in {te['fields']} fields" if te.get("fields") is not None else "")
-        txt = (f"{t['target']['region']} {t['target']['crop'] or 'crop vs non-crop'} (all training labels, {where}): "
-               f"best mean AUC-ROC {label(best)} {_f(ms[best]['auc_roc']['mean'])}.")
-        for m in [m for m in t["methods"] if shot_mode(m) == "fixed"]:
-            txt += f" {label(m)} (a ceiling, no target shots): AUC {_f(t['methods'][m]['auc_roc']['mean'])}."
-        pub = result["published"].get(key, {})
-        for m in ("timl", "random-forest"):
-            if m in ms and m in pub:
-                txt += (f" {label(m)}: ours F1 {_f(ms[m]['f1']['mean'])} / AUC {_f(ms[m]['auc_roc']['mean'])}, "
-                        f"published {_f(pub[m]['f1'])} / {_f(pub[m]['auc_roc'])}.")
-        paras.append(txt)
-    if result["benchmark"] == "sim":
-        paras.append("These are simulated targets: the published numbers are real-data results, shown only as the "
-                     "reference the simulator's difficulty was calibrated against (random-forest AUC), not as "
-                     "something our numbers should reproduce.")
-    for key, rep in reports.items():
-        paras.append(f"[{key}] " + " ".join(narrative(rep)[1:3]))
-    return paras
-
-
-def write_benchmark_report(result: dict, reports: dict, out: Path) -> dict[str, Path]:
-    from cropmeta.evaluate.report import CSS, _clean_json, _img, html_table, md_table
-
-    out = Path(out)
-    img = plot_benchmark(result, out / "benchmark.png")
-    paras = benchmark_narrative(result, reports)
-    result["summary_text"] = paras
-    title = f"cropmeta benchmark — {result['benchmark']}"
-    md = [f"# {title}", "", *[p + "\n" for p in paras], "## Ours beside the published numbers", "",
-          f"Ours: mean over seeds [95 % bootstrap CI], uncalibrated, all training labels. Published: {PUBLISHED_SOURCE}.",
-          "", md_table(result["table"]), "", f"![benchmark]({img.name})", "", "## Per-target reports", ""]
-    md += [f"- [{k}]({k}/report.md)" for k in result["targets"]] + [""]
-    atomic_write_text(out / "benchmark.md", "\n".join(md))
-    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
-         f"</head><body><h1>{html.escape(title)}</h1>"]
-    h += [f"<p>{html.escape(p)}</p>" for p in paras]
-    h += ["<h2>Ours beside the published numbers</h2>",
-          f"<p>Ours: mean over seeds [95 % bootstrap CI], uncalibrated, all training labels. Published: "
-          f"{html.escape(PUBLISHED_SOURCE)}.</p>", html_table(result["table"]), _img(img, "benchmark"),
-          "<h2>Per-target reports</h2><ul>"]
-    h += [f"<li>{html.escape(k)}/report.html</li>" for k in result["targets"]] + ["</ul></body></html>"]
-    atomic_write_text(out / "benchmark.html", "".join(h))
-    files = {"benchmark.png": img, "benchmark.md": out / "benchmark.md", "benchmark.html": out / "benchmark.html",
-             "benchmark.json": out / "benchmark.json"}
-    body = dict(result)
-    body["files"] = {k: Path(v).name for k, v in files.items()}  # relative to the benchmark folder
-    atomic_write_text(out / "benchmark.json", json.dumps(_clean_json(body), indent=1, allow_nan=False, default=str))
-    return files
-
-
-def print_table(result: dict, console: Any) -> None:
-    """Print ours beside the published numbers with Rich (for the CLI)."""
-    from rich.table import Table
-
-    rows = result["table"] if "table" in result else []
-    if not rows:
-        return
-    tab = Table(title=f"{result['benchmark']} benchmark — ours vs published ({PUBLISHED_SOURCE})")
-    for c in rows[0]:
-        tab.add_column(c)
-    for r in rows[1:]:
-        tab.add_row(*r)
-    console.print(tab)

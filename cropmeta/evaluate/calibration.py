@@ -6,7 +6,8 @@ probabilities, ``T < 1`` sharpens under-confident ones. It never changes the ran
 probabilities and hence metrics at a 0.5 threshold, Brier score and ECE.
 
 ``T`` is fitted by minimising the negative log-likelihood on *held-out support data*: out-of-fold
-predictions on the target's training labels (see :mod:`cropmeta.evaluate.compare`), never the test set.
+predictions on the target's training labels (:func:`out_of_fold`, used by :mod:`cropmeta.evaluate.compare`),
+never the test set.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from scipy import optimize
 
 from cropmeta.errors import InputError
+from cropmeta.evaluate.methods import Method
 
 #: probabilities are clipped to [EPS, 1 − EPS] before taking logits (random-forest votes are 0/1)
 EPS = 1e-4
@@ -138,6 +140,23 @@ def plot_reliability(ax, curves: dict[str, dict], title: str = "") -> None:
     ax.legend(fontsize=7, loc="upper left")
 
 
+def out_of_fold(method: Method, x: np.ndarray, y: np.ndarray, seed: int, folds: int) -> tuple[np.ndarray, int]:
+    """Out-of-fold probabilities on (x, y) with stratified folds; returns (probabilities, folds used;
+    0 = too few labels of a class, probabilities NaN)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    n_min = int(min((y == 1).sum(), (y == 0).sum()))
+    folds = min(int(folds), n_min)
+    oof = np.full(len(y), np.nan)
+    if folds < 2:
+        return oof, 0
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seed))
+    for i, (a, b) in enumerate(skf.split(np.zeros(len(y)), y)):
+        method.fit(x[a], y[a], seed=seed * 1000 + 17 + i)
+        oof[b] = method.predict_proba(x[b])
+    return oof, folds
+
+
 def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False) -> dict:
     """Fit and save the calibration temperature of a ``cropmeta train`` run directory, so that
     :func:`cropmeta.train.checkpoint.load_predictor` (and hence ``cropmeta export``) returns
@@ -153,9 +172,8 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
     import json
     from pathlib import Path
 
-    from cropmeta.evaluate.compare import out_of_fold
     from cropmeta.evaluate.deep import DeepMethod
-    from cropmeta.io.atomic import atomic_write_text
+    from cropmeta._fs import atomic_write_text
     from cropmeta.metrics import binary_metrics
     from cropmeta.tasks import Task, target_data
     from cropmeta.train.checkpoint import load_model, save_temperature
@@ -205,7 +223,7 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
                  "brier_after": after["brier"], "f1_before": before["f1"], "f1_after": after["f1"],
                  "n": before["n"]},
     }
-    from cropmeta.evaluate.report import _plt, _save
+    from cropmeta.evaluate.report.figures import _plt, _save
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4, 4))

@@ -45,7 +45,7 @@ import numpy as np
 
 from cropmeta.errors import InputError
 from cropmeta.evaluate import stats
-from cropmeta.evaluate.calibration import apply_temperature, checked_temperature
+from cropmeta.evaluate.calibration import apply_temperature, checked_temperature, out_of_fold
 from cropmeta.evaluate.methods import (
     FIXED_SHOTS,
     METHOD_INPUTS,
@@ -62,7 +62,7 @@ from cropmeta.evaluate.methods import (
     shot_mode,
     split_method,
 )
-from cropmeta.io.atomic import atomic_write_text, output_dir
+from cropmeta._fs import atomic_write_text, output_dir
 from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_error
 
 PROTOCOL_VERSION = 1
@@ -204,23 +204,6 @@ def shot_indices(y: np.ndarray, k: int | str, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([pos[:n_pos], neg[:n_neg]]))
 
 
-def out_of_fold(method: Method, x: np.ndarray, y: np.ndarray, seed: int, folds: int) -> tuple[np.ndarray, int]:
-    """Out-of-fold probabilities on (x, y) with stratified folds; returns (probabilities, folds used;
-    0 = too few labels of a class, probabilities NaN)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    n_min = int(min((y == 1).sum(), (y == 0).sum()))
-    folds = min(int(folds), n_min)
-    oof = np.full(len(y), np.nan)
-    if folds < 2:
-        return oof, 0
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seed))
-    for i, (a, b) in enumerate(skf.split(np.zeros(len(y)), y)):
-        method.fit(x[a], y[a], seed=seed * 1000 + 17 + i)
-        oof[b] = method.predict_proba(x[b])
-    return oof, folds
-
-
 def _r(v: float, nd: int = 6):
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(float(v), nd)
 
@@ -335,7 +318,7 @@ def _save_prepared(out: Path, method: Method, seed: int, fingerprint: str, secon
     meta, arrays = state
     from safetensors.numpy import save_file
 
-    from cropmeta.io.atomic import atomic_path
+    from cropmeta._fs import atomic_path
 
     jpath, spath = _prepared_paths(out, _prep_name(method.name), seed)
     with atomic_path(spath) as tmp:

@@ -316,7 +316,7 @@ class SourceRandomForest(Method):
 class OracleMethod(Method):
     """The oracle rows of the simulated benchmark: a learner of the simulator's calibration
     (:func:`cropmeta.sim.calibrate.rf_proba`, the CropHarvest random forest, or
-    :func:`~cropmeta.sim.calibrate.lstm_proba`, the TIML-architecture LSTM from scratch) trained on
+    :func:`~cropmeta.evaluate.oracle.lstm_proba`, the TIML-architecture LSTM from scratch) trained on
     correctly labelled samples of the target's test districts and test year, never its test points
     (``target.extra["oracle"]``: :class:`cropmeta.evaluate.oracle.OracleData`). The ceiling a
     method could reach; uses no target shots. Those learners train and predict in one call, so the
@@ -349,7 +349,8 @@ class OracleMethod(Method):
         raise InputError(f"{self.name}: trained on the oracle samples, not on target shots")
 
     def predict_proba(self, x) -> np.ndarray:
-        from cropmeta.sim.calibrate import lstm_proba, rf_proba
+        from cropmeta.evaluate.oracle import lstm_proba
+        from cropmeta.sim.calibrate import rf_proba
 
         if self.oracle is None:
             raise InputError(f"{self.name}: predict_proba called before prepare")

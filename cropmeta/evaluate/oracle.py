@@ -1,6 +1,8 @@
 """The oracle rows' data: correctly labelled samples of a simulated target's test districts and test
 year (:func:`cropmeta.sim.world.generate_oracle`), read like the calibration reads them
-(:func:`cropmeta.sim.calibrate.world_samples`, :func:`~cropmeta.sim.calibrate.target_labels`).
+(:func:`cropmeta.sim.calibrate.world_samples`, :func:`~cropmeta.sim.calibrate.target_labels`); and
+the oracle's deep learner (:func:`lstm_proba`) with the calibration's oracle anchor
+(:func:`oracle_auc`), which train a model and so sit above the learners, not in :mod:`cropmeta.sim`.
 
 Only the simulated world has an oracle. :func:`sim_oracle` returns ``(None, why)`` for anything
 else — a path that is not a world, a world without this target, or a comparison whose test set is
@@ -19,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from cropmeta.errors import CropmetaError
-
-#: oracle samples per target (the calibration's anchor: ≥ 4,000)
-ORACLE_N = 4000
+from cropmeta.schema import Normalizer
+from cropmeta.sim.calibrate import ORACLE_MIN_AUC, ORACLE_N, _target, rf_proba, target_labels, world_samples
 
 
 @dataclass
@@ -55,7 +56,6 @@ def sim_oracle(world, region: str, crop: str | None, ids_test, y_test, x_test,
     """The oracle samples of the target (``region``, ``crop``) of simulated world ``world``, or
     ``(None, why not)``. ``ids_test``/``y_test``/``x_test``: the comparison's test set, which must be
     the world's test set of that target."""
-    from cropmeta.sim.calibrate import target_labels, world_samples
     from cropmeta.sim.world import generate_oracle, load_world
 
     if world is None:
@@ -92,3 +92,54 @@ def sim_oracle(world, region: str, crop: str | None, ids_test, y_test, x_test,
     keep = ~bad
     return OracleData(xo[keep], yo[keep].astype(np.int64), str(doc["path"]), key, str(doc["version"]), int(n),
                       excluded=int(bad.sum())), ""
+
+
+def lstm_proba(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int = 0, steps: int = 1500,
+               batch: int = 64, lr: float = 1e-3) -> np.ndarray:
+    """The TIML-architecture LSTM (quick preset, no task information) trained from scratch with Adam
+    on class-balanced batches: the oracle's deep learner."""
+    import torch
+    import torch.nn.functional as F
+
+    from cropmeta.train.trained import from_scratch, predict_proba
+
+    m = from_scratch(t=x_train.shape[1], seed=seed, normalizer=Normalizer.fit(x_train))
+    clf = m.classifier
+    xt = torch.as_tensor(m.normalizer.transform(x_train), dtype=torch.float32)
+    pos, neg = np.where(y_train == 1)[0], np.where(y_train == 0)[0]
+    opt = torch.optim.Adam(clf.parameters(), lr=lr)
+    g = np.random.default_rng(seed)
+    film, info = m.task_inputs(None)
+    yb = torch.as_tensor(np.r_[np.ones(batch // 2), np.zeros(batch // 2)], dtype=torch.float32).unsqueeze(0)
+    clf.train()
+    for _ in range(steps):
+        idx = np.r_[g.choice(pos, batch // 2), g.choice(neg, batch // 2)]
+        loss = F.binary_cross_entropy_with_logits(clf(xt[idx].unsqueeze(0), film=film, info=info), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return predict_proba(m, x_test)
+
+
+def oracle_auc(world: str | Path, target: str, n: int = ORACLE_N, random_state: int = 0,
+               learners: tuple[str, ...] = ("rf", "lstm"), lstm_steps: int = 1500) -> dict:
+    """The oracle anchor: each learner trained on ``n`` correctly labelled samples of the target's
+    test districts and test year (never its test points), AUC-ROC on its test set."""
+    from sklearn.metrics import roc_auc_score
+
+    from cropmeta.sim.world import generate_oracle
+
+    t = _target(world, target)
+    odir = generate_oracle(world, target, n)
+    xo, mo = world_samples(world, labels=odir / "labels.parquet")
+    yo = target_labels(mo, t["crop"])
+    xt, mt = world_samples(world, t["region"], split="test")
+    yt = target_labels(mt, t["crop"])
+    out = {"target": target, "n_oracle": int(len(xo)), "pos_oracle": int(yo.sum()), "n_test": int(len(xt)),
+           "n_test_fields": int(mt["field_id"].nunique()) if "field_id" in mt else None,
+           "required": ORACLE_MIN_AUC.get(target)}
+    if "rf" in learners:
+        out["rf_auc"] = float(roc_auc_score(yt, rf_proba(xo, yo, xt, random_state)))
+    if "lstm" in learners:
+        out["lstm_auc"] = float(roc_auc_score(yt, lstm_proba(xo, yo, xt, seed=random_state, steps=lstm_steps)))
+    return out

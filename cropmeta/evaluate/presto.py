@@ -60,7 +60,7 @@ class PrestoEmbedder:
 
     def __init__(self, weights: str | Path | None = None, device: str | None = None, batch_size: int = 4096,
                  cache: bool = True):
-        from cropmeta.io.atomic import sha256_file
+        from cropmeta._fs import sha256_file
         from cropmeta.models.presto import load_presto
 
         self.model = load_presto(weights, device=device or "cpu")
@@ -100,7 +100,7 @@ class PrestoEmbedder:
         if emb is None:
             from safetensors.numpy import save_file
 
-            from cropmeta.io.atomic import atomic_path
+            from cropmeta._fs import atomic_path
 
             emb = self.model.embed(inputs, batch_size=self.batch_size)
             with atomic_path(path) as tmp:

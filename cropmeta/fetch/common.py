@@ -29,9 +29,9 @@ from typing import Callable, Iterable
 import numpy as np
 from rasterio.transform import Affine
 
-from cropmeta import __version__
+from cropmeta._version import __version__
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_write_text
+from cropmeta._fs import atomic_write_text
 from cropmeta.io.eetiff import ee_filename, ee_tiff_info, write_ee_tiff
 from cropmeta.schema import DAYS_PER_STEP, DEFAULT_T, N_STATIC, RAW_PER_STEP
 

@@ -27,7 +27,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_path
+from cropmeta._fs import atomic_path
 from cropmeta.schema import (
     BAND_UNITS,
     BANDS,

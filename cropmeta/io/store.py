@@ -10,7 +10,7 @@ directory ``$CROPMETA_HOME/datasets/<name>/`` holding
 - ``report.json`` — the ingest report (counts, missing values, duplicates, class balance per split);
 - ``schema.json`` — the :class:`~cropmeta.bandschema.BandSchema` of ``x``.
 
-The directory is replaced atomically (see :func:`cropmeta.io.atomic.atomic_dir`).
+The directory is replaced atomically (see :func:`cropmeta._fs.atomic_dir`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_dir, recover_dir
+from cropmeta._fs import atomic_dir, recover_dir
 from cropmeta.bandschema import BandSchema
 from cropmeta.schema import CROPHARVEST
 

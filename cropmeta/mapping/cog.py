@@ -23,7 +23,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_path, atomic_write_text
+from cropmeta._fs import atomic_path, atomic_write_text
 from cropmeta.mapping.infer import quantize
 from cropmeta.mapping.sources import Grid
 

@@ -24,7 +24,7 @@ import numpy as np
 from shapely.geometry import box
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.atomic import atomic_dir, output_dir, sigterm_as_interrupt
+from cropmeta._fs import atomic_dir, output_dir, sigterm_as_interrupt
 from cropmeta.mapping.cog import GTiffWriter, check_writable, copy_to_cog, iter_blocks, write_vrt
 from cropmeta.mapping.dask_exec import Bundle, make_executor
 from cropmeta.mapping.infer import DEFAULT_BATCH, Job, ModelSpec, part_path

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cropmeta.io.atomic import atomic_path, atomic_write_text
+from cropmeta._fs import atomic_path, atomic_write_text
 
 MANIFEST_VERSION = 1
 

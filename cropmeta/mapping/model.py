@@ -101,7 +101,7 @@ def load_counts() -> dict[str, int]:
 
 def model_tags(run_dir: str | Path, predictor) -> dict[str, str]:
     """GeoTIFF tags describing the model: cropmeta version, model SHA-256, config, task, seed, dates."""
-    import cropmeta
+    from cropmeta._version import __version__
 
     run_dir = Path(run_dir)
     meta = dict(getattr(predictor, "metadata", None) or {})
@@ -119,7 +119,7 @@ def model_tags(run_dir: str | Path, predictor) -> dict[str, str]:
     dates = meta.get("date_range")
     temperature = meta.get("temperature", getattr(predictor, "temperature", None))
     return {
-        "CROPMETA_VERSION": cropmeta.__version__,
+        "CROPMETA_VERSION": __version__,
         "MODEL_SHA256": str(sha),
         "CONFIG": json.dumps(_plain(config), sort_keys=True),
         "TASK": json.dumps(_plain(task), sort_keys=True),

@@ -10,7 +10,7 @@ import rasterio
 from rasterio.enums import Resampling
 from shapely.geometry.base import BaseGeometry
 
-from cropmeta.io.atomic import atomic_path
+from cropmeta._fs import atomic_path
 
 
 def quicklook(map_path: str | Path, out_png: str | Path, region_geometry: BaseGeometry | None = None,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cropmeta.io.atomic import atomic_write_text
+from cropmeta._fs import atomic_write_text
 from cropmeta.schema import BAND_INDEX, DEFAULT_T, N_BANDS
 
 _NDVI = BAND_INDEX["NDVI"]

@@ -19,7 +19,7 @@ Only the encoder is built: it turns a pixel's monthly series into one 128-number
 
 Weights load from safetensors (:func:`load_presto`); the published ``.pt`` file is read only with
 ``torch.load(weights_only=True)`` after its SHA-256 matches the published one
-(:data:`cropmeta.models.weights.PRESTO`).
+(:data:`cropmeta.models.published.PRESTO`).
 """
 
 from __future__ import annotations
@@ -388,8 +388,8 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise InputError(f"{path}: not a readable safetensors file ({e})") from e
     if path.suffix == ".pt":
-        from cropmeta.io.atomic import sha256_file
-        from cropmeta.models.weights import PRESTO
+        from cropmeta._fs import sha256_file
+        from cropmeta.models.published import PRESTO
 
         digest = sha256_file(path)
         if digest != PRESTO.sha256:
@@ -408,7 +408,7 @@ def load_presto(path: str | Path | None = None, device: str | torch.device = "cp
     (the published keys, ``encoder.*``) or the published ``default_model.pt``; None → the copy that
     ``cropmeta models download presto`` cached in the workspace."""
     if path is None:
-        from cropmeta.models.weights import PRESTO, cached_weights
+        from cropmeta.models.published import PRESTO, cached_weights
 
         path = cached_weights(PRESTO)
     path = Path(path)

@@ -5,6 +5,8 @@
    >= 4,000 correctly labelled samples of the target's test districts and test year
    (:func:`cropmeta.sim.world.generate_oracle`), must reach the best AUC any published method
    reaches on the real test sets (:data:`ORACLE_MIN_AUC`): the headroom that lets methods be ranked.
+   The oracle's learners and :func:`~cropmeta.evaluate.oracle.oracle_auc` live in
+   :mod:`cropmeta.evaluate.oracle`, above the learners; this module keeps the method-free part.
 
 Protocol (CropHarvest / Presto paper, Tseng et al. 2023, table 12 "Random Forest" row): a
 scikit-learn ``RandomForestClassifier()`` with default settings, trained on the flattened ``T x 18``
@@ -84,57 +86,6 @@ def rf_proba(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, rando
     rf = RandomForestClassifier(random_state=random_state, n_jobs=1)
     rf.fit(norm.transform(x_train).reshape(len(x_train), -1), y_train)
     return rf.predict_proba(norm.transform(x_test).reshape(len(x_test), -1))[:, 1]
-
-
-def lstm_proba(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int = 0, steps: int = 1500,
-               batch: int = 64, lr: float = 1e-3) -> np.ndarray:
-    """The TIML-architecture LSTM (quick preset, no task information) trained from scratch with Adam
-    on class-balanced batches: the oracle's deep learner."""
-    import torch
-    import torch.nn.functional as F
-
-    from cropmeta.train.trained import from_scratch, predict_proba
-
-    m = from_scratch(t=x_train.shape[1], seed=seed, normalizer=Normalizer.fit(x_train))
-    clf = m.classifier
-    xt = torch.as_tensor(m.normalizer.transform(x_train), dtype=torch.float32)
-    pos, neg = np.where(y_train == 1)[0], np.where(y_train == 0)[0]
-    opt = torch.optim.Adam(clf.parameters(), lr=lr)
-    g = np.random.default_rng(seed)
-    film, info = m.task_inputs(None)
-    yb = torch.as_tensor(np.r_[np.ones(batch // 2), np.zeros(batch // 2)], dtype=torch.float32).unsqueeze(0)
-    clf.train()
-    for _ in range(steps):
-        idx = np.r_[g.choice(pos, batch // 2), g.choice(neg, batch // 2)]
-        loss = F.binary_cross_entropy_with_logits(clf(xt[idx].unsqueeze(0), film=film, info=info), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return predict_proba(m, x_test)
-
-
-def oracle_auc(world: str | Path, target: str, n: int = ORACLE_N, random_state: int = 0,
-               learners: tuple[str, ...] = ("rf", "lstm"), lstm_steps: int = 1500) -> dict:
-    """The oracle anchor: each learner trained on ``n`` correctly labelled samples of the target's
-    test districts and test year (never its test points), AUC-ROC on its test set."""
-    from sklearn.metrics import roc_auc_score
-
-    from cropmeta.sim.world import generate_oracle
-
-    t = _target(world, target)
-    odir = generate_oracle(world, target, n)
-    xo, mo = world_samples(world, labels=odir / "labels.parquet")
-    yo = target_labels(mo, t["crop"])
-    xt, mt = world_samples(world, t["region"], split="test")
-    yt = target_labels(mt, t["crop"])
-    out = {"target": target, "n_oracle": int(len(xo)), "pos_oracle": int(yo.sum()), "n_test": int(len(xt)),
-           "n_test_fields": int(mt["field_id"].nunique()) if "field_id" in mt else None,
-           "required": ORACLE_MIN_AUC.get(target)}
-    if "rf" in learners:
-        out["rf_auc"] = float(roc_auc_score(yt, rf_proba(xo, yo, xt, random_state)))
-    if "lstm" in learners:
-        out["lstm_auc"] = float(roc_auc_score(yt, lstm_proba(xo, yo, xt, seed=random_state, steps=lstm_steps)))
-    return out
 
 
 def rf_auc(world: str | Path, target: str, random_state: int = 0) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 from cropmeta.errors import InputError
 from cropmeta.regions import data_dir
 from cropmeta.schema import CROP_TO_GROUP, DEFAULT_T
+from cropmeta.sim.common import get_region
 
 PARAM_FILES = ("world.toml", "systems.toml", "regions.toml", "covers.toml")
 #: bump when the simulator's code changes what it writes (the parameter hash covers the files)
@@ -163,8 +164,6 @@ def _load_params(directory: str) -> SimParams:
         else:
             for k in ("year_onset_sd", "year_rain_cv"):
                 r.setdefault(k, w["climate"][k])
-        from cropmeta.sim.world import get_region
-
         try:
             get_region(name)
         except InputError as e:

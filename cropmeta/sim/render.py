@@ -15,7 +15,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from cropmeta.schema import DYNAMIC_BANDS_RAW
-from cropmeta.sim import physics
+import cropmeta.sim.physics as physics
+import cropmeta.sim.sensors as sensors
 from cropmeta.sim.params import SimParams
 
 
@@ -251,16 +252,16 @@ def render(p: SimParams, region: dict, layout: Layout, clim: physics.Climate, el
         "bdb": f["bdb"][fid],
         "angle": rng.normal(0, p.s1["angle_sd_db"], n)[tile],
     }
-    surf = physics.surface_reflectance(p, region, px, n, S)  # [n, T, 10, S, S]
-    surf = physics.edge_mix(surf, layout.field)
+    surf = sensors.surface_reflectance(p, region, px, n, S)  # [n, T, 10, S, S]
+    surf = sensors.edge_mix(surf, layout.field)
     s2 = p.s2
     mu = np.clip((s2["cloud_base"] + s2["cloud_rain"] * clim.wet_m) * diff["cloud"], 0.005, 0.9)
     k = s2["cloud_conc"]
     cloud_tile = np.minimum(rng.beta(mu * k, (1 - mu) * k), s2["cloud_max"]).astype(np.float32)
     gap_tile = rng.uniform(size=mu.shape) < (s2["gap_base"] + s2["gap_rain"] * clim.wet_m) * diff["cloud"]
-    toa = physics.sentinel2_toa(p, region, surf, cloud_tile, gap_tile, clim.wet_m.astype(np.float32), rng)
+    toa = sensors.sentinel2_toa(p, region, surf, cloud_tile, gap_tile, clim.wet_m.astype(np.float32), rng)
     del surf
-    vv, vh = physics.sentinel1(p, region, px, rng)
+    vv, vh = sensors.sentinel1(p, region, px, rng)
     vv = vv.reshape(n, S, S, t).transpose(0, 3, 1, 2)
     vh = vh.reshape(n, S, S, t).transpose(0, 3, 1, 2)
     ones = np.ones((1, 1, S, S), dtype=np.float32)

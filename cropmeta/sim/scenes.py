@@ -18,11 +18,13 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from cropmeta.io.atomic import atomic_path
+from cropmeta._fs import atomic_path
 from cropmeta.io.eetiff import ee_filename, write_ee_tiff
-from cropmeta.sim import physics
-from cropmeta.sim.params import SimParams
+import cropmeta.sim.physics as physics
+from cropmeta.sim.common import _PHYS, _SCENE, _TERRAIN, _snap, _zone_geometry, dates_of, get_region, region_rng
+from cropmeta.sim.params import SimParams, tile_settings
 from cropmeta.sim.render import make_layout, render
+from cropmeta.sim.tiles import climate_and_terrain, year_weather
 
 TRUTH_BANDS = ["target", "is_crop", "cover"]
 
@@ -30,8 +32,6 @@ TRUTH_BANDS = ["target", "is_crop", "cover"]
 def scene_centre(name: str, region: dict) -> tuple[float, float]:
     if "scene" in region:
         return float(region["scene"][0]), float(region["scene"][1])
-    from cropmeta.sim.world import _zone_geometry
-
     c = _zone_geometry(name, region).representative_point()
     return float(c.y), float(c.x)
 
@@ -39,10 +39,6 @@ def scene_centre(name: str, region: dict) -> tuple[float, float]:
 def make_scene(p: SimParams, target: str, name: str, seed: int, size: int, root: Path) -> dict:
     """Render the scene of ``target`` (in region ``name``) under ``root/scenes/<target>/``; returns
     its world.json entry."""
-    from cropmeta.sim.params import tile_settings
-    from cropmeta.sim.world import (_PHYS, _SCENE, _TERRAIN, _snap, climate_and_terrain, dates_of, get_region,
-                                    region_rng, year_weather)
-
     region = tile_settings(p, p.regions[name], "scene")  # the test year, world-default noise
     y_shift, y_rain = year_weather(p, seed, region, 0)
     key = region["key"]

@@ -55,7 +55,7 @@ S2_IDX = sorted(_MEMBER_IDX + [BAND_INDEX["B9"]])
 _SURFACE_IDX = S1_IDX + S2_IDX
 _PRECIP = BAND_INDEX["total_precipitation"]
 _DN_MAX = 15000.0
-#: redness exponents of the simulator's soil spectrum (physics.surface_reflectance), B2..B12
+#: redness exponents of the simulator's soil spectrum (sensors.surface_reflectance), B2..B12
 _RED_EXP = np.array([-0.6, -0.3, 0.3, 0.15, 0, 0, 0, 0, 0, 0])
 
 
@@ -119,7 +119,7 @@ class ViewControls:
         return replace(base, **{k: float(v) for k, v in scales.items()})
 
     def soil_member(self, brightness: np.ndarray, redness: np.ndarray) -> np.ndarray:
-        """Soil end-member DN ``[n, 10]`` for brightness/redness ``[n]`` (physics.surface_reflectance)."""
+        """Soil end-member DN ``[n, 10]`` for brightness/redness ``[n]`` (sensors.surface_reflectance)."""
         return self.soil_spectrum[None] * brightness[:, None] * np.asarray(redness)[:, None] ** _RED_EXP[None]
 
 

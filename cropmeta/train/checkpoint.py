@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cropmeta.errors import InputError, ModelError
-from cropmeta.io.atomic import atomic_dir, atomic_path, atomic_write_text, recover_dir, sha256_file
+from cropmeta._fs import atomic_dir, atomic_path, atomic_write_text, recover_dir, sha256_file
 from cropmeta.train.trained import TrainedModel, predict_proba
 
 __all__ = [
@@ -48,9 +48,9 @@ STATE_DIR = "checkpoint"
 
 
 def versions() -> dict:
-    import cropmeta
+    from cropmeta._version import __version__
 
-    out = {"cropmeta": cropmeta.__version__, "torch": torch.__version__, "python": platform.python_version(),
+    out = {"cropmeta": __version__, "torch": torch.__version__, "python": platform.python_version(),
            "numpy": np.__version__}
     try:
         import learn2learn

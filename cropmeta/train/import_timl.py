@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_dir, atomic_write_text, sha256_file
+from cropmeta._fs import atomic_dir, atomic_write_text, sha256_file
 from cropmeta.models import timl_layout as lay
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier
 from cropmeta.schema import BANDS, DEFAULT_T, N_BANDS, TASK_INFO_DIM, Normalizer, check_ndvi_rule

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from cropmeta.errors import InputError, ModelError, NotFittedError
-from cropmeta.io.atomic import atomic_write_text
+from cropmeta._fs import atomic_write_text
 from cropmeta.io.store import SampleSet
 from cropmeta.models.incontext import InContextClassifier
 from cropmeta.bandschema import BandSchema

@@ -401,6 +401,6 @@ def _truncate_log(path: Path, n_lines: int) -> None:
         return
     lines = path.read_text().splitlines(keepends=True)
     if len(lines) != n_lines:
-        from cropmeta.io.atomic import atomic_write_text
+        from cropmeta._fs import atomic_write_text
 
         atomic_write_text(path, "".join(lines[:n_lines]))

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from cropmeta.errors import InputError
-from cropmeta.io.atomic import atomic_write_text
+from cropmeta._fs import atomic_write_text
 from cropmeta.logs import log, log_file
 from cropmeta.io.store import SampleSet, workspace_home
 from cropmeta.metrics import binary_metrics
@@ -241,7 +241,7 @@ def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, di
 def save_training_points(run_dir: Path, samples: SampleSet) -> Path:
     """``training_points.parquet``: id and location of every training-split sample the run could
     have seen (meta-training and fine-tuning); map accuracy leaves these points out."""
-    from cropmeta.io.atomic import atomic_path
+    from cropmeta._fs import atomic_path
 
     m = samples.meta
     tr = m["split"].astype(str).to_numpy() == "train"

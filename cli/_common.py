@@ -1,0 +1,65 @@
+"""What every command of the ``cropmeta`` CLI shares: the console, help shown as flags, the common
+options and the small Rich printers."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+import typer.core
+from rich.console import Console
+from rich.table import Table
+
+
+def _help_shown_as_flag(get_help_option):
+    def wrapper(self, ctx):
+        opt = get_help_option(self, ctx)
+        if opt is not None:
+            opt.metavar = ""  # -h/--help is a flag: no value type in the help table
+        return opt
+    return wrapper
+
+
+for _cls in (typer.core.TyperCommand, typer.core.TyperGroup):
+    _cls.get_help_option = _help_shown_as_flag(_cls.get_help_option)
+
+console = Console()
+
+HOME_HELP = "workspace folder (default $CROPMETA_HOME or ./cropmeta-data)"
+
+
+def _flag(default: bool, *decls: str, help: str):
+    """An on/off flag, shown as a flag (no value type) in the help."""
+    return typer.Option(default, *decls, help=help, metavar="")
+
+
+def _home_option():
+    return typer.Option(None, "--home", help=HOME_HELP)
+
+
+
+def _print_data(rows) -> None:
+    """Which datasets a command used (simulated or real pixels)."""
+    for d in rows or []:
+        console.print(f"data: {d.get('dataset')} ({d.get('pixels')} pixels, T={d.get('t')}, {d.get('samples')} samples)",
+                      soft_wrap=True)
+
+
+def _label_opts(**kw) -> Optional[dict]:
+    from cropmeta.io.labels import label_options
+
+    return label_options(**kw) or None
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _print_dict_table(title: str, d: dict) -> None:
+    table = Table(title=title)
+    table.add_column("key")
+    table.add_column("value")
+    for k, v in d.items():
+        table.add_row(str(k), f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
+

@@ -1,0 +1,229 @@
+"""Model commands: train, compare, calibrate, export, assess, demo, and the ``models`` group
+(download, import-timl)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ._common import _csv, _flag, _home_option, _label_opts, _print_data, _print_dict_table, console
+
+
+def train(
+    region: str = typer.Option(..., help="target region, e.g. kenya"),
+    crop: Optional[str] = typer.Option(None, help="target crop (default: the benchmark target of the region)"),
+    source: Optional[str] = typer.Option(None, help="ingest this first and train on it only (GeoTIFFs need "
+                                                    "--labels); default: the stored datasets"),
+    labels: Optional[Path] = typer.Option(None, help="label file of a --source of GeoTIFFs"),
+    class_column: Optional[str] = typer.Option(None, help="label column holding the class (with --labels)"),
+    crop_values: Optional[str] = typer.Option(None, help="comma-separated class values that mean crop"),
+    file_class: Optional[str] = typer.Option(None, help="crop | non-crop: the class of every row of --labels"),
+    datasets: Optional[str] = typer.Option(None, help="comma-separated stored datasets to use (default: all)"),
+    preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (full TIML schedule)"),
+    seed: int = typer.Option(0, help="random seed (task sampling, initialisation, shot subset)"),
+    out: Optional[Path] = typer.Option(None, help="run directory (default <home>/runs/<target>-<preset>-s<seed>)"),
+    resume: bool = _flag(False, "--resume", help="continue from the last checkpoint in --out"),
+    first_order: Optional[bool] = typer.Option(None, "--first-order/--second-order", metavar="",
+                                               help="MAML order (default: the preset's; quick = first, paper = second)"),
+    device: Optional[str] = typer.Option(None, help="auto|cpu|cuda (default: the preset's, auto)"),
+    config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the preset"),
+    nprocs: int = typer.Option(1, help="torch.distributed ranks (task-parallel meta-batches), >= 1"),
+    shots: Optional[int] = typer.Option(None, help="fine-tune on N >= 2 training labels in total (class-balanced, "
+                                                   "N/2 positives) instead of all"),
+    learner: Optional[str] = typer.Option(None, help="timl (default) | maml | concat | in-context"),
+    pretrain_source: Optional[str] = typer.Option(None, help="sim: train on the simulated world first, then on this data"),
+    sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
+    home: Optional[Path] = _home_option(),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="option override SECTION.KEY=VALUE, repeatable "
+                                             "(e.g. finetune.steps=100, meta.remove_auc=false; docs/configuration.md)"),
+) -> None:
+    """Meta-train on all other tasks, fine-tune on the target region, evaluate on its test set."""
+    from cropmeta.api import train_model
+    from cropmeta.io.store import use_workspace
+    from cropmeta.train.config import parse_assignments
+
+    use_workspace(home)
+    opts = _label_opts(class_column=class_column, crop_values=crop_values, file_class=file_class)
+    result = train_model(region, crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
+                         first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
+                         learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed,
+                         datasets=_csv(datasets), labels=labels, label_options=opts, home=home,
+                         overrides=parse_assignments(set_))
+    if result is not None:
+        _print_data(result.data)
+        _print_dict_table(f"held-out metrics — {result.target.get('name', region)}", dict(result.table))
+        console.print(f"[green]run directory:[/] {result.run_dir}", soft_wrap=True)
+
+
+def compare(
+    region: Optional[str] = typer.Option(None, help="target region, e.g. kenya"),
+    crop: Optional[str] = typer.Option(None, help="target crop (default: the benchmark target of the region)"),
+    seeds: int = typer.Option(5, help="number of seeds (0 … N-1) per method and shot count"),
+    shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label, 0 = zero-shot)"),
+    methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest",
+                                help="any of timl, maml, pretrained, scratch, random-forest, in-context, presto (+sim / +views variants); --zero-shot and --oracle add their rows"),
+    out: Optional[Path] = typer.Option(None, help="report directory"),
+    source: Optional[str] = typer.Option(None, help="ingest this first and compare on it only; default: the stored "
+                                                    "datasets"),
+    datasets: Optional[str] = typer.Option(None, help="comma-separated stored datasets to use (default: all)"),
+    preset: str = typer.Option("quick", help="training preset of the deep methods: quick or paper"),
+    benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim"),
+    root: Optional[Path] = typer.Option(None, help="CropHarvest archive root (with --benchmark cropharvest)"),
+    config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the deep methods' training preset"),
+    calib_folds: int = typer.Option(3, help="folds of the training labels used to fit the temperature"),
+    views: int = typer.Option(0, help="also fit each method on its labels + N generative views of each ('<method> + views' rows)"),
+    pretrain_source: Optional[str] = typer.Option(None, help="sim: also pretrain each meta/pretrained method on the simulated world first ('(sim → real)' rows)"),
+    sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
+    home: Optional[Path] = _home_option(),
+    zero_shot: bool = typer.Option(False, help="also the zero-shot column (shots 0): meta-trained/pretrained models without fine-tuning, a random forest on other regions"),
+    oracle: bool = typer.Option(False, help="also the oracle rows (simulated world only): RF and LSTM on correctly labelled samples of the test districts and year"),
+    world: Optional[Path] = typer.Option(None, help="simulated world of the oracle rows (default: the default source's world)"),
+    oracle_n: Optional[int] = typer.Option(None, help="oracle samples per target (default 4000)"),
+) -> None:
+    """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
+    from cropmeta.evaluate.compare import compare as run_compare
+    from cropmeta.evaluate.report import print_summary
+    from cropmeta.io.store import use_workspace
+
+    use_workspace(home)
+    kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
+                  source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
+                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, calib_folds=calib_folds,
+                  zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n)
+    if datasets:
+        kwargs["datasets"] = _csv(datasets)
+    report = run_compare(**kwargs)
+    _print_data((report.get("config") or {}).get("data"))
+    print_summary(report, console)
+
+
+def calibrate(
+    run: Path = typer.Argument(..., help="trained run directory"),
+    folds: int = typer.Option(3, help="folds of the run's training labels (never its test set)"),
+    home: Optional[Path] = _home_option(),
+) -> None:
+    """Fit a temperature on out-of-fold predictions of the run's training labels; export uses it."""
+    from cropmeta.evaluate.calibration import calibrate_run
+    from cropmeta.io.store import use_workspace
+
+    use_workspace(home)
+
+    _print_dict_table("calibration", {k: v for k, v in calibrate_run(run, folds=folds).items()
+                                      if isinstance(v, (int, float))})
+
+
+def export(
+    run: Path = typer.Option(..., "--run", help="trained run directory"),
+    out: Path = typer.Option(..., "--out", help="output map: NAME.tif (one COG) or NAME.vrt (VRT over per-tile COGs)"),
+    inputs: Optional[list[Path]] = typer.Option(None, "--input", help="EE GeoTIFF tile(s) or dir, or a dir / list file of dated one-band images (e.g. NDVI_2020-03-01.tif); default: the simulated scene"),
+    region: Optional[str] = typer.Option(None, help="map only inside this country (see `cropmeta regions`)"),
+    region_file: Optional[Path] = typer.Option(None, help="map only inside the polygon(s) of this file"),
+    bbox: Optional[str] = typer.Option(None, help="map only inside min_lon,min_lat,max_lon,max_lat"),
+    threshold: float = typer.Option(0.5, help="probability at or above which the class band says crop (0-1)"),
+    as_float: bool = _flag(False, "--float", help="float32 probabilities instead of uint8 0–100"),
+    workers: Optional[int] = typer.Option(None, help="local Dask workers (>= 1)"),
+    scheduler: Optional[str] = typer.Option(None, help="tcp://HOST:PORT of an existing Dask scheduler"),
+    truth: Optional[Path] = typer.Option(None, help="truth raster or label file: report map accuracy"),
+    class_column: Optional[str] = typer.Option(None, help="--truth label file: column holding the class"),
+    crop_values: Optional[str] = typer.Option(None, help="--truth label file: comma-separated values that mean crop"),
+    lat_column: Optional[str] = typer.Option(None, help="--truth CSV: latitude column (default lat)"),
+    lon_column: Optional[str] = typer.Option(None, help="--truth CSV: longitude column (default lon)"),
+    mosaic: str = typer.Option("auto", help="auto (from --out's suffix) | cog | vrt | none (per-tile COGs only)"),
+    max_mosaic_gb: float = typer.Option(4.0, help="largest one-COG mosaic written (GB, uncompressed)"),
+    start_month: Optional[int] = typer.Option(None, help="inputs longer than the model: use the window from this step (1-based)"),
+    months: Optional[str] = typer.Option(None, help="inputs longer than the model: use the months START:END (YYYY-MM:YYYY-MM)"),
+    overwrite: bool = _flag(False, "--overwrite", help="replace an existing map at --out"),
+    home: Optional[Path] = _home_option(),
+) -> None:
+    """Write a Cloud-Optimised GeoTIFF crop map (+ PNG quick-look, + accuracy with --truth)."""
+    from cropmeta.io.store import use_workspace
+    from cropmeta.mapping.export import export as run_export
+
+    use_workspace(home)
+    opts = _label_opts(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
+                       lon_column=lon_column)
+    result = run_export(run, out, inputs=inputs, region=region, region_file=region_file, bbox=bbox,
+                        threshold=threshold, as_float=as_float, workers=workers, scheduler=scheduler, truth=truth,
+                        mosaic=mosaic, progress=True, overwrite=overwrite, max_mosaic_gb=max_mosaic_gb,
+                        start_month=start_month, truth_options=opts, months=months)
+    console.print(f"[green]map:[/] {result.get('map', out)}", soft_wrap=True)
+    console.print(f"valid pixels: {result['pixels_valid']:,} of {result['pixels']:,} ({result['valid_share']:.1%})")
+    for name in result.get("inputs_without_valid_pixel") or []:
+        console.print(f"[yellow]warning:[/] {name}: no valid pixel (nodata in the map)", soft_wrap=True)
+    if result.get("quicklook"):
+        console.print(f"[green]quick-look:[/] {result['quicklook']}", soft_wrap=True)
+    if result.get("accuracy"):
+        acc = result["accuracy"]
+        _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
+
+
+def assess(
+    map_path: Path = typer.Argument(..., help="a map written by `cropmeta export`"),
+    truth: Path = typer.Option(..., help="truth raster (0/1) or label file (e.g. a Collect Earth Online CSV)"),
+    out: Optional[Path] = typer.Option(None, help="write the accuracy report here (JSON)"),
+    class_column: Optional[str] = typer.Option(None, help="label file: column holding the class"),
+    crop_values: Optional[str] = typer.Option(None, help="label file: comma-separated class values that mean crop"),
+    lat_column: Optional[str] = typer.Option(None, help="CSV: latitude column (default lat)"),
+    lon_column: Optional[str] = typer.Option(None, help="CSV: longitude column (default lon)"),
+    run: Optional[Path] = typer.Option(None, "--run", help="the run that made the map: its training points are left out"),
+) -> None:
+    """Map accuracy: confusion matrix, F1, AUC, crop area and its error-adjusted estimate (ha)."""
+    from cropmeta.mapping.accuracy import assess as run_assess
+
+    opts = _label_opts(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
+                       lon_column=lon_column)
+    acc = run_assess(map_path, truth, out_json=out, label_options=opts, run_dir=run)
+    _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
+
+
+def demo(
+    region: str = typer.Option("kenya", help="region whose benchmark target is trained and mapped"),
+    out: Path = typer.Option(Path("runs/demo"), help="where the run and the map go (a rerun reuses them)"),
+    home: Optional[Path] = _home_option(),
+) -> None:
+    """Ingest the simulated world, train on REGION (quick preset), export its map with accuracy."""
+    from cropmeta.io.store import use_workspace
+    from cropmeta.pipeline import demo as run_demo
+
+    use_workspace(home)
+
+    result = run_demo(region=region, out=out, progress=True)
+    console.print_json(json.dumps(result, default=str))
+
+
+def models_download(
+    name: str = typer.Argument(..., help="model name: presto"),
+    weights: Optional[Path] = typer.Option(None, help="install this local file instead of downloading"),
+    url: Optional[str] = typer.Option(None, help="another location of the published file (its SHA-256 must match)"),
+    home: Optional[Path] = typer.Option(None, help="workspace (default $CROPMETA_HOME or ./cropmeta-data)"),
+) -> None:
+    """Download a model's published weights (SHA-256 checked) into the workspace cache."""
+    from cropmeta.models.weights import download_weights
+
+    console.print(f"[green]weights:[/] {download_weights(name, weights=weights, home=home, url=url)}")
+
+
+def models_import_timl(
+    classifier: Path = typer.Argument(..., help="the TIML paper code's classifier state_dict.pth"),
+    encoder: Optional[Path] = typer.Argument(None, help="its encoder_state_dict.pth (omit for a model without one)"),
+    out: Path = typer.Option(..., "--out", help="run directory to write"),
+    normalization: Path = typer.Option(..., "--normalization",
+                                       help='JSON {"mean": [18], "std": [18]} the model was trained with (CropHarvest band order)'),
+    region: Optional[str] = typer.Option(None, help="target region (task information)"),
+    crop: Optional[str] = typer.Option(None, help="target crop (task information; omit for crop vs non-crop)"),
+    task_info: Optional[str] = typer.Option(None, help="the 13 task-information numbers, comma-separated, instead of --region/--crop"),
+    ndvi: str = typer.Option("true", help="true | cropharvest: (B7−B3)/(B7+B3), the CropHarvest arrays' NDVI column"),
+    channels_per_group: int = typer.Option(16, help="encoder GroupNorm channels per group (the paper's default 16)"),
+    t: Optional[int] = typer.Option(None, help="time steps (read from the encoder; default 12 without one)"),
+    overwrite: bool = typer.Option(False, help="replace an existing run directory"),
+) -> None:
+    """Convert a TIML paper checkpoint (nasaharvest/timl) into a cropmeta run directory."""
+    from cropmeta.train.import_timl import import_timl
+
+    meta = import_timl(classifier, encoder, out, normalization=normalization, region=region, crop=crop,
+                       task_info=_csv(task_info), ndvi=ndvi,
+                       channels_per_group=channels_per_group, t=t, overwrite=overwrite)
+    console.print(f"[green]run directory:[/] {out} ({meta['kind']}, T={meta['t']}, NDVI {meta['ndvi']})")

@@ -1,0 +1,23 @@
+"""Matplotlib on the Agg backend, and saving a figure atomically as PNG (shared by every plot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cropmeta._fs import atomic_path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    _plt().close(fig)
+    return path
