@@ -35,7 +35,8 @@ from pyproj import CRS
 
 from cropmeta.bandschema import BandSchema
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.labels import _missing_column, _norm, metric_centroids
+from cropmeta.io.labels import _norm
+from cropmeta.io.vectors import _missing_column, metric_centroids
 from cropmeta.io.store import SampleSet, make_meta
 from cropmeta.io.windows import MonthWindow, month_index, parse_months
 from cropmeta.schema import CROP_GROUPS, CROPHARVEST, crop_group_of, normalise_crop, normalized_difference
