@@ -169,3 +169,62 @@ def test_list_tiles(tmp_path):
         list_ee_tiffs(tmp_path / "d" / "notes.txt")
     with pytest.raises(InputError, match="no such file"):
         list_ee_tiffs(tmp_path / "nope")
+
+
+def _every_pixel_as_a_label(info):
+    """One point label at the centre of every pixel of a tile (row-major)."""
+    import geopandas as gpd
+
+    rows, cols = np.divmod(np.arange(info.height * info.width), info.width)
+    lon = info.transform.c + info.transform.a * (cols + 0.5)
+    lat = info.transform.f + info.transform.e * (rows + 0.5)
+    labels = gpd.GeoDataFrame({"sample_id": [f"p{i}" for i in range(len(rows))], "lon": lon, "lat": lat},
+                              geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
+    return labels, rows, cols
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name, no_slope", [(TOGO, False), (CROPLANDS, False), (TOGO, True)])
+def test_ingestion_and_map_export_read_identical_pixels(shared_data, tmp_path, name, no_slope):
+    """The one Earth-Engine reader: every pixel of a real export, sampled by ingestion (a label at
+    its centre) and read by map export's source (whole tile, an odd window, after pickling for Dask),
+    is the same float32 array bit for bit — also for a tile whose slope band is NaN everywhere
+    (ingestion used to fail there while export filled 0.0; now both take 0.0)."""
+    import pickle
+
+    from cropmeta.io.eetiff import SLOPE_FILL_WITHOUT_DATA
+    from cropmeta.io.sampling import sample_tile
+    from cropmeta.mapping.sources import close_cached, open_source
+
+    path = shared_data / name
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    if no_slope:  # a scratch copy in tmp with the slope band (the last one) NaN everywhere
+        path = tmp_path / path.name
+        path.write_bytes((shared_data / name).read_bytes())
+        with rasterio.open(path, "r+") as d:
+            d.write(np.full((d.height, d.width), np.nan), d.count)
+    info = ee_tiff_info(path)
+    labels, rows, cols = _every_pixel_as_a_label(info)
+    ingested = sample_tile(info, labels)
+    assert (ingested.meta["pixel_row"].to_numpy() == rows).all() and (ingested.meta["pixel_col"].to_numpy() == cols).all()
+
+    source = open_source(path)
+    x_map, valid = source.read(Window(0, 0, info.width, info.height))
+    assert valid.all() and x_map.shape == ingested.x.shape == (info.height * info.width, 12, 18)
+    assert x_map.dtype == ingested.x.dtype == np.float32 and not np.isnan(x_map).any()
+    np.testing.assert_array_equal(x_map, ingested.x)  # every pixel, every band, every step: identical
+    np.testing.assert_array_equal(pixels_array(read_ee_tiff(path, fill=True)), ingested.x)
+    close_cached()
+    block, ok = pickle.loads(pickle.dumps(source)).read(Window(3, 2, 7, 5))  # a Dask worker's window
+    assert ok.all()
+    np.testing.assert_array_equal(block, ingested.x.reshape(info.height, info.width, 12, 18)[2:7, 3:10].reshape(-1, 12, 18))
+
+    slope = ingested.x[..., BANDS.index("slope")]
+    with rasterio.open(path) as src:
+        raw_slope = src.read(src.count)
+    if no_slope:
+        assert (slope == SLOPE_FILL_WITHOUT_DATA).all()
+    else:  # the border pixels without slope take the tile's mean slope
+        border = np.isnan(raw_slope).ravel()
+        assert border.any() and (slope[border] == np.float32(np.nanmean(raw_slope))).all()
