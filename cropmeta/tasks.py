@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -31,6 +30,7 @@ import pandas as pd
 import torch
 
 from cropmeta.errors import InputError
+from cropmeta.io.cropharvest_rules import BENCHMARK_TARGETS, parse_test_file
 from cropmeta.io.store import SampleSet
 from cropmeta.regions import get_region, slugify
 from cropmeta.schema import CROP_GROUPS, crop_group_of, normalise_crop, task_info
@@ -53,12 +53,6 @@ __all__ = [
     "shot_subset",
 ]
 
-#: benchmark target of a region name given without a crop (CropHarvest / TIML test tasks)
-BENCHMARK_TARGETS: dict[str, tuple[str, str | None]] = {
-    "kenya": ("Kenya", "maize"),
-    "brazil": ("Brazil", "coffee"),
-    "togo": ("Togo", None),
-}
 #: words that mean "crop vs non-crop" when given as a crop
 CROP_VS_NON_CROP = {"crop", "none", "crop_vs_non_crop", "cropland", "crop_vs_noncrop"}
 
@@ -190,23 +184,16 @@ def resolve_target(samples: SampleSet, region: str, crop: str | None = None, use
     return make_task(name, crop, samples)
 
 
-_TEST_FILE = re.compile(r"^(?P<region>[A-Za-z]+)_(?P<crop>[A-Za-z_]+?)_(?P<year>\d{4})(?:_(?P<k>\d+))?$")
-
-
-
-
 def test_file_rows(meta, task) -> np.ndarray:
     """Rows of ``meta`` that come from a CropHarvest test file of exactly this task
     (``test_features/{Country}_{crop}_{year}_{k}.h5``; crop "crop" = crop vs non-crop) and carry
     that file's own label in column ``target``."""
     if "target" not in meta.columns or "dataset" not in meta.columns:
         return np.zeros(len(meta), dtype=bool)
-    want_crop = task.crop or "crop"
     hits = set()
     for name in meta.loc[meta["split"].astype(str) == "test", "dataset"].astype(str).unique():
-        m = _TEST_FILE.match(name)
-        if (m and slugify(m.group("region")) == slugify(task.region)
-                and (_norm_crop(m.group("crop")) or "crop") == want_crop):
+        named = parse_test_file(name)  # CropHarvest's naming rule (cropmeta.io.cropharvest_rules)
+        if named and slugify(named.region) == slugify(task.region) and named.crop == task.crop:
             hits.add(name)
     if not hits:
         return np.zeros(len(meta), dtype=bool)

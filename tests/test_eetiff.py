@@ -88,6 +88,8 @@ def test_filename_conventions(tmp_path):
     assert (p.index, p.dataset) == ("12", "kenya-non-crop")
     p = parse_ee_filename("min_lat=0.1_min_lon=34.2_max_lat=0.2_max_lon=34.3_dates=2020-02-01_2021-02-01_all.tif")
     assert p.index is None and p.start.isoformat() == "2020-02-01"
+    p = parse_ee_filename("scene_2021-01-01_2021-12-27.tif")  # any name ending in _{start}_{end}
+    assert (p.index, p.start.isoformat(), p.end.isoformat()) == (None, "2021-01-01", "2021-12-27")
     assert parse_ee_filename("scene.tif") is None
     assert parse_ee_filename("1-x_2019-13-45_2020-02-01.tif") is None
 

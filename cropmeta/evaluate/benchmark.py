@@ -21,16 +21,10 @@ import numpy as np
 
 from cropmeta.errors import InputError
 from cropmeta.io.atomic import atomic_write_text, output_dir
+from cropmeta.io.cropharvest_rules import BENCHMARK_TARGETS, PUBLISHED, PUBLISHED_SOURCE
 
-#: (key, region, crop) of the published targets
-TARGETS = [("kenya", "Kenya", "maize"), ("brazil", "Brazil", "coffee"), ("togo", "Togo", None)]
-#: published F1 / AUC-ROC with all training labels — Presto paper (Tseng et al. 2023), tables 2 and 12
-PUBLISHED = {
-    "kenya": {"timl": {"f1": 0.838, "auc_roc": 0.794}, "random-forest": {"f1": 0.559, "auc_roc": 0.578}},
-    "brazil": {"timl": {"f1": 0.835, "auc_roc": 0.988}, "random-forest": {"f1": 0.000, "auc_roc": 0.941}},
-    "togo": {"timl": {"f1": 0.732, "auc_roc": 0.890}, "random-forest": {"f1": 0.756, "auc_roc": 0.892}},
-}
-PUBLISHED_SOURCE = "Presto paper (Tseng et al. 2023), tables 2 and 12"
+#: (key, region, crop) of the published targets (CropHarvest's rules, :mod:`cropmeta.io.cropharvest_rules`)
+TARGETS = [(key, region, crop) for key, (region, crop) in BENCHMARK_TARGETS.items()]
 BENCHMARKS = ("cropharvest", "sim")
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from cropmeta.errors import DataError, InputError
+from cropmeta.io.cropharvest_rules import parse_test_file
 from cropmeta.io.store import SampleSet
 from cropmeta.schema import (
     BAND_INDEX,
@@ -49,7 +49,6 @@ from cropmeta.schema import (
 LABEL_COLUMNS = ["index", "is_crop", "lat", "lon", "dataset", "collection_date", "export_end_date", "geometry",
                  "is_test", "externally_contributed_dataset"]
 NULLABLE_COLUMNS = ["label", "classification_label", "harvest_date", "planting_date"]
-_TEST_NAME = re.compile(r"^(?P<region>[A-Za-z]+)_(?P<crop>[A-Za-z_]+?)_(?P<year>\d{4})(?:_(?P<k>\d+))?$")
 
 
 def is_cropharvest_archive(path: str | Path) -> bool:
@@ -190,10 +189,10 @@ def read_cropharvest(root: str | Path, include_test: bool = True,
             raise InputError(f"{p}: x has {len(x)} rows but y/lats/lons have {len(y)}/{len(lats)}/{len(lons)}")
         if not np.isin(y, (-1, 0, 1)).all():
             raise InputError(f"{p}: y must hold 1, 0 or -1 (unlabelled), found {sorted(set(y.tolist()))[:6]}")
-        m = _TEST_NAME.match(p.stem)
-        crop = normalise_crop(m.group("crop")) if m else "crop"
-        region = m.group("region") if m else None
-        if crop in ("crop", "cropland", "croplands"):
+        named = parse_test_file(p.stem)  # CropHarvest's naming rule (cropmeta.io.cropharvest_rules)
+        crop = named.crop if named else None
+        region = named.region if named else None
+        if crop is None:
             is_crop, label = y, [None] * len(y)
             group = [("non_crop" if v == 0 else None) for v in y]
         else:
