@@ -11,13 +11,9 @@ import pytest
 
 from cropmeta.errors import InputError
 from cropmeta.ingest import ingest, load_datasets
-from cropmeta.io.cropharvest import (
-    FIXTURE_DATASETS,
-    is_cropharvest_archive,
-    make_archive_fixture,
-    read_cropharvest,
-)
+from cropmeta.io.cropharvest import is_cropharvest_archive, read_cropharvest
 from cropmeta.schema import BAND_INDEX, true_ndvi
+from cropmeta.testing import FIXTURE_DATASETS, make_archive_fixture
 
 N = 4
 

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from _fixtures_io import tiny_tile
+from cropmeta.testing import tiny_tile
 from cropmeta.errors import DataError, InputError
 from cropmeta.io.eetiff import (
     ee_tiff_info,
@@ -230,3 +230,29 @@ def test_ingestion_and_map_export_read_identical_pixels(shared_data, tmp_path, n
     else:  # the border pixels without slope take the tile's mean slope
         border = np.isnan(raw_slope).ravel()
         assert border.any() and (slope[border] == np.float32(np.nanmean(raw_slope))).all()
+
+
+@pytest.mark.parametrize("slope_rows", [1, 6])
+def test_ingestion_and_map_export_agree_on_a_written_tile(tmp_path, slope_rows, caplog):
+    """The same check without ../shared: a written tile with NaN slope on its first rows (all of them:
+    no slope anywhere) and gaps in S2; ingestion and export's source give identical pixels."""
+    from cropmeta.io.eetiff import SLOPE_FILL_WITHOUT_DATA
+    from cropmeta.io.sampling import sample_tile
+    from cropmeta.mapping.sources import open_source
+
+    def holes(dyn, static):
+        static[1, :slope_rows] = np.nan
+        dyn[1:3, DYNAMIC_BANDS_RAW.index("B4")] = np.nan  # cloudy months: NDVI missing too, filled over time
+
+    path, *_ = tiny_tile(tmp_path / "0-demo_2020-01-01_2021-01-01.tif", t=4, h=6, w=5, mutate=holes)
+    info = ee_tiff_info(path)
+    labels, rows, cols = _every_pixel_as_a_label(info)
+    ingested = sample_tile(info, labels)
+    x_map, valid = open_source(path).read(Window(0, 0, info.width, info.height))
+    assert valid.all() and not np.isnan(x_map).any()
+    np.testing.assert_array_equal(x_map, ingested.x)
+    slope = x_map[:, 0, BANDS.index("slope")].reshape(6, 5)
+    if slope_rows == 6:
+        assert (slope == SLOPE_FILL_WITHOUT_DATA).all() and "'slope' has no valid pixel" in caplog.text
+    else:
+        assert len(set(slope[0])) == 1 and slope[0, 0] != SLOPE_FILL_WITHOUT_DATA

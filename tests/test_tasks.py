@@ -20,7 +20,7 @@ from cropmeta.tasks import (
     validation_score,
 )
 from cropmeta.train.maml import batch_auc
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,8 @@ def test_batch_auc_matches_sklearn():
 def test_target_on_cropharvest_archive_uses_the_test_files_own_labels(tmp_path):
     """CropHarvest's Kenya_maize test file marks 'not maize' points y=0 without crop status; the
     target task must take those labels (regression: train --region kenya on an archive)."""
-    from cropmeta.io.cropharvest import make_archive_fixture, read_cropharvest
+    from cropmeta.io.cropharvest import read_cropharvest
+    from cropmeta.testing import make_archive_fixture
     from cropmeta.tasks import resolve_target, target_data
 
     root = make_archive_fixture(tmp_path / "ch", seed=0)
