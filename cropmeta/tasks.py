@@ -11,16 +11,17 @@ Leakage rules (enforced here, tested in tests/test_tasks.py):
 - the target task's region-and-label is excluded from the meta-training tasks;
 - the meta-validation tasks are chosen by a hash of the task id (deterministic, no ``random()``).
 
-Sampling uses explicit ``torch.Generator`` objects only: two samplers driven by generators with the
-same seed draw the same batches. The sampler returns *indices* into the sample array; the trainer
-gathers pre-normalised tensors with them (no per-sample Python work in the loop).
+Task batches use explicit ``torch.Generator`` objects only: two samplers driven by generators with
+the same seed draw the same batches. The target's shot subsets come from :func:`shot_subset` (the one
+shot sampler, numpy, seeded; shared with ``cropmeta compare``). The task sampler returns *indices*
+into the sample array; the trainer gathers pre-normalised tensors with them (no per-sample Python
+work in the loop).
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -29,6 +30,7 @@ import pandas as pd
 import torch
 
 from cropmeta.errors import InputError
+from cropmeta.io.cropharvest_rules import BENCHMARK_TARGETS, parse_test_file
 from cropmeta.io.store import SampleSet
 from cropmeta.regions import get_region, slugify
 from cropmeta.schema import CROP_GROUPS, crop_group_of, normalise_crop, task_info
@@ -48,14 +50,9 @@ __all__ = [
     "validation_score",
     "split_tasks",
     "target_data",
+    "shot_subset",
 ]
 
-#: benchmark target of a region name given without a crop (CropHarvest / TIML test tasks)
-BENCHMARK_TARGETS: dict[str, tuple[str, str | None]] = {
-    "kenya": ("Kenya", "maize"),
-    "brazil": ("Brazil", "coffee"),
-    "togo": ("Togo", None),
-}
 #: words that mean "crop vs non-crop" when given as a crop
 CROP_VS_NON_CROP = {"crop", "none", "crop_vs_non_crop", "cropland", "crop_vs_noncrop"}
 
@@ -187,23 +184,16 @@ def resolve_target(samples: SampleSet, region: str, crop: str | None = None, use
     return make_task(name, crop, samples)
 
 
-_TEST_FILE = re.compile(r"^(?P<region>[A-Za-z]+)_(?P<crop>[A-Za-z_]+?)_(?P<year>\d{4})(?:_(?P<k>\d+))?$")
-
-
-
-
 def test_file_rows(meta, task) -> np.ndarray:
     """Rows of ``meta`` that come from a CropHarvest test file of exactly this task
     (``test_features/{Country}_{crop}_{year}_{k}.h5``; crop "crop" = crop vs non-crop) and carry
     that file's own label in column ``target``."""
     if "target" not in meta.columns or "dataset" not in meta.columns:
         return np.zeros(len(meta), dtype=bool)
-    want_crop = task.crop or "crop"
     hits = set()
     for name in meta.loc[meta["split"].astype(str) == "test", "dataset"].astype(str).unique():
-        m = _TEST_FILE.match(name)
-        if (m and slugify(m.group("region")) == slugify(task.region)
-                and (_norm_crop(m.group("crop")) or "crop") == want_crop):
+        named = parse_test_file(name)  # CropHarvest's naming rule (cropmeta.io.cropharvest_rules)
+        if named and slugify(named.region) == slugify(task.region) and named.crop == task.crop:
             hits.add(name)
     if not hits:
         return np.zeros(len(meta), dtype=bool)
@@ -407,9 +397,37 @@ class TargetData:
     train_index: np.ndarray | None = None  # rows of the samples fine-tuning used
 
 
+def shot_subset(y: np.ndarray, k: int | str, seed: int) -> np.ndarray:
+    """The one shot sampler: sorted indices of a ``k``-sample subset of the training labels ``y``
+    (1 / 0), used by ``cropmeta train --shots`` (:func:`target_data`) and by every ``cropmeta
+    compare`` cell, so a compare cell is reproduced by ``train --shots k --seed S``.
+
+    Class-balanced (⌊k/2⌋ positives) when the pool allows, otherwise every sample of the scarce
+    class and the rest from the other. Nested across ``k`` for a seed (the first ``n`` of one fixed
+    permutation per class, ``numpy.random.default_rng([seed, 104729])``), so a larger shot count
+    always contains the smaller ones. ``"all"`` (or ``k`` ≥ the pool) → everything; ``k`` = 0 → nothing.
+    (The draw of the committed benchmark results under docs/results.)"""
+    y = np.asarray(y)
+    n = len(y)
+    if k == "all" or int(k) >= n:
+        return np.arange(n)
+    k = int(k)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng([int(seed), 104729])
+    pos = rng.permutation(np.where(y == 1)[0])
+    neg = rng.permutation(np.where(y == 0)[0])
+    n_pos = min(k // 2, len(pos))
+    n_neg = min(k - n_pos, len(neg))
+    n_pos = min(k - n_neg, len(pos))
+    return np.sort(np.concatenate([pos[:n_pos], neg[:n_neg]]))
+
+
 def target_data(samples: SampleSet, task: Task, shots: int | None = None, seed: int = 0) -> TargetData:
     """Training and test data of the target task. ``shots``: a class-balanced subset of that many
-    training labels (⌊shots/2⌋ positives, the rest negatives), drawn with ``seed``.
+    training labels (⌊shots/2⌋ positives, the rest negatives), drawn with ``seed`` by
+    :func:`shot_subset` from the training labels in sample order — the very samples a ``cropmeta
+    compare`` cell with ``k = shots`` and the same seed fits on.
 
     Raises :class:`InputError` when the target has no test set with both classes, too few training
     labels of a class, or fewer labels than ``shots`` asks for."""
@@ -435,9 +453,7 @@ def target_data(samples: SampleSet, task: Task, shots: int | None = None, seed: 
         if shots < 2 or n_pos > counts["train_pos"] or n_neg > counts["train_neg"]:
             raise InputError(f"target {task.name}: --shots {shots} needs {n_pos} positive and {n_neg} negative "
                              f"training labels; there are {counts['train_pos']} and {counts['train_neg']}")
-        g = torch.Generator().manual_seed(int(seed))
-        pos, neg = tr[y_all[tr] == 1], tr[y_all[tr] == 0]
-        tr = np.sort(np.r_[pos[_perm(len(pos), g)[:n_pos]], neg[_perm(len(neg), g)[:n_neg]]])
+        tr = tr[shot_subset(y_all[tr], shots, seed)]
         counts["shots"] = shots
     return TargetData(task, samples.x[tr], y_all[tr].astype(np.int64), samples.x[te], y_all[te].astype(np.int64),
                       counts, train_index=tr)

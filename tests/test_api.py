@@ -39,7 +39,7 @@ def test_every_public_name_resolves_and_the_functions_carry_an_example():
 
 
 def test_train_load_predict_through_the_api(tmp_path):
-    from cropmeta.train.toy import toy_samples
+    from cropmeta.testing import toy_samples
 
     regions = [("Kenya", 0.2, 37.9, ["maize", "sweet potato"]), ("Togo", 8.5, 0.9, ["maize"]),
                ("Uganda", 1.3, 32.4, ["maize", "bean"])]

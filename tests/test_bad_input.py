@@ -10,7 +10,7 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import Point
 
-from _fixtures_io import pixel_centre, raw_stack, tiny_tile
+from cropmeta.testing import pixel_centre, raw_stack, tiny_tile
 from cropmeta.errors import DataError, InputError
 from cropmeta.ingest import ingest
 from cropmeta.io.store import read_samples

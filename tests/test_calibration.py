@@ -67,7 +67,7 @@ def test_calibrate_run_saves_temperature_used_by_the_predictor(tmp_path, monkeyp
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from _eval_fixtures import make_samples
+    from cropmeta.testing import make_samples
 
     import cropmeta.evaluate.calibration as cal
     from cropmeta.train.checkpoint import load_predictor

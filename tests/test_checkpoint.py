@@ -15,7 +15,7 @@ from cropmeta.train import checkpoint as ck
 from cropmeta.train.config import resolve_config
 from cropmeta.train.finetune import finetune
 from cropmeta.train.trained import TrainedModel, build_model, from_scratch, predict_proba
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 T = 4
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from _eval_fixtures import make_samples
+from cropmeta.testing import make_samples
 from cropmeta.errors import InputError
 from cropmeta.evaluate import compare as cmp
 from cropmeta.evaluate.methods import Method, RandomForest
@@ -314,7 +314,7 @@ def _tiny_png(report, path):
 def test_cropharvest_benchmark_end_to_end_on_archive_fixture(tmp_path, monkeypatch):
     import cropmeta.evaluate.report as rp
     from cropmeta.evaluate.benchmark import PUBLISHED
-    from cropmeta.io.cropharvest import make_archive_fixture
+    from cropmeta.testing import make_archive_fixture
 
     monkeypatch.setattr(rp, "PLOTS", {name: _tiny_png for name in rp.PLOTS})  # plots: test_report.py
     root = make_archive_fixture(tmp_path / "archive", n_per_dataset=24, seed=0)

@@ -121,7 +121,7 @@ def test_resume_may_change_only_the_execution_options():
 
 def test_remove_auc_false_switches_task_removal_off(tmp_path):
     from cropmeta.train import train
-    from cropmeta.train.toy import toy_samples
+    from cropmeta.testing import toy_samples
 
     regions = [("Kenya", 0.2, 37.9, ["maize", "bean"]), ("Togo", 8.5, 0.9, ["maize"]),
                ("Uganda", 1.3, 32.4, ["maize", "bean"]), ("Tanzania", -6.3, 34.8, ["maize", "cassava"])]

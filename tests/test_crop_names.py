@@ -17,7 +17,7 @@ from cropmeta.io.labels import read_labels
 from cropmeta.io.store import SampleSet, make_meta
 from cropmeta.schema import crop_group_of, normalise_crop
 from cropmeta.tasks import build_tasks, make_task, resolve_target, task_labels
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 
 @pytest.mark.parametrize("spelling", ["sweet potato", "Sweet Potato", "sweet_potato", "sweet-potato",

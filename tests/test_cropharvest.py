@@ -11,13 +11,9 @@ import pytest
 
 from cropmeta.errors import InputError
 from cropmeta.ingest import ingest, load_datasets
-from cropmeta.io.cropharvest import (
-    FIXTURE_DATASETS,
-    is_cropharvest_archive,
-    make_archive_fixture,
-    read_cropharvest,
-)
+from cropmeta.io.cropharvest import is_cropharvest_archive, read_cropharvest
 from cropmeta.schema import BAND_INDEX, true_ndvi
+from cropmeta.testing import FIXTURE_DATASETS, make_archive_fixture
 
 N = 4
 
@@ -110,3 +106,34 @@ def test_ingest_archive_per_region(archive, tmp_path):
     assert r2.report["datasets"]["kenya"]["data_hash"] == r.report["datasets"]["kenya"]["data_hash"]
     with pytest.raises(InputError, match="drop --labels"):
         ingest(source=archive, labels=archive / "labels.geojson", home=home, progress=False)
+
+
+def test_cropharvest_rules_have_one_home(archive):
+    """Test-file names, the published targets and numbers are defined once
+    (:mod:`cropmeta.io.cropharvest_rules`); the archive reader, tasks, the benchmark and the
+    simulator's calibration use that definition."""
+    from pathlib import Path
+
+    from cropmeta import tasks
+    from cropmeta.evaluate import benchmark
+    from cropmeta.io import cropharvest_rules as rules
+    from cropmeta.sim import calibrate
+
+    assert tasks.BENCHMARK_TARGETS is rules.BENCHMARK_TARGETS
+    assert benchmark.TARGETS == [("kenya", "Kenya", "maize"), ("brazil", "Brazil", "coffee"), ("togo", "Togo", None)]
+    assert benchmark.PUBLISHED is rules.PUBLISHED
+    assert calibrate.PUBLISHED_RF_AUC == {"kenya": 0.578, "brazil": 0.941, "togo": 0.892}
+    assert rules.parse_test_file("test_features/Togo_croplands_2019_1.h5") == rules.TestFile("Togo", None, 2019, 1)
+    assert rules.parse_test_file("Kenya_Sweet_Potato_2020") == rules.TestFile("Kenya", "sweetpotato", 2020, None)
+    assert rules.parse_test_file("kenya-maize.h5") is None
+    # the reader's test rows are exactly the rows tasks attribute to each test file's own task
+    samples, report = read_cropharvest(archive)
+    assert report["test_files"]
+    for name in report["test_files"]:
+        named = rules.parse_test_file(name)
+        rows = tasks.test_file_rows(samples.meta, tasks.make_task(named.region, named.crop))
+        assert rows.any() and set(samples.meta.loc[rows, "dataset"]) == {Path(name).stem}
+    # nobody else spells the naming rule
+    pkg = Path(rules.__file__).parent.parent
+    spelt = [p for p in pkg.rglob("*.py") if r"(?P<year>\d{4})" in p.read_text() and p.name != "cropharvest_rules.py"]
+    assert spelt == []

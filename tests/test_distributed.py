@@ -11,7 +11,7 @@ from cropmeta.train import checkpoint as ck
 from cropmeta.train.config import resolve_config
 from cropmeta.train.distributed import DistContext, spawn
 from cropmeta.train.maml import meta_train, meta_train_worker
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 REGIONS = [("Kenya", 0.2, 37.9, ["maize", "bean"]), ("Togo", 8.5, 0.9, ["maize"]),
            ("Uganda", 1.3, 32.4, ["maize", "bean"])]

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from _fixtures_io import tiny_tile
+from cropmeta.testing import tiny_tile
 from cropmeta.errors import DataError, InputError
 from cropmeta.io.eetiff import (
     ee_tiff_info,
@@ -88,6 +88,8 @@ def test_filename_conventions(tmp_path):
     assert (p.index, p.dataset) == ("12", "kenya-non-crop")
     p = parse_ee_filename("min_lat=0.1_min_lon=34.2_max_lat=0.2_max_lon=34.3_dates=2020-02-01_2021-02-01_all.tif")
     assert p.index is None and p.start.isoformat() == "2020-02-01"
+    p = parse_ee_filename("scene_2021-01-01_2021-12-27.tif")  # any name ending in _{start}_{end}
+    assert (p.index, p.start.isoformat(), p.end.isoformat()) == (None, "2021-01-01", "2021-12-27")
     assert parse_ee_filename("scene.tif") is None
     assert parse_ee_filename("1-x_2019-13-45_2020-02-01.tif") is None
 
@@ -169,3 +171,88 @@ def test_list_tiles(tmp_path):
         list_ee_tiffs(tmp_path / "d" / "notes.txt")
     with pytest.raises(InputError, match="no such file"):
         list_ee_tiffs(tmp_path / "nope")
+
+
+def _every_pixel_as_a_label(info):
+    """One point label at the centre of every pixel of a tile (row-major)."""
+    import geopandas as gpd
+
+    rows, cols = np.divmod(np.arange(info.height * info.width), info.width)
+    lon = info.transform.c + info.transform.a * (cols + 0.5)
+    lat = info.transform.f + info.transform.e * (rows + 0.5)
+    labels = gpd.GeoDataFrame({"sample_id": [f"p{i}" for i in range(len(rows))], "lon": lon, "lat": lat},
+                              geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
+    return labels, rows, cols
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name, no_slope", [(TOGO, False), (CROPLANDS, False), (TOGO, True)])
+def test_ingestion_and_map_export_read_identical_pixels(shared_data, tmp_path, name, no_slope):
+    """The one Earth-Engine reader: every pixel of a real export, sampled by ingestion (a label at
+    its centre) and read by map export's source (whole tile, an odd window, after pickling for Dask),
+    is the same float32 array bit for bit — also for a tile whose slope band is NaN everywhere
+    (ingestion used to fail there while export filled 0.0; now both take 0.0)."""
+    import pickle
+
+    from cropmeta.io.eetiff import SLOPE_FILL_WITHOUT_DATA
+    from cropmeta.io.sampling import sample_tile
+    from cropmeta.mapping.sources import close_cached, open_source
+
+    path = shared_data / name
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    if no_slope:  # a scratch copy in tmp with the slope band (the last one) NaN everywhere
+        path = tmp_path / path.name
+        path.write_bytes((shared_data / name).read_bytes())
+        with rasterio.open(path, "r+") as d:
+            d.write(np.full((d.height, d.width), np.nan), d.count)
+    info = ee_tiff_info(path)
+    labels, rows, cols = _every_pixel_as_a_label(info)
+    ingested = sample_tile(info, labels)
+    assert (ingested.meta["pixel_row"].to_numpy() == rows).all() and (ingested.meta["pixel_col"].to_numpy() == cols).all()
+
+    source = open_source(path)
+    x_map, valid = source.read(Window(0, 0, info.width, info.height))
+    assert valid.all() and x_map.shape == ingested.x.shape == (info.height * info.width, 12, 18)
+    assert x_map.dtype == ingested.x.dtype == np.float32 and not np.isnan(x_map).any()
+    np.testing.assert_array_equal(x_map, ingested.x)  # every pixel, every band, every step: identical
+    np.testing.assert_array_equal(pixels_array(read_ee_tiff(path, fill=True)), ingested.x)
+    close_cached()
+    block, ok = pickle.loads(pickle.dumps(source)).read(Window(3, 2, 7, 5))  # a Dask worker's window
+    assert ok.all()
+    np.testing.assert_array_equal(block, ingested.x.reshape(info.height, info.width, 12, 18)[2:7, 3:10].reshape(-1, 12, 18))
+
+    slope = ingested.x[..., BANDS.index("slope")]
+    with rasterio.open(path) as src:
+        raw_slope = src.read(src.count)
+    if no_slope:
+        assert (slope == SLOPE_FILL_WITHOUT_DATA).all()
+    else:  # the border pixels without slope take the tile's mean slope
+        border = np.isnan(raw_slope).ravel()
+        assert border.any() and (slope[border] == np.float32(np.nanmean(raw_slope))).all()
+
+
+@pytest.mark.parametrize("slope_rows", [1, 6])
+def test_ingestion_and_map_export_agree_on_a_written_tile(tmp_path, slope_rows, caplog):
+    """The same check without ../shared: a written tile with NaN slope on its first rows (all of them:
+    no slope anywhere) and gaps in S2; ingestion and export's source give identical pixels."""
+    from cropmeta.io.eetiff import SLOPE_FILL_WITHOUT_DATA
+    from cropmeta.io.sampling import sample_tile
+    from cropmeta.mapping.sources import open_source
+
+    def holes(dyn, static):
+        static[1, :slope_rows] = np.nan
+        dyn[1:3, DYNAMIC_BANDS_RAW.index("B4")] = np.nan  # cloudy months: NDVI missing too, filled over time
+
+    path, *_ = tiny_tile(tmp_path / "0-demo_2020-01-01_2021-01-01.tif", t=4, h=6, w=5, mutate=holes)
+    info = ee_tiff_info(path)
+    labels, rows, cols = _every_pixel_as_a_label(info)
+    ingested = sample_tile(info, labels)
+    x_map, valid = open_source(path).read(Window(0, 0, info.width, info.height))
+    assert valid.all() and not np.isnan(x_map).any()
+    np.testing.assert_array_equal(x_map, ingested.x)
+    slope = x_map[:, 0, BANDS.index("slope")].reshape(6, 5)
+    if slope_rows == 6:
+        assert (slope == SLOPE_FILL_WITHOUT_DATA).all() and "'slope' has no valid pixel" in caplog.text
+    else:
+        assert len(set(slope[0])) == 1 and slope[0, 0] != SLOPE_FILL_WITHOUT_DATA

@@ -20,7 +20,7 @@ from cropmeta_cli.app import app
 from test_fetch_stac import BBOX, POINTS, START, write_labels
 
 runner = CliRunner()
-LOADER = "cropmeta.mapping.testing:load_double"
+LOADER = "cropmeta.testing:load_double"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_fetch_then_ingest_then_export(world, tmp_path):
     np.testing.assert_allclose(samples.x[i], px, rtol=1e-5)
 
     from cropmeta.mapping.export import export
-    from cropmeta.mapping.testing import make_double_run, ndvi_probability
+    from cropmeta.testing import make_double_run, ndvi_probability
     from cropmeta.io.eetiff import pixels_array
 
     run = make_double_run(tmp_path / "run", kind="ndvi")

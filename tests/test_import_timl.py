@@ -279,7 +279,7 @@ def test_cli_import_then_export(tmp_path, stats):
     from typer.testing import CliRunner
 
     from cropmeta.mapping.export import export
-    from cropmeta.mapping.testing import make_ee_tile
+    from cropmeta.testing import make_ee_tile
     from cropmeta_cli.app import app
 
     norm, _, _ = stats

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import Point, box
 
-from _fixtures_io import make_world, pixel_centre, tiny_tile
+from cropmeta.testing import make_world, pixel_centre, tiny_tile
 from cropmeta.errors import DataError, InputError
 from cropmeta.ingest import ingest, list_datasets, load_datasets
 from cropmeta.io.eetiff import read_ee_tiff

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from rasterio.transform import from_origin
 
-from _fixtures_io import WORLD_TILES, pixel_centre, tiny_tile
+from cropmeta.testing import WORLD_TILES, pixel_centre, tiny_tile
 from cropmeta.errors import DataError, InputError
 from cropmeta.ingest import ingest, list_datasets, load_datasets
 from cropmeta.io.labels import read_labels
@@ -49,12 +49,12 @@ def real_togo(tmp_path: Path, t: int = 3, n_labels: int = 4, name: str = "98-tog
 def ndvi_map(tmp_path: Path, size: int) -> tuple[Path, str]:
     """(run, map) of the ndvi test double over a ``size``² lon/lat tile near (34.0 E, 0.5 N)."""
     from cropmeta.mapping.export import export
-    from cropmeta.mapping.testing import make_double_run, make_ee_tile
+    from cropmeta.testing import make_double_run, make_ee_tile
 
     run = make_double_run(tmp_path / "run", kind="ndvi")
     tif = make_ee_tile(tmp_path / "in" / "a.tif", height=size, width=size, crs="EPSG:4326", origin=(34.0, 0.5),
                        res=0.0001)
-    m = export(run, tmp_path / "m.tif", inputs=[tif], loader="cropmeta.mapping.testing:load_double",
+    m = export(run, tmp_path / "m.tif", inputs=[tif], loader="cropmeta.testing:load_double",
                progress=False, quicklook=False)["map"]
     return run, m
 
@@ -132,7 +132,7 @@ def test_accuracy_leaves_out_training_points(tmp_path):
 
 
 def test_train_saves_its_training_points(tmp_path):
-    from _eval_fixtures import make_samples
+    from cropmeta.testing import make_samples
     from cropmeta.train.run import train
 
     tiny = {"hidden": 8, "encoder_dims": [8, 8, 8], "iterations": 1, "tasks_per_step": 2, "k_support": 2,
@@ -213,7 +213,7 @@ def test_train_takes_labels_for_a_geotiff_source(tmp_path):
 
 
 def test_test_split_error_points_at_the_split_column():
-    from _eval_fixtures import make_samples
+    from cropmeta.testing import make_samples
     from cropmeta.tasks import resolve_target, target_data
 
     s = make_samples(n_per_region=20, seed=0)
@@ -279,7 +279,7 @@ def test_demo_twice(tmp_path, monkeypatch):
 
 # ---- item 12: option checks and wording ---------------------------------------------------------------
 def test_negative_shots_and_nprocs_zero():
-    from _eval_fixtures import make_samples
+    from cropmeta.testing import make_samples
     from cropmeta.tasks import resolve_target, target_data
     from cropmeta.train.run import train
 
@@ -313,11 +313,11 @@ def test_messages_name_flags_not_python_parameters():
 def test_unreadable_map_names_the_file(tmp_path):
     from cropmeta.mapping.accuracy import assess
     from cropmeta.mapping.export import export
-    from cropmeta.mapping.testing import make_double_run, make_ee_tile
+    from cropmeta.testing import make_double_run, make_ee_tile
 
     run = make_double_run(tmp_path / "run", kind="ndvi")
     tif = make_ee_tile(tmp_path / "in" / "a.tif", height=600, width=600)
-    m = Path(export(run, tmp_path / "m.tif", inputs=[tif], loader="cropmeta.mapping.testing:load_double",
+    m = Path(export(run, tmp_path / "m.tif", inputs=[tif], loader="cropmeta.testing:load_double",
                     progress=False, quicklook=False)["map"])
     data = m.read_bytes()
     m.write_bytes(data[: len(data) // 2])  # truncated: block reads fail ("Read failed. See previous exception")

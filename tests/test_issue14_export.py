@@ -16,7 +16,7 @@ import rasterio
 
 from cropmeta.errors import DataError, InputError
 from cropmeta.mapping.manifest import work_dir_for
-from cropmeta.mapping.testing import make_double_run, make_ee_tile
+from cropmeta.testing import make_double_run, make_ee_tile
 from test_mapping import LOADER, _export, run  # noqa: F401 - the ndvi double's run fixture
 
 REPO = Path(__file__).resolve().parent.parent

@@ -236,3 +236,13 @@ def test_no_module_over_the_line_limit():
             fixed.append(f"  {rel}: {n} lines")
     assert not over, f"modules over {MAX_LINES} lines (split them along a real seam):\n" + "\n".join(over)
     assert not fixed, "OVERSIZED entries now within the limit; delete them:\n" + "\n".join(fixed)
+
+
+def test_pyproject_lists_every_package():
+    """A package missing from pyproject's explicit list imports in the source tree but not from a wheel."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "cropmeta").rglob("__init__.py")}
+    assert found - listed == set(), f"packages missing from pyproject.toml: {sorted(found - listed)}"

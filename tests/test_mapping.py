@@ -15,11 +15,11 @@ import rasterio
 
 from cropmeta.errors import DataError, InputError
 from cropmeta.mapping.export import export
-from cropmeta.mapping.testing import make_double_run, make_ee_tile, ndvi_probability
+from cropmeta.testing import make_double_run, make_ee_tile, ndvi_probability
 from cropmeta.mapping.validate import check_cog
 from cropmeta.schema import N_STATIC, RAW_PER_STEP, canonical_from_raw
 
-LOADER = "cropmeta.mapping.testing:load_double"
+LOADER = "cropmeta.testing:load_double"
 
 
 def expected_prob(tif: Path) -> np.ndarray:

@@ -12,9 +12,9 @@ import rasterio
 
 from cropmeta.errors import InputError
 from cropmeta.mapping.export import export
-from cropmeta.mapping.testing import make_double_run, make_ee_tile
+from cropmeta.testing import make_double_run, make_ee_tile
 
-LOADER = "cropmeta.mapping.testing:load_double"
+LOADER = "cropmeta.testing:load_double"
 
 pytestmark = pytest.mark.slow
 

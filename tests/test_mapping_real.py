@@ -11,10 +11,10 @@ import rasterio
 
 from cropmeta.errors import DataError
 from cropmeta.mapping.export import export
-from cropmeta.mapping.testing import make_double_run
+from cropmeta.testing import make_double_run
 from cropmeta.mapping.validate import check_cog
 
-LOADER = "cropmeta.mapping.testing:load_double"
+LOADER = "cropmeta.testing:load_double"
 TOGO = "98-togo_2019-02-06_2020-02-01.tif"
 CROPLANDS = "373-croplands_2016-02-07_2017-02-01.tif"
 

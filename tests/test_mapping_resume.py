@@ -14,9 +14,9 @@ import pytest
 
 from cropmeta.mapping.export import export
 from cropmeta.mapping.manifest import work_dir_for
-from cropmeta.mapping.testing import make_double_run, make_ee_tile
+from cropmeta.testing import make_double_run, make_ee_tile
 
-LOADER = "cropmeta.mapping.testing:load_double"
+LOADER = "cropmeta.testing:load_double"
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from _eval_fixtures import make_samples
+from cropmeta.testing import make_samples
 from cropmeta.errors import InputError
 from cropmeta.evaluate.compare import build_target, source_samples
 from cropmeta.evaluate.methods import RandomForest, make_method, resolve_methods

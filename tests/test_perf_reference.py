@@ -104,7 +104,7 @@ def test_reference_training_matches_cropmeta_same_tasks_same_seed():
     from cropmeta.tasks import make_task
     from cropmeta.train.config import resolve_config
     from cropmeta.train.maml import meta_train
-    from cropmeta.train.toy import toy_samples
+    from cropmeta.testing import toy_samples
 
     samples = toy_samples(n_per_label=16, n_noncrop=20, t=4, seed=1)
     target = make_task("Kenya", "maize")
@@ -130,7 +130,7 @@ def test_reference_inference_equals_predictor(tmp_path):
 
     from benchmarks.reference.inference_reference import ReferenceInference
     from cropmeta.io.eetiff import pixels_array, read_ee_tiff
-    from cropmeta.mapping.testing import make_ee_tile, make_timl_run
+    from cropmeta.testing import make_ee_tile, make_timl_run
     from cropmeta.train.checkpoint import load_predictor
 
     run = make_timl_run(tmp_path / "run", hidden=16)

@@ -219,7 +219,7 @@ def test_cli_download_with_local_weights(shared_presto, tmp_path):
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def togo_toy():
-    from cropmeta.train.toy import TOY_REGIONS, toy_samples
+    from cropmeta.testing import TOY_REGIONS, toy_samples
 
     return toy_samples(n_per_label=16, n_noncrop=32, t=12, seed=3, regions=[r for r in TOY_REGIONS if r[0] == "Togo"])
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from cropmeta.errors import InputError
 from cropmeta.train.config import resolve_config
 from cropmeta.train.maml import meta_train
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 REPO = Path(__file__).resolve().parent.parent
 ITERATIONS = 12
@@ -29,7 +29,7 @@ torch.set_num_threads(1)
 from safetensors.torch import save_file
 from cropmeta.train.config import resolve_config
 from cropmeta.train.maml import meta_train
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 workdir, resume, delay = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
 samples = toy_samples(n_per_label=16, n_noncrop=20, t=4, seed=5, regions=REGIONS)

@@ -10,7 +10,7 @@ import torch
 
 from cropmeta.errors import InputError
 from cropmeta.evaluate.compare import build_target
-from cropmeta.io.cropharvest import make_archive_fixture
+from cropmeta.testing import make_archive_fixture
 from cropmeta.train.config import resolve_config
 from cropmeta.train.sim_then_real import load_sim_samples, sim_then_real
 

@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 
 from cropmeta.bandschema import BandSchema
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.stacks import date_from_name, is_stack_folder, open_stack, stack_files
+from cropmeta.mapping.stacks import date_from_name, is_stack_folder, open_stack, stack_files
 from rasterio.windows import Window
 
 #: MODIS sinusoidal (the MOD13Q1 grid's CRS)

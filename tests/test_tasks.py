@@ -20,7 +20,7 @@ from cropmeta.tasks import (
     validation_score,
 )
 from cropmeta.train.maml import batch_auc
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,8 @@ def test_batch_auc_matches_sklearn():
 def test_target_on_cropharvest_archive_uses_the_test_files_own_labels(tmp_path):
     """CropHarvest's Kenya_maize test file marks 'not maize' points y=0 without crop status; the
     target task must take those labels (regression: train --region kenya on an archive)."""
-    from cropmeta.io.cropharvest import make_archive_fixture, read_cropharvest
+    from cropmeta.io.cropharvest import read_cropharvest
+    from cropmeta.testing import make_archive_fixture
     from cropmeta.tasks import resolve_target, target_data
 
     root = make_archive_fixture(tmp_path / "ch", seed=0)
@@ -161,3 +162,51 @@ def test_target_on_cropharvest_archive_uses_the_test_files_own_labels(tmp_path):
     labelled = test_rows[test_rows["target"].isin([0, 1])]  # the file's −1 rows are unlabelled
     assert td.counts["test_pos"] + td.counts["test_neg"] == len(labelled) > 0
     assert td.counts["test_pos"] == int((test_rows["target"] == 1).sum()) > 0
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_compare_cell_and_train_shots_fit_on_the_same_samples(samples, seed, monkeypatch, tmp_path):
+    """One shot sampler (:func:`cropmeta.tasks.shot_subset`): a ``cropmeta compare`` cell with k = 20
+    and seed S fits on exactly the samples ``target_data(shots=20, seed=S)`` selects, and
+    ``cropmeta train --shots 20 --seed S`` fine-tunes on those. (Since issue #12 ``train --shots``
+    draws compare's subset, so its subsets differ from those of earlier versions.)"""
+    from cropmeta.evaluate import compare as cmp
+    from cropmeta.evaluate.methods import RandomForest
+    from cropmeta.train import run as train_run
+
+    ids = samples.meta["sample_id"].astype(str).to_numpy()
+    data = cmp.build_target(samples, "kenya")
+    cell = cmp.run_cell(RandomForest(n_estimators=5), data, seed, 20, calib_folds=0)
+    td = target_data(samples, resolve_target(samples, "kenya"), shots=20, seed=seed)
+    assert len(cell["train_ids"]) == 20 and cell["n_train_pos"] == 10
+    assert list(ids[td.train_index]) == cell["train_ids"]
+    assert np.array_equal(td.x_train, samples.x[td.train_index]) and td.y_train.sum() == 10
+
+    seen = []
+    real_finetune = train_run.finetune
+
+    def spy(meta_model, x, y, *a, **kw):
+        seen.append((np.array(x), np.array(y)))
+        return real_finetune(meta_model, x, y, *a, **kw)
+
+    monkeypatch.setattr(train_run, "finetune", spy)
+    tiny = {"hidden": 8, "encoder_dims": [8, 8], "encoder_channels_per_group": 4, "iterations": 2,
+            "tasks_per_step": 2, "val_every": 1, "checkpoint_every": 2, "ft_steps": 1, "threads": 1}
+    train_run.train("kenya", samples=samples, out=tmp_path / "run", overrides=tiny, seed=seed, shots=20)
+    (x_ft, y_ft), = seen
+    by_id = {v: i for i, v in enumerate(ids)}
+    rows = np.array([by_id[v] for v in cell["train_ids"]])
+    assert np.array_equal(x_ft, samples.x[rows]) and np.array_equal(y_ft, data.y_train[cmp.shot_indices(data.y_train, 20, seed)])
+
+
+def test_shot_subset_is_the_benchmark_draw():
+    """The committed benchmark results (docs/results) were drawn with numpy's
+    ``default_rng([seed, 104729])``: pin a few subsets so the draw cannot drift."""
+    from cropmeta.tasks import shot_subset
+
+    y = np.r_[np.ones(12), np.zeros(20)].astype(int)
+    rng = np.random.default_rng([5, 104729])
+    pos, neg = rng.permutation(np.arange(12)), rng.permutation(np.arange(12, 32))
+    assert list(shot_subset(y, 8, 5)) == sorted(list(pos[:4]) + list(neg[:4]))
+    assert len(shot_subset(y, 0, 5)) == 0 and list(shot_subset(y, "all", 5)) == list(range(32))
+    assert set(shot_subset(y, 8, 5)) <= set(shot_subset(y, 16, 5))

@@ -23,7 +23,7 @@ from cropmeta.train import (
     resolve_device,
     train,
 )
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 REGIONS = [("Kenya", 0.2, 37.9, ["maize", "bean"]), ("Togo", 8.5, 0.9, ["maize"]),
            ("Uganda", 1.3, 32.4, ["maize", "bean"]), ("Tanzania", -6.3, 34.8, ["maize", "cassava"])]

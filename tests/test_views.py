@@ -21,7 +21,7 @@ from cropmeta.sim.views import (
     shift_planting,
     swap_soil,
 )
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 WEATHER_STATIC = [BAND_INDEX[b] for b in ("temperature_2m", "total_precipitation", "elevation", "slope")]
 
@@ -168,7 +168,7 @@ def test_compare_reports_in_context_and_views_rows_with_adaptation_cost(tmp_path
     import json
 
     import cropmeta.evaluate.report as rp
-    from _eval_fixtures import make_samples
+    from cropmeta.testing import make_samples
     from cropmeta.evaluate.compare import compare
 
     monkeypatch.setattr(rp, "PLOTS", {name: _tiny_png for name in rp.PLOTS})

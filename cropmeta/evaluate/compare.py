@@ -64,6 +64,7 @@ from cropmeta.evaluate.methods import (
 )
 from cropmeta._fs import atomic_write_text, output_dir
 from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_error
+from cropmeta.tasks import shot_subset
 
 PROTOCOL_VERSION = 1
 DEFAULT_SHOTS: tuple = (20, 32, 64, 128, 256, "all")
@@ -183,25 +184,11 @@ def source_samples(samples, target: TargetData):
 # One cell
 # --------------------------------------------------------------------------------------------------
 def shot_indices(y: np.ndarray, k: int | str, seed: int) -> np.ndarray:
-    """Indices of a ``k``-sample subset of the training labels ``y``: class-balanced like
-    ``cropmeta train --shots`` (⌊k/2⌋ positives) when the pool allows, otherwise every sample of the
-    scarce class and the rest from the other. Nested across ``k`` for a seed (the first ``n`` of one
-    fixed permutation per class), so a larger shot count always contains the smaller ones.
-    ``"all"`` (or ``k`` ≥ the pool) → everything; 0 (zero-shot) or the fixed cells → nothing."""
-    y = np.asarray(y)
-    n = len(y)
+    """Indices of the ``k``-shot training subset of a cell: :func:`cropmeta.tasks.shot_subset` (the
+    one sampler, shared with ``cropmeta train --shots``); 0 (zero-shot) or the fixed cells → nothing."""
     if is_zero(k) or k == FIXED_SHOTS:
         return np.zeros(0, dtype=np.int64)
-    if k == "all" or int(k) >= n:
-        return np.arange(n)
-    k = int(k)
-    rng = np.random.default_rng([int(seed), 104729])
-    pos = rng.permutation(np.where(y == 1)[0])
-    neg = rng.permutation(np.where(y == 0)[0])
-    n_pos = min(k // 2, len(pos))
-    n_neg = min(k - n_pos, len(neg))
-    n_pos = min(k - n_neg, len(pos))
-    return np.sort(np.concatenate([pos[:n_pos], neg[:n_neg]]))
+    return shot_subset(y, k, seed)
 
 
 def _r(v: float, nd: int = 6):

@@ -2,10 +2,11 @@
 
 Each labelled point takes the pixel containing it (points are reprojected to the raster's CRS, so
 tiles in any CRS work). Optionally (``polygons="pixels"``) a polygon label takes every pixel whose
-centre lies inside its footprint. Missing values are filled with :func:`cropmeta.schema.fill_missing`
-(per-band mean over time; an all-NaN slope takes the tile's mean slope; any other all-NaN band is a
-:class:`DataError` naming the tile and band). Everything is vectorised per tile: one windowed read,
-fancy indexing, no per-pixel Python loops.
+centre lies inside its footprint. Pixels are read, and missing values filled, by the one
+Earth-Engine reader (:class:`cropmeta.io.eetiff.EETiffReader`, :func:`cropmeta.io.eetiff.fill_pixels`:
+per-band mean over time; a missing slope takes the tile's mean slope; any other all-NaN band is a
+:class:`DataError` naming the tile and band), the reader map export uses. Everything is vectorised
+per tile: one windowed read, fancy indexing, no per-pixel Python loops.
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.eetiff import EETiffInfo, ee_tiff_info, read_ee_raw, split_raw, tile_slope_mean
+from cropmeta.io.eetiff import EETiffInfo, EETiffReader, ee_tiff_info, fill_pixels
 from cropmeta.io.store import META_COLUMNS, SampleSet, make_meta
-from cropmeta.schema import BANDS, N_BANDS, canonical_from_raw, fill_missing
+from cropmeta.schema import BANDS, N_BANDS
 
 #: metadata columns kept besides :data:`META_COLUMNS`
 EXTRA_COLUMNS = ["tile", "pixel_row", "pixel_col", "class_value", "source_file", "field_id"]
-#: a window larger than this many bytes is not read whole: the points' pixels are read one by one
-MAX_WINDOW_BYTES = 256 * 2**20
 POLYGON_MODES = ("centroid", "pixels")
 
 
@@ -126,22 +125,6 @@ def tile_bounds_4326(info: EETiffInfo) -> tuple[float, float, float, float]:
     return tuple(transform_bounds(info.crs, "EPSG:4326", *info.bounds, densify_pts=21))
 
 
-def _read_pixels(info: EETiffInfo, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Raw values ``[n, count]`` of the pixels (rows, cols): one window read when it is small enough,
-    else one 1×1 read per distinct pixel."""
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    count = info.t * 17 + 2
-    if (r1 - r0) * (c1 - c0) * count * 8 <= MAX_WINDOW_BYTES:
-        data, _ = read_ee_raw(info.path, window=Window(c0, r0, c1 - c0, r1 - r0), info=info)
-        return data[:, rows - r0, cols - c0].T
-    uniq, inverse = np.unique(np.stack([rows, cols], axis=1), axis=0, return_inverse=True)
-    vals = np.empty((len(uniq), count))
-    for k, (r, c) in enumerate(uniq):
-        d, _ = read_ee_raw(info.path, window=Window(int(c), int(r), 1, 1), info=info)
-        vals[k] = d[:, 0, 0]
-    return vals[inverse.ravel()]
-
-
 @dataclass
 class TileSamples:
     """Samples taken from one tile (before de-duplication), and what was filled."""
@@ -217,13 +200,10 @@ def sample_tile(info: EETiffInfo, labels: gpd.GeoDataFrame, polygons: str = "cen
         return TileSamples(np.zeros((0, t, N_BANDS), np.float32), pd.DataFrame(columns=list(META_COLUMNS)),
                            np.zeros((0, N_BANDS), np.int32))
     lab = np.asarray(lab, dtype=np.int64)
-    raw = _read_pixels(info, rows, cols)  # [n, count]
-    dynamic, static = split_raw(raw.T, t)  # [T,17,n], [2,n]
-    x = canonical_from_raw(np.moveaxis(dynamic, 2, 0), static.T)  # [n,T,18]
+    reader = EETiffReader.from_info(info)
+    x = reader.read_pixels(rows, cols)  # [n,T,18], NaN kept
     nan_counts = np.isnan(x).sum(axis=1).astype(np.int32)  # [n, 18]
-    slope_all_nan = bool((nan_counts[:, BANDS.index("slope")] == t).any())
-    slope_fill = tile_slope_mean(info.path, info=info) if slope_all_nan else None
-    x = fill_missing(x, source=str(info.path), slope_fill=slope_fill)
+    x, _ = fill_pixels(x, reader.slope_fill, source=str(info.path))  # the reader's one rule
 
     meta = labels.iloc[lab].reset_index(drop=True)
     meta = pd.DataFrame(meta.drop(columns=[c for c in ("geometry", "footprint") if c in meta.columns]))

@@ -14,7 +14,6 @@ Flow (one code path for serial and Dask runs):
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from pathlib import Path
@@ -38,7 +37,6 @@ MOSAICS = ("auto", "vrt", "cog", "none")
 MAP_SUFFIXES = (".tif", ".tiff", ".vrt")
 #: largest one-COG mosaic (uncompressed GB) written without --max-mosaic-gb
 MAX_MOSAIC_GB = 4.0
-_EE_DATES = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{4}-\d{2}-\d{2})(?:\.tiff?)?$")
 
 
 class ExportFailed(DataError):
@@ -56,7 +54,7 @@ def _expand_inputs(inputs) -> list:
     out: list = []
     for item in inputs:
         if isinstance(item, (str, Path)) and _is_stack(Path(item)):
-            from cropmeta.io.stacks import open_stack
+            from cropmeta.mapping.stacks import open_stack
 
             out.append(open_stack(item))  # dated one-band images: one input on their own grid
         elif isinstance(item, (str, Path)) and Path(item).is_dir():
@@ -70,8 +68,8 @@ def _expand_inputs(inputs) -> list:
 
 
 def _is_stack(path: Path) -> bool:
-    """A folder of dated one-band images, or a list file naming them (:mod:`cropmeta.io.stacks`)."""
-    from cropmeta.io.stacks import is_stack_folder
+    """A folder of dated one-band images, or a list file naming them (:mod:`cropmeta.mapping.stacks`)."""
+    from cropmeta.mapping.stacks import is_stack_folder
 
     return path.suffix.lower() in (".txt", ".lst") and path.is_file() or is_stack_folder(path)
 
@@ -102,7 +100,7 @@ def window_months(s: Source, model_t: int, months: str) -> Source:
 
     name = str(s.ref) if isinstance(s.ref, (str, Path)) else s.name
     if getattr(s, "kind", None) == "stack":
-        from cropmeta.io.stacks import window_stack
+        from cropmeta.mapping.stacks import window_stack
 
         return window_stack(s, months)
     parsed = parse_ee_filename(name)
@@ -184,13 +182,13 @@ def scene_for_run(run_dir: Path, predictor=None, world: str | Path | None = None
 
 
 def _date_range(sources: list[Source]) -> list[str] | None:
-    starts, ends = [], []
-    for s in sources:
-        m = _EE_DATES.search(s.name)
-        if m:
-            starts.append(m.group(1))
-            ends.append(m.group(2))
-    return [min(starts), max(ends)] if starts else None
+    """First and last export date of the inputs, from their file names (the reader's one parser,
+    :func:`cropmeta.io.eetiff.parse_ee_filename`)."""
+    from cropmeta.io.eetiff import parse_ee_filename
+
+    names = [parse_ee_filename(s.name) for s in sources]
+    dates = [n for n in names if n is not None]
+    return [min(n.start for n in dates).isoformat(), max(n.end for n in dates).isoformat()] if dates else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,7 +237,7 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     refused before any work. ``start_month``: with inputs holding more time steps than the model,
     the model's window starting at that step (1-based); ``months`` (``YYYY-MM:YYYY-MM``): the window
     of those calendar months. A folder (or list file) of dated one-band images is one input on its
-    own grid (:func:`cropmeta.io.stacks.open_stack`); every input must hold the model's band schema
+    own grid (:func:`cropmeta.mapping.stacks.open_stack`); every input must hold the model's band schema
     (the error names the missing and extra bands). ``workers``: local Dask
     cluster of N one-thread workers; ``scheduler``: an existing Dask scheduler address; neither:
     in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json`` (a label
@@ -621,11 +619,11 @@ def _valid_counts(jobs: list[Job], work: Path, n_tiles: int) -> list[int]:
 
 
 def no_valid_pixel_message(sources: list[Source], roi: list) -> str:
-    """Why a map has no valid pixel: ingestion's own rule (:func:`cropmeta.schema.fill_missing`)
+    """Why a map has no valid pixel: ingestion's own rule (:func:`cropmeta.io.eetiff.fill_pixels`)
     applied to the first block of each input names the band(s) that are missing everywhere."""
-    from cropmeta.schema import fill_missing
-
     from rasterio.windows import Window
+
+    from cropmeta.io.eetiff import fill_pixels
 
     for s in sources:
         if getattr(s, "kind", None) == "stack":  # one band: "no value at any step" says it all
@@ -633,8 +631,7 @@ def no_valid_pixel_message(sources: list[Source], roi: list) -> str:
         w = Window(0, 0, min(s.grid.width, 512), min(s.grid.height, 512))
         try:
             x = s.read_canonical(w)
-            fill_missing(x, source=str(s.ref if isinstance(s.ref, (str, Path)) else s.name),
-                         slope_fill=s.get_slope_fill())
+            fill_pixels(x, s.get_slope_fill, source=str(s.ref if isinstance(s.ref, (str, Path)) else s.name))
         except DataError as e:
             return f"{e}; the map would have no valid pixel"
     where = " inside the region" if any(g is not None for g in roi) else ""

@@ -6,19 +6,20 @@ A *source* knows its grid (``width``, ``height``, ``crs``, ``transform``), its n
 numbers); the open file handle lives in a per-process cache so that Dask workers open each input
 once.
 
-Missing input (per pixel):
-- ``slope`` NaN at every step (SRTM border pixels, common in real exports) → the tile's mean slope
-  (CropHarvest's policy, see :func:`cropmeta.schema.fill_missing`);
+Earth-Engine tiles are read by the one pixel reader of ingestion
+(:class:`cropmeta.io.eetiff.EETiffReader`), so a map pixel equals the training sample of that pixel.
+Missing input, per pixel, is the reader's one rule (:func:`cropmeta.io.eetiff.fill_pixels`), for
+datacubes too:
+- ``slope`` missing (SRTM border pixels, common in real exports) → the tile's mean slope (0.0 for
+  a tile with no slope at all);
 - any other band NaN at every step, or every value NaN → the pixel is *missing*: nodata in the map;
-- a band NaN at some steps → filled with that pixel's mean over time (:func:`fill_missing`).
+- a band NaN at some steps → filled with that pixel's mean over time (:func:`cropmeta.schema.fill_missing`).
 Values equal to the file's declared nodata count as NaN.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,20 +28,14 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from cropmeta.errors import DataError, InputError
-from cropmeta.schema import (
-    BAND_INDEX,
-    BANDS,
-    N_BANDS,
-    N_STATIC,
-    RAW_PER_STEP,
-    canonical_from_raw,
-    fill_missing,
-    recompute_ndvi,
-)
+from cropmeta.errors import InputError
+from cropmeta.io.eetiff import SLOPE_FILL_WITHOUT_DATA, EETiffReader, fill_pixels, window_str
+from cropmeta.io.handles import CachedValue, cached, close_cached, file_key
+from cropmeta.schema import BANDS, N_BANDS, N_STATIC, RAW_PER_STEP, recompute_ndvi
 
-_SLOPE = BAND_INDEX["slope"]
-#: at most this many pixels are decoded at once (bounds memory: 16384 px x 206 bands x 4 B = 13.5 MB)
+__all__ = ["Grid", "Source", "EETiffSource", "DatacubeSource", "open_eetiff", "open_datacube", "open_source",
+           "check_consistent_t", "window_source", "close_cached", "MAX_READ_PIXELS"]
+#: at most this many pixels are decoded at once (bounds memory: 16384 px x 206 bands x 8 B = 27 MB)
 MAX_READ_PIXELS = 16384
 
 
@@ -73,15 +68,11 @@ class Source:
     t_start: int = 0  # first time step read (0-based), see :func:`window_source`
 
     # -- reading ----------------------------------------------------------------------------------
-    def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """``(dynamic [n, T, 17], static [n, 2])`` float32 for the window's pixels (row-major)."""
-        raise NotImplementedError
-
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Canonical samples of the window's valid pixels ``[n_valid, T, 18]`` and ``valid [h, w]``."""
         h, w = int(window.height), int(window.width)
         x = self.read_canonical(window)  # [h*w, T, 18] with NaN
-        x, valid = prepare_samples(x, self.get_slope_fill, source=f"{self.name} window {_wstr(window)}")
+        x, valid = fill_pixels(x, self.get_slope_fill, source=f"{self.name} window {window_str(window)}", unusable="mask")
         return x, valid.reshape(h, w)
 
     def get_slope_fill(self) -> float:
@@ -89,84 +80,23 @@ class Source:
         if self.slope_fill is not None:
             return float(self.slope_fill)
         key = ("slope", self.kind, self.name, _ref_key(self.ref))
-        return _cached_open(key, lambda: _Value(self.mean_slope())).value
+        return cached(key, lambda: CachedValue(self.mean_slope())).value
 
     def mean_slope(self) -> float:
         raise NotImplementedError
 
     def read_canonical(self, window: Window) -> np.ndarray:
-        dyn, stat = self.read_raw(window)
-        return canonical_from_raw(dyn, stat)
-
-
-def _wstr(window: Window) -> str:
-    return f"(row {int(window.row_off)}, col {int(window.col_off)}, {int(window.height)}x{int(window.width)})"
-
-
-def prepare_samples(x: np.ndarray, slope_fill, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical ``[n, T, 18]`` with NaN → (filled samples of the valid pixels, valid mask ``[n]``).
-    ``slope_fill``: a number or a function returning it (called only when a slope is missing)."""
-    all_nan = np.isnan(x).all(axis=1)  # [n, 18]
-    if all_nan[:, _SLOPE].any():
-        if callable(slope_fill):
-            slope_fill = slope_fill()
-        x = x.copy() if not x.flags.writeable else x
-        x[all_nan[:, _SLOPE], :, _SLOPE] = slope_fill
-        all_nan[:, _SLOPE] = False
-    valid = ~all_nan.any(axis=1)
-    xv = x[valid]
-    if len(xv) and np.isnan(xv).any():
-        xv = fill_missing(xv, source=source, slope_fill=None if callable(slope_fill) else slope_fill)
-    return np.ascontiguousarray(xv, dtype=np.float32), valid
-
-
-# ------------------------------------------------------------------------------------------------
-# per-process cache of open files (Dask workers open each input once)
-# ------------------------------------------------------------------------------------------------
-_OPEN: dict[tuple, Any] = {}
-_OPEN_LOCK = threading.RLock()
-
-
-def _cached_open(key: tuple, opener):
-    with _OPEN_LOCK:
-        obj = _OPEN.get(key)
-        if obj is None:
-            obj = opener()
-            _OPEN[key] = obj
-        return obj
-
-
-class _Value:
-    def __init__(self, value):
-        self.value = value
-
-    def close(self):
-        pass
+        """Canonical samples ``[h*w, T, 18]`` (row-major pixels, NaN kept) of a window."""
+        raise NotImplementedError
 
 
 def _ref_key(ref) -> tuple:
     if isinstance(ref, (str, Path)):
         try:
-            return _file_key(str(ref))
+            return file_key(str(ref))
         except OSError:
             return (str(ref),)
     return ("object", id(ref))
-
-
-def close_cached() -> None:
-    """Close every file this process holds open for map inputs."""
-    with _OPEN_LOCK:
-        for obj in _OPEN.values():
-            try:
-                obj.close()
-            except Exception:  # noqa: BLE001 - closing best effort
-                pass
-        _OPEN.clear()
-
-
-def _file_key(path: str) -> tuple:
-    st = os.stat(path)
-    return (path, st.st_size, st.st_mtime_ns)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,47 +104,22 @@ def _file_key(path: str) -> tuple:
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EETiffSource(Source):
+    """An Earth-Engine-layout GeoTIFF, read by :class:`~cropmeta.io.eetiff.EETiffReader` (kept open
+    per process)."""
+
     kind: str = "eetiff"
 
-    def _ds(self):
-        path = str(self.ref)
-        try:
-            return _cached_open(("tif",) + _file_key(path), lambda: rasterio.open(path))
-        except (OSError, rasterio.errors.RasterioIOError) as e:
-            raise InputError(f"{path}: cannot open map input ({e})") from e
+    @property
+    def reader(self) -> EETiffReader:
+        return EETiffReader(str(self.ref), int(self.t_file or self.t), self.grid.height, self.grid.width,
+                            self.nodata, keep_open=True)
 
-    def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        ds = self._ds()
-        try:
-            a = ds.read(window=window, out_dtype="float32")  # [T*17+2, h, w]
-        except rasterio.errors.RasterioIOError as e:
-            raise DataError(f"{self.ref}: cannot read window {_wstr(window)} ({e})") from e
-        if self.nodata is not None and not math.isnan(self.nodata):
-            a[a == np.float32(self.nodata)] = np.nan
-        n = a.shape[1] * a.shape[2]
-        tf = self.t_file or self.t
-        dyn = a[: tf * RAW_PER_STEP].reshape(tf, RAW_PER_STEP, n).transpose(2, 0, 1)
-        dyn = dyn[:, self.t_start: self.t_start + self.t]
-        stat = a[tf * RAW_PER_STEP :].reshape(N_STATIC, n).T
-        return dyn, stat
-
+    def read_canonical(self, window: Window) -> np.ndarray:
+        return self.reader.read_canonical(window, self.t_start, self.t)
 
     def mean_slope(self) -> float:
-        """Mean of the finite slope values over the whole tile (streamed block by block)."""
-        ds = self._ds()
-        band = ds.count  # slope is the last band
-        total, count = 0.0, 0
-        try:
-            for _, win in ds.block_windows(band):
-                v = ds.read(band, window=win, out_dtype="float64")
-                if self.nodata is not None and not math.isnan(self.nodata):
-                    v[v == self.nodata] = np.nan
-                ok = np.isfinite(v)
-                total += float(v[ok].sum())
-                count += int(ok.sum())
-        except rasterio.errors.RasterioIOError as e:
-            raise DataError(f"{self.ref}: cannot read band {band} 'slope' ({e})") from e
-        return total / count if count else 0.0
+        """The reader's slope fill: the tile's mean slope (:meth:`EETiffReader.slope_fill`)."""
+        return self.reader.slope_fill()
 
 
 def open_eetiff(path: str | Path) -> EETiffSource:
@@ -247,7 +152,7 @@ class DatacubeSource(Source):
     def _da(self):
         if isinstance(self.ref, (str, Path)):
             path = str(self.ref)
-            return _cached_open(("nc",) + _file_key(path), lambda: _open_cube_file(path, self.var))
+            return cached(("nc",) + file_key(path), lambda: _open_cube_file(path, self.var))
         return self.ref
 
     def read_canonical(self, window: Window) -> np.ndarray:
@@ -260,16 +165,13 @@ class DatacubeSource(Source):
         x = a.reshape(h * w, self.t, N_BANDS)
         if self.nodata is not None and not math.isnan(self.nodata):
             x[x == np.float32(self.nodata)] = np.nan
-        ndvi = recompute_ndvi(x)[..., BAND_INDEX["NDVI"]]
-        ndvi[np.isnan(x[..., BAND_INDEX["B8"]]) | np.isnan(x[..., BAND_INDEX["B4"]])] = np.nan
-        x[..., BAND_INDEX["NDVI"]] = ndvi
-        return x
+        return recompute_ndvi(x)  # the schema's NDVI (NaN where B8 or B4 is missing, as ingestion's)
 
 
     def mean_slope(self) -> float:
         slope = self._da().isel(time=0).sel(band="slope")
         mean = float(slope.mean(skipna=True).values) if slope.size else float("nan")
-        return mean if np.isfinite(mean) else 0.0
+        return mean if np.isfinite(mean) else SLOPE_FILL_WITHOUT_DATA
 
 
 class _CubeHandle:

@@ -12,7 +12,7 @@ Protocol (CropHarvest / Presto paper, Tseng et al. 2023, table 12 "Random Forest
 scikit-learn ``RandomForestClassifier()`` with default settings, trained on the flattened ``T x 18``
 features of a target's training pool (normalised with :class:`cropmeta.schema.Normalizer` fitted on
 that pool), evaluated by AUC-ROC on the target's test set. The samples are read back from the
-world's GeoTIFFs exactly as a user's exports would be (:func:`cropmeta.io.eetiff.read_ee_tiff`).
+world's GeoTIFFs exactly as a user's exports would be (:class:`cropmeta.io.eetiff.EETiffReader`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import numpy as np
 import rasterio.transform
 
 from cropmeta.errors import InputError
-from cropmeta.io.eetiff import pixels_array, read_ee_tiff
+from cropmeta.io.cropharvest_rules import published_rf_auc
+from cropmeta.io.eetiff import EETiffReader, ee_tiff_info, fill_pixels
 from cropmeta.schema import Normalizer
 from cropmeta.sim.world import load_world
 
 #: published random-forest AUC-ROC on the real CropHarvest test sets (Presto paper, table 12)
-PUBLISHED_RF_AUC = {"kenya": 0.578, "brazil": 0.941, "togo": 0.892}
+PUBLISHED_RF_AUC = published_rf_auc()
 TOLERANCE = 0.05
 #: the best AUC any published method reaches on the real test sets (Presto paper, table 12: Presto
 #: 0.834 on Kenya maize, 0.997 on Brazil coffee, 0.921 on Togo crop; TIML 0.794 / 0.988 / 0.890),
@@ -55,11 +56,11 @@ def world_samples(world: str | Path, region: str | None = None, split: str | Non
     meta = meta.reset_index(drop=True)
     x = np.empty((len(meta), int(doc["t"]), 18), dtype=np.float32)
     for tile, idx in meta.groupby("tile").indices.items():
-        da = read_ee_tiff(root / tile, fill=True)
-        tr = da.rio.transform()
-        rows, cols = rasterio.transform.rowcol(tr, meta["lon"].to_numpy()[idx], meta["lat"].to_numpy()[idx])
-        pix = pixels_array(da)  # [h*w, T, 18]
-        x[idx] = pix[np.asarray(rows) * da.shape[-1] + np.asarray(cols)]
+        info = ee_tiff_info(root / tile)
+        rows, cols = rasterio.transform.rowcol(info.transform, meta["lon"].to_numpy()[idx], meta["lat"].to_numpy()[idx])
+        reader = EETiffReader.from_info(info)  # ingestion's reader and missing-value rule
+        x[idx], _ = fill_pixels(reader.read_pixels(np.asarray(rows), np.asarray(cols)), reader.slope_fill,
+                                source=str(root / tile))
     return x, meta
 
 

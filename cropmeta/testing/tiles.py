@@ -1,5 +1,13 @@
-"""Tiny fixture builders for the io / ingest tests: Earth-Engine-layout tiles and a simulated-world
-directory in the contract layout (world.json, labels.parquet, tiles/<region>/<idx>-<dataset>_<start>_<end>.tif)."""
+"""Tiny Earth-Engine-layout tiles (:func:`cropmeta.io.eetiff.write_ee_tiff`) and a simulated-world
+directory in the contract layout (world.json, labels.parquet,
+tiles/<region>/<idx>-<dataset>_<start>_<end>.tif), for tests and benchmarks.
+
+- :func:`make_ee_tile`: a map-export tile whose true NDVI is known (a ramp by default), with NaN
+  slope on its first row(s) and optional missing pixels (formerly ``cropmeta.mapping.testing``);
+- :func:`tiny_tile` / :func:`raw_stack`: distinct, plausible raw values of every band (the reader
+  tests); :func:`make_world`: a world of such tiles with every pixel labelled (formerly
+  ``tests/_fixtures_io.py``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,37 @@ import pandas as pd
 from rasterio.transform import from_origin
 
 from cropmeta.io.eetiff import ee_filename, write_ee_tiff
-from cropmeta.schema import DYNAMIC_BANDS_RAW, RAW_PER_STEP
+from cropmeta.schema import DEFAULT_T, DYNAMIC_BANDS_RAW, RAW_PER_STEP
+
+__all__ = ["make_ee_tile", "raw_stack", "tiny_tile", "pixel_centre", "make_world", "WORLD_TILES", "START", "END"]
+
+
+def make_ee_tile(path: str | Path, height: int = 40, width: int = 60, t: int = DEFAULT_T,
+                 origin: tuple[float, float] = (300000.0, 9990000.0), res: float = 10.0, crs: str = "EPSG:32737",
+                 ndvi: np.ndarray | None = None, missing: np.ndarray | None = None, seed: int = 0,
+                 nan_slope_rows: int = 1) -> Path:
+    """A synthetic Earth-Engine-layout tile whose true NDVI is ``ndvi [height, width]`` (default: a
+    left-to-right ramp 0 → 0.8) at every step; pixels where ``missing`` is True are NaN in every band;
+    the first ``nan_slope_rows`` rows have NaN slope (like real SRTM borders)."""
+    rng = np.random.default_rng(seed)
+    if ndvi is None:
+        ndvi = np.broadcast_to(np.linspace(0.0, 0.8, width)[None, :], (height, width))
+    ndvi = np.asarray(ndvi, dtype=np.float64)
+    dyn = rng.normal(1000.0, 100.0, (t, RAW_PER_STEP, height, width)).astype(np.float32)
+    b8, b4 = DYNAMIC_BANDS_RAW.index("B8"), DYNAMIC_BANDS_RAW.index("B4")
+    dyn[:, :2] = rng.normal(-12.0, 3.0, (t, 2, height, width))  # VV, VH (dB)
+    dyn[:, RAW_PER_STEP - 2] = rng.normal(295.0, 3.0, (t, height, width))  # temperature_2m (K)
+    dyn[:, RAW_PER_STEP - 1] = np.abs(rng.normal(0.003, 0.002, (t, height, width)))  # precipitation (m)
+    dyn[:, b4] = 1000.0
+    dyn[:, b8] = (1000.0 * (1 + ndvi) / (1 - ndvi)).astype(np.float32)
+    stat = np.stack([rng.normal(1500, 50, (height, width)), rng.uniform(0, 10, (height, width))]).astype(np.float32)
+    stat[1, :nan_slope_rows] = np.nan
+    if missing is not None:
+        dyn[:, :, missing] = np.nan
+        stat[:, missing] = np.nan
+    x0, y0 = origin
+    return write_ee_tiff(path, dyn, stat, from_origin(x0, y0, res, res), crs)
+
 
 START, END = "2019-02-06", "2020-02-01"
 

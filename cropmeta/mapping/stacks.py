@@ -34,7 +34,9 @@ from rasterio.windows import Window
 from cropmeta.bandschema import BandSchema
 from cropmeta.errors import DataError, InputError
 from cropmeta.io.windows import month_index, month_start, parse_months
-from cropmeta.mapping.sources import Grid, Source, _cached_open, _file_key, _wstr
+from cropmeta.io.eetiff import window_str
+from cropmeta.io.handles import cached, file_key
+from cropmeta.mapping.sources import Grid, Source
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".jp2")
 _ISO = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
@@ -148,7 +150,7 @@ class StackSource(Source):
 
     def _ds(self, path: str):
         try:
-            return _cached_open(("stack",) + _file_key(path), lambda: rasterio.open(path))
+            return cached(("stack",) + file_key(path), lambda: rasterio.open(path))
         except (OSError, rasterio.errors.RasterioIOError) as e:
             raise InputError(f"{path}: cannot open map input ({e})") from e
 
@@ -165,7 +167,7 @@ class StackSource(Source):
                 try:
                     a = ds.read(1, window=window, out_dtype="float64").reshape(-1)
                 except rasterio.errors.RasterioIOError as e:
-                    raise DataError(f"{path}: cannot read window {_wstr(window)} ({e})") from e
+                    raise DataError(f"{path}: cannot read window {window_str(window)} ({e})") from e
                 bad = ~np.isfinite(a)
                 nod = self.nodata if self.nodata is not None else ds.nodata
                 if nod is not None and np.isfinite(nod):
