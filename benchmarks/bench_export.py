@@ -2,7 +2,7 @@
 machine's matrix-multiply rate that inference reaches, and peak memory as the map grows.
 
 One run, same weights, same tile (cropmeta's TIML architecture, hidden 128, T = 12: the compute per
-pixel of a trained model; ``cropmeta.mapping.testing.make_timl_run``):
+pixel of a trained model; ``cropmeta.testing.make_timl_run``):
 
 - ``mm``: a large ``torch.mm`` in float32 (1 thread and all threads) and bfloat16 (1 thread) —
   the machine's rate, measured now;
@@ -46,7 +46,7 @@ FAST_BF16 = "cropmeta.mapping.precision:load_fast_predictor_bf16"
 
 
 def _tile(d: Path, h: int, w: int, name: str = "0-bench") -> Path:
-    from cropmeta.mapping.testing import make_ee_tile
+    from cropmeta.testing import make_ee_tile
 
     return make_ee_tile(d / f"{name}_2021-01-01_2021-12-31.tif", height=h, width=w, seed=1)
 
@@ -141,7 +141,7 @@ def main(argv=None) -> dict:
 
     from benchmarks.reference.inference_reference import ReferenceInference
     from cropmeta.mapping.precision import FastPredictor
-    from cropmeta.mapping.testing import make_timl_run
+    from cropmeta.testing import make_timl_run
     from cropmeta.models.inference import bf16_fast, model_flops_per_pixel
     from cropmeta.train.checkpoint import load_predictor
 

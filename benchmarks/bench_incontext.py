@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
     from cropmeta.train.maml import meta_train
 
     if a.data == "toy":
-        from cropmeta.train.toy import toy_samples
+        from cropmeta.testing import toy_samples
 
         samples = toy_samples(n_per_label=40, n_noncrop=60, t=12, seed=a.seed)
     else:

@@ -36,7 +36,7 @@ from benchmarks._common import command_line, machine, mm_rate, summarize, write_
 
 def load_samples(data: str, home: str | None):
     if data == "toy":
-        from cropmeta.train.toy import toy_samples
+        from cropmeta.testing import toy_samples
 
         return toy_samples(n_per_label=40, n_noncrop=60, t=12, seed=0)
     from cropmeta.ingest import ingest, list_datasets, load_datasets

@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
     from cropmeta.schema import Normalizer
     from cropmeta.tasks import make_task
     from cropmeta.train.config import resolve_config
-    from cropmeta.train.toy import toy_samples
+    from cropmeta.testing import toy_samples
     from cropmeta.train.trained import from_scratch, predict_proba
 
     samples = toy_samples(n_per_label=a.pixels, n_noncrop=a.pixels, t=a.t, seed=0, regions=[("Kenya", 0.2, 37.9, [])])

@@ -84,7 +84,7 @@ def child(tif: str, run: str, out: str, gdal_cache_mb: int) -> None:
     rss_start = proc.memory_info().rss
     # warm-up on a 16 x 16 tile: imports (torch alone is ~0.5 GB RSS), model load, GDAL drivers — so
     # that the measured increment is the export's own working memory
-    from cropmeta.mapping.testing import make_ee_tile
+    from cropmeta.testing import make_ee_tile
     from cropmeta.schema import t_from_raw_band_count
 
     import rasterio
@@ -130,7 +130,7 @@ def main(argv=None) -> dict:
         child(*args.child, gdal_cache_mb=args.gdal_cache_mb)
         return {}
 
-    from cropmeta.mapping.testing import make_timl_run
+    from cropmeta.testing import make_timl_run
 
     result = {"benchmark": "export_memory", "args": {k: v for k, v in vars(args).items() if k != "child"},
               "command": "python benchmarks/export_memory.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -172,7 +172,7 @@ def main(argv=None) -> dict:
     import torch
 
     from cropmeta.mapping.infer import DEFAULT_BATCH
-    from cropmeta.mapping.testing import make_ee_tile, make_timl_run
+    from cropmeta.testing import make_ee_tile, make_timl_run
     from cropmeta.train.checkpoint import load_predictor
 
     batch = args.batch or DEFAULT_BATCH

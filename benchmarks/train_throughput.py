@@ -47,7 +47,7 @@ def machine() -> dict:
 
 def load_data(kind: str):
     if kind == "toy":
-        from cropmeta.train.toy import toy_samples
+        from cropmeta.testing import toy_samples
 
         return toy_samples(n_per_label=40, n_noncrop=60, t=12)
     from cropmeta.train.run import load_samples

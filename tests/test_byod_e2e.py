@@ -17,7 +17,7 @@ from cropmeta.io.eetiff import write_ee_tiff
 from cropmeta.io.store import SampleSet
 from cropmeta.io.tables import table_mapping
 from cropmeta.schema import BAND_INDEX, CROPHARVEST
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 REGIONS = [("Kenya", 0.2, 37.9, ["maize"]), ("Togo", 8.5, 0.9, ["maize"]), ("Uganda", 1.3, 32.4, ["maize"])]
 TINY = {"hidden": 8, "encoder_dims": [8, 8], "encoder_channels_per_group": 4, "iterations": 3, "tasks_per_step": 2,
@@ -67,7 +67,7 @@ def test_ndvi_table_ingests_trains_predicts_and_maps(tmp_path):
         assert (ds.width, ds.height) == (7, 6) and "Sinusoidal" in ds.crs.to_wkt()
         assert (ds.read(1) <= 100).all()
     # an 18-band input to this 1-band model is refused, naming the bands
-    from cropmeta.mapping.testing import make_ee_tile
+    from cropmeta.testing import make_ee_tile
 
     tif = make_ee_tile(tmp_path / "ee" / "x.tif", height=4, width=4)
     with pytest.raises(DataError, match=r"x.tif: band schema 'cropharvest-18' does not match 'ndvi': "

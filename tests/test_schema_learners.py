@@ -14,7 +14,7 @@ from cropmeta.io.store import SampleSet
 from cropmeta.schema import BAND_INDEX, CROPHARVEST
 from cropmeta.tasks import resolve_target, target_data
 from cropmeta.train.checkpoint import load_model, load_predictor, save_model
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 REGIONS = [("Kenya", 0.2, 37.9, ["maize"]), ("Togo", 8.5, 0.9, ["maize"]), ("Uganda", 1.3, 32.4, ["maize"])]
 TINY = {"hidden": 8, "encoder_dims": [8, 8], "encoder_channels_per_group": 4, "iterations": 3, "tasks_per_step": 2,

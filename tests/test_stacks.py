@@ -159,13 +159,13 @@ def test_export_a_stack_on_its_own_grid(tmp_path):
 
 def test_export_months_on_an_earth_engine_tile_equals_start_month(tmp_path):
     from cropmeta.mapping.export import export
-    from cropmeta.mapping.testing import make_double_run, make_ee_tile
+    from cropmeta.testing import make_double_run, make_ee_tile
 
     run = make_double_run(tmp_path / "run", kind="lstm", t=12)
     rng = np.random.default_rng(0)
     tif = make_ee_tile(tmp_path / "in" / "7-togo_2019-02-06_2021-01-26.tif", height=5, width=6, t=24,
                        ndvi=rng.uniform(0.1, 0.7, (5, 6)))
-    kw = dict(loader="cropmeta.mapping.testing:load_double", progress=False, quicklook=False)
+    kw = dict(loader="cropmeta.testing:load_double", progress=False, quicklook=False)
     a = export(run, tmp_path / "a.tif", inputs=[tif], months="2019-04:2020-03", **kw)["map"]
     b = export(run, tmp_path / "b.tif", inputs=[tif], start_month=3, **kw)["map"]  # step 3 begins 2019-04-07
     with rasterio.open(a) as da, rasterio.open(b) as db:
