@@ -175,7 +175,7 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
            batch_size: int = DEFAULT_BATCH, retries: int = 2, quicklook: bool = True,
            keep_work: bool = False, device: str = "cpu", gdal_cache_mb: int = 256, overwrite: bool = False,
            max_mosaic_gb: float = MAX_MOSAIC_GB, start_month: int | None = None,
-           truth_options: dict | None = None) -> dict[str, Any]:
+           truth_options: dict | None = None, dask_processes: bool = False) -> dict[str, Any]:
     """Write the prediction map of ``run_dir``'s model over ``inputs``.
 
     inputs: EE-layout GeoTIFF path(s) or folder(s), netCDF datacube path(s), xarray object(s); None →
@@ -187,9 +187,10 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     only with ``overwrite=True``. A one-COG mosaic larger than ``max_mosaic_gb`` (uncompressed) is
     refused before any work. ``start_month``: with inputs holding more time steps than the model,
     the model's window starting at that step (1-based). ``workers``: local Dask
-    cluster of N one-thread workers; ``scheduler``: an existing Dask scheduler address; neither:
-    in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json`` (a label
-    file is read with ``truth_options``; the run's training points are left out and counted).
+    cluster of N one-thread workers (threads of this process; worker processes with
+    ``dask_processes=True``); ``scheduler``: an existing Dask scheduler address (``tcp://HOST:PORT``),
+    same tasks; neither: serial, in-process. ``truth``: raster or label file → accuracy report
+    ``<stem>.accuracy.json`` (a label file is read with ``truth_options``; the run's training points are left out and counted).
     ``loader``: ``"module:function"`` returning a predictor for ``run_dir`` (default: cropmeta's).
     ``device``: where inference runs (``cpu``, ``cuda``); ``batch_size``: pixels per model call;
     ``retries``: attempts after a block fails; ``keep_work``: keep the parts after success;
@@ -205,12 +206,12 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), output_dir(Path(out).parent, create=False):
         return _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler,
                        truth, mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options)
+                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, dask_processes)
 
 
 def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler, truth,
             mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-            gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options) -> dict[str, Any]:
+            gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, dask_processes) -> dict[str, Any]:
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     if not 0.0 < float(threshold) < 1.0:
@@ -287,8 +288,9 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
             if roi[ti] is not None and not _window_touches(roi[ti], s, w):
                 continue
             jobs.append(Job(ti, int(w.row_off), int(w.col_off), int(w.height), int(w.width)))
-    model = ModelSpec(str(run_dir.resolve()), loader, threads=1, batch_size=batch_size, device=device)
     tags = model_tags(run_dir, predictor)
+    model = ModelSpec(str(run_dir.resolve()), loader, threads=1, batch_size=batch_size, device=device,
+                      sha=tags["MODEL_SHA256"])
     if tags["DATE_RANGE"] == "null":
         dr = _date_range(sources)
         if dr:
@@ -314,7 +316,7 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
             return _compute_and_write(
                 run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode, region_obj,
                 skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress, retries,
-                quicklook, keep_work, gdal_cache_mb, overwrite, t0, truth_options)
+                quicklook, keep_work, gdal_cache_mb, overwrite, t0, truth_options, dask_processes)
     except BaseException:
         manifest.close()
         # temporaries of the assembly go; finished blocks stay only when there are some to resume from
@@ -329,7 +331,7 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
 def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode,
                        region_obj, skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress,
                        retries, quicklook, keep_work, gdal_cache_mb, overwrite, t0,
-                       truth_options) -> dict[str, Any]:
+                       truth_options, dask_processes=False) -> dict[str, Any]:
 
     # ---- compute -----------------------------------------------------------------------------------
     stats = {"pixels": 0, "valid": 0}
@@ -343,8 +345,10 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
 
     t_inf = time.perf_counter()
     executor = None
+    t_start = 0.0
     try:
-        executor = make_executor(workers, scheduler)
+        executor = make_executor(workers, scheduler, processes=dask_processes)
+        t_start = executor.seconds_start
         failures = executor.run(todo, Bundle(sources, roi, model, int(gdal_cache_mb)), retries, on_result)
     finally:
         bar.close()
@@ -463,6 +467,7 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
         "threshold": float(threshold),
         "seconds": total,
         "seconds_inference": t_inf,
+        "seconds_executor_start": t_start,
         "seconds_write": t_write,
         "pixels_per_second": (stats["pixels"] / t_inf) if t_inf > 0 and stats["pixels"] else None,
         "cog_problems": problems,

@@ -9,6 +9,7 @@ most :data:`~cropmeta.mapping.sources.MAX_READ_PIXELS` pixels and the model sees
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class ModelSpec:
     threads: int = 1
     batch_size: int = DEFAULT_BATCH
     device: str = "cpu"
+    sha: str | None = None  # the model's SHA-256 (names the Dask worker plugin that preloads it)
 
 
 def predict_samples(predictor, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
@@ -61,9 +63,11 @@ def predict_samples(predictor, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -
     return out
 
 
-def run_job(job: Job, source: Source, model: ModelSpec, roi_mask: np.ndarray | None = None) -> np.ndarray:
+def run_job(job: Job, source: Source, model: ModelSpec, roi_mask: np.ndarray | None = None,
+            read_lock=None) -> np.ndarray:
     """Probabilities of one block ``[height, width]`` float32; NaN where the input is missing or the
-    pixel lies outside the region (``roi_mask`` False)."""
+    pixel lies outside the region (``roi_mask`` False). ``read_lock``: held while reading (threads
+    of one process share the input's open dataset); the model runs outside it."""
     predictor = get_predictor(model.run_dir, model.loader, model.device)
     set_threads(model.threads)
     out = np.full((job.height, job.width), np.nan, dtype=np.float32)
@@ -76,7 +80,8 @@ def run_job(job: Job, source: Source, model: ModelSpec, roi_mask: np.ndarray | N
         if inside is not None and not inside.any():
             continue
         win = Window(job.col_off, job.row_off + r, job.width, h)
-        x, valid = source.read(win)
+        with read_lock if read_lock is not None else contextlib.nullcontext():
+            x, valid = source.read(win)
         if inside is not None:
             keep = inside[valid]
             x = x[keep.ravel()]
