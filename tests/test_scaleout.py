@@ -72,3 +72,19 @@ def test_fused_loop_equals_nn_lstm():
     with torch.no_grad():
         _, (h, _) = net.lstm(x)
         assert torch.allclose(FusedLoopLSTM(net)(x), h[-1], atol=1e-6)
+
+
+def test_read_budget_sets_strips_not_the_map(world, tmp_path):
+    from cropmeta.errors import InputError
+    from cropmeta.mapping.infer import bytes_per_pixel, read_pixels_for_budget
+    from cropmeta.mapping.sources import MAX_READ_PIXELS, open_source
+
+    d, run, tile, serial = world
+    src = open_source(tile)
+    assert read_pixels_for_budget([src], None) == MAX_READ_PIXELS
+    assert read_pixels_for_budget([src], 1.0) == 2**20 // bytes_per_pixel(src)
+    out = tmp_path / "budget.tif"
+    export(run, out, inputs=[tile], as_float=True, progress=False, quicklook=False, read_budget_mb=0.5)  # 1-row strips
+    np.testing.assert_allclose(_prob(out), _prob(serial), rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="read-budget-mb"):
+        export(run, tmp_path / "x.tif", inputs=[tile], progress=False, quicklook=False, read_budget_mb=0)

@@ -31,7 +31,7 @@ import numpy as np
 from cropmeta.errors import InputError
 from cropmeta.mapping.infer import Job, ModelSpec, run_job
 from cropmeta.mapping.roi import block_mask
-from cropmeta.mapping.sources import Source
+from cropmeta.mapping.sources import MAX_READ_PIXELS, Source
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Bundle:
     roi: list  # per source: shapely geometry in the source's CRS, or None
     model: ModelSpec
     gdal_cache_mb: int = 256  # GDAL block cache cap while reading (bounds memory, see export)
+    read_pixels: int = MAX_READ_PIXELS  # largest strip a task reads at once (from the memory budget)
 
 
 @dataclass
@@ -75,7 +76,8 @@ def compute_block(job: Job, bundle: Bundle) -> tuple[str, np.ndarray]:
     src = bundle.sources[job.tile]
     with rasterio.Env(GDAL_CACHEMAX=int(bundle.gdal_cache_mb)):
         mask = block_mask(bundle.roi[job.tile], src.grid, job.window)
-        return job.key, run_job(job, src, bundle.model, mask, read_lock=read_lock(src))
+        return job.key, run_job(job, src, bundle.model, mask, read_lock=read_lock(src),
+                                   read_pixels=bundle.read_pixels)
 
 
 def _describe_exc(e: BaseException) -> str:
