@@ -5,9 +5,11 @@ For each map side S (one Earth-Engine-layout tile, T = 12, 206 bands, deflate, 2
 content is a 256² synthetic tile repeated, which costs the model exactly what any pixels cost):
 
 - ``serial``: ``export(...)`` in this process, one torch thread (the default);
-- ``dask_local``: ``export(..., workers=N)``: a new ``LocalCluster`` per export (worker processes
-  started, torch imported, the model loaded once per worker by the export's worker plugin) — what
-  ``cropmeta export --workers N`` costs;
+- ``dask_local``: ``export(..., workers=N)``: a new ``LocalCluster`` per export, N one-thread
+  workers inside the export process (the default) — what ``cropmeta export --workers N`` costs;
+- ``dask_processes`` (``--processes``, default on): the same with worker processes
+  (``--worker-processes``: interpreters started, torch imported, the model loaded once per worker
+  by the export's worker plugin) — the side-by-side check of which local cluster scales better;
 - ``dask_warm`` (sizes ≤ ``--warm-max``): ``export(..., scheduler=ADDRESS)`` on a cluster started
   beforehand — what ``cropmeta export --scheduler`` costs once a cluster is up.
 
@@ -99,6 +101,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--warm-max", type=int, default=1024, help="largest side also run on a warm cluster")
     ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--no-processes", action="store_true", help="skip the worker-process cluster")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -130,6 +133,11 @@ def main(argv=None) -> dict:
                 row["dask_local"] = run_export(run_dir, tif, d / f"d{side}.tif", workers=args.workers)
                 row["dask_local"]["vs_serial"] = same_map(d / f"s{side}.tif", d / f"d{side}.tif")
                 row["dask_local_speedup"] = row["serial"]["seconds"] / row["dask_local"]["seconds"]
+                if not args.no_processes:
+                    row["dask_processes"] = run_export(run_dir, tif, d / f"p{side}.tif", workers=args.workers,
+                                                       dask_processes=True)
+                    row["dask_processes"]["vs_serial"] = same_map(d / f"s{side}.tif", d / f"p{side}.tif")
+                    row["dask_processes_speedup"] = row["serial"]["seconds"] / row["dask_processes"]["seconds"]
                 if warm is not None and side <= args.warm_max:
                     row["dask_warm"] = run_export(run_dir, tif, d / f"w{side}.tif", scheduler=warm.scheduler_address)
                     row["dask_warm"]["vs_serial"] = same_map(d / f"s{side}.tif", d / f"w{side}.tif")
@@ -138,6 +146,8 @@ def main(argv=None) -> dict:
                 print(f"{side}x{side}: serial {row['serial']['seconds']:.1f} s, dask x{args.workers} "
                       f"{row['dask_local']['seconds']:.1f} s (start {row['dask_local']['seconds_executor_start']:.1f} s) "
                       f"= {row['dask_local_speedup']:.2f}x serial"
+                      + (f"; worker processes {row['dask_processes']['seconds']:.1f} s = {row['dask_processes_speedup']:.2f}x"
+                         if "dask_processes" in row else "")
                       + (f"; warm cluster {row['dask_warm']['seconds']:.1f} s = {row['dask_warm_speedup']:.2f}x"
                          if "dask_warm" in row else "")
                       + f"; identical to serial: {row['dask_local']['vs_serial']['bytes_identical']}", flush=True)

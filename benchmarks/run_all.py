@@ -443,6 +443,7 @@ def done_when(R: dict, w) -> None:
             w(f"| Dask {sc['workers']} workers vs serial, {side}² map (end to end, cluster start included) | "
               f"{row['dask_local_speedup']:.2f}× ({row['serial']['seconds']:.1f} s → {row['dask_local']['seconds']:.1f} s; "
               f"identical map: {_f(row['dask_local']['vs_serial']['bytes_identical'])})"
+              + (f"; worker processes {row['dask_processes_speedup']:.2f}×" if "dask_processes_speedup" in row else "")
               + (f"; on a warm cluster {row['dask_warm_speedup']:.2f}×" if "dask_warm_speedup" in row else "")
               + f" | {'≥ 1.5× at 2048²' if side == '2048' else '–'} | `{sc['command']}`, {_load_str(sc)} |")
         cs = sc.get("crossover_side")
