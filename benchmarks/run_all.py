@@ -1,7 +1,7 @@
 """The issue-7 benchmark suite in one command (``make bench``): every benchmark in a fresh process,
 JSON in ``benchmarks/results/``, then the Markdown report ``docs/benchmarks-perf.md``.
 
-    .venv/bin/python benchmarks/run_all.py                 # full suite (~25 min on 2 quiet cores)
+    .venv/bin/python benchmarks/run_all.py                 # full suite (~40 min on 2 quiet cores; lstm + scaleout ~10)
     .venv/bin/python benchmarks/run_all.py --quick         # smoke test of every script (~8 min)
     .venv/bin/python benchmarks/run_all.py --only export,meta_train
     .venv/bin/python benchmarks/run_all.py --render-only   # rebuild the report from the JSON files
