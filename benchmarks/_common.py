@@ -111,6 +111,26 @@ def mm_rate(dtype: str = "float32", n: int = 2048, reps: int = 5, threads: int =
         torch.set_num_threads(old)
 
 
+def interleaved_shares(fns: dict, x, reps: int, flops_per_item: float, threads: int = 1,
+                       device: str = "cpu") -> tuple[list[float], dict, dict]:
+    """Every repetition times one fp32 ``torch.mm`` (``threads`` threads) and then each ``fn(x)`` once,
+    so a change in machine load hits both sides of each share. Returns (mm GFLOP/s samples,
+    {name: seconds samples}, {name: share-of-mm samples}) with ``len(x) · flops_per_item`` FLOPs per call."""
+    mm_samples: list[float] = []
+    times: dict = {k: [] for k in fns}
+    shares: dict = {k: [] for k in fns}
+    for _ in range(reps):
+        m = mm_rate("float32", threads=threads, reps=1, device=device)["gflops"]
+        mm_samples.append(m)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(x)
+            dt = time.perf_counter() - t0
+            times[k].append(dt)
+            shares[k].append(len(x) / dt * flops_per_item / 1e9 / m)
+    return mm_samples, times, shares
+
+
 def write_result(name: str, result: dict, out: str | Path | None = None) -> Path:
     """``benchmarks/results/<name>.json`` (atomically)."""
     from cropmeta._fs import atomic_write_text

@@ -10,6 +10,15 @@ seconds per step ÷ the busiest rank's of N) is the speed-up N idle cores would 
 (memory bandwidth, all-reduce) limited it. Paper sizes: 32 tasks × (10 + 10, 4 + 4),
 T = 12, hidden 128; first order (the CPU preset) and second order.
 
+Communication share per step (issue 18): in a separate 2-rank run each rank's
+:class:`~cropmeta.train.distributed.DistContext` is wrapped so that the time inside every collective
+(gradient all-reduce, BatchNorm-buffer and statistics all-reduces) is summed per step. That time is
+transfer plus waiting for the slower rank; after training both ranks, in step, time the same
+all-reduces again (the sizes recorded during training, and a 1-float one for the latency): pure
+transfer. From those, the projection for N ranks on one machine (ring all-reduce:
+``2(N−1)·α + 2(N−1)/N · bytes/β``, α and β measured here) and for two 8-core nodes over 10 GbE
+(β = 1.25 GB/s, α = 50 µs: assumed, not measured) beside the measured compute per step of one rank.
+
     .venv/bin/python benchmarks/bench_distributed.py            # full (~4 min on 2 cores)
     .venv/bin/python benchmarks/bench_distributed.py --quick
 """
@@ -23,7 +32,133 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import command_line, machine, summarize, write_result  # noqa: E402
-from benchmarks.bench_meta_train import load_samples, run_ours_ranks  # noqa: E402
+from benchmarks.bench_meta_train import _intervals, load_samples, run_ours_ranks  # noqa: E402
+
+COLLECTIVES = ("all_reduce_", "all_reduce_grads_", "average_buffers_")
+
+
+def _timed_context(ctx):
+    """``ctx`` with every collective timed (seconds summed in ``.comm``; flat sizes of one step in ``.sizes``)."""
+    import time as _t
+
+    from cropmeta.train.distributed import DistContext
+
+    class TimedDist(DistContext):
+        comm = 0.0
+        sizes: list = []
+
+        def _timed(self, name, *a):
+            t0 = _t.perf_counter()
+            out = getattr(DistContext, name)(self, *a)
+            self.comm += _t.perf_counter() - t0
+            return out
+
+        def all_reduce_(self, t):
+            self.sizes.append(t.numel())
+            return self._timed("all_reduce_", t)
+
+        def all_reduce_grads_(self, params):
+            params = list(params)
+            self.sizes.append(sum(p.numel() for p in params if p.requires_grad))
+            return self._timed("all_reduce_grads_", params)
+
+        def average_buffers_(self, module, weight):
+            self.sizes.append(sum(b.numel() for b in module.buffers() if b.is_floating_point()))
+            return self._timed("average_buffers_", module, weight)
+
+    out = TimedDist(ctx.rank, ctx.world_size, ctx.backend)
+    out.sizes = []
+    return out
+
+
+def _comm_worker(ctx, samples, target, cfg, workdir: str, reps: int = 20) -> None:
+    """One rank: meta-train with timed collectives, then time the same all-reduces with both ranks in step."""
+    import json
+    import time as _t
+
+    import torch
+    import torch.distributed as tdist
+
+    from cropmeta.train.maml import meta_train
+
+    tctx = _timed_context(ctx)
+    stamps: list[tuple[float, float, float, int]] = []
+    meta_train(samples, target, cfg, learner="timl", seed=0, dist=tctx,
+               callback=lambda i, rec: stamps.append((_t.perf_counter(), _t.process_time(), tctx.comm,
+                                                      len(tctx.sizes))))
+    n_steps = max(1, len(stamps))
+    per_step = tctx.sizes[: len(tctx.sizes) // n_steps] if tctx.sizes else []
+
+    def timed_allreduce(n: int) -> float:
+        buf = torch.zeros(max(1, n))
+        times = []
+        for _ in range(reps):
+            tdist.barrier()
+            t0 = _t.perf_counter()
+            tdist.all_reduce(buf)
+            times.append(_t.perf_counter() - t0)
+        return sorted(times)[len(times) // 2]
+
+    pure = [timed_allreduce(n) for n in per_step]
+    latency = timed_allreduce(1)
+    (Path(workdir) / f"rank{ctx.rank}.json").write_text(json.dumps(
+        {"stamps": stamps, "sizes_per_step": per_step, "pure_s": pure, "latency_s": latency}))
+
+
+def ring_allreduce_s(n_ranks: int, floats_per_call: list[int], alpha: float, beta_bytes_per_s: float) -> float:
+    """Ring all-reduce time of one step's collectives on ``n_ranks`` (0 on one rank)."""
+    if n_ranks <= 1:
+        return 0.0
+    return sum(2 * (n_ranks - 1) * alpha + 2 * (n_ranks - 1) / n_ranks * 4 * n / beta_bytes_per_s
+               for n in floats_per_call)
+
+
+def communication(samples, task, cfg) -> dict:
+    """The 2-rank run with timed collectives → per-step compute / in-collective / pure transfer."""
+    import json
+    import tempfile
+
+    from cropmeta.train.distributed import spawn
+
+    cfg = cfg.replace(threads=1, checkpoint_every=10_000)
+    with tempfile.TemporaryDirectory(prefix="cropmeta-comm-") as d:
+        spawn(_comm_worker, 2, args=(samples, task, cfg, d), threads=1)
+        ranks = [json.loads((Path(d) / f"rank{r}.json").read_text()) for r in range(2)]
+    r0 = ranks[0]
+    st = r0["stamps"]
+    wall = _intervals([s[0] for s in st])
+    comm = _intervals([s[2] for s in st])
+    sizes = r0["sizes_per_step"]
+    pure = sum(r0["pure_s"])
+    alpha = r0["latency_s"]
+    total_floats = sum(sizes)
+    # β from the transfer beyond latency: 2 ranks move 2·(1/2)·bytes per call in a ring
+    beyond = max(pure - len(sizes) * 2 * alpha, 1e-9)
+    beta = 4 * total_floats / beyond
+    w, c = summarize(wall), summarize(comm)
+    return {"step_s": w, "in_collectives_s_per_step": c, "pure_allreduce_s_per_step": pure,
+            "collective_calls_per_step": len(sizes), "floats_per_step": total_floats,
+            "latency_s": alpha, "bandwidth_bytes_per_s": beta,
+            "share_in_collectives": c["median"] / w["median"], "share_pure_transfer": pure / w["median"],
+            "share_waiting_for_other_rank": max(c["median"] - pure, 0.0) / w["median"],
+            "sizes_per_step": sizes}
+
+
+def projection(one_rank_step_s: float, comm: dict, tasks: int) -> dict:
+    """Steps/s for N ranks from the measured 1-rank compute and the measured α, β (see module docstring)."""
+    out = {}
+    sizes = comm["sizes_per_step"]
+    for label, n, alpha, beta in [("4 ranks, one machine", 4, comm["latency_s"], comm["bandwidth_bytes_per_s"]),
+                                  ("16 ranks, one 16-core machine", 16, comm["latency_s"], comm["bandwidth_bytes_per_s"]),
+                                  ("16 ranks, two 8-core nodes, 10 GbE (assumed a=50us, b=1.25 GB/s)", 16, 50e-6, 1.25e9)]:
+        per_rank_tasks = -(-tasks // n)
+        compute = one_rank_step_s * per_rank_tasks / tasks
+        t_comm = ring_allreduce_s(n, sizes, alpha, beta)
+        step = compute + t_comm
+        out[label] = {"ranks": n, "tasks_per_rank": per_rank_tasks, "compute_s": compute, "allreduce_s": t_comm,
+                      "step_s": step, "speedup_vs_1_rank": one_rank_step_s / step,
+                      "communication_share": t_comm / step}
+    return out
 
 
 
@@ -39,6 +174,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--orders", default="first,second")
     ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--no-comm", action="store_true", help="skip the communication-share run")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -81,6 +217,19 @@ def main(argv=None) -> dict:
               f"{1 / sn['median']:.3f} steps/s, scaling {s1['median'] / sn['median']:.2f}x "
               f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}); CPU s/step: 1 rank {c1['median']:.3f}, "
               f"busiest of {args.ranks} {cn['median']:.3f} → {c1['median'] / cn['median']:.2f}x", flush=True)
+        if not args.no_comm and args.ranks == 2:
+            cm = communication(samples, task, cfg)
+            o = res["orders"][order]
+            o["communication_2_ranks"] = cm
+            o["projection"] = projection(s1["median"], cm, args.tasks)
+            print(f"  2 ranks: {cm['step_s']['median']:.3f} s/step, in collectives {cm['in_collectives_s_per_step']['median']:.4f} s "
+                  f"({100 * cm['share_in_collectives']:.1f} %), pure all-reduce {cm['pure_allreduce_s_per_step']:.4f} s "
+                  f"({100 * cm['share_pure_transfer']:.2f} %; {cm['floats_per_step']:,} floats in "
+                  f"{cm['collective_calls_per_step']} calls, latency {1e6 * cm['latency_s']:.0f} us, "
+                  f"{cm['bandwidth_bytes_per_s'] / 1e9:.2f} GB/s)", flush=True)
+            for k, v in o["projection"].items():
+                print(f"  projected {k}: {v['speedup_vs_1_rank']:.1f}x one rank "
+                      f"(communication {100 * v['communication_share']:.1f} % of the step)", flush=True)
     res["machine_after"] = machine()
     path = write_result("distributed", res, args.out)
     print(f"wrote {path}")

@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import REPO, command_line, machine, mm_rate, summarize, write_result  # noqa: E402
+from benchmarks._common import REPO, command_line, interleaved_shares, machine, mm_rate, summarize, write_result  # noqa: E402
 
 FAST = "cropmeta.mapping.precision:load_fast_predictor"
 FAST_BF16 = "cropmeta.mapping.precision:load_fast_predictor_bf16"
@@ -186,19 +186,9 @@ def main(argv=None) -> dict:
                 n_cores, lambda: _batched(fast.predict_proba, x, 1024))
         # interleaved with the matmul: every repetition times the fp32 mm once and each model once, so a
         # change in machine load (shared cores) hits both sides of each share
-        samples: dict = {name: [] for name in rows}
-        mm_samples, shares = [], {name: [] for name in rows}
         for name, fn in rows.items():
             fn(xs[:256])  # warm-up
-        for _ in range(args.reps):
-            m = mm_rate("float32", threads=1, reps=1, device=args.device)["gflops"]
-            mm_samples.append(m)
-            for name, fn in rows.items():
-                t0 = time.perf_counter()
-                fn(xs)
-                dt = time.perf_counter() - t0
-                samples[name].append(dt)
-                shares[name].append(len(xs) / dt * fpp / 1e9 / m)
+        mm_samples, samples, shares = interleaved_shares(rows, xs, args.reps, fpp, threads=1, device=args.device)
         res["mm_fp32_1thread_interleaved_gflops"] = summarize(mm_samples)
         res["model_1thread"] = {}
         for name in rows:

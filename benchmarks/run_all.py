@@ -1,7 +1,7 @@
 """The issue-7 benchmark suite in one command (``make bench``): every benchmark in a fresh process,
 JSON in ``benchmarks/results/``, then the Markdown report ``docs/benchmarks-perf.md``.
 
-    .venv/bin/python benchmarks/run_all.py                 # full suite (~25 min on 2 quiet cores)
+    .venv/bin/python benchmarks/run_all.py                 # full suite (~40 min on 2 quiet cores; lstm + scaleout ~10)
     .venv/bin/python benchmarks/run_all.py --quick         # smoke test of every script (~8 min)
     .venv/bin/python benchmarks/run_all.py --only export,meta_train
     .venv/bin/python benchmarks/run_all.py --render-only   # rebuild the report from the JSON files
@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import REPO, RESULTS, machine  # noqa: E402
 
 DOC = REPO / "docs" / "benchmarks-perf.md"
-ORDER = ["ingest", "meta_train", "distributed", "export", "export_memory", "train_e2e"]
+ORDER = ["ingest", "meta_train", "distributed", "export", "export_memory", "train_e2e", "lstm", "scaleout"]
 SCRIPTS = {"ingest": "bench_ingest.py", "meta_train": "bench_meta_train.py", "distributed": "bench_distributed.py",
-           "export": "bench_export.py", "export_memory": "export_memory.py", "train_e2e": "bench_train_e2e.py"}
+           "export": "bench_export.py", "export_memory": "export_memory.py", "train_e2e": "bench_train_e2e.py",
+           "lstm": "bench_lstm.py", "scaleout": "bench_scaleout.py"}
 
 
 def bench_args(name: str, home: Path, quick: bool, device: str) -> list[str]:
@@ -47,6 +48,8 @@ def bench_args(name: str, home: Path, quick: bool, device: str) -> list[str]:
         return ["--base", "64"] if quick else []
     if name == "train_e2e":
         return ["--home", str(home), *(q or ["--profile"])]
+    if name in ("lstm", "scaleout"):  # issue 18: predictor vs the matmul rate; Dask vs serial by map size
+        return q
     raise KeyError(name)
 
 
@@ -210,6 +213,8 @@ def render(run_info: dict | None = None, results: Path = RESULTS) -> str:
           + f" | {_met(wm['wall_s'] < 300)} |")
     w("")
 
+    done_when(R, w)
+
     # ---------------- meta-training ----------------
     if mt:
         w("## 1. Meta-training throughput: cropmeta vs the TIML-paper-style loop")
@@ -285,6 +290,23 @@ def render(run_info: dict | None = None, results: Path = RESULTS) -> str:
             w(f"| {order} | {_spread(o['1_rank_step_s'])} | {_spread(o[k2])} | {o['1_rank_steps_per_s']:.3f} | "
               f"{o[kn]:.3f} | **{o['scaling']:.2f}×** | {', '.join(f'{x:.2f}' for x in o['scaling_per_round'])} | "
               f"{cpu} | {_f(o.get('cpu_time_scaling'))}{'×' if o.get('cpu_time_scaling') else ''} |")
+        for order, o in ds["orders"].items():
+            cm, pr = o.get("communication_2_ranks"), o.get("projection")
+            if not cm:
+                continue
+            w("")
+            w(f"{order} order, 2 ranks, per step: {cm['step_s']['median']:.3f} s, of which in collectives "
+              f"{cm['in_collectives_s_per_step']['median']:.4f} s ({100 * cm['share_in_collectives']:.1f} %: transfer + "
+              f"waiting for the other rank) and pure all-reduce {cm['pure_allreduce_s_per_step']:.4f} s "
+              f"({100 * cm['share_pure_transfer']:.2f} %; {cm['floats_per_step']:,} floats in "
+              f"{cm['collective_calls_per_step']} calls; latency {1e6 * cm['latency_s']:.0f} µs, "
+              f"{cm['bandwidth_bytes_per_s'] / 1e9:.2f} GB/s measured). Projection (ring all-reduce):")
+            w("")
+            w("| setting | tasks per rank | compute s | all-reduce s | speed-up vs 1 rank | communication share |")
+            w("|---|---|---|---|---|---|")
+            for k, v in (pr or {}).items():
+                w(f"| {k} | {v['tasks_per_rank']} | {v['compute_s']:.3f} | {v['allreduce_s']:.4f} | "
+                  f"{v['speedup_vs_1_rank']:.1f}× | {100 * v['communication_share']:.1f} % |")
         w("")
 
     # ---------------- export ----------------
@@ -404,6 +426,63 @@ def render(run_info: dict | None = None, results: Path = RESULTS) -> str:
             w("```")
         w("")
     return "\n".join(lines) + "\n"
+
+
+def done_when(R: dict, w) -> None:
+    """Issue 18's Done-when quantities, from ``scaleout.json``, ``export.json``, ``lstm.json`` and
+    ``distributed.json`` (each with its command and the load it ran under)."""
+    sc, ex, ls, ds = R.get("scaleout"), R.get("export"), R.get("lstm"), R.get("distributed")
+    if not any((sc, ls)):
+        return
+    w("## Done when (issue 18)")
+    w("")
+    w("| quantity | measured | target | command, load (1-min average before → after) |")
+    w("|---|---|---|---|")
+    if sc:
+        for side, row in sc["sizes"].items():
+            w(f"| Dask {sc['workers']} workers vs serial, {side}² map (end to end, cluster start included) | "
+              f"{row['dask_local_speedup']:.2f}× ({row['serial']['seconds']:.1f} s → {row['dask_local']['seconds']:.1f} s; "
+              f"identical map: {_f(row['dask_local']['vs_serial']['bytes_identical'])})"
+              + (f"; worker processes {row['dask_processes_speedup']:.2f}×" if "dask_processes_speedup" in row else "")
+              + (f"; on a warm cluster {row['dask_warm_speedup']:.2f}×" if "dask_warm_speedup" in row else "")
+              + f" | {'≥ 1.5× at 2048²' if side == '2048' else '–'} | `{sc['command']}`, {_load_str(sc)} |")
+        cs = sc.get("crossover_side")
+        w(f"| crossover map size (Dask starts to win) | "
+          + (f"≈ {cs:.0f}² px (fit over {', '.join(sc['sizes'])})" if cs else "none in the fit")
+          + f"; asymptotic {_f((sc.get('fit') or {}).get('asymptotic_speedup'))}× | reported | `{sc['command']}` |")
+    if ex:
+        e2e = ex["end_to_end"]
+        best = max((k for k in e2e if isinstance(e2e[k], dict) and "speedup_vs_reference" in e2e[k]),
+                   key=lambda k: e2e[k]["speedup_vs_reference"])
+        w(f"| end-to-end export vs the reference path, 2 cores | best `{best}` {e2e[best]['speedup_vs_reference']:.2f}× "
+          f"({e2e['tile'][0]}² tile) | ≥ 3× | `{ex['command']}`, {_load_str(ex)} |")
+    if ls:
+        for th, tr in ls["threads"].items():
+            v = tr["variants"]
+            best = max(v, key=lambda k: v[k]["share_of_fp32_mm"])
+            d = v.get("folded_nnlstm_b1024", {})
+            w(f"| predictor share of the fp32 `torch.mm` rate, {th} thread(s) (mm {tr['mm_fp32_gflops']['median']:.1f} GFLOP/s) | "
+              f"default {100 * d.get('share_of_fp32_mm', float('nan')):.0f} % "
+              f"[{100 * d.get('share_spread', {}).get('min', float('nan')):.0f}–{100 * d.get('share_spread', {}).get('max', float('nan')):.0f}]; "
+              f"best `{best}` {100 * v[best]['share_of_fp32_mm']:.0f} %"
+              + (f"; reference {100 * v['reference_unrolled_batch64']['share_of_fp32_mm']:.0f} %" if "reference_unrolled_batch64" in v else "")
+              + f" | toward 100 % | `{ls['command']}`, {_load_str(ls)} |")
+        for name in ("accuracy_real", "accuracy_scene"):
+            a = ls.get(name) or {}
+            rows = {k: x for k, x in a.items() if isinstance(x, dict)}
+            if rows:
+                w(f"| max \\|Δp\\| vs fp32, {a.get('source')} | " + "; ".join(
+                    f"`{k}` {x['max_abs_prob_diff']:.1e}" for k, x in rows.items()) + " | ≤ 0.01 to adopt | – |")
+            elif a:
+                w(f"| max \\|Δp\\| vs fp32, real tiles | {a.get('source')} | ≤ 0.01 to adopt | – |")
+    if ds:
+        for order, o in ds["orders"].items():
+            cm = o.get("communication_2_ranks")
+            w(f"| 2 gloo ranks vs 1 ({order} order) | {o['scaling']:.2f}× wall (CPU-time {_f(o.get('cpu_time_scaling'))}×)"
+              + (f"; {100 * cm['share_in_collectives']:.1f} % of a step in collectives, "
+                 f"{100 * cm['share_pure_transfer']:.1f} % pure transfer" if cm else "")
+              + f" | ≥ 1.6× | `{ds['command']}`, {_load_str(ds)} |")
+    w("")
 
 
 def write_doc(text: str, path: Path = DOC) -> Path:

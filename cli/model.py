@@ -125,7 +125,10 @@ def export(
     threshold: float = typer.Option(0.5, help="probability at or above which the class band says crop (0-1)"),
     as_float: bool = _flag(False, "--float", help="float32 probabilities instead of uint8 0–100"),
     workers: Optional[int] = typer.Option(None, help="local Dask workers (>= 1)"),
-    scheduler: Optional[str] = typer.Option(None, help="tcp://HOST:PORT of an existing Dask scheduler"),
+    scheduler: Optional[str] = typer.Option(None, help="tcp://HOST:PORT of an existing Dask scheduler (same tasks as --workers)"),
+    worker_processes: bool = _flag(False, "--worker-processes",
+                                   help="--workers as separate processes (default: threads of this process)"),
+    read_budget_mb: Optional[float] = typer.Option(None, help="working memory of one read strip per worker (MB)"),
     truth: Optional[Path] = typer.Option(None, help="truth raster or label file: report map accuracy"),
     class_column: Optional[str] = typer.Option(None, help="--truth label file: column holding the class"),
     crop_values: Optional[str] = typer.Option(None, help="--truth label file: comma-separated values that mean crop"),
@@ -148,7 +151,8 @@ def export(
     result = run_export(run, out, inputs=inputs, region=region, region_file=region_file, bbox=bbox,
                         threshold=threshold, as_float=as_float, workers=workers, scheduler=scheduler, truth=truth,
                         mosaic=mosaic, progress=True, overwrite=overwrite, max_mosaic_gb=max_mosaic_gb,
-                        start_month=start_month, truth_options=opts, months=months)
+                        start_month=start_month, truth_options=opts, months=months,
+                        dask_processes=worker_processes, read_budget_mb=read_budget_mb)
     console.print(f"[green]map:[/] {result.get('map', out)}", soft_wrap=True)
     console.print(f"valid pixels: {result['pixels_valid']:,} of {result['pixels']:,} ({result['valid_share']:.1%})")
     for name in result.get("inputs_without_valid_pixel") or []:

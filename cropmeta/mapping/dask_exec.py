@@ -1,14 +1,28 @@
 """Run map blocks serially or on Dask (a local cluster or an existing scheduler) — one code path.
 
-Each block is computed by :func:`compute_block` (model loaded once per process, one torch thread)
-and handed back to the driver, which alone writes parts and the manifest. A block that raises is
-retried ``retries`` times (Dask's own ``retries=`` on a cluster), then reported by input name and
-window; the other blocks still finish, so a rerun only redoes the failed ones.
+Each block is computed by :func:`compute_block` (model loaded once per process, one torch thread):
+a task gets its :class:`~cropmeta.mapping.infer.Job` (input number + window) and reads its own
+window from the input named in the :class:`Bundle` (paths, not pixels, travel; the bundle is
+scattered to every worker once). Results go back to the driver, which alone writes parts and the
+manifest. A block that raises is retried ``retries`` times (Dask's own ``retries=`` on a cluster),
+then reported by input name and window; the other blocks still finish, so a rerun only redoes the
+failed ones.
+
+Local clusters (``workers=N``) are N one-thread workers *in this process* by default
+(``processes=False``): torch releases the GIL in its kernels and GDAL in its reads, so N workers
+use N cores without starting N interpreters that each import torch, load the model and compute
+the input's slope fill again (measured: those start-up costs are what made a 2-worker export of a
+one-block tile slower than serial; docs/benchmarks.md). Reads of one input are serialised by a
+per-input lock (a GDAL dataset handle is not thread-safe); inference runs in parallel.
+``processes=True`` gives the old process-per-worker cluster; a remote ``scheduler`` gets the same
+tasks, and a worker plugin (:mod:`cropmeta.mapping.dask_plugin`) loads the model once per worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,7 +31,7 @@ import numpy as np
 from cropmeta.errors import InputError
 from cropmeta.mapping.infer import Job, ModelSpec, run_job
 from cropmeta.mapping.roi import block_mask
-from cropmeta.mapping.sources import Source
+from cropmeta.mapping.sources import MAX_READ_PIXELS, Source
 
 
 @dataclass
@@ -28,6 +42,7 @@ class Bundle:
     roi: list  # per source: shapely geometry in the source's CRS, or None
     model: ModelSpec
     gdal_cache_mb: int = 256  # GDAL block cache cap while reading (bounds memory, see export)
+    read_pixels: int = MAX_READ_PIXELS  # largest strip a task reads at once (from the memory budget)
 
 
 @dataclass
@@ -43,13 +58,26 @@ class Failure:
                 f"{self.attempts} attempt(s): {self.error}")
 
 
+_READ_LOCKS: dict[tuple, threading.Lock] = {}
+_READ_LOCKS_GUARD = threading.Lock()
+
+
+def read_lock(src: Source) -> threading.Lock:
+    """This process's lock for reading ``src`` (threads of one process share its open dataset)."""
+    ref = src.ref
+    key = (src.kind, src.name, str(ref) if isinstance(ref, (str, os.PathLike)) else id(ref))
+    with _READ_LOCKS_GUARD:
+        return _READ_LOCKS.setdefault(key, threading.Lock())
+
+
 def compute_block(job: Job, bundle: Bundle) -> tuple[str, np.ndarray]:
     import rasterio
 
     src = bundle.sources[job.tile]
     with rasterio.Env(GDAL_CACHEMAX=int(bundle.gdal_cache_mb)):
         mask = block_mask(bundle.roi[job.tile], src.grid, job.window)
-        return job.key, run_job(job, src, bundle.model, mask)
+        return job.key, run_job(job, src, bundle.model, mask, read_lock=read_lock(src),
+                                   read_pixels=bundle.read_pixels)
 
 
 def _describe_exc(e: BaseException) -> str:
@@ -62,6 +90,7 @@ class SerialExecutor:
 
     name = "serial"
     n_workers = 1
+    seconds_start = 0.0
 
     def run(self, jobs: list[Job], bundle: Bundle, retries: int,
             on_result: Callable[[Job, np.ndarray], None]) -> list[Failure]:
@@ -100,9 +129,12 @@ class DaskExecutor:
     name = "dask"
 
     def __init__(self, workers: int | None = None, scheduler: str | None = None,
-                 connect_timeout: float | None = None):
+                 connect_timeout: float | None = None, processes: bool = False):
+        import time
+
         from dask.distributed import Client, LocalCluster
 
+        t0 = time.perf_counter()
         self._cluster = None
         if scheduler:
             if "://" not in scheduler:
@@ -120,21 +152,36 @@ class DaskExecutor:
         else:
             if not workers or workers < 1:
                 raise InputError(f"--workers must be >= 1, got {workers}")
-            self._cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+            self._cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=bool(processes),
                                          dashboard_address=None)
             self.client = Client(self._cluster, set_as_default=False)
         self.n_workers = max(1, len(self.client.scheduler_info().get("workers", {})) or int(workers or 1))
+        self.seconds_start = time.perf_counter() - t0  # cluster start / connection (reported by export)
+        # workers in this process (a new thread cluster, or an in-process scheduler such as a test's)
+        self.in_process = (self._cluster is not None and not processes) or str(scheduler).startswith("inproc://")
 
     def run(self, jobs: list[Job], bundle: Bundle, retries: int,
             on_result: Callable[[Job, np.ndarray], None]) -> list[Failure]:
         from dask.distributed import as_completed
 
+        from cropmeta.mapping.model import set_threads
+
         if not jobs:
             return []
-        with self.client.as_current():
-            return self._run(jobs, bundle, retries, on_result, as_completed)
+        # in-process workers set this process's torch threads (to the model's): restored afterwards
+        old_threads = set_threads(bundle.model.threads) if self.in_process else None
+        try:
+            with self.client.as_current():
+                return self._run(jobs, bundle, retries, on_result, as_completed)
+        finally:
+            if old_threads is not None:
+                set_threads(old_threads)
 
     def _run(self, jobs, bundle, retries, on_result, as_completed) -> list[Failure]:
+        from cropmeta.mapping.dask_plugin import ModelWarmup, plugin_name
+
+        # the model once per worker, before the first block (and on workers that join later)
+        self.client.register_plugin(ModelWarmup(bundle.model), name=plugin_name(bundle.model))
         fut_bundle = self.client.scatter(bundle, broadcast=True)
         in_flight = max(4, 4 * self.n_workers)
         todo = iter(jobs)
@@ -170,9 +217,11 @@ class DaskExecutor:
                 self._cluster.close()
 
 
-def make_executor(workers: int | None, scheduler: str | None):
+def make_executor(workers: int | None, scheduler: str | None, processes: bool = False):
+    """``scheduler``: that cluster; ``workers``: a new local cluster (in-process one-thread workers,
+    or worker processes with ``processes=True``); neither: serial."""
     if scheduler:
         return DaskExecutor(scheduler=scheduler)
     if workers is not None:
-        return DaskExecutor(workers=workers)
+        return DaskExecutor(workers=workers, processes=processes)
     return SerialExecutor()

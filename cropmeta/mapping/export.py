@@ -26,7 +26,7 @@ from cropmeta.errors import DataError, InputError
 from cropmeta._fs import atomic_dir, output_dir, sigterm_as_interrupt
 from cropmeta.mapping.cog import GTiffWriter, check_writable, copy_to_cog, iter_blocks, write_vrt
 from cropmeta.mapping.dask_exec import Bundle, make_executor
-from cropmeta.mapping.infer import DEFAULT_BATCH, Job, ModelSpec, part_path
+from cropmeta.mapping.infer import DEFAULT_BATCH, Job, ModelSpec, part_path, read_pixels_for_budget
 from cropmeta.mapping.manifest import Manifest, load_part, work_dir_for
 from cropmeta.mapping.model import get_predictor, model_tags
 from cropmeta.mapping.roi import overlaps, project_region
@@ -224,7 +224,8 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
            batch_size: int = DEFAULT_BATCH, retries: int = 2, quicklook: bool = True,
            keep_work: bool = False, device: str = "cpu", gdal_cache_mb: int = 256, overwrite: bool = False,
            max_mosaic_gb: float = MAX_MOSAIC_GB, start_month: int | None = None,
-           truth_options: dict | None = None, months: str | None = None) -> dict[str, Any]:
+           truth_options: dict | None = None, months: str | None = None, dask_processes: bool = False,
+           read_budget_mb: float | None = None) -> dict[str, Any]:
     """Write the prediction map of ``run_dir``'s model over ``inputs``.
 
     inputs: EE-layout GeoTIFF path(s) or folder(s), netCDF datacube path(s), xarray object(s); None →
@@ -239,14 +240,17 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     of those calendar months. A folder (or list file) of dated one-band images is one input on its
     own grid (:func:`cropmeta.mapping.stacks.open_stack`); every input must hold the model's band schema
     (the error names the missing and extra bands). ``workers``: local Dask
-    cluster of N one-thread workers; ``scheduler``: an existing Dask scheduler address; neither:
-    in-process. ``truth``: raster or label file → accuracy report ``<stem>.accuracy.json`` (a label
-    file is read with ``truth_options``; the run's training points are left out and counted).
+    cluster of N one-thread workers (threads of this process; worker processes with
+    ``dask_processes=True``); ``scheduler``: an existing Dask scheduler address (``tcp://HOST:PORT``),
+    same tasks; neither: serial, in-process. ``truth``: raster or label file → accuracy report
+    ``<stem>.accuracy.json`` (a label file is read with ``truth_options``; the run's training points are left out and counted).
     ``loader``: ``"module:function"`` returning a predictor for ``run_dir`` (default: cropmeta's).
     ``device``: where inference runs (``cpu``, ``cuda``); ``batch_size``: pixels per model call;
     ``retries``: attempts after a block fails; ``keep_work``: keep the parts after success;
     ``gdal_cache_mb``: GDAL's block cache cap during the export (GDAL's default, 5 % of RAM, would
-    otherwise let the cache — and the process — grow with the size of the input).
+    otherwise let the cache — and the process — grow with the size of the input);
+    ``read_budget_mb``: working memory of one read strip per worker (None: strips of 16,384 px,
+    ≈ 80 MB at T = 12); the map does not depend on it beyond float32 rounding.
 
     Returns a summary dict (paths, pixel counts, timings, resumed blocks, accuracy)."""
     import rasterio
@@ -257,12 +261,14 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), output_dir(Path(out).parent, create=False):
         return _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler,
                        truth, mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, months)
+                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, months, dask_processes,
+                       read_budget_mb)
 
 
 def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler, truth,
             mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-            gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, months) -> dict[str, Any]:
+            gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, months, dask_processes,
+            read_budget_mb=None) -> dict[str, Any]:
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     if not 0.0 < float(threshold) < 1.0:
@@ -273,6 +279,8 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
         raise InputError(f"batch size must be >= 1, got {batch_size}")
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    if read_budget_mb is not None and not read_budget_mb > 0:
+        raise InputError(f"--read-budget-mb must be > 0, got {read_budget_mb}")
     if not max_mosaic_gb > 0:
         raise InputError(f"--max-mosaic-gb must be > 0, got {max_mosaic_gb}")
     if out.is_dir():
@@ -347,8 +355,9 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
             if roi[ti] is not None and not _window_touches(roi[ti], s, w):
                 continue
             jobs.append(Job(ti, int(w.row_off), int(w.col_off), int(w.height), int(w.width)))
-    model = ModelSpec(str(run_dir.resolve()), loader, threads=1, batch_size=batch_size, device=device)
     tags = model_tags(run_dir, predictor)
+    model = ModelSpec(str(run_dir.resolve()), loader, threads=1, batch_size=batch_size, device=device,
+                      sha=tags["MODEL_SHA256"])
     if tags["DATE_RANGE"] == "null":
         dr = _date_range(sources)
         if dr:
@@ -365,6 +374,8 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
         "inputs": [_source_sig(s) for s in sources],
         "roi": [None if g is None else g.wkb_hex for g in roi],
     }
+    if read_budget_mb is not None:  # other strips: the same map up to float32 rounding, not resumed across
+        signature["read_pixels"] = read_pixels_for_budget(sources, read_budget_mb)
     work = work_dir_for(out)
     manifest = Manifest(work, signature).open()
     todo = [j for j in jobs if not manifest.is_done(j.key, part_path(work, j))]
@@ -374,7 +385,8 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
             return _compute_and_write(
                 run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode, region_obj,
                 skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress, retries,
-                quicklook, keep_work, gdal_cache_mb, overwrite, t0, truth_options)
+                quicklook, keep_work, gdal_cache_mb, overwrite, t0, truth_options, dask_processes,
+                read_pixels_for_budget(sources, read_budget_mb))
     except BaseException:
         manifest.close()
         # temporaries of the assembly go; finished blocks stay only when there are some to resume from
@@ -389,7 +401,7 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
 def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode,
                        region_obj, skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress,
                        retries, quicklook, keep_work, gdal_cache_mb, overwrite, t0,
-                       truth_options) -> dict[str, Any]:
+                       truth_options, dask_processes=False, read_pixels=None) -> dict[str, Any]:
 
     # ---- compute -----------------------------------------------------------------------------------
     stats = {"pixels": 0, "valid": 0}
@@ -403,9 +415,12 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
 
     t_inf = time.perf_counter()
     executor = None
+    t_start = 0.0
     try:
-        executor = make_executor(workers, scheduler)
-        failures = executor.run(todo, Bundle(sources, roi, model, int(gdal_cache_mb)), retries, on_result)
+        executor = make_executor(workers, scheduler, processes=dask_processes)
+        t_start = executor.seconds_start
+        failures = executor.run(todo, Bundle(sources, roi, model, int(gdal_cache_mb),
+                                                 read_pixels or read_pixels_for_budget(sources, None)), retries, on_result)
     finally:
         bar.close()
         manifest.close()
@@ -523,6 +538,7 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
         "threshold": float(threshold),
         "seconds": total,
         "seconds_inference": t_inf,
+        "seconds_executor_start": t_start,
         "seconds_write": t_write,
         "pixels_per_second": (stats["pixels"] / t_inf) if t_inf > 0 and stats["pixels"] else None,
         "cog_problems": problems,

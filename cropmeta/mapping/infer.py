@@ -9,13 +9,14 @@ most :data:`~cropmeta.mapping.sources.MAX_READ_PIXELS` pixels and the model sees
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
 
-from cropmeta.errors import DataError
+from cropmeta.errors import DataError, InputError
 from cropmeta.mapping.model import get_predictor, set_threads
 from cropmeta.mapping.sources import MAX_READ_PIXELS, Source
 
@@ -48,6 +49,7 @@ class ModelSpec:
     threads: int = 1
     batch_size: int = DEFAULT_BATCH
     device: str = "cpu"
+    sha: str | None = None  # the model's SHA-256 (names the Dask worker plugin that preloads it)
 
 
 def predict_samples(predictor, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
@@ -61,22 +63,45 @@ def predict_samples(predictor, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -
     return out
 
 
-def run_job(job: Job, source: Source, model: ModelSpec, roi_mask: np.ndarray | None = None) -> np.ndarray:
+def bytes_per_pixel(source: Source) -> int:
+    """Working memory of one pixel while a strip is read and prepared: GDAL's float32 read of every
+    band of the file, plus ~5 float32-equivalents of the canonical ``[T, 18]`` series (canonical
+    conversion in float64, filled samples, the model's input copy)."""
+    raw = ((source.t_file or source.t) * 17 + 2) * 4
+    return int(raw + source.t * 18 * 4 * 5)
+
+
+def read_pixels_for_budget(sources: list[Source], budget_mb: float | None) -> int:
+    """Pixels per read strip so that one strip's working memory stays within ``budget_mb`` (None:
+    :data:`~cropmeta.mapping.sources.MAX_READ_PIXELS`, the default whose maps are the reference)."""
+    if budget_mb is None:
+        return MAX_READ_PIXELS
+    if not budget_mb > 0:
+        raise InputError(f"--read-budget-mb must be > 0, got {budget_mb}")
+    bpp = max(bytes_per_pixel(s) for s in sources)
+    return max(1, int(budget_mb * 2**20) // bpp)
+
+
+def run_job(job: Job, source: Source, model: ModelSpec, roi_mask: np.ndarray | None = None,
+            read_lock=None, read_pixels: int = MAX_READ_PIXELS) -> np.ndarray:
     """Probabilities of one block ``[height, width]`` float32; NaN where the input is missing or the
-    pixel lies outside the region (``roi_mask`` False)."""
+    pixel lies outside the region (``roi_mask`` False). ``read_lock``: held while reading (threads
+    of one process share the input's open dataset); the model runs outside it. ``read_pixels``: the
+    largest strip read at once (whole rows, at least one)."""
     predictor = get_predictor(model.run_dir, model.loader, model.device)
     set_threads(model.threads)
     out = np.full((job.height, job.width), np.nan, dtype=np.float32)
     if roi_mask is not None and not roi_mask.any():
         return out
-    rows = max(1, MAX_READ_PIXELS // max(job.width, 1))
+    rows = max(1, int(read_pixels) // max(job.width, 1))
     for r in range(0, job.height, rows):
         h = min(rows, job.height - r)
         inside = None if roi_mask is None else roi_mask[r : r + h]
         if inside is not None and not inside.any():
             continue
         win = Window(job.col_off, job.row_off + r, job.width, h)
-        x, valid = source.read(win)
+        with read_lock if read_lock is not None else contextlib.nullcontext():
+            x, valid = source.read(win)
         if inside is not None:
             keep = inside[valid]
             x = x[keep.ravel()]

@@ -179,3 +179,40 @@ def model_flops_per_pixel(t: int, n_bands: int, hidden: int, extra_inputs: int =
     lstm = t * 2 * (n_bands + extra_inputs + hidden) * gates
     head = 2 * hidden * hidden + 2 * hidden
     return int(lstm + head)
+
+
+class FusedLoopLSTM(nn.Module):
+    """The folded model's LSTM as an explicit loop with the gate maths fused where torch lets us:
+    the input projection of all steps in one product (time-major, so each step's slice is
+    contiguous), gates reordered to (i, f, o | g) so one ``sigmoid`` covers three gates and one
+    ``tanh`` the fourth, the recurrent product as ``addmm`` into the step's projection, and step 0's
+    recurrent product (``h = 0``) skipped. Same function as ``nn.LSTM``; measured against it by
+    ``benchmarks/bench_lstm.py`` (it is an option there, not the default)."""
+
+    def __init__(self, folded: "FoldedTIML"):
+        super().__init__()
+        hs = folded.hidden
+        order = torch.cat([torch.arange(0, 2 * hs), torch.arange(3 * hs, 4 * hs), torch.arange(2 * hs, 3 * hs)])
+        lstm = folded.lstm
+        w_ih = lstm.weight_ih_l0.detach().float()[order]  # [4H, F]
+        w_hh = lstm.weight_hh_l0.detach().float()[order]  # [4H, H]
+        bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().float()[order]
+        self.hidden = hs
+        self.register_buffer("w_ih_t", w_ih.t().contiguous())
+        self.register_buffer("w_hh_t", w_hh.t().contiguous())
+        self.register_buffer("bias", bias.contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [N, T, F]`` (after the input affine) → last hidden state ``[N, H]``."""
+        n, t, f = x.shape
+        hs = self.hidden
+        xt = x.transpose(0, 1).reshape(t * n, f)
+        gx = torch.addmm(self.bias, xt, self.w_ih_t).view(t, n, 4 * hs)
+        h = c = None
+        for step in range(t):
+            g = gx[step] if h is None else torch.addmm(gx[step], h, self.w_hh_t)
+            s = torch.sigmoid(g[:, : 3 * hs])
+            gg = torch.tanh(g[:, 3 * hs:])
+            c = s[:, :hs] * gg if c is None else torch.addcmul(s[:, hs: 2 * hs] * c, s[:, :hs], gg)
+            h = s[:, 2 * hs: 3 * hs] * torch.tanh(c)
+        return h
