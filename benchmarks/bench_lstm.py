@@ -133,7 +133,7 @@ def main(argv=None) -> dict:
 
     from benchmarks.reference.inference_reference import ReferenceInference
     from cropmeta.mapping.precision import FastPredictor
-    from cropmeta.mapping.testing import make_timl_run
+    from cropmeta.testing import make_timl_run
     from cropmeta.models.inference import model_flops_per_pixel
     from cropmeta.train.checkpoint import load_predictor
 

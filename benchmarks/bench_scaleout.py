@@ -44,7 +44,7 @@ def make_map(d: Path, side: int) -> Path:
     import rasterio
     from rasterio.windows import Window
 
-    from cropmeta.mapping.testing import make_ee_tile
+    from cropmeta.testing import make_ee_tile
 
     pat_side = min(256, side)
     pattern = make_ee_tile(d / f"pattern{pat_side}_2021-01-01_2021-12-31.tif", height=pat_side, width=pat_side, seed=1)
@@ -111,7 +111,7 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from cropmeta.mapping.testing import make_timl_run
+    from cropmeta.testing import make_timl_run
 
     torch.set_num_threads(1)
     res: dict = {"benchmark": "scaleout", "command": command_line("bench_scaleout.py", argv),

@@ -10,7 +10,7 @@ import rasterio
 import torch
 
 from cropmeta.mapping.export import export
-from cropmeta.mapping.testing import make_ee_tile, make_timl_run
+from cropmeta.testing import make_ee_tile, make_timl_run
 
 pytestmark = pytest.mark.slow
 
