@@ -25,16 +25,20 @@ from cropmeta.train.finetune import finetune
 from cropmeta.train.pretrain import pretrain
 from cropmeta.train.trained import TrainedModel, from_scratch, predict_proba, resolve_device
 
-_LAZY = {"meta_train": "maml", "load_samples": "run", "train": "run", "LEARNERS": "config"}
+_LAZY = {"meta_train": "maml", "load_samples": "run", "train": "run"}
 
 __all__ = sorted([
-    "PRESETS", "Predictor", "TrainConfig", "TrainedModel", "finetune", "fit_normalizer",
+    "LEARNERS", "PRESETS", "Predictor", "TrainConfig", "TrainedModel", "finetune", "fit_normalizer",
     "from_scratch", "load_config_file", "load_model", "load_predictor", "predict_proba", "pretrain",
     "resolve_config", "resolve_device", "save_model", "save_temperature", *_LAZY,
 ])
 
 
 def __getattr__(name: str):
+    if name == "LEARNERS":  # every registered learner kind (cropmeta.learners), resolved when asked
+        from cropmeta.learners.base import kinds
+
+        return kinds()
     if name in _LAZY:
         return getattr(importlib.import_module(f"cropmeta.train.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'cropmeta.train' has no attribute {name!r}")

@@ -15,12 +15,31 @@ from cropmeta.progress import Progress
 from cropmeta.schema import Normalizer
 from cropmeta.tasks import TaskPools, TaskSampler, build_tasks, split_tasks
 
-__all__ = ["VAL_SEED_OFFSET", "META_DIR", "fit_normalizer", "load_init", "meta_tasks", "check_labelled",
+__all__ = ["VAL_SEED_OFFSET", "META_DIR", "resolve_device", "torch_dtype", "fit_normalizer", "load_init", "meta_tasks", "check_labelled",
            "log_step", "TaskBank", "batch_auc", "bce_per_task", "meta_progress"]
 
 VAL_SEED_OFFSET = 1_000_003
 #: sub-directory of a work/run directory holding the meta-trained (not fine-tuned) model
 META_DIR = "meta"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU → :class:`InputError`."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise InputError(f"--device {name}: CUDA requested but not available ({why}); use --device cpu")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise InputError(f"--device {name!r}: expected auto, cpu or cuda")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
 def load_init(classifier: torch.nn.Module, encoder: torch.nn.Module | None, init) -> None:
@@ -45,8 +64,6 @@ def meta_tasks(samples: SampleSet, target, cfg, normalizer: Normalizer):
     device and dtype, the non-target tasks split into training and validation tasks (deterministic),
     their on-device bank and the support/query samplers. Returns ``(bank, sampler, val_sampler,
     n_train_tasks, device, dtype)``; ``val_sampler`` is None without validation tasks."""
-    from cropmeta.train.trained import resolve_device, torch_dtype
-
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     device, dtype = resolve_device(cfg.device), torch_dtype(cfg.dtype)

@@ -15,6 +15,7 @@ from cropmeta.models.timl import TaskEncoder, TIMLClassifier
 from cropmeta.bandschema import BandSchema
 from cropmeta.schema import CROPHARVEST, DEFAULT_NDVI_RULE, TASK_INFO_DIM, Normalizer, check_ndvi_rule, model_inputs
 from cropmeta.learners.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, check_record
+from cropmeta.train.common import resolve_device, torch_dtype  # noqa: F401 - re-exported (their home is common)
 from cropmeta.train.config import TrainConfig, config_from_dict
 
 __all__ = ["TrainedModel", "PREDICT_BATCH", "resolve_device", "torch_dtype", "build_model", "from_scratch",
@@ -26,25 +27,6 @@ __all__ = ["TrainedModel", "PREDICT_BATCH", "resolve_device", "torch_dtype", "bu
 TASK_INFO_USE = {"timl": (True, False), "maml": (False, False), "concat": (False, True)}
 #: samples per forward pass of :func:`predict_proba`
 PREDICT_BATCH = 8192
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU → :class:`InputError`."""
-    name = (name or "auto").lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise InputError(f"--device {name}: CUDA requested but not available ({why}); use --device cpu")
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise InputError(f"--device {name!r}: expected auto, cpu or cuda")
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
 class seeded_init:
