@@ -388,7 +388,7 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise InputError(f"{path}: not a readable safetensors file ({e})") from e
     if path.suffix == ".pt":
-        from cropmeta._fs import sha256_file
+        from cropmeta.provenance import sha256_file
         from cropmeta.models.published import PRESTO
 
         digest = sha256_file(path)

@@ -17,7 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from cropmeta._fs import atomic_path, atomic_write_text, sha256_file
+from cropmeta._fs import atomic_path, atomic_write_text
+from cropmeta.provenance import sha256_file
 from cropmeta.errors import InputError
 from cropmeta.models.published import PRESTO, WEIGHTS, WeightsSpec, _spec, cached_weights, weights_dir
 

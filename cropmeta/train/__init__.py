@@ -20,7 +20,7 @@ import importlib
 
 from cropmeta.train.checkpoint import Predictor, load_model, load_predictor, save_model, save_temperature
 from cropmeta.train.common import fit_normalizer
-from cropmeta.train.config import LEARNERS, PRESETS, TrainConfig, load_config_file, resolve_config
+from cropmeta.train.config import PRESETS, TrainConfig, load_config_file, resolve_config
 from cropmeta.train.finetune import finetune
 from cropmeta.train.pretrain import pretrain
 from cropmeta.train.trained import TrainedModel, from_scratch, predict_proba, resolve_device
@@ -35,6 +35,10 @@ __all__ = sorted([
 
 
 def __getattr__(name: str):
+    if name == "LEARNERS":  # every registered learner kind (cropmeta.learners), resolved when asked
+        from cropmeta.learners.base import kinds
+
+        return kinds()
     if name in _LAZY:
         return getattr(importlib.import_module(f"cropmeta.train.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'cropmeta.train' has no attribute {name!r}")

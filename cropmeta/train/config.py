@@ -38,11 +38,10 @@ from typing import Any
 
 from cropmeta.errors import ConfigError
 
-__all__ = ["TrainConfig", "InContextOptions", "PRESETS", "LEARNERS", "SECTIONS", "RESUME_MAY_CHANGE",
+__all__ = ["TrainConfig", "InContextOptions", "PRESETS", "SECTIONS", "RESUME_MAY_CHANGE",
            "resolve_config", "load_config_file", "config_from_dict", "config_changes", "in_context_keys",
            "parse_assignments"]
 
-LEARNERS = ("timl", "maml", "concat", "in-context")  # in-context: cropmeta.train.incontext
 
 
 @dataclass
@@ -426,8 +425,10 @@ def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
         raise ConfigError(f"{source}: val_fraction must be in [0, 1), got {cfg.val_fraction}")
     if cfg.iterations is not None and cfg.iterations < 0:
         raise ConfigError(f"{source}: iterations must be ≥ 0, got {cfg.iterations}")
-    if cfg.learner not in LEARNERS:
-        raise ConfigError(f"{source}: learner must be one of {', '.join(LEARNERS)}, got {cfg.learner!r}")
+    # the name is checked against the learner registry where it is used (cropmeta.learners.get_learner:
+    # the registry sits above the configuration, so that a learner can declare its own section)
+    if not isinstance(cfg.learner, str) or not cfg.learner.strip():
+        raise ConfigError(f"{source}: learner must be the name of a registered learner, got {cfg.learner!r}")
     if cfg.dtype not in ("float32", "float64"):
         raise ConfigError(f"{source}: dtype must be float32 or float64, got {cfg.dtype!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cropmeta.learners.base import Model
 from cropmeta.schema import Normalizer
-from cropmeta.train.common import check_labelled
+from cropmeta.train.common import check_labelled, resolve_device, torch_dtype
 from cropmeta.train.config import TrainConfig
-from cropmeta.train.trained import TrainedModel, resolve_device, torch_dtype
 
 __all__ = ["balanced_batch", "finetune"]
 
@@ -28,10 +28,11 @@ def balanced_batch(pos: np.ndarray, neg: np.ndarray, n_pos: int, n_neg: int, g: 
     return np.r_[ip, ineg]
 
 
-def finetune(model: TrainedModel, x: np.ndarray, y: np.ndarray, task_info=None, cfg: TrainConfig | None = None,
-             seed: int = 0, steps: int | None = None) -> TrainedModel:
-    """A fine-tuned *copy* of ``model`` (the original is untouched, so meta-trained weights are
-    reused across shot counts). ``x`` raw canonical ``[N, T, 18]``, ``y`` 0/1; ``task_info`` the
+def finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cfg: TrainConfig | None = None,
+             seed: int = 0, steps: int | None = None) -> Model:
+    """A fine-tuned *copy* of ``model``, a :class:`~cropmeta.train.trained.TrainedModel` (its ``adapt``
+    calls this; the original is untouched, so meta-trained weights are
+    reused across shot counts). ``x`` raw ``[N, T, n_bands]`` of the model's schema, ``y`` 0/1; ``task_info`` the
     target's 13 numbers (needed by TIML and the concatenation ablation)."""
     cfg = cfg or model.config
     x, y = check_labelled(x, y, model.t, "fine-tuning", model.schema)

@@ -4,6 +4,7 @@ functions every method shares (device choice, model construction, prediction).""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,35 +14,19 @@ from cropmeta.errors import InputError, ModelError, NotFittedError
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier
 from cropmeta.bandschema import BandSchema
 from cropmeta.schema import CROPHARVEST, DEFAULT_NDVI_RULE, TASK_INFO_DIM, Normalizer, check_ndvi_rule, model_inputs
+from cropmeta.learners.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, check_record
+from cropmeta.train.common import resolve_device, torch_dtype  # noqa: F401 - re-exported (their home is common)
 from cropmeta.train.config import TrainConfig, config_from_dict
 
-__all__ = ["TrainedModel", "KINDS", "resolve_device", "torch_dtype", "build_model", "from_scratch",
+__all__ = ["TrainedModel", "PREDICT_BATCH", "resolve_device", "torch_dtype", "build_model", "from_scratch",
            "predict_proba", "seeded_init"]
 
 #: how a model's weights were obtained
-#: how a model's weights were obtained
-KINDS = ("timl", "maml", "concat", "pretrained", "scratch")
-MODEL_FORMAT = "cropmeta-model"
-MODEL_FORMAT_VERSION = 1
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU → :class:`InputError`."""
-    name = (name or "auto").lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise InputError(f"--device {name}: CUDA requested but not available ({why}); use --device cpu")
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise InputError(f"--device {name!r}: expected auto, cpu or cuda")
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "float64": torch.float64}[name]
+#: how each LSTM learner reads the task information: (through the task encoder's FiLM, concatenated
+#: to every step's input); any other learner of the classifier (pretrained, scratch) reads none
+TASK_INFO_USE = {"timl": (True, False), "maml": (False, False), "concat": (False, True)}
+#: samples per forward pass of :func:`predict_proba`
+PREDICT_BATCH = 8192
 
 
 class seeded_init:
@@ -62,21 +47,23 @@ class seeded_init:
 
 def build_model(cfg: TrainConfig, t: int, learner: str, seed: int = 0,
                 n_bands: int | None = None) -> tuple[TIMLClassifier, TaskEncoder | None]:
-    """A freshly initialised classifier (+ encoder for ``timl``), seeded. ``n_bands``: input bands per
-    step (the training samples' ``schema.n_bands``; default the CropHarvest layout's)."""
+    """A freshly initialised classifier (+ encoder for ``timl``: :data:`TASK_INFO_USE`), seeded.
+    ``n_bands``: input bands per step (the training samples' ``schema.n_bands``; default the
+    CropHarvest layout's)."""
     nb = CROPHARVEST.n_bands if n_bands is None else int(n_bands)
+    film, concat = TASK_INFO_USE.get(learner, (False, False))
     with seeded_init(seed):
-        extra = TASK_INFO_DIM if learner == "concat" else 0
+        extra = TASK_INFO_DIM if concat else 0
         clf = TIMLClassifier(t=t, n_bands=nb, hidden=cfg.hidden, dropout=cfg.lstm_dropout, extra_inputs=extra)
         enc = None
-        if learner == "timl":
+        if film:
             enc = TaskEncoder(t=t, n_bands=nb, hidden=cfg.hidden, dims=cfg.encoder_dims,
                               dropout=cfg.encoder_dropout, channels_per_group=cfg.encoder_channels_per_group)
     return clf, enc
 
 
 @dataclass
-class TrainedModel:
+class TrainedModel(Model):
     """Weights + everything needed to use them. ``kind`` says how they were obtained; ``task_info``
     is set by fine-tuning (the target task's 13 numbers) and used by :func:`predict_proba`. ``ndvi``:
     the NDVI rule of the model's input (:data:`cropmeta.schema.NDVI_RULES`; ``cropharvest`` for models
@@ -126,6 +113,31 @@ class TrainedModel:
     def copy(self) -> "TrainedModel":
         return copy.deepcopy(self)
 
+    # ---- the Model contract (cropmeta.learners.base.Model) -----------------------------------------
+    def adapt(self, x: np.ndarray, y: np.ndarray, *, task_info=None, cfg: TrainConfig | None = None,
+              seed: int = 0) -> "TrainedModel":
+        """Fine-tune a copy on the target's labelled samples (:func:`cropmeta.train.finetune.finetune`)."""
+        from cropmeta.train.finetune import finetune
+
+        return finetune(self, x, y, task_info=task_info, cfg=cfg, seed=seed)
+
+    def predict_proba(self, x, *, batch_size: int | None = None, temperature: float | None = None,
+                      task_info=None) -> np.ndarray:
+        """:func:`predict_proba` of this model."""
+        return predict_proba(self, x, task_info=task_info, batch_size=batch_size or PREDICT_BATCH,
+                             temperature=temperature)
+
+    def zero_shot(self, task_info=None) -> "TrainedModel":
+        """The model as it is, predicting a target it was not adapted to (TIML: from the target's task
+        information, when it reads any)."""
+        ti = task_info if self.uses_task_info else None
+        return dataclasses.replace(self, task_info=None if ti is None else np.asarray(ti, np.float32))
+
+    def check_ready(self, source) -> None:
+        """Refuse to serve predictions when the model lacks what it reads (the target's task info)."""
+        if self.task_info is None and self.uses_task_info:
+            raise ModelError(f"{source}: the model needs task information but model.json records none")
+
     def task_inputs(self, task_info=None) -> tuple[dict | None, torch.Tensor | None]:
         """(FiLM, info) to pass to the classifier for one task (no gradient, encoder in eval mode)."""
         if not self.uses_task_info:
@@ -167,16 +179,8 @@ class TrainedModel:
     @classmethod
     def from_state(cls, meta: dict, arrays: dict, source: str = "model", t: int | None = None) -> "TrainedModel":
         """Rebuild from :meth:`to_state` output; refuses another format, band layout, T or weight shapes."""
-        if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-            fmt = meta.get("format") if isinstance(meta, dict) else None
-            raise ModelError(f"{source}: not a cropmeta model (format {fmt!r})")
-        if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-            raise ModelError(f"{source}: model format version {meta.get('format_version')} is newer than this "
-                             f"cropmeta reads ({MODEL_FORMAT_VERSION}); upgrade cropmeta")
+        kind = check_record(meta, source, cls)
         schema, mt = schema_of_record(meta, source, t)
-        kind = meta.get("kind")
-        if kind not in KINDS:
-            raise ModelError(f"{source}: unknown model kind {kind!r}")
         known = set(TrainConfig.__dataclass_fields__)  # options of a newer cropmeta are ignored here
         cfg = config_from_dict({k: v for k, v in (meta.get("config") or {}).items() if k in known},
                                f"{source} (config)")
@@ -274,11 +278,12 @@ def from_scratch(cfg: TrainConfig | None = None, t: int = 12, seed: int = 0, nor
 
     cfg = cfg or resolve_config("quick")
     clf, enc = build_model(cfg, t, learner, seed, schema.n_bands)
-    return TrainedModel("scratch" if learner == "maml" else learner, clf, enc, normalizer, cfg,
+    kind = learner if any(TASK_INFO_USE.get(learner, (False, False))) else "scratch"
+    return TrainedModel(kind, clf, enc, normalizer, cfg,
                         info={"seed": int(seed)}, schema=schema)
 
 
-def predict_proba(model: TrainedModel, x: np.ndarray, task_info=None, batch_size: int = 8192,
+def predict_proba(model: TrainedModel, x: np.ndarray, task_info=None, batch_size: int = PREDICT_BATCH,
                   temperature: float | None = None) -> np.ndarray:
     """Crop probability of raw samples ``x [N, T, n_bands]`` of the model's band schema (an array, or
     a sample set whose schema is checked; normalised here). ``task_info`` defaults to the one
