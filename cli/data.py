@@ -98,7 +98,7 @@ def ingest(
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
     mapping = opts = None
     if table is not None:
-        from cropmeta.io.tables import mapping_from_options
+        from cropmeta.io.table_mapping import mapping_from_options
 
         mapping = mapping_from_options(preset, table_mapping, band=band, static_band=static_band, scale=scale,
                                        layout=layout, date_column=date_column, wide_pattern=wide_pattern,

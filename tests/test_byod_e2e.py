@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import rasterio
 
-from _fixtures_io import pixel_centre, tiny_tile
+from cropmeta.testing import pixel_centre, tiny_tile
 from cropmeta.errors import DataError
 from cropmeta.ingest import ingest, load_datasets
-from cropmeta.io.eetiff import write_ee_tiff
+from cropmeta.io.eewrite import write_ee_tiff
 from cropmeta.io.store import SampleSet
-from cropmeta.io.tables import table_mapping
+from cropmeta.io.table_mapping import table_mapping
 from cropmeta.schema import BAND_INDEX, CROPHARVEST
 from cropmeta.testing import toy_samples
 
@@ -111,7 +111,7 @@ def test_a_24_month_export_windowed_to_12_trains_like_a_12_month_one(tmp_path):
 def worldcereal_of(s: SampleSet) -> pd.DataFrame:
     """Canonical samples written back as a WorldCereal extraction (their column names and encodings:
     S1 uint16 10^((dB + 83) / 20), AgERA5 temperature K x 100, precipitation mm x 100, 65535 nodata)."""
-    from cropmeta.io.tables import PRESETS
+    from cropmeta.io.table_mapping import PRESETS
 
     inv = {b: c for c, b in {**PRESETS["worldcereal"]["bands"], **PRESETS["worldcereal"]["static"]}.items()}
     enc = {"VV": lambda v: 10 ** ((v + 83) / 20), "VH": lambda v: 10 ** ((v + 83) / 20),

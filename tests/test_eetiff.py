@@ -9,10 +9,9 @@ from rasterio.windows import Window
 
 from cropmeta.testing import tiny_tile
 from cropmeta.errors import DataError, InputError
+from cropmeta.io.eenames import list_ee_tiffs, parse_ee_filename
 from cropmeta.io.eetiff import (
     ee_tiff_info,
-    list_ee_tiffs,
-    parse_ee_filename,
     pixels_array,
     read_ee_raw,
     read_ee_tiff,

@@ -16,7 +16,8 @@ from cropmeta.fetch import fetch, stac_config
 from cropmeta.fetch.common import RES_DEG, export_windows, snap_grid, start_for_year
 from cropmeta.fetch.stac import S2_SCL_CLEAR
 from cropmeta.fetch.testing import SCL_CLOUD, dem_plane, s1_linear, s2_dn, write_static_catalogue
-from cropmeta.io.eetiff import ee_tiff_info, parse_ee_filename, read_ee_raw, split_raw
+from cropmeta.io.eenames import parse_ee_filename
+from cropmeta.io.eetiff import ee_tiff_info, read_ee_raw, split_raw
 from cropmeta.schema import DYNAMIC_BANDS_RAW, S2_BANDS_RAW, raw_band_names
 
 BBOX = (1.4200, 7.7180, 1.4245, 7.7215)  # ~500 x 400 m in Togo

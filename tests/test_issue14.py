@@ -300,11 +300,13 @@ def test_huge_shots_column_says_all():
 def test_messages_name_flags_not_python_parameters():
     import inspect
 
+    import cropmeta.datasets
     import cropmeta.ingest
+    import cropmeta.ingest_tiles
     import cropmeta.io.eetiff
     import cropmeta.io.labels
 
-    for mod in (cropmeta.ingest, cropmeta.io.eetiff, cropmeta.io.labels):
+    for mod in (cropmeta.ingest, cropmeta.ingest_tiles, cropmeta.datasets, cropmeta.io.eetiff, cropmeta.io.labels):
         src = inspect.getsource(mod)
         assert "allow_failed=True to" not in src and "Pass check_descriptions=False" not in src
         assert "class_column= /" not in src

@@ -13,7 +13,7 @@ import pytest
 import rasterio
 
 from cropmeta.errors import InputError
-from cropmeta.io.eetiff import parse_ee_filename
+from cropmeta.io.eenames import parse_ee_filename
 from cropmeta.regions import get_region
 from cropmeta.schema import BANDS, CROP_GROUPS, CROP_TO_GROUP, canonical_from_raw, raw_band_names, t_from_raw_band_count
 from cropmeta.sim import ensure_world, generate_world, load_world

@@ -14,7 +14,8 @@ import pytest
 from cropmeta.errors import DataError, InputError
 from cropmeta.ingest import ingest, load_datasets
 from cropmeta.io.store import read_samples
-from cropmeta.io.tables import PRESETS, read_table, table_mapping
+from cropmeta.io.table_mapping import PRESETS, table_mapping
+from cropmeta.io.tables import read_table
 from cropmeta.schema import CROPHARVEST
 
 #: two places: Togo (west Africa) and Kenya (east Africa)

@@ -6,8 +6,8 @@ or tiles over a region), writing the Earth-Engine layout, the manifest and the r
 - Windows: ``T`` consecutive 30-day steps (:data:`cropmeta.schema.DAYS_PER_STEP`) from the start
   date; with ``--year Y`` the last window ends on 1 February of ``Y+1`` (CropHarvest's rule, e.g.
   ``98-togo_2019-02-06_2020-02-01.tif`` for 2019).
-- Files: ``{index}-{dataset}_{start}_{end}.tif`` (:func:`cropmeta.io.eetiff.ee_filename`), written
-  with :func:`cropmeta.io.eetiff.write_ee_tiff` (temporary file, then rename), so a file that exists
+- Files: ``{index}-{dataset}_{start}_{end}.tif`` (:func:`cropmeta.io.eenames.ee_filename`), written
+  with :func:`cropmeta.io.eewrite.write_ee_tiff` (temporary file, then rename), so a file that exists
   is complete; a rerun skips it.
 - Manifest: ``manifest.json`` beside the files: per file the sample id, box, date windows and every
   source item id; the software versions; rewritten atomically after each file.
@@ -30,7 +30,9 @@ from rasterio.transform import Affine
 from cropmeta._version import __version__
 from cropmeta.errors import InputError
 from cropmeta._fs import atomic_write_text
-from cropmeta.io.eetiff import ee_filename, ee_tiff_info, write_ee_tiff
+from cropmeta.io.eenames import ee_filename
+from cropmeta.io.eetiff import ee_tiff_info
+from cropmeta.io.eewrite import write_ee_tiff
 from cropmeta.schema import DAYS_PER_STEP, DEFAULT_T, N_STATIC, RAW_PER_STEP
 
 #: export pixel size in degrees: 10 m at the equator (Earth Engine ``scale=10`` in EPSG:4326)

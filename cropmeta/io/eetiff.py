@@ -1,9 +1,10 @@
 """Earth-Engine export GeoTIFFs (CropHarvest / openmapflow ``eo_data`` layout).
 
-Writer (:func:`write_ee_tiff`, used by the simulator and tests) and THE pixel reader
-(:class:`EETiffReader`, windowed and picklable, with its one missing-value rule :func:`fill_pixels`),
-used by ingestion, the simulator's calibration and map export; :func:`read_ee_tiff`,
-:func:`read_ee_raw`, :func:`ee_tiff_info`, :func:`list_ee_tiffs` build on it.
+THE pixel reader (:class:`EETiffReader`, windowed and picklable, with its one missing-value rule
+:func:`fill_pixels`), used by ingestion, the simulator's calibration and map export;
+:func:`read_ee_tiff`, :func:`read_ee_raw`, :func:`ee_tiff_info`, :func:`iter_ee_tiffs` build on it.
+The writer is :func:`cropmeta.io.eewrite.write_ee_tiff`; file names, their dates and the tiles of
+a directory are :mod:`cropmeta.io.eenames`'.
 
 Layout: ``T * 17 + 2`` bands — for each monthly step the 17 bands of
 :data:`cropmeta.schema.DYNAMIC_BANDS_RAW`, then ``elevation, slope`` — with GDAL band descriptions
@@ -29,15 +30,13 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from cropmeta._fs import atomic_path
 from cropmeta.errors import DataError, InputError
+from cropmeta.io.eenames import list_ee_tiffs, parse_ee_filename, time_coords
 from cropmeta.io.handles import CachedValue, cached, file_key
 from cropmeta.schema import (
     BAND_INDEX,
     BAND_UNITS,
     BANDS,
-    DAYS_PER_STEP,
-    N_STATIC,
     RAW_PER_STEP,
     canonical_from_raw,
     fill_missing,
@@ -47,108 +46,9 @@ from cropmeta.schema import (
 )
 
 
-def ee_filename(index: int | str, dataset: str, start: str, end: str) -> str:
-    """CropHarvest's file name ``{index}-{dataset}_{start}_{end}.tif`` (dates ``YYYY-MM-DD``)."""
-    return f"{index}-{dataset}_{start}_{end}.tif"
-
-
-def write_ee_tiff(
-    path: str | Path,
-    dynamic: np.ndarray,
-    static: np.ndarray,
-    transform: Affine,
-    crs: str = "EPSG:4326",
-    dtype: str = "float32",
-    tags: dict | None = None,
-    creation_options: dict | None = None,
-) -> Path:
-    """Write an Earth-Engine-layout GeoTIFF atomically.
-
-    dynamic: ``[T, 17, H, W]`` in :data:`DYNAMIC_BANDS_RAW` order; static: ``[2, H, W]``.
-    """
-    dynamic = np.asarray(dynamic)
-    static = np.asarray(static)
-    if dynamic.ndim != 4 or dynamic.shape[1] != RAW_PER_STEP:
-        raise InputError(f"{path}: dynamic array must be [T, {RAW_PER_STEP}, H, W], got {list(dynamic.shape)}")
-    if static.shape != (N_STATIC,) + dynamic.shape[2:]:
-        raise InputError(f"{path}: static array must be [{N_STATIC}, H, W], got {list(static.shape)}")
-    t, _, h, w = dynamic.shape
-    data = np.concatenate([dynamic.reshape(t * RAW_PER_STEP, h, w), static], axis=0).astype(dtype)
-    names = raw_band_names(t)
-    profile = dict(driver="GTiff", width=w, height=h, count=len(names), dtype=dtype, crs=crs,
-                   transform=transform, compress="deflate", interleave="pixel")
-    if h >= 16 and w >= 16 and h % 16 == 0 and w % 16 == 0:
-        profile.update(tiled=True, blockxsize=min(256, w - w % 16), blockysize=min(256, h - h % 16))
-    profile.update(creation_options or {})
-    path = Path(path)
-    with atomic_path(path, suffix=".tif") as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data)
-            for i, name in enumerate(names, start=1):
-                dst.set_band_description(i, name)
-            if tags:
-                dst.update_tags(**{k: str(v) for k, v in tags.items()})
-    return path
-
-
 # ==================================================================================================
 # Reader
 # ==================================================================================================
-#: file suffixes treated as GeoTIFFs when a directory of tiles is given
-TIFF_SUFFIXES = (".tif", ".tiff")
-
-_DATE = r"(\d{4}-\d{2}-\d{2})"
-#: CropHarvest: ``{index}-{dataset}_{start}_{end}.tif``
-_CROPHARVEST_NAME = re.compile(rf"^(?P<index>[^-]+)-(?P<dataset>.+)_{_DATE}_{_DATE}$")
-#: openmapflow: ``min_lat=…_min_lon=…_max_lat=…_max_lon=…_dates={start}_{end}_all.tif``
-_OPENMAPFLOW_NAME = re.compile(rf"dates={_DATE}_{_DATE}")
-#: any other name ending in ``_{start}_{end}`` (e.g. ``scene_2021-01-01_2021-12-27.tif``)
-_DATED_NAME = re.compile(rf"_{_DATE}_{_DATE}$")
-
-
-@dataclass(frozen=True)
-class EEFileName:
-    """What a tile's file name says: first/last export date, and (CropHarvest names) index/dataset."""
-
-    start: _dt.date
-    end: _dt.date
-    index: str | None = None
-    dataset: str | None = None
-
-
-def parse_ee_filename(path: str | Path) -> EEFileName | None:
-    """Dates (and CropHarvest index/dataset) from an export's file name; ``None`` if it has none.
-    The one reading of export file names: ingestion takes the first step's date from it, map export
-    the ``DATE_RANGE`` tag.
-
-    >>> parse_ee_filename("98-togo_2019-02-06_2020-02-01.tif").start
-    datetime.date(2019, 2, 6)
-    """
-    stem = Path(path).name
-    for suf in TIFF_SUFFIXES:
-        if stem.lower().endswith(suf):
-            stem = stem[: -len(suf)]
-            break
-    m = _CROPHARVEST_NAME.match(stem)
-    try:
-        if m:
-            return EEFileName(_dt.date.fromisoformat(m.group(3)), _dt.date.fromisoformat(m.group(4)),
-                              m.group("index"), m.group("dataset"))
-        m = _OPENMAPFLOW_NAME.search(stem) or _DATED_NAME.search(stem)
-        if m:
-            return EEFileName(_dt.date.fromisoformat(m.group(1)), _dt.date.fromisoformat(m.group(2)))
-    except ValueError:  # e.g. 2019-13-45: not a date, so the name carries none
-        return None
-    return None
-
-
-def time_coords(start: str | _dt.date, t: int) -> np.ndarray:
-    """``t`` monthly step dates: ``start + i * 30 days`` (datetime64[ns])."""
-    start = _dt.date.fromisoformat(start) if isinstance(start, str) else start
-    base = np.datetime64(start.isoformat(), "D")
-    return (base + np.arange(t) * np.timedelta64(DAYS_PER_STEP, "D")).astype("datetime64[ns]")
-
-
 @dataclass(frozen=True)
 class EETiffInfo:
     """Header facts of a validated Earth-Engine export (no pixel values read)."""
@@ -475,22 +375,6 @@ def pixels_array(da: xr.DataArray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(np.asarray(da.values), (2, 3), (0, 1)).reshape(h * w, t, b))
 
 
-def list_ee_tiffs(path: str | Path) -> list[Path]:
-    """One GeoTIFF, or every ``*.tif``/``*.tiff`` under a directory (recursive, sorted)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or directory")
-    if path.is_file():
-        if path.suffix.lower() not in TIFF_SUFFIXES:
-            raise InputError(f"{path}: not a GeoTIFF (expected a .tif/.tiff file or a directory of them)")
-        return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES
-                   and not p.name.startswith("."))
-    if not files:
-        raise InputError(f"{path}: directory holds no .tif/.tiff files")
-    return files
-
-
 def iter_ee_tiffs(path: str | Path, start_date=None, fill: bool = False) -> Iterator[xr.DataArray]:
     """:func:`read_ee_tiff` over :func:`list_ee_tiffs` (lazy: one tile in memory at a time)."""
     for p in list_ee_tiffs(path):
@@ -498,8 +382,6 @@ def iter_ee_tiffs(path: str | Path, start_date=None, fill: bool = False) -> Iter
 
 
 __all__ = [
-    "EEFileName", "EETiffInfo", "ee_filename", "ee_tiff_info", "iter_ee_tiffs",
-    "list_ee_tiffs", "parse_ee_filename", "pixels_array", "read_ee_raw", "read_ee_tiff", "split_raw",
-    "time_coords", "write_ee_tiff", "EETiffReader", "fill_pixels",
-    "SLOPE_FILL_WITHOUT_DATA", "window_str",
+    "EETiffInfo", "ee_tiff_info", "iter_ee_tiffs", "pixels_array", "read_ee_raw", "read_ee_tiff", "split_raw",
+    "EETiffReader", "fill_pixels", "SLOPE_FILL_WITHOUT_DATA", "window_str",
 ]

@@ -95,7 +95,7 @@ def source_schema(s: Source):
 def window_months(s: Source, model_t: int, months: str) -> Source:
     """``s`` cut to the months ``START:END``: a stack by its dates, an Earth-Engine tile by the start
     date its file name carries (30-day steps)."""
-    from cropmeta.io.eetiff import parse_ee_filename
+    from cropmeta.io.eenames import parse_ee_filename
     from cropmeta.io.windows import parse_months, step_offset
 
     name = str(s.ref) if isinstance(s.ref, (str, Path)) else s.name
@@ -183,8 +183,8 @@ def scene_for_run(run_dir: Path, predictor=None, world: str | Path | None = None
 
 def _date_range(sources: list[Source]) -> list[str] | None:
     """First and last export date of the inputs, from their file names (the reader's one parser,
-    :func:`cropmeta.io.eetiff.parse_ee_filename`)."""
-    from cropmeta.io.eetiff import parse_ee_filename
+    :func:`cropmeta.io.eenames.parse_ee_filename`)."""
+    from cropmeta.io.eenames import parse_ee_filename
 
     names = [parse_ee_filename(s.name) for s in sources]
     dates = [n for n in names if n is not None]

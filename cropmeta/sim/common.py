@@ -12,7 +12,7 @@ import numpy as np
 from shapely.geometry import box
 
 from cropmeta.errors import DataError
-from cropmeta.io.eetiff import write_ee_tiff as _write_ee_tiff
+from cropmeta.io.eewrite import write_ee_tiff as _write_ee_tiff
 from cropmeta.regions import get_region as _get_region
 
 
@@ -34,7 +34,7 @@ def _fast_write_kwargs() -> dict:
 
 
 def write_ee_tiff(path, dynamic, static, transform, tags=None):
-    """:func:`cropmeta.io.eetiff.write_ee_tiff` (float32, EPSG:4326), fast compression if offered."""
+    """:func:`cropmeta.io.eewrite.write_ee_tiff` (float32, EPSG:4326), fast compression if offered."""
     return _write_ee_tiff(path, dynamic, static, transform, tags=tags, **_fast_write_kwargs())
 
 

@@ -19,7 +19,8 @@ import rasterio
 from rasterio.transform import from_origin
 
 from cropmeta._fs import atomic_path
-from cropmeta.io.eetiff import ee_filename, write_ee_tiff
+from cropmeta.io.eenames import ee_filename
+from cropmeta.io.eewrite import write_ee_tiff
 import cropmeta.sim.physics as physics
 from cropmeta.sim.common import _PHYS, _SCENE, _TERRAIN, _snap, _zone_geometry, dates_of, get_region, region_rng
 from cropmeta.sim.params import SimParams, tile_settings

@@ -16,7 +16,7 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from cropmeta.errors import DataError
-from cropmeta.io.eetiff import ee_filename
+from cropmeta.io.eenames import ee_filename
 from cropmeta.schema import CROP_TO_GROUP
 import cropmeta.sim.physics as physics
 import cropmeta.sim.sensors as sensors

@@ -1,4 +1,4 @@
-"""Tiny Earth-Engine-layout tiles (:func:`cropmeta.io.eetiff.write_ee_tiff`) and a simulated-world
+"""Tiny Earth-Engine-layout tiles (:func:`cropmeta.io.eewrite.write_ee_tiff`) and a simulated-world
 directory in the contract layout (world.json, labels.parquet,
 tiles/<region>/<idx>-<dataset>_<start>_<end>.tif), for tests and benchmarks.
 
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from rasterio.transform import from_origin
 
-from cropmeta.io.eetiff import ee_filename, write_ee_tiff
+from cropmeta.io.eenames import ee_filename
+from cropmeta.io.eewrite import write_ee_tiff
 from cropmeta.schema import DEFAULT_T, DYNAMIC_BANDS_RAW, RAW_PER_STEP
 
 __all__ = ["make_ee_tile", "raw_stack", "tiny_tile", "pixel_centre", "make_world", "WORLD_TILES", "START", "END"]
