@@ -121,24 +121,34 @@ def _state_dict_clone(mod: torch.nn.Module | None) -> dict | None:
 def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | None = None,
                learner: str | None = None, seed: int = 0, *, workdir: str | Path | None = None,
                resume: bool = False, progress=False, callback: Callable[[int, dict], None] | None = None,
-               dist: DistContext = SINGLE, normalizer: Normalizer | None = None, init=None) -> TrainedModel:
+               dist: DistContext = SINGLE, normalizer: Normalizer | None = None, init=None,
+               model: tuple | None = None, features: Callable | None = None) -> TrainedModel:
     """Meta-train on every task of ``samples`` except ``target`` (test points never used).
 
     ``learner``: ``timl`` (task encoder + FiLM; default from ``cfg.learner``), ``maml`` (no task
     information) or ``concat`` (task information appended to the input). ``workdir``: where
     ``log.jsonl`` and the resume checkpoint go (``resume=True`` continues from it). ``callback(i, rec)``
     runs after every outer step with the log record. Returns the best weights by meta-validation loss
-    (the last ones when there is no validation task)."""
+    (the last ones when there is no validation task).
+
+    ``model``: a ``(classifier, task encoder or None)`` pair to meta-train instead of the TIML LSTM
+    (any module with the classifier's ``forward(x, film, info, masks)``, ``sample_masks`` and
+    ``set_update_stats``); ``features(rows)``: what the task bank holds for the samples ``rows`` of
+    ``samples`` instead of their normalised bands (a tensor, row for row). Both serve the
+    task-informed Presto head (:mod:`cropmeta.train.presto_timl`): same tasks, splits, task removal
+    and validation."""
     cfg = cfg or resolve_config("quick")
     learner = learner or cfg.learner
     if learner not in LEARNERS:
         raise InputError(f"unknown learner {learner!r}; one of {', '.join(LEARNERS)}")
     normalizer = normalizer or fit_normalizer(samples)
     bank, sampler, val_sampler, n_tr, device, dtype = meta_tasks(samples, target, cfg, normalizer)
+    if features is not None:
+        bank.x = torch.as_tensor(features(bank.rows)).to(device=device, dtype=dtype)
     n_iter = cfg.n_iterations(n_tr)
     t = samples.t
 
-    clf, enc = build_model(cfg, t, learner, seed)
+    clf, enc = model if model is not None else build_model(cfg, t, learner, seed)
     if init is not None:  # e.g. the simulated-world phase of --pretrain-source sim
         load_init(clf, enc, init)
     clf.to(device=device, dtype=dtype)
