@@ -258,7 +258,8 @@ def train(
     nprocs: int = typer.Option(1, help="torch.distributed ranks (task-parallel meta-batches), >= 1"),
     shots: Optional[int] = typer.Option(None, help="fine-tune on N >= 2 training labels in total (class-balanced, "
                                                    "N/2 positives) instead of all"),
-    learner: Optional[str] = typer.Option(None, help="timl (default) | maml | concat | in-context"),
+    learner: Optional[str] = typer.Option(None, help="a registered learner: timl (default) | maml | concat | "
+                                          "pretrained | scratch | in-context (cropmeta.learners.kinds())"),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: train on the simulated world first, then on this data"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
     home: Optional[Path] = _home_option(),

@@ -154,7 +154,7 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
     from pathlib import Path
 
     from cropmeta.evaluate.compare import out_of_fold
-    from cropmeta.evaluate.deep import DeepMethod
+    from cropmeta.evaluate.deep import LearnerMethod
     from cropmeta.io.atomic import atomic_write_text
     from cropmeta.metrics import binary_metrics
     from cropmeta.tasks import Task, target_data
@@ -179,7 +179,7 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
         samples = load_samples(None if used else run_cfg.get("source"), seed, progress=progress,
                                datasets=used or None)
     td = target_data(samples, task, shots=shots, seed=seed)
-    method = DeepMethod("timl", cfg=model.config)
+    method = LearnerMethod("timl", cfg=model.config)
     method.name = base.kind
     method.base, method.task_info, method.seed = base, np.asarray(task.info, dtype=np.float32), seed
     oof, used = out_of_fold(method, td.x_train, td.y_train, seed, folds)

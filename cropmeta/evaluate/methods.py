@@ -13,19 +13,23 @@ scikit-learn style, on *raw canonical* samples ``x [N, T, 18]`` (each method nor
 - ``fit_zero_shot(seed)`` — instead of ``fit``, for the cells that use no target label (the
   zero-shot column and the oracle rows: :data:`SHOT_MODES`); methods without one raise.
 
-The deep methods are thin adapters over :mod:`cropmeta.train` (the same classifier, fine-tuning
-protocol and configuration as ``cropmeta train``).
+The deep methods (TIML, MAML, plain pretraining, from scratch, the in-context learner, and any
+learner registered in :mod:`cropmeta.learners`) are one adapter,
+:class:`cropmeta.evaluate.deep.LearnerMethod`, over the learner contract (the same learners,
+adaptation and configuration as ``cropmeta train``). :class:`Method` and :class:`TargetTask` live
+in :mod:`cropmeta.evaluate.base`.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from cropmeta.errors import InputError, NotFittedError
+from cropmeta.evaluate.base import NO_ZERO_SHOT, Method, TargetTask  # noqa: F401 - the contract, re-exported
+from cropmeta.evaluate.base import check_xy as _check_xy
 from cropmeta.schema import Normalizer
 
 #: method name → display label, in report order (TIML first: it is compared against the others)
@@ -62,15 +66,6 @@ SHOT_MODES = {"timl": "few+zero", "maml": "few+zero", "pretrained": "few+zero", 
               "presto-maml": "few+zero",
               "random-forest-source": "zero", "oracle-rf": "fixed", "oracle-lstm": "fixed"}
 FIXED_SHOTS = "any"
-#: why a method has no zero-shot row (printed in the report when zero-shot rows are asked for)
-NO_ZERO_SHOT = {
-    "scratch": "a random initialisation has nothing to predict with before fine-tuning",
-    "random-forest": "it is trained on the target's labels only (see the other-regions random forest)",
-    "in-context": "it reads its predictions from a support set of target labels and was never meta-trained "
-                  "with an empty one",
-    "presto": "its classifier is fitted on the target's labels (the encoder alone predicts no class)",
-    "presto-ft": "its classification head is trained on the target's labels",
-}
 #: target data a method needs beyond the shots, by key of ``TargetTask.extra`` (an object with a
 #: ``hash``, which enters the cell's cache fingerprint): the oracle rows need the simulated oracle
 METHOD_INPUTS = {"oracle-rf": ("oracle",), "oracle-lstm": ("oracle",)}
@@ -94,11 +89,19 @@ def method_label(name: str) -> str:
     return METHOD_LABELS.get(base, base) + "".join(VARIANT_LABELS.get(v, f" + {v}") for v in variants)
 
 
+def _registered_learner(name: str) -> bool:
+    """Whether ``name`` is a learner registered in :mod:`cropmeta.learners` (a method of the
+    comparison through :class:`cropmeta.evaluate.deep.LearnerMethod`, labelled by its kind)."""
+    from cropmeta.learners.base import kinds
+
+    return name in kinds()
+
+
 def _resolve_one(m) -> str:
     raw = str(m).strip().lower().replace(" ", "-")
     base, variants = split_method(raw)
     base = ALIASES.get(base, base)
-    if base not in METHOD_LABELS:
+    if base not in METHOD_LABELS and not _registered_learner(base):
         close = difflib.get_close_matches(base, list(METHOD_LABELS) + list(ALIASES), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise InputError(f"unknown method {m!r}{hint}; known: {', '.join(METHOD_LABELS)} "
@@ -175,64 +178,6 @@ def cell_shots(name: str, k):
     """The shot key of ``name``'s cell shown at shot count ``k`` (None: no cell there)."""
     keys = method_shots(name, [k])
     return keys[0] if keys else None
-
-
-@dataclass
-class TargetTask:
-    """The target of a comparison: where, what, and its task-information vector (13 numbers)."""
-
-    region: str
-    crop: str | None
-    task_info: np.ndarray
-    name: str = ""
-    extra: dict = field(default_factory=dict)  # e.g. the train helper's Task object under "task"
-
-
-class Method:
-    """Base class: see the module docstring for the contract."""
-
-    name = "method"
-    #: whether :meth:`prepare` needs the non-target source data
-    needs_source = False
-
-    def prepare(self, source: Any, target: TargetTask, seed: int, workdir=None) -> "Method":
-        """``workdir``: a scratch directory for resumable training state (may be ignored)."""
-        return self
-
-    def set_target(self, target: TargetTask, seed: int) -> None:
-        """Called before :meth:`load_prepared_state`: what prepare would have recorded of the target."""
-
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int = 0) -> "Method":  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def fit_zero_shot(self, seed: int = 0) -> "Method":
-        """Get ready to predict the target without any of its labels (the zero-shot and fixed cells
-        of :data:`SHOT_MODES`): the prepared model as it is."""
-        raise InputError(f"{self.name}: no zero-shot prediction ({NO_ZERO_SHOT.get(self.name, 'needs target labels')})")
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    # a prepared state that can be cached between runs (dict of JSON-able values + named arrays)
-    def prepared_state(self) -> tuple[dict, dict[str, np.ndarray]] | None:
-        return None
-
-    def load_prepared_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> bool:
-        return False
-
-
-def _check_xy(x: np.ndarray, y: np.ndarray, who: str) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y).astype(np.int64).ravel()
-    if x.ndim != 3:
-        raise InputError(f"{who}: samples must be [N, T, 18], got {list(x.shape)}")
-    if len(x) != len(y):
-        raise InputError(f"{who}: {len(x)} samples for {len(y)} labels")
-    if not np.isin(y, [0, 1]).all():
-        raise InputError(f"{who}: labels must be 0/1")
-    if not np.isfinite(x).all():
-        raise InputError(f"{who}: training samples contain NaN or inf")
-    return x, y
 
 
 class RandomForest(Method):
@@ -378,7 +323,7 @@ def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
     base, variants = split_method(name)
     view_kw = {k: kwargs.pop(k) for k in VIEW_OPTIONS if k in kwargs}
     sim_kw = {k: kwargs.pop(k) for k in SIM_OPTIONS if k in kwargs}
-    factory = METHOD_FACTORIES.get(base, _deep_method)
+    factory = METHOD_FACTORIES.get(base, _learner_method)
     method: Method = factory(base, cfg, **kwargs)
     if "sim" in variants:
         method = SimThenReal(method, **sim_kw)
@@ -390,10 +335,11 @@ def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
     return method
 
 
-def _deep_method(name: str, cfg: Any = None, **kwargs) -> Method:
-    from cropmeta.evaluate.deep import DeepMethod
+def _learner_method(name: str, cfg: Any = None, **kwargs) -> Method:
+    """A registered learner (:mod:`cropmeta.learners`) as a method: :class:`cropmeta.evaluate.deep.LearnerMethod`."""
+    import importlib
 
-    return DeepMethod(name, cfg=cfg, **kwargs)
+    return importlib.import_module("cropmeta.evaluate.deep").LearnerMethod(name, cfg=cfg, **kwargs)
 
 
 def _lazy(module: str, cls: str):
@@ -407,11 +353,10 @@ def _lazy(module: str, cls: str):
     return factory
 
 
-#: method name → ``factory(name, cfg, **options)``; the names not listed are the deep methods
-#: (:class:`cropmeta.evaluate.deep.DeepMethod`)
+#: method name → ``factory(name, cfg, **options)``; the names not listed are registered learners
+#: (:func:`cropmeta.learners.kinds`), each adapted by :class:`cropmeta.evaluate.deep.LearnerMethod`
 METHOD_FACTORIES: dict[str, Any] = {
     "random-forest": lambda name, cfg=None, **kw: RandomForest(**kw),
-    "in-context": lambda name, cfg=None, **kw: InContextMethod(cfg=cfg, **kw),
     "presto": _lazy("cropmeta.evaluate.presto", "PrestoMethod"),
     "presto-ft": _lazy("cropmeta.evaluate.presto", "PrestoFineTuned"),
     "presto-timl": _lazy("cropmeta.evaluate.presto", "PrestoTIMLMethod"),
@@ -421,68 +366,6 @@ METHOD_FACTORIES: dict[str, Any] = {
     "oracle-rf": lambda name, cfg=None, **kw: OracleMethod("rf", cfg=cfg, **kw),
     "oracle-lstm": lambda name, cfg=None, **kw: OracleMethod("lstm", cfg=cfg, **kw),
 }
-
-
-class InContextMethod(Method):
-    """The in-context learner (:mod:`cropmeta.train.incontext`): ``prepare`` meta-trains it on the
-    non-target tasks (same tasks, splits and seeds as TIML); ``fit`` takes no gradient step — it
-    stores the labelled samples as the support set; ``predict_proba`` reads them (chunk-averaged when
-    there are more than the model's training length)."""
-
-    name = "in-context"
-    needs_source = True
-
-    def __init__(self, cfg: Any = None, **options):
-        if cfg is None:
-            from cropmeta.evaluate.deep import resolve_train_config
-
-            cfg, _ = resolve_train_config("quick")
-        self.cfg = cfg
-        self.options = dict(options)  # InContextOptions overrides (d_model, iterations, …)
-        self.base = None
-        self.model = None
-        self.task_info: np.ndarray | None = None
-        self.seed = 0
-
-    def set_target(self, target: TargetTask, seed: int) -> None:
-        self.task_info = np.asarray(target.task_info, dtype=np.float32)
-        self.seed = int(seed)
-
-    def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "InContextMethod":
-        from cropmeta.train.incontext import meta_train_incontext
-
-        self.set_target(target, seed)
-        self.base = meta_train_incontext(source, target.extra.get("task"), self.cfg, seed, options=self.options,
-                                         workdir=workdir, resume=workdir is not None)
-        return self
-
-    def fit(self, x, y, seed: int = 0) -> "InContextMethod":
-        from cropmeta.train.incontext import adapt
-
-        if self.base is None:
-            raise NotFittedError("in-context: fit called before prepare")
-        x, y = _check_xy(x, y, "in-context")
-        self.model = adapt(self.base, x, y, task_info=self.task_info, seed=seed)
-        return self
-
-    def predict_proba(self, x) -> np.ndarray:
-        from cropmeta.train.incontext import predict_proba
-
-        if self.model is None:
-            raise NotFittedError("in-context: predict_proba called before fit")
-        return np.asarray(predict_proba(self.model, x), dtype=np.float64)
-
-    def prepared_state(self):
-        return None if self.base is None else self.base.to_state()
-
-    def load_prepared_state(self, meta: dict, arrays: dict) -> bool:
-        from cropmeta.train.incontext import InContextModel
-        from cropmeta.train.trained import resolve_device, torch_dtype
-
-        model = InContextModel.from_state(meta, arrays, source="cached in-context weights")
-        model.to(device=resolve_device(self.cfg.device), dtype=torch_dtype(self.cfg.dtype))
-        self.base = model
-        return True
 
 
 class SimThenReal(Method):

@@ -20,15 +20,15 @@ import importlib
 
 from cropmeta.train.checkpoint import Predictor, load_model, load_predictor, save_model, save_temperature
 from cropmeta.train.common import fit_normalizer
-from cropmeta.train.config import LEARNERS, PRESETS, TrainConfig, load_config_file, resolve_config
+from cropmeta.train.config import PRESETS, TrainConfig, load_config_file, resolve_config
 from cropmeta.train.finetune import finetune
 from cropmeta.train.pretrain import pretrain
 from cropmeta.train.trained import TrainedModel, from_scratch, predict_proba, resolve_device
 
-_LAZY = {"meta_train": "maml", "load_samples": "run", "train": "run"}
+_LAZY = {"meta_train": "maml", "load_samples": "run", "train": "run", "LEARNERS": "config"}
 
 __all__ = sorted([
-    "LEARNERS", "PRESETS", "Predictor", "TrainConfig", "TrainedModel", "finetune", "fit_normalizer",
+    "PRESETS", "Predictor", "TrainConfig", "TrainedModel", "finetune", "fit_normalizer",
     "from_scratch", "load_config_file", "load_model", "load_predictor", "predict_proba", "pretrain",
     "resolve_config", "resolve_device", "save_model", "save_temperature", *_LAZY,
 ])

@@ -24,7 +24,7 @@ import torch
 
 from cropmeta.errors import InputError, ModelError
 from cropmeta.io.atomic import atomic_dir, atomic_path, atomic_write_text, recover_dir, sha256_file
-from cropmeta.train.trained import TrainedModel, predict_proba
+from cropmeta.learners.base import Model, model_from_state
 
 __all__ = [
     "MODEL_WEIGHTS",
@@ -118,7 +118,7 @@ def _read_json(path: Path) -> dict:
     return d
 
 
-def save_model(run_dir: str | Path, model: TrainedModel, extra: dict | None = None) -> dict:
+def save_model(run_dir: str | Path, model: Model, extra: dict | None = None) -> dict:
     """Write ``model.safetensors`` + ``model.json`` into ``run_dir`` (each atomically; the JSON,
     written last, records the SHA-256 of the weights). Returns the JSON record. ``model``: anything
     with ``to_state() -> (meta, arrays)`` (TIML/MAML models, the in-context learner)."""
@@ -146,8 +146,9 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def load_model(run_dir: str | Path, t: int | None = None) -> tuple[TrainedModel, dict]:
-    """(model, its JSON record) from a run directory (or a path to its ``model.json``)."""
+def load_model(run_dir: str | Path, t: int | None = None) -> tuple[Model, dict]:
+    """(model, its JSON record) from a run directory (or a path to its ``model.json``): the model type
+    registered for the record's ``kind`` (:func:`cropmeta.learners.base.model_from_state`)."""
     run_dir = Path(run_dir)
     if run_dir.is_file():
         run_dir = run_dir.parent
@@ -156,16 +157,16 @@ def load_model(run_dir: str | Path, t: int | None = None) -> tuple[TrainedModel,
     jpath = run_dir / MODEL_JSON
     meta = _read_json(jpath)
     arrays = load_tensors(run_dir / str(meta.get("weights", MODEL_WEIGHTS)), meta.get("weights_sha256"))
-    model = TrainedModel.from_state(meta, {k: v.numpy() for k, v in arrays.items()}, source=str(jpath), t=t)
+    model = model_from_state(meta, {k: v.numpy() for k, v in arrays.items()}, source=str(jpath), t=t)
     return model, meta
 
 
 class Predictor:
-    """What map export and comparison use: ``predict_proba(x [N, T, 18] raw canonical) → [N]``,
-    normalising internally, applying the task's FiLM (or concatenated task info) and the calibration
-    temperature when one was saved."""
+    """What map export and comparison use: ``predict_proba(x [N, T, n_bands] raw) → [N]`` of any
+    registered model (its own ``predict_proba``: normalising internally, applying the task's FiLM,
+    concatenated task info or support set), then the calibration temperature when one was saved."""
 
-    def __init__(self, model: TrainedModel, metadata: dict, run_dir: Path | None = None):
+    def __init__(self, model: Model, metadata: dict, run_dir: Path | None = None):
         self.model = model
         self.metadata = metadata
         self.run_dir = run_dir
@@ -184,9 +185,9 @@ class Predictor:
         self.model.to(device=torch.device(device) if isinstance(device, str) else device)
         return self
 
-    def predict_proba(self, x: np.ndarray, batch_size: int = 8192, calibrated: bool = True) -> np.ndarray:
-        return predict_proba(self.model, x, batch_size=batch_size,
-                             temperature=self.temperature if calibrated else None)
+    def predict_proba(self, x: np.ndarray, batch_size: int | None = None, calibrated: bool = True) -> np.ndarray:
+        """``batch_size``: samples per forward pass (None: the model's default)."""
+        return self.model.predict_proba(x, batch_size=batch_size, temperature=self.temperature if calibrated else None)
 
     def set_temperature(self, temperature: float | None) -> None:
         self.temperature = None if temperature is None else float(temperature)
@@ -196,20 +197,9 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     """The :class:`Predictor` of a trained run directory (the contract map export relies on)."""
     from cropmeta.train.trained import resolve_device
 
-    jpath = Path(run_dir) / MODEL_JSON
-    if jpath.exists():
-        try:
-            kind = json.loads(jpath.read_text()).get("kind")
-        except (ValueError, OSError):
-            kind = None  # load_model below names the problem
-        if kind == "in-context":
-            from cropmeta.train.incontext import load_incontext_predictor
-
-            return load_incontext_predictor(run_dir, device)
     model, meta = load_model(run_dir)
     model.to(device=resolve_device(device))
-    if model.task_info is None and model.uses_task_info:
-        raise ModelError(f"{run_dir}: the model needs task information but model.json records none")
+    model.check_ready(run_dir)
     md = dict(meta)
     md.setdefault("model_sha256", meta.get("weights_sha256"))
     return Predictor(model, md, Path(run_dir))

@@ -42,7 +42,14 @@ __all__ = ["TrainConfig", "InContextOptions", "PRESETS", "LEARNERS", "SECTIONS",
            "resolve_config", "load_config_file", "config_from_dict", "config_changes", "in_context_keys",
            "parse_assignments"]
 
-LEARNERS = ("timl", "maml", "concat", "in-context")  # in-context: cropmeta.train.incontext
+
+
+def __getattr__(name: str):
+    if name == "LEARNERS":  # every registered learner kind (cropmeta.learners), resolved when asked
+        from cropmeta.learners.base import kinds
+
+        return kinds()
+    raise AttributeError(f"module 'cropmeta.train.config' has no attribute {name!r}")
 
 
 @dataclass
@@ -426,8 +433,12 @@ def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
         raise ConfigError(f"{source}: val_fraction must be in [0, 1), got {cfg.val_fraction}")
     if cfg.iterations is not None and cfg.iterations < 0:
         raise ConfigError(f"{source}: iterations must be ≥ 0, got {cfg.iterations}")
-    if cfg.learner not in LEARNERS:
-        raise ConfigError(f"{source}: learner must be one of {', '.join(LEARNERS)}, got {cfg.learner!r}")
+    from cropmeta.learners.base import learner_class
+
+    try:
+        learner_class(cfg.learner)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
     if cfg.dtype not in ("float32", "float64"):
         raise ConfigError(f"{source}: dtype must be float32 or float64, got {cfg.dtype!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):

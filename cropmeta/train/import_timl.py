@@ -158,8 +158,9 @@ def import_timl(classifier: str | Path, encoder: str | Path | None, out: str | P
     extra_inputs = n_inputs - N_BANDS
     kind = "timl" if estate is not None else ("concat" if extra_inputs else "maml")
     norm = load_normalization(normalization)
-    ti, task = (None, None) if kind == "maml" else _target(task_info, region, crop)
-    if kind == "maml" and (task_info is not None or region is not None):
+    uses_info = estate is not None or extra_inputs > 0
+    ti, task = _target(task_info, region, crop) if uses_info else (None, None)
+    if not uses_info and (task_info is not None or region is not None):
         raise InputError(f"{cpath}: without an encoder this classifier ({N_BANDS} inputs) uses no task information; "
                          "pass its ENCODER.pth too, or drop the task options")
 

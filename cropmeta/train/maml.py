@@ -49,11 +49,17 @@ from cropmeta.train.common import (  # noqa: F401 - re-exported
     log_step,
     meta_tasks,
 )
-from cropmeta.train.config import LEARNERS, TrainConfig, config_changes, resolve_config
+from cropmeta.learners.base import RESUME_FORMAT
+from cropmeta.train.config import TrainConfig, config_changes, resolve_config
+from cropmeta.train.loop import (LOG_NAME, check_resumable, new_state, record_validation, restore_state, start_log,
+                                 state_dict_clone, update_removal)
 from cropmeta.train.distributed import SINGLE, DistContext
 from cropmeta.train.trained import TrainedModel, build_model
 
-__all__ = ["meta_train", "meta_train_worker", "META_DIR", "fit_normalizer", "TaskBank", "MetaStep", "batch_auc",
+#: the learners :func:`meta_train` implements
+META_LEARNERS = ("timl", "maml", "concat")
+
+__all__ = ["META_LEARNERS", "meta_train", "meta_train_worker", "META_DIR", "fit_normalizer", "TaskBank", "MetaStep", "batch_auc",
            "meta_gradient_step"]
 
 
@@ -69,6 +75,16 @@ class MetaStep:
     info: torch.Tensor | None  # [k, 13] (concat ablation)
     masks_s: list  # per inner step: dict of [k, 2ks, H] masks or None
     mask_q: dict | None
+
+
+@dataclass
+class MetaTrained:
+    """What :func:`meta_train` returns for a caller's ``model``: the best weights and the run record."""
+
+    classifier: torch.nn.Module
+    encoder: torch.nn.Module | None
+    normalizer: Normalizer
+    info: dict
 
 
 def _sl(masks: dict | None, a: int, b: int) -> dict | None:
@@ -114,10 +130,6 @@ def meta_gradient_step(maml: l2l.algorithms.MAML, step: MetaStep, inner_steps: i
         return torch.cat(losses), torch.cat(logits)
 
 
-def _state_dict_clone(mod: torch.nn.Module | None) -> dict | None:
-    return None if mod is None else {k: v.detach().clone() for k, v in mod.state_dict().items()}
-
-
 def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | None = None,
                learner: str | None = None, seed: int = 0, *, workdir: str | Path | None = None,
                resume: bool = False, progress=False, callback: Callable[[int, dict], None] | None = None,
@@ -134,13 +146,14 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     ``model``: a ``(classifier, task encoder or None)`` pair to meta-train instead of the TIML LSTM
     (any module with the classifier's ``forward(x, film, info, masks)``, ``sample_masks`` and
     ``set_update_stats``); ``features(rows)``: what the task bank holds for the samples ``rows`` of
-    ``samples`` instead of their normalised bands (a tensor, row for row). Both serve the
+    ``samples`` instead of their normalised bands (a tensor, row for row); with ``model`` the result is
+    a :class:`MetaTrained` (weights + record) instead of a TrainedModel. Both serve the
     task-informed Presto head (:mod:`cropmeta.train.presto_timl`): same tasks, splits, task removal
     and validation."""
     cfg = cfg or resolve_config("quick")
     learner = learner or cfg.learner
-    if learner not in LEARNERS:
-        raise InputError(f"unknown learner {learner!r}; one of {', '.join(LEARNERS)}")
+    if learner not in META_LEARNERS:
+        raise InputError(f"meta_train: unknown learner {learner!r}; one of {', '.join(META_LEARNERS)}")
     normalizer = normalizer or fit_normalizer(samples)
     bank, sampler, val_sampler, n_tr, device, dtype = meta_tasks(samples, target, cfg, normalizer)
     if features is not None:
@@ -148,7 +161,7 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     n_iter = cfg.n_iterations(n_tr)
     t = samples.t
 
-    clf, enc = model if model is not None else build_model(cfg, t, learner, seed)
+    clf, enc = model if model is not None else build_model(cfg, t, learner, seed, samples.schema.n_bands)
     if init is not None:  # e.g. the simulated-world phase of --pretrain-source sim
         load_init(clf, enc, init)
     clf.to(device=device, dtype=dtype)
@@ -164,20 +177,22 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     base_info = torch.as_tensor(np.stack([p.task.info for p in bank.pools]), dtype=torch.float64)
 
     g = torch.Generator().manual_seed(int(seed))
-    state = {"iteration": 0, "removed": [], "history": {}, "best_val": None, "best_iteration": None,
-             "log_lines": 0}
+    state = new_state()
     best = {"classifier": None, "encoder": None}
     train_ids = [p.id for p in bank.pools[:n_tr]]
     val_ids = [p.id for p in bank.pools[n_tr:]]
     data_hash = samples.content_hash()
     workdir = Path(workdir) if workdir is not None else None
-    log_path = workdir / "log.jsonl" if workdir is not None else None
+    log_path = workdir / LOG_NAME if workdir is not None else None
 
+    resumed = False
     if workdir is not None and resume:
         loaded = ck.load_state(workdir)
         if loaded is not None:
             tensors, meta = loaded
-            _check_resumable(meta, cfg, learner, seed, train_ids, val_ids, data_hash, workdir)
+            check_resumable(meta, workdir / ck.STATE_DIR, learner=learner, seed=seed,
+                            config_diff=config_changes(meta.get("config") or {}, cfg.to_dict()),
+                            train_ids=train_ids, val_ids=val_ids, data_hash=data_hash)
             clf.load_state_dict({k[len("classifier."):]: v for k, v in tensors.items() if k.startswith("classifier.")})
             if enc is not None:
                 enc.load_state_dict({k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")})
@@ -191,13 +206,10 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
                 pre = f"best.{part}."
                 sd = {k[len(pre):]: v.to(device=device) for k, v in tensors.items() if k.startswith(pre)}
                 best[part] = sd or None
-            for key in ("iteration", "removed", "history", "best_val", "best_iteration", "log_lines"):
-                state[key] = meta[key]
-            if log_path is not None and dist.is_main:
-                _truncate_log(log_path, int(state["log_lines"]))
-    if workdir is not None and dist.is_main and state["iteration"] == 0 and log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("")
+            restore_state(state, meta)
+            resumed = True
+    if dist.is_main:
+        start_log(log_path, state, resumed)
 
     def checkpoint() -> None:
         if workdir is None:
@@ -211,7 +223,7 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
                     tensors.update({f"best.{part}.{k}": v for k, v in best[part].items()})
             ot, oj = ck.optimizer_to_state(opt, "opt")
             tensors.update(ot)
-            meta = {"format": "cropmeta-resume", "config": cfg.to_dict(), "learner": learner, "seed": int(seed),
+            meta = {"format": RESUME_FORMAT, "config": cfg.to_dict(), "learner": learner, "seed": int(seed),
                     "train_tasks": train_ids, "val_tasks": val_ids, "data_hash": data_hash,
                     "opt": oj, "sched": sched.state_dict(), **state}
             if enc_opt is not None:
@@ -255,7 +267,7 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
                 film = None
             step = MetaStep(
                 xs=bank.gather(sup[a:b]), ys=ys, xq=bank.gather(qry[a:b]), yq=yq, film=film,
-                info=info_full[a:b] if learner == "concat" else None,
+                info=info_full[a:b] if clf.extra_inputs else None,
                 masks_s=[_to(_sl(m, a, b), device, dtype) for m in masks_s],
                 mask_q=_to(_sl(mask_q, a, b), device, dtype),
             )
@@ -278,7 +290,7 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
             stats[0, a:b] = q_loss.double().cpu()
             stats[1, a:b] = batch_auc(q_logits.double().cpu(), cfg.k_query)
             dist.all_reduce_(stats)
-            removed_now = _update_removal(state, [train_ids[i] for i in chosen], stats[1].tolist(), cfg, len(active))
+            removed_now = update_removal(state, [train_ids[i] for i in chosen], stats[1].tolist(), cfg)
             state["iteration"] = it + 1
             rec = {"iteration": it + 1, "meta_train_loss": float(stats[0].mean()),
                    "meta_train_auc": float(stats[1].mean()), "lr": float(sched.get_last_lr()[0]),
@@ -287,12 +299,9 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
                 rec["removed"] = removed_now
             if val_sampler is not None and ((it + 1) % cfg.val_every == 0 or it + 1 == n_iter):
                 vl, va = _validate(maml, enc, val_sampler, bank, learner, cfg, seed, dist, device, dtype, n_tr)
-                rec.update({"meta_val_loss": vl, "meta_val_auc": va})
                 last_val = vl
-                if state["best_val"] is None or vl < state["best_val"]:
-                    state["best_val"], state["best_iteration"] = vl, it + 1
-                    best["classifier"], best["encoder"] = _state_dict_clone(clf), _state_dict_clone(enc)
-                    rec["best"] = True
+                if record_validation(state, rec, it + 1, vl, va):
+                    best["classifier"], best["encoder"] = state_dict_clone(clf), state_dict_clone(enc)
             rec["elapsed_s"] = round(time.perf_counter() - t0, 3)
             log_step(it, rec, state, log_path, bar, last_val, callback, write=dist.is_main)
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == n_iter:
@@ -314,7 +323,9 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
             "planned_iterations": n_iter, "best_iteration": state["best_iteration"], "best_val_loss": state["best_val"],
             "train_tasks": train_ids, "val_tasks": val_ids, "removed_tasks": list(state["removed"]),
             "target": target.to_dict() if target is not None else None, "world_size": dist.world_size}
-    return TrainedModel(learner, clf, enc, normalizer, cfg, None, info)
+    if model is not None:  # a caller's network (not the TIML classifier): the caller wraps the weights
+        return MetaTrained(clf, enc, normalizer, info)
+    return TrainedModel(learner, clf, enc, normalizer, cfg, None, info, schema=samples.schema)
 
 
 def meta_train_worker(ctx: DistContext, samples: SampleSet, target: Task | None, cfg: TrainConfig, seed: int,
@@ -329,23 +340,6 @@ def meta_train_worker(ctx: DistContext, samples: SampleSet, target: Task | None,
 
 def _to(masks: dict | None, device, dtype) -> dict | None:
     return None if masks is None else {k: v.to(device=device, dtype=dtype) for k, v in masks.items()}
-
-
-def _update_removal(state: dict, ids: list[str], aucs: list[float], cfg: TrainConfig, n_active: int) -> list[str]:
-    hist = state["history"]
-    for tid, auc in zip(ids, aucs):
-        h = hist.setdefault(tid, [])
-        h.append(round(float(auc), 6))
-        del h[: max(0, len(h) - cfg.remove_lookback)]
-    removed: list[str] = []
-    if cfg.remove_auc is None:
-        return removed
-    for tid in dict.fromkeys(ids):
-        h = hist.get(tid, [])
-        if tid not in state["removed"] and len(h) >= cfg.remove_lookback and float(np.mean(h)) >= cfg.remove_auc:
-            removed.append(tid)
-    state["removed"] = list(state["removed"]) + removed
-    return removed
 
 
 def _validate(maml, enc: TaskEncoder | None, sampler: TaskSampler, bank: TaskBank, learner: str, cfg: TrainConfig,
@@ -374,7 +368,7 @@ def _validate(maml, enc: TaskEncoder | None, sampler: TaskSampler, bank: TaskBan
             ys = torch.as_tensor(ys_np, device=device, dtype=dtype)
             yq = torch.as_tensor(yq_np, device=device, dtype=dtype)
             xs, xq = bank.gather(sup[a:b]), bank.gather(qry[a:b])
-            cinfo = info if learner == "concat" else None
+            cinfo = info if maml.module.extra_inputs else None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 lrn = maml.clone(first_order=True)
@@ -389,28 +383,3 @@ def _validate(maml, enc: TaskEncoder | None, sampler: TaskSampler, bank: TaskBan
         clf.set_update_stats(True)
     dist.all_reduce_(stats)
     return float(stats[0].mean()), float(stats[1].mean())
-
-
-def _check_resumable(meta: dict, cfg: TrainConfig, learner: str, seed: int, train_ids, val_ids, data_hash,
-                     workdir: Path) -> None:
-    where = f"{workdir / ck.STATE_DIR}"
-    if meta.get("format") != "cropmeta-resume":
-        raise InputError(f"{where}: not a cropmeta resume checkpoint")
-    diff = config_changes(meta.get("config") or {}, cfg.to_dict())
-    if diff:
-        raise InputError(f"{where}: cannot resume with a different configuration (changed: {', '.join(diff)})")
-    if meta.get("learner") != learner or int(meta.get("seed", -1)) != int(seed):
-        raise InputError(f"{where}: cannot resume: it was started with learner {meta.get('learner')!r}, "
-                         f"seed {meta.get('seed')}")
-    if meta.get("data_hash") != data_hash or meta.get("train_tasks") != train_ids or meta.get("val_tasks") != val_ids:
-        raise InputError(f"{where}: cannot resume: the training data or tasks differ from the interrupted run")
-
-
-def _truncate_log(path: Path, n_lines: int) -> None:
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    if len(lines) != n_lines:
-        from cropmeta.io.atomic import atomic_write_text
-
-        atomic_write_text(path, "".join(lines[:n_lines]))

@@ -76,6 +76,9 @@ class PrestoFiLMHead(nn.Module):
     """The classification head over Presto embeddings (module docstring). ``forward(x [K, N, D],
     film, info, masks)`` → logits ``[K, N]``: the call signature of the TIML classifier."""
 
+    #: task information is never concatenated to the input (the meta-training loop reads this)
+    extra_inputs = 0
+
     def __init__(self, dim: int = EMBED_DIM, hidden: int = 128, dropout: float = 0.2):
         super().__init__()
         self.dim, self.hidden, self.dropout = int(dim), int(hidden), float(dropout)

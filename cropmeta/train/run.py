@@ -33,11 +33,11 @@ from cropmeta.metrics import binary_metrics
 from cropmeta.regions import slugify
 from cropmeta.tasks import Task, resolve_target, target_data
 from cropmeta.train import checkpoint as ck
+from cropmeta.learners.base import Model, get_learner
+from cropmeta.train.common import META_DIR
 from cropmeta.train.config import IN_CONTEXT, RESUME_MAY_CHANGE, config_changes, in_context_keys, resolve_config
 from cropmeta.train.distributed import SINGLE, backend_for, from_env, spawn
-from cropmeta.train.finetune import finetune
-from cropmeta.train.maml import META_DIR, meta_train, meta_train_worker
-from cropmeta.train.trained import TrainedModel, predict_proba, resolve_device
+from cropmeta.train.trained import resolve_device
 
 #: the log file of every run directory
 LOG_FILE = "train.log"
@@ -105,9 +105,11 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     Under torchrun (``WORLD_SIZE`` > 1) every rank meta-trains its share; rank 0 fine-tunes, writes
     and returns the result (other ranks return ``{}``).
 
-    ``learner="in-context"``: the in-context learner (:mod:`cropmeta.train.incontext`) is meta-trained
-    instead and adapted without gradient steps; its options (the ``[in_context]`` section) come from
-    the config file, ``ic_options`` or the ``in_context`` / ``ic_*`` keys of ``overrides``. ``pretrain_source="sim"``: the learner is first trained on the simulated world
+    ``learner``: any registered kind (:func:`cropmeta.learners.kinds`: timl, maml, concat, pretrained,
+    scratch, in-context, …; default ``cfg.learner``): it fits on the non-target tasks and its model
+    adapts to the target's training labels (fine-tuning, or reading them as a support set). A learner's
+    own options section (the in-context learner's ``[in_context]``) comes from the config file,
+    ``ic_options`` or the ``in_context`` / ``ic_*`` keys of ``overrides``. ``pretrain_source="sim"``: the learner is first trained on the simulated world
     ``sim_seed`` and then continues on this data (:mod:`cropmeta.train.sim_then_real`; phase logs
     and resume state in ``sim/`` and ``real/`` of the run directory). Both run on one process."""
     t_start = time.perf_counter()
@@ -121,9 +123,9 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
         pretrain_source = None
     if pretrain_source not in (None, "sim"):
         raise InputError(f"--pretrain-source {pretrain_source!r}: expected 'sim' (or none)")
-    in_context = cfg.learner == "in-context"
+    fitter = get_learner(cfg.learner, cfg)
     given_ic = in_context_keys(over)
-    if given_ic and not in_context:
+    if given_ic and fitter.options_section != IN_CONTEXT:
         raise InputError(f"in-context options {given_ic} given for learner {cfg.learner!r}")
     resolve_device(cfg.device)  # fail early: CUDA asked for but absent
     if nprocs is None:
@@ -132,8 +134,9 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     if nprocs < 1:
         raise InputError(f"--nprocs must be >= 1, got {nprocs}")
     dist = from_env(resolve_device(cfg.device)) if nprocs == 1 else SINGLE
-    if (in_context or pretrain_source) and (nprocs > 1 or dist.active):
-        raise InputError("--nprocs / torchrun: the in-context learner and --pretrain-source sim train on one process")
+    if (not fitter.distributed or pretrain_source) and (nprocs > 1 or dist.active):
+        raise InputError(f"--nprocs / torchrun: the {cfg.learner} learner and --pretrain-source sim train on one "
+                         "process (distributed: timl, maml, concat)")
     data_used: list[dict] = [{"dataset": "in-memory samples", "pixels": "given", "t": samples.t,
                               "samples": len(samples)}] if samples is not None else []
     if samples is None:
@@ -148,8 +151,8 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
                   "source": None if source is None else str(source), "nprocs": nprocs, "data": data_used}
     if pretrain_source:
         run_config.update({"pretrain_source": pretrain_source, "sim_seed": int(sim_seed)})
-    if in_context:
-        run_config["in_context"] = cfg.in_context.to_dict()
+    if fitter.options_section:
+        run_config[fitter.options_section] = fitter.section_options(cfg).to_dict()
     if dist.is_main:
         _prepare_run_dir(run_dir, run_config, resume)
     dist.barrier()
@@ -159,14 +162,14 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
         for d in data_used:
             log.info("data: dataset %s (%s pixels, T=%s, %s samples, source %s)", d.get("dataset"), d.get("pixels"),
                      d.get("t"), d.get("samples"), d.get("source"))
-        result = _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, in_context,
+        result = _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, fitter,
                            pretrain_source, sim_seed, t_start, data_used)
         if result:
             log.info("held-out metrics: %s", ", ".join(f"{k} {v:.4f}" for k, v in result["table"]))
         return result
 
 
-def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, in_context,
+def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, fitter,
               pretrain_source, sim_seed, t_start, data_used) -> dict:
 
     t0 = time.perf_counter()
@@ -175,51 +178,30 @@ def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, di
 
         meta_model = sim_then_real(samples, task, cfg, cfg.learner, seed, sim_seed=sim_seed, workdir=run_dir,
                                    resume=resume, progress=progress)
-    elif in_context:
-        from cropmeta.train.incontext import meta_train_incontext
-
-        meta_model = meta_train_incontext(samples, task, cfg, seed, workdir=run_dir, resume=resume,
-                                          progress=progress)
     elif nprocs > 1:
         backend = backend_for(resolve_device(cfg.device))
-        spawn(meta_train_worker, nprocs, args=(samples, task, cfg, seed, str(run_dir), resume, bool(progress)),
+        spawn(fitter.fit_worker(), nprocs, args=(samples, task, cfg, seed, str(run_dir), resume, bool(progress)),
               backend=backend, threads=cfg.threads or 1)
         meta_model, _ = ck.load_model(run_dir / META_DIR)
     else:
-        meta_model = meta_train(samples, task, cfg, seed=seed, workdir=run_dir, resume=resume,
+        meta_model = fitter.fit(samples, task, seed, workdir=run_dir, resume=resume,
                                 progress=progress if dist.is_main else False, dist=dist)
     if nprocs == 1 and dist.is_main:
-        if in_context:
-            from cropmeta.train.incontext import save_incontext
-
-            save_incontext(run_dir / META_DIR, meta_model)
-        else:
-            ck.save_model(run_dir / META_DIR, meta_model)
+        ck.save_model(run_dir / META_DIR, meta_model)
     t_meta = time.perf_counter() - t0
     if not dist.is_main:
         return {}
 
     t0 = time.perf_counter()
-    if in_context:  # adaptation = reading the support set, no gradient step
-        from cropmeta.train.incontext import adapt
-        from cropmeta.train.incontext import predict_proba as ic_predict_proba
-
-        model = adapt(meta_model, td.x_train, td.y_train, task_info=task.info, seed=seed)
-        prob = ic_predict_proba(model, td.x_test)
-    else:
-        model = finetune(meta_model, td.x_train, td.y_train, task_info=task.info, cfg=cfg, seed=seed)
-        prob = predict_proba(model, td.x_test)
+    # adaptation: fine-tuning, or reading the training labels as a support set (no gradient step)
+    model = meta_model.adapt(td.x_train, td.y_train, task_info=task.info, cfg=cfg, seed=seed)
+    prob = model.predict_proba(td.x_test)
     metrics = binary_metrics(td.y_test, prob)
     t_ft = time.perf_counter() - t0
     model.info.update({"task": task.to_dict(), "shots": shots})
     extra = {"task": task.to_dict(), "seed": int(seed), "data_hash": samples.content_hash(),
              "date_range": _date_range(samples, task), "config": cfg.to_dict()}
-    if in_context:
-        from cropmeta.train.incontext import save_incontext
-
-        record = save_incontext(run_dir, model, extra)
-    else:
-        record = ck.save_model(run_dir, model, extra)
+    record = ck.save_model(run_dir, model, extra)
     timings = {"meta_train_s": round(t_meta, 2), "finetune_eval_s": round(t_ft, 2),
                "total_s": round(time.perf_counter() - t_start, 2)}
     out_metrics = {**metrics, "target": task.name, "task_id": task.id, "seed": int(seed), "shots": shots,
@@ -285,7 +267,7 @@ def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
     atomic_write_text(cfg_path, json.dumps(run_config, indent=2, default=_nan_safe))
 
 
-def load_meta_model(run_dir: str | Path) -> TrainedModel:
+def load_meta_model(run_dir: str | Path) -> Model:
     """The meta-trained (not fine-tuned) weights of a run directory."""
     return ck.load_model(Path(run_dir) / META_DIR)[0]
 

@@ -34,10 +34,9 @@ from cropmeta.tasks import Task
 from cropmeta.train.common import fit_normalizer
 from cropmeta.train.config import TrainConfig
 
-__all__ = ["PRETRAIN_SOURCES", "SIM_LEARNERS", "load_sim_samples", "sim_then_real", "DEFAULT_SIM_SEED"]
+__all__ = ["PRETRAIN_SOURCES", "sim_learners", "load_sim_samples", "sim_then_real", "DEFAULT_SIM_SEED"]
 
 PRETRAIN_SOURCES = ("none", "sim")
-SIM_LEARNERS = ("timl", "maml", "concat", "pretrained", "in-context")
 DEFAULT_SIM_SEED = 1
 
 
@@ -69,27 +68,19 @@ def load_sim_samples(seed: int = DEFAULT_SIM_SEED, regions: list[str] | None = N
     return samples.subset(keep)
 
 
-def _call_with_init(fn, init, *args, **kwargs):
-    """``fn(*args, **kwargs)``, starting from ``init``'s weights when given (meta_train/pretrain take
-    ``init=``)."""
-    return fn(*args, **kwargs) if init is None else fn(*args, init=init, **kwargs)
+def sim_learners() -> tuple[str, ...]:
+    """The registered learners that learn before the target (from scratch does not: nothing to pretrain)."""
+    from cropmeta.learners.base import kinds, learner_class
+
+    return tuple(k for k in kinds() if learner_class(k).needs_source)
 
 
 def _train_once(learner: str, samples: SampleSet, target: Task | None, cfg: TrainConfig, seed: int, normalizer,
                 workdir: Path | None, resume: bool, progress, init, ic_options: dict | None):
-    if learner == "in-context":
-        from cropmeta.train.incontext import meta_train_incontext
+    from cropmeta.learners.base import get_learner
 
-        return meta_train_incontext(samples, target, cfg, seed, options=ic_options, workdir=workdir, resume=resume,
-                                    progress=progress, normalizer=normalizer, init=init)
-    if learner == "pretrained":
-        from cropmeta.train.pretrain import pretrain
-
-        return _call_with_init(pretrain, init, samples, target, cfg, seed=seed, progress=progress, normalizer=normalizer)
-    from cropmeta.train.maml import meta_train
-
-    return _call_with_init(meta_train, init, samples, target, cfg, learner=learner, seed=seed, workdir=workdir,
-                           resume=resume, progress=progress, normalizer=normalizer)
+    return get_learner(learner, cfg, ic_options).fit(samples, target, seed, workdir=workdir, resume=resume,
+                                                     progress=progress, normalizer=normalizer, init=init)
 
 
 def sim_then_real(real: SampleSet, target: Task | None, cfg: TrainConfig, learner: str = "timl", seed: int = 0, *,
@@ -103,13 +94,14 @@ def sim_then_real(real: SampleSet, target: Task | None, cfg: TrainConfig, learne
     directories ``sim/`` and ``real/`` (log.jsonl + resume state) go there; ``resume=True``
     continues an interrupted run. Returns the learner's model object (``TrainedModel`` or
     ``InContextModel``) with ``info["pretrain"]`` describing phase 1."""
-    if learner not in SIM_LEARNERS:
-        raise InputError(f"--pretrain-source sim: unknown learner {learner!r}; one of {', '.join(SIM_LEARNERS)}")
+    if learner not in sim_learners():
+        raise InputError(f"--pretrain-source sim: unknown learner {learner!r}; one of {', '.join(sim_learners())}")
     if sim is None:
         sim = load_sim_samples(sim_seed, regions=sim_regions, progress=bool(progress))
     sim = sim.subset((sim.meta["split"].astype(str) == "train").to_numpy())
     if len(sim) == 0:
         raise InputError("the simulated world has no training samples to pretrain on")
+    real.schema.check_compatible(sim.schema, "the simulated world (--pretrain-source sim)")
     if sim.t != real.t:
         raise InputError(f"the simulated world has T={sim.t} time steps, the real source T={real.t}")
     normalizer = fit_normalizer(real)
