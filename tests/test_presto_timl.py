@@ -152,3 +152,28 @@ def test_compare_fingerprint_follows_weights_content_not_path(tmp_path):
     b = _backbone_fingerprint("presto-timl", cfg)
     assert a != b and None not in a.values()
     assert _backbone_fingerprint("timl", cfg) == {}  # other methods' fingerprints unchanged
+
+
+def test_train_learner_presto_timl_and_predictor(toy, weights, cfg, tmp_path):
+    """`cropmeta train --learner presto-timl` through the registry: meta-fit, adapt, save; the run's
+    Predictor (what map export uses) reloads it and predicts the same numbers."""
+    import shutil
+
+    from cropmeta.learners import get_learner, kinds
+    from cropmeta.models.weights import PRESTO, weights_dir
+    from cropmeta.train import checkpoint as ck
+    from cropmeta.train.run import train
+
+    assert {"presto-timl", "presto-maml"} <= set(kinds())
+    assert get_learner("presto-timl", cfg).zero_shot
+    dest = weights_dir(PRESTO) / PRESTO.safetensors_name  # the workspace copy the learner reads
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(weights, dest)
+    over = {k: v for k, v in cfg.to_dict().items() if k not in ("preset", "in_context")}
+    res = train("kenya", samples=toy, learner="presto-timl", overrides=over, out=tmp_path / "run", seed=0)
+    assert 0 <= res["metrics"]["auc_roc"] <= 1 and res["meta"]["iterations"] == 4
+    pred = ck.load_predictor(tmp_path / "run")
+    model, _ = ck.load_model(tmp_path / "run")
+    assert model.kind == "presto-timl" and model.task_info is not None
+    x = toy.x[:6]
+    assert np.array_equal(pred.predict_proba(x, calibrated=False), model.predict_proba(x))

@@ -47,13 +47,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cropmeta.errors import InputError, ModelError, NotFittedError
+from cropmeta.errors import InputError, ModelError
+from cropmeta.learners.base import Model
 from cropmeta.models.timl import TaskBatchNorm, TaskEncoder, TaskLinear, bernoulli_mask
 from cropmeta.schema import BANDS, TASK_INFO_DIM
 from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
 from cropmeta.train.trained import resolve_device, seeded_init, torch_dtype
 
-__all__ = ["KINDS", "EMBED_DIM", "PrestoFiLMHead", "PrestoTIMLModel", "PrestoTIMLLearner", "build_head",
+__all__ = ["KINDS", "EMBED_DIM", "PrestoFiLMHead", "PrestoTIMLModel", "build_head",
            "meta_train_presto", "source_embeddings", "xyz_to_latlon"]
 
 #: model kinds: with the task encoder (task-informed) and without (plain MAML over Presto embeddings)
@@ -138,10 +139,13 @@ def xyz_to_latlon(xyz) -> tuple[float, float]:
 
 
 @dataclass
-class PrestoTIMLModel:
+class PrestoTIMLModel(Model):
     """Meta-trained (and, after :meth:`adapt`, fine-tuned) head + task encoder over Presto embeddings.
     Embeddings in, probabilities out (:meth:`predict_embeddings`); raw samples through
-    :meth:`predict_proba` (embedded with Presto weights of the recorded SHA-256)."""
+    :meth:`predict_proba` (embedded with Presto weights of the recorded SHA-256: the workspace copy
+    when none was attached). A model of the learner contract (:mod:`cropmeta.learners`)."""
+
+    what = "a task-informed Presto head"
 
     head: PrestoFiLMHead
     encoder: TaskEncoder | None
@@ -160,6 +164,11 @@ class PrestoTIMLModel:
     @property
     def uses_task_info(self) -> bool:
         return self.encoder is not None
+
+    @property
+    def t(self) -> int:
+        """Time steps of the meta-training samples (Presto itself takes 1 to 24)."""
+        return int(self.info.get("t", 12))
 
     @property
     def device(self) -> torch.device:
@@ -213,7 +222,7 @@ class PrestoTIMLModel:
         from cropmeta.models.presto import presto_inputs
 
         if self.embedder is None:
-            raise NotFittedError(f"{self.kind}: no Presto encoder attached (use_weights(path) or pass embeddings)")
+            self.use_weights()
         if lat is None or lon is None:
             if self.task_info is None:
                 raise InputError(f"{self.kind}: give the samples' lat/lon (the model has no target task vector)")
@@ -260,11 +269,15 @@ class PrestoTIMLModel:
                                          "lr": cfg.ft_lr, "seed": int(seed), "final_loss": last}}
         return m
 
-    def adapt(self, x, y, task_info=None, cfg: TrainConfig | None = None, seed: int = 0, lat=None, lon=None,
+    def adapt(self, x, y, *, task_info=None, cfg: TrainConfig | None = None, seed: int = 0, lat=None, lon=None,
               start_dates=None) -> "PrestoTIMLModel":
-        """:meth:`adapt_embeddings` on raw canonical samples (embedded by :meth:`embed`)."""
+        """:meth:`adapt_embeddings` on raw canonical samples (embedded by :meth:`embed`: without
+        ``lat``/``lon``, at the centre of the task's region)."""
         m = self if task_info is None else self.with_task(task_info)
         return m.adapt_embeddings(m.embed(x, lat, lon, start_dates), y, task_info, cfg, seed)
+
+    def zero_shot(self, task_info=None) -> "PrestoTIMLModel":
+        return self.with_task(self.task_info if task_info is None else task_info)
 
     def with_task(self, task_info) -> "PrestoTIMLModel":
         """Zero-shot: a copy that predicts the task of ``task_info`` as meta-trained (no label used)."""
@@ -272,18 +285,24 @@ class PrestoTIMLModel:
         m.task_info = None if task_info is None else np.asarray(task_info, dtype=np.float32).ravel()
         return m
 
-    def predict_embeddings(self, emb: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    def predict_embeddings(self, emb: np.ndarray, batch_size: int | None = None,
+                           temperature: float | None = None) -> np.ndarray:
+        batch_size = int(batch_size or 8192)
         film = self.film()
         self.head.eval()
         out = np.empty(len(emb), dtype=np.float64)
         with torch.no_grad():
             for i in range(0, len(emb), batch_size):
                 z = self.standardise(emb[i : i + batch_size])
-                out[i : i + len(z)] = torch.sigmoid(self.head(z.unsqueeze(0), film=film)[0]).double().cpu().numpy()
+                logits = self.head(z.unsqueeze(0), film=film)[0]
+                if temperature is not None:
+                    logits = logits / float(temperature)
+                out[i : i + len(z)] = torch.sigmoid(logits).double().cpu().numpy()
         return out
 
-    def predict_proba(self, x, lat=None, lon=None, start_dates=None) -> np.ndarray:
-        return self.predict_embeddings(self.embed(x, lat, lon, start_dates))
+    def predict_proba(self, x, *, batch_size: int | None = None, temperature: float | None = None, lat=None,
+                      lon=None, start_dates=None) -> np.ndarray:
+        return self.predict_embeddings(self.embed(x, lat, lon, start_dates), batch_size, temperature)
 
     # ---- (de)serialisation ----------------------------------------------------------------------------
     def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -302,7 +321,7 @@ class PrestoTIMLModel:
         return meta, arrays
 
     @classmethod
-    def from_state(cls, meta: dict, arrays: dict, source: str = "model") -> "PrestoTIMLModel":
+    def from_state(cls, meta: dict, arrays: dict, source: str = "model", t: int | None = None) -> "PrestoTIMLModel":
         """Rebuild from :meth:`to_state`; refuses another format, kind or weight shapes."""
         from cropmeta.train.trained import _load_module
 
@@ -394,30 +413,8 @@ def meta_train_presto(samples, target=None, cfg: TrainConfig | None = None, seed
     learner = "timl" if task_info else "maml"
     trained = meta_train(samples, target, cfg, learner=learner, seed=seed, workdir=workdir, resume=resume,
                          progress=progress, callback=callback, model=(head, enc), features=features)
-    info = {**trained.info, "learner": KINDS[0] if task_info else KINDS[1]}
+    info = {**trained.info, "learner": KINDS[0] if task_info else KINDS[1], "t": int(samples.t)}
     model = PrestoTIMLModel(trained.classifier, trained.encoder, stats["mean"], stats["std"], cfg,
                             embedder.weights_sha, None, info)
     model.embedder = embedder
     return model
-
-
-class PrestoTIMLLearner:
-    """The learner-contract face: ``meta_fit(samples, target, cfg, seed)`` → a
-    :class:`PrestoTIMLModel` (``adapt``, ``predict_proba``, ``to_state`` / ``from_state``)."""
-
-    def __init__(self, weights=None, task_info: bool = True, device: str | None = None):
-        self.weights, self.task_info, self.device = weights, bool(task_info), device
-        self.kind = KINDS[0] if task_info else KINDS[1]
-
-    def meta_fit(self, samples, target=None, cfg: TrainConfig | None = None, seed: int = 0, workdir=None,
-                 resume: bool = False, progress=False) -> PrestoTIMLModel:
-        from cropmeta.evaluate.presto import PrestoEmbedder
-
-        cfg = cfg or resolve_config("quick")
-        emb = PrestoEmbedder(self.weights, device=self.device or str(resolve_device(cfg.device)))
-        return meta_train_presto(samples, target, cfg, seed, embedder=emb, task_info=self.task_info,
-                                 workdir=workdir, resume=resume, progress=progress)
-
-    @staticmethod
-    def from_state(meta: dict, arrays: dict, source: str = "model") -> PrestoTIMLModel:
-        return PrestoTIMLModel.from_state(meta, arrays, source)
