@@ -177,3 +177,44 @@ def test_train_learner_presto_timl_and_predictor(toy, weights, cfg, tmp_path):
     assert model.kind == "presto-timl" and model.task_info is not None
     x = toy.x[:6]
     assert np.array_equal(pred.predict_proba(x, calibrated=False), model.predict_proba(x))
+
+
+@pytest.mark.slow
+def test_export_with_a_presto_timl_run(trained, tmp_path):
+    """`cropmeta export` through the generic predictor: a COG on the simulated scene's grid, tagged
+    with the run's model hash."""
+    import json
+    import shutil
+
+    import rasterio
+
+    from cropmeta.io.store import SampleSet, make_meta
+    from cropmeta.mapping.export import export
+    from cropmeta.mapping.validate import check_cog
+    from cropmeta.models.weights import PRESTO, weights_dir
+    from cropmeta.schema import task_info
+    from cropmeta.sim import generate_world
+    from cropmeta.sim.calibrate import world_samples
+    from cropmeta.tasks import resolve_target
+    from cropmeta.train import checkpoint as ck
+
+    world = generate_world(tmp_path / "world", seed=0, scene_size=32, regions=["Kenya"])
+    x, meta = world_samples(world, "Kenya")
+    task = resolve_target(SampleSet(x, make_meta(meta)), "kenya", "maize")
+    model = trained[0].with_task(task_info(task.lat, task.lon, "cereals"))
+    run = tmp_path / "run"
+    cfg = model.config.to_dict()
+    ck.save_model(run, model, {"task": task.to_dict(), "seed": 0, "date_range": ["2019-02-06", "2019-02-06"],
+                               "config": cfg})
+    (run / "config.json").write_text(json.dumps({**cfg, "target": task.to_dict(), "seed": 0, "source": str(world)}))
+    # the predictor reads the workspace copy of the Presto weights: the random ones of this test
+    dest = weights_dir(PRESTO) / PRESTO.safetensors_name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(trained[2].weights, dest)
+    out = tmp_path / "map.tif"
+    res = export(run, out, progress=False, quicklook=False)
+    assert check_cog(out) == [] and res["cog_problems"] == []
+    scene = json.loads((world / "world.json").read_text())["scenes"]["kenya"]
+    with rasterio.open(world / scene["tif"]) as src, rasterio.open(out) as m:
+        assert (m.width, m.height, m.transform) == (src.width, src.height, src.transform)
+        assert m.tags()["MODEL_SHA256"] == json.loads((run / "model.json").read_text())["weights_sha256"]
