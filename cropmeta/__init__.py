@@ -13,7 +13,8 @@ The Python API (every name is imported on first use, so ``import cropmeta`` does
     exported = cropmeta.export_map(run.run_dir, "kenya.tif")   # ExportResult (map, quicklook, …)
     report = cropmeta.compare(region="kenya", samples=samples) # CompareResult (cells, summary, files)
 
-Configuration: :class:`TrainConfig` / :func:`resolve_config` (docs/configuration.md). Errors: the
+Learners: :func:`get_learner` (``cropmeta.learners.kinds()`` lists the registered kinds) and
+:class:`Learner`, the contract a new one implements (docs/architecture.md). Configuration: :class:`TrainConfig` / :func:`resolve_config` (docs/configuration.md). Errors: the
 classes of :mod:`cropmeta.errors` (``CropmetaError`` and one subclass per area).
 """
 
@@ -48,6 +49,8 @@ _LAZY = {
     # configuration and models
     "TrainConfig": "cropmeta.train.config", "InContextOptions": "cropmeta.train.config",
     "resolve_config": "cropmeta.train.config", "Predictor": "cropmeta.train.checkpoint",
+    # the learner contract (docs/architecture.md) and the band schema
+    "Learner": "cropmeta.learners.base", "get_learner": "cropmeta.learners.base", "BandSchema": "cropmeta.bandschema",
 }
 
 __all__ = sorted([*_LAZY, "__version__", "CropmetaError", "InputError", "DataError", "ConfigError", "ModelError",

@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,16 +363,11 @@ def _load_prepared(out: Path, method: Method, seed: int, fingerprint: str) -> fl
 # The protocol
 # --------------------------------------------------------------------------------------------------
 def versions() -> dict:
-    """Versions of the packages behind the numbers (from package metadata: nothing is imported)."""
-    from importlib import metadata
+    """Versions of the packages behind the numbers (:func:`cropmeta.provenance.software_versions`)."""
+    from cropmeta.provenance import software_versions
 
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("cropmeta", "numpy", "scipy", "scikit-learn", "torch", "learn2learn", "matplotlib"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    return software_versions(("numpy", "scipy", "scikit-learn", "torch", "learn2learn", "matplotlib"),
+                             with_platform=True, missing="not installed")
 
 
 def resolve_effective_shots(shots: list, n_train: int) -> tuple[list, list[str]]:
@@ -419,14 +413,9 @@ def run_protocol(
     base = {"protocol": PROTOCOL_VERSION, "data": data.data_hash(), "source": source_hash,
             "calib_folds": calib_folds, "config": config}
     todo = [(m, s, k) for s in seeds for m in methods for k in method_shots(m, shots)]
-    prog = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from cropmeta.progress import Progress
 
-        prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-        prog.start()
-        bar = prog.add_task("compare", total=len(todo))
+    prog = Progress(progress, len(todo), description="compare", lines=100)  # a bar on a terminal, timed lines in a log
     try:
         for s in seeds:
             for m in methods:
@@ -441,15 +430,13 @@ def run_protocol(
                     if c is not None:
                         cells.append(c)
                         info["reused"] += 1
-                        if prog:
-                            prog.advance(bar)
+                        prog.advance()
                     else:
                         pending.append(k)
                 if not pending:
                     continue
                 method = method_factory(m)
-                if prog:
-                    prog.update(bar, description=f"{method_label(m)} · seed {s} · preparing")
+                prog.update(description=f"{method_label(m)} · seed {s} · preparing")
                 t0 = time.perf_counter()
                 secs = None
                 if method.needs_source:
@@ -467,8 +454,7 @@ def run_protocol(
                     info["prepared_reused"] += 1
                 info["prepare_seconds"][f"{m}/seed-{s}"] = round(secs, 3)
                 for k in pending:
-                    if prog:
-                        prog.update(bar, description=f"{method_label(m)} · seed {s} · {k} shots")
+                    prog.update(description=f"{method_label(m)} · seed {s} · {k} shots")
                     # adaptation FLOPs depend on shapes, not on the seed: counted on flop_seeds only
                     c = run_cell(method, data, s, k, calib_folds, count_flops=s in flop_seeds)
                     c["fingerprint"] = fp
@@ -476,11 +462,9 @@ def run_protocol(
                     atomic_write_text(cell_path(out, m, s, k), json.dumps(c))
                     cells.append(c)
                     info["computed"] += 1
-                    if prog:
-                        prog.advance(bar)
+                    prog.advance()
     finally:
-        if prog:
-            prog.stop()
+        prog.close()
     return cells, info
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from cropmeta.provenance import sha256_arrays
 from cropmeta.errors import NotFittedError
 from cropmeta.evaluate.methods import Method, TargetTask, _check_xy
 
@@ -46,11 +47,7 @@ def _row_digests(x: np.ndarray) -> list[bytes]:
 
 
 def _inputs_hash(inputs) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(inputs.arrays().items()):
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(v).tobytes())
-    return h.hexdigest()[:24]
+    return sha256_arrays(inputs.arrays())[:24]
 
 
 class PrestoEmbedder:

@@ -16,10 +16,8 @@ or tiles over a region), writing the Earth-Engine layout, the manifest and the r
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import json
 import math
-import platform
 import re
 import time
 from dataclasses import dataclass, field
@@ -216,12 +214,10 @@ def is_complete(path: Path, target: Target) -> bool:
 
 
 def software_versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "cropmeta": __version__}
-    for name in SOFTWARE:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+    """:func:`cropmeta.provenance.software_versions` of the acquisition stack, and GDAL's."""
+    from cropmeta.provenance import software_versions as versions
+
+    out = versions(SOFTWARE)
     try:
         import rasterio
 

@@ -4,7 +4,6 @@ interrupted write never leaves a half-written file or directory behind."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import stat
@@ -13,6 +12,8 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
+
+from cropmeta.provenance import sha256_file  # noqa: F401 - re-exported (its home is provenance)
 
 
 @contextlib.contextmanager
@@ -71,15 +72,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -9,7 +9,6 @@ importable ``function(run_dir) -> predictor`` whose predictor has ``predict_prob
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import threading
@@ -18,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cropmeta.provenance import sha256_file
 from cropmeta.errors import InputError
 
 # the folded fp32 model (same probabilities as load_predictor to 2e-6, 1.7x faster: docs/benchmarks-perf.md)
@@ -108,7 +108,7 @@ def model_tags(run_dir: str | Path, predictor) -> dict[str, str]:
     sha = meta.get("model_sha256") or meta.get("sha256")
     if not sha:
         w = run_dir / "model.safetensors"
-        sha = _sha256(w) if w.exists() else "unknown"
+        sha = sha256_file(w) if w.exists() else "unknown"
     config = meta.get("config")
     if config is None and (run_dir / "config.json").exists():
         config = json.loads((run_dir / "config.json").read_text())
@@ -145,9 +145,3 @@ def _plain(v):
     return v
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -15,7 +15,6 @@ naming the file.
 from __future__ import annotations
 
 import json
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 
 from cropmeta.errors import InputError, ModelError
-from cropmeta.io.atomic import atomic_dir, atomic_path, atomic_write_text, recover_dir, sha256_file
+from cropmeta.io.atomic import atomic_dir, atomic_path, atomic_write_text, recover_dir
+from cropmeta.provenance import sha256_file, software_versions
 from cropmeta.learners.base import Model, model_from_state
 
 __all__ = [
@@ -48,17 +48,8 @@ STATE_DIR = "checkpoint"
 
 
 def versions() -> dict:
-    import cropmeta
-
-    out = {"cropmeta": cropmeta.__version__, "torch": torch.__version__, "python": platform.python_version(),
-           "numpy": np.__version__}
-    try:
-        import learn2learn
-
-        out["learn2learn"] = learn2learn.__version__
-    except Exception:  # noqa: BLE001 - optional in this record
-        pass
-    return out
+    """The software a checkpoint was written with (:func:`cropmeta.provenance.software_versions`)."""
+    return software_versions(("torch", "numpy", "learn2learn"))
 
 
 def _sniff(path: Path) -> None:

@@ -1,5 +1,5 @@
 """Pieces meta-training and plain pretraining share (no learn2learn here, so importing them is light):
-normalisation statistics, the on-device task bank, per-task losses and AUCs, the progress bar."""
+normalisation statistics, the on-device task bank, per-task losses and AUCs, the progress display."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import torch.nn.functional as F
 
 from cropmeta.errors import InputError
 from cropmeta.io.store import SampleSet
+from cropmeta.progress import Progress
 from cropmeta.schema import Normalizer
 from cropmeta.tasks import TaskPools, TaskSampler, build_tasks, split_tasks
 
 __all__ = ["VAL_SEED_OFFSET", "META_DIR", "fit_normalizer", "load_init", "meta_tasks", "check_labelled",
-           "log_step", "TaskBank", "batch_auc", "bce_per_task", "Progress"]
+           "log_step", "TaskBank", "batch_auc", "bce_per_task", "meta_progress"]
 
 VAL_SEED_OFFSET = 1_000_003
 #: sub-directory of a work/run directory holding the meta-trained (not fine-tuned) model
@@ -93,7 +94,7 @@ def log_step(it: int, rec: dict, state: dict, log_path, bar, last_val, callback=
         with open(log_path, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
         state["log_lines"] = int(state["log_lines"]) + 1
-    bar.update(it + 1, rec["meta_train_loss"], last_val)
+    bar.update(it + 1, loss=rec["meta_train_loss"], val=last_val)
     if callback is not None:
         callback(it + 1, rec)
 
@@ -139,29 +140,7 @@ def bce_per_task(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").mean(dim=1)
 
 
-class Progress:
-    """Optional Rich progress bar with the meta-loss and ETA."""
-
-    def __init__(self, enabled, total: int, start: int, description: str):
-        self.p = None
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = enabled if not isinstance(enabled, bool) else None
-        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
-                          TimeRemainingColumn(), console=console, transient=False)
-        self.p.start()
-        self.t = self.p.add_task(description, total=total, completed=start, loss="–", val="–")
-
-    def update(self, completed: int, loss: float, val: float | None) -> None:
-        if self.p is not None:
-            fields = {"loss": f"{loss:.3f}"}
-            if val is not None:
-                fields["val"] = f"{val:.3f}"
-            self.p.update(self.t, completed=completed, **fields)
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.stop()
+def meta_progress(enabled, total: int, start: int, description: str) -> Progress:
+    """The progress of a training loop (:class:`cropmeta.progress.Progress`: a Rich bar on a terminal,
+    timestamped lines with the ETA in a log) showing the training loss and the validation loss."""
+    return Progress(enabled, total, start, description, fields=("loss", "val"))

@@ -38,10 +38,11 @@ from cropmeta.errors import InputError, ModelError
 from cropmeta.io.store import SampleSet
 from cropmeta.learners.base import RESUME_FORMAT
 from cropmeta.models.incontext import InContextClassifier
+from cropmeta.provenance import sha256_arrays
 from cropmeta.schema import Normalizer
 from cropmeta.tasks import Task, TaskSampler
 from cropmeta.train import checkpoint as ck
-from cropmeta.train.common import VAL_SEED_OFFSET, Progress, TaskBank, batch_auc, fit_normalizer, log_step, meta_tasks
+from cropmeta.train.common import VAL_SEED_OFFSET, TaskBank, batch_auc, fit_normalizer, log_step, meta_progress, meta_tasks
 from cropmeta.train.config import InContextOptions, TrainConfig, config_changes, resolve_config
 from cropmeta.train.incontext_model import KIND, InContextModel, adapt, predict_proba, support_chunks
 from cropmeta.train.loop import (LOG_NAME, check_resumable, new_state, record_validation, restore_state, start_log,
@@ -143,7 +144,7 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
     best: dict | None = None
     train_ids, val_ids = [p.id for p in bank.pools[:n_tr]], [p.id for p in bank.pools[n_tr:]]
     data_hash = samples.content_hash()
-    init_sha = None if init is None else _state_sha(init.net)
+    init_sha = None if init is None else sha256_arrays(init.net.state_dict())
     workdir = Path(workdir) if workdir is not None else None
     log_path = workdir / LOG_NAME if workdir is not None else None
     resumed = False
@@ -183,7 +184,7 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
     ys_np, yq_np = sampler.labels()
     ys0 = torch.as_tensor(ys_np, device=device, dtype=dtype)
     yq0 = torch.as_tensor(yq_np, device=device, dtype=dtype)
-    bar = Progress(progress, n_iter, int(state["iteration"]), "meta-training (in-context)")
+    bar = meta_progress(progress, n_iter, int(state["iteration"]), "meta-training (in-context)")
     t0 = time.perf_counter()
     last_val = state["best_val"]
     try:
@@ -245,16 +246,6 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
     if init is not None:
         info_rec["pretrained_on"] = init.info.get("data_hash")
     return InContextModel(net, normalizer, cfg, opts, None, None, None, info_rec, schema=samples.schema)
-
-
-def _state_sha(net: torch.nn.Module) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in sorted(net.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _validate(net: InContextClassifier, sampler: TaskSampler, bank: TaskBank, offset: int, cfg: TrainConfig,

@@ -41,7 +41,7 @@ from cropmeta.train.common import (  # noqa: F401 - re-exported
     META_DIR,
     load_init,
     VAL_SEED_OFFSET,
-    Progress,
+    meta_progress,
     TaskBank,
     batch_auc,
     bce_per_task,
@@ -239,7 +239,7 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     ys_full, yq_full = sampler.labels()
     ys = torch.as_tensor(ys_full, device=device, dtype=dtype)
     yq = torch.as_tensor(yq_full, device=device, dtype=dtype)
-    bar = Progress(progress if dist.is_main else False, n_iter, int(state["iteration"]),
+    bar = meta_progress(progress if dist.is_main else False, n_iter, int(state["iteration"]),
                     f"meta-training ({learner})")
     t0 = time.perf_counter()
     last_val = state["best_val"]

@@ -19,7 +19,7 @@ from cropmeta.io.store import SampleSet
 from cropmeta.schema import Normalizer
 from cropmeta.tasks import Task, TaskSampler, build_tasks, split_tasks
 from cropmeta.train.config import TrainConfig, resolve_config
-from cropmeta.train.common import VAL_SEED_OFFSET, Progress, TaskBank, fit_normalizer, load_init
+from cropmeta.train.common import VAL_SEED_OFFSET, TaskBank, fit_normalizer, load_init, meta_progress
 from cropmeta.train.trained import TrainedModel, build_model, resolve_device, torch_dtype
 
 __all__ = ["pretrain"]
@@ -65,7 +65,7 @@ def pretrain(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | 
 
     best, best_step, bad = float("inf"), 0, 0
     best_sd = None
-    bar = Progress(progress, cfg.pt_steps, 0, "pretraining")
+    bar = meta_progress(progress, cfg.pt_steps, 0, "pretraining")
     history = []
     try:
         for step in range(1, cfg.pt_steps + 1):
@@ -90,7 +90,7 @@ def pretrain(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | 
                 else:
                     bad += 1
             history.append(rec)
-            bar.update(step, rec["train_loss"], None if best == float("inf") else best)
+            bar.update(step, loss=rec["train_loss"], val=None if best == float("inf") else best)
             if bad >= cfg.pt_patience:
                 break
     finally:

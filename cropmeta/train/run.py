@@ -33,7 +33,7 @@ from cropmeta.metrics import binary_metrics
 from cropmeta.regions import slugify
 from cropmeta.tasks import Task, resolve_target, target_data
 from cropmeta.train import checkpoint as ck
-from cropmeta.learners.base import Model, get_learner
+from cropmeta.learners.base import Model, get_learner, kinds, learner_class
 from cropmeta.train.common import META_DIR
 from cropmeta.train.config import IN_CONTEXT, RESUME_MAY_CHANGE, config_changes, in_context_keys, resolve_config
 from cropmeta.train.distributed import SINGLE, backend_for, from_env, spawn
@@ -135,8 +135,9 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
         raise InputError(f"--nprocs must be >= 1, got {nprocs}")
     dist = from_env(resolve_device(cfg.device)) if nprocs == 1 else SINGLE
     if (not fitter.distributed or pretrain_source) and (nprocs > 1 or dist.active):
+        multi = [k for k in kinds() if learner_class(k).distributed]
         raise InputError(f"--nprocs / torchrun: the {cfg.learner} learner and --pretrain-source sim train on one "
-                         "process (distributed: timl, maml, concat)")
+                         f"process (distributed: {', '.join(multi)})")
     data_used: list[dict] = [{"dataset": "in-memory samples", "pixels": "given", "t": samples.t,
                               "samples": len(samples)}] if samples is not None else []
     if samples is None:
