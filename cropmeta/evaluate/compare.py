@@ -389,10 +389,11 @@ def run_protocol(
     try:
         for s in seeds:
             for m in methods:
-                fp = _fingerprint(base | {"method": m, "seed": s} | _inputs_fingerprint(m, data))
+                backbone = _backbone_fingerprint(m, config)
+                fp = _fingerprint(base | {"method": m, "seed": s} | _inputs_fingerprint(m, data) | backbone)
                 # the prepared weights depend on the source data, configuration, target task and seed only
                 fp_prep = _fingerprint({"protocol": PROTOCOL_VERSION, "source": source_hash, "config": config,
-                                        "task": data.task.name, "method": _prep_name(m), "seed": s})
+                                        "task": data.task.name, "method": _prep_name(m), "seed": s} | backbone)
                 pending = []
                 for k in method_shots(m, shots):
                     c = _read_cell(cell_path(out, m, s, k), fp)
@@ -441,6 +442,18 @@ def _inputs_fingerprint(method: str, data: TargetData) -> dict:
     """What a method reads beyond the shots (:data:`~cropmeta.evaluate.methods.METHOD_INPUTS`), by hash."""
     need = METHOD_INPUTS.get(split_method(method)[0], ())
     return {f"input:{k}": getattr(data.task.extra.get(k), "hash", None) for k in need}
+
+
+def _backbone_fingerprint(method: str, config: dict) -> dict:
+    """The Presto methods' weights by SHA-256 (their ``weights`` option is a path, which says
+    nothing of the file's content); empty for every other method, whose fingerprints stay as they were."""
+    base = split_method(method)[0]
+    if not base.startswith("presto"):
+        return {}
+    from cropmeta.evaluate.presto import weights_sha256
+
+    opts = (config.get("method_options") or {}).get(method) or (config.get("method_options") or {}).get(base) or {}
+    return {"input:presto_weights_sha256": weights_sha256(opts.get("weights"))}
 
 
 def _key_shots(k) -> str:

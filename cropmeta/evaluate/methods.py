@@ -42,6 +42,8 @@ METHOD_LABELS = {
     "in-context": "In-context learner",
     "presto": "Presto (frozen) + logistic regression",
     "presto-ft": "Presto fine-tuned",
+    "presto-timl": "Task-informed Presto (TIML head)",
+    "presto-maml": "Presto + MAML head (no task info)",
     "random-forest-source": "Random forest (other regions)",
     "oracle-rf": "Oracle random forest",
     "oracle-lstm": "Oracle LSTM (from scratch)",
@@ -52,6 +54,7 @@ ALIASES = {
     "from-scratch": "scratch", "from_scratch": "scratch", "pretrain": "pretrained", "pretraining": "pretrained",
     "plain-pretraining": "pretrained", "incontext": "in-context", "in_context": "in-context", "icl": "in-context",
     "presto-r": "presto", "presto-lr": "presto", "presto_ft": "presto-ft", "presto-finetune": "presto-ft",
+    "presto_timl": "presto-timl", "task-informed-presto": "presto-timl", "presto_maml": "presto-maml",
     "rf-source": "random-forest-source", "source-rf": "random-forest-source", "rf-other-regions": "random-forest-source",
     "oracle": "oracle-rf", "oracle-random-forest": "oracle-rf", "oracle-lstm-scratch": "oracle-lstm",
 }
@@ -59,7 +62,8 @@ ALIASES = {
 #: "few+zero" also k = 0 — the prepared model predicts the target as it is, with no target label and no
 #: fine-tuning (TIML reads the target's task information); "zero" k = 0 only; "fixed" independent of
 #: k: one cell per seed (shot key :data:`FIXED_SHOTS`), shown at every shot count
-SHOT_MODES = {"timl": "few+zero", "maml": "few+zero", "pretrained": "few+zero",
+SHOT_MODES = {"timl": "few+zero", "maml": "few+zero", "pretrained": "few+zero", "presto-timl": "few+zero",
+              "presto-maml": "few+zero",
               "random-forest-source": "zero", "oracle-rf": "fixed", "oracle-lstm": "fixed"}
 FIXED_SHOTS = "any"
 #: target data a method needs beyond the shots, by key of ``TargetTask.extra`` (an object with a
@@ -358,6 +362,9 @@ METHOD_FACTORIES: dict[str, Any] = {
     "random-forest": lambda name, cfg=None, **kw: RandomForest(**kw),
     "presto": _lazy("cropmeta.evaluate.presto", "PrestoMethod"),
     "presto-ft": _lazy("cropmeta.evaluate.presto", "PrestoFineTuned"),
+    "presto-timl": _lazy("cropmeta.evaluate.presto", "PrestoTIMLMethod"),
+    "presto-maml": lambda name, cfg=None, **kw: _lazy("cropmeta.evaluate.presto", "PrestoTIMLMethod")(
+        name, cfg, task_info=False, **kw),
     "random-forest-source": lambda name, cfg=None, **kw: SourceRandomForest(**kw),
     "oracle-rf": lambda name, cfg=None, **kw: OracleMethod("rf", cfg=cfg, **kw),
     "oracle-lstm": lambda name, cfg=None, **kw: OracleMethod("lstm", cfg=cfg, **kw),

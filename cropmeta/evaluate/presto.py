@@ -38,7 +38,7 @@ from cropmeta.provenance import sha256_arrays
 from cropmeta.errors import NotFittedError
 from cropmeta.evaluate.methods import Method, TargetTask, _check_xy
 
-__all__ = ["PrestoEmbedder", "PrestoFineTuned", "PrestoMethod"]
+__all__ = ["PrestoEmbedder", "PrestoFineTuned", "PrestoMethod", "PrestoTIMLMethod", "weights_sha256"]
 
 
 def _row_digests(x: np.ndarray) -> list[bytes]:
@@ -75,11 +75,12 @@ class PrestoEmbedder:
 
         return workspace_home() / "cache" / "presto" / self.weights_sha[:16] / f"{key}.safetensors"
 
-    def embed(self, inputs) -> np.ndarray:
-        """``[N, 128]`` float32 embeddings of :class:`~cropmeta.models.presto.PrestoInputs`."""
+    def embed(self, inputs, key: str | None = None) -> np.ndarray:
+        """``[N, 128]`` float32 embeddings of :class:`~cropmeta.models.presto.PrestoInputs`, cached
+        under ``key`` (default: a hash of the inputs themselves) in this weights SHA-256's directory."""
         if not self.cache:
             return self.model.embed(inputs, batch_size=self.batch_size)
-        key = _inputs_hash(inputs)
+        key = key or _inputs_hash(inputs)
         mem_key = (self.weights_sha, key)
         if mem_key in self._MEMORY:
             return self._MEMORY[mem_key].copy()
@@ -153,9 +154,13 @@ class PrestoMethod(Method):
         self.fallback = (float(lat), float(lon), start)
 
     def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "PrestoMethod":
+        self.set_target(target, seed)
+        return self.prepare_target(target)
+
+    def prepare_target(self, target: TargetTask) -> "PrestoMethod":
+        """Index the target's samples (location, dates) and, for the frozen methods, embed them."""
         from cropmeta.models.presto import presto_inputs
 
-        self.set_target(target, seed)
         samples = target.extra.get("samples")
         self.index, self.target_inputs, self.target_emb = {}, None, None
         if samples is not None and len(samples):
@@ -297,3 +302,95 @@ class PrestoFineTuned(PrestoMethod):
                 part = inputs[i : i + self.options["batch_size"]].tensors(dev)
                 out.append(torch.sigmoid(self.model.head(self.model.encoder(*part))[:, 0]).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
+
+
+def weights_sha256(weights: str | Path | None = None) -> str | None:
+    """SHA-256 of the Presto weights a method with option ``weights`` would load (None → the
+    workspace copy); None when there is no such file (the method then fails with its own message).
+    The comparison's cache fingerprints use it instead of the path."""
+    from cropmeta.io.atomic import sha256_file
+
+    if weights is None:
+        from cropmeta.models.weights import PRESTO, cached_weights
+
+        try:
+            weights = cached_weights(PRESTO)
+        except Exception:  # noqa: BLE001 - no workspace copy: nothing to fingerprint
+            return None
+    path = Path(weights)
+    return sha256_file(path) if path.is_file() else None
+
+
+class PrestoTIMLMethod(PrestoMethod):
+    """``presto-timl`` (``task_info=True``) / ``presto-maml``: the head of
+    :mod:`cropmeta.train.presto_timl` over frozen Presto embeddings, meta-trained on the source's
+    tasks (the target excluded, TIML's tasks, splits and rules) in ``prepare``, fine-tuned on the
+    target's shots with the shared protocol in ``fit``; ``fit_zero_shot``: the meta-trained head with
+    the target's task information. Options as ``presto``."""
+
+    name = "presto-timl"
+    needs_source = True
+    frozen = True
+
+    def __init__(self, cfg: Any = None, task_info: bool = True, **options):
+        if cfg is None:
+            from cropmeta.evaluate.deep import resolve_train_config
+
+            cfg, _ = resolve_train_config("quick")
+        super().__init__(cfg=cfg, **options)
+        self.task_info_on = bool(task_info)
+        self.name = "presto-timl" if task_info else "presto-maml"
+        self.base = None
+        self.target_task: TargetTask | None = None
+        self.task_info: np.ndarray | None = None
+
+    def set_target(self, target: TargetTask, seed: int) -> None:
+        super().set_target(target, seed)
+        self.target_task = target
+        self.task_info = np.asarray(target.task_info, dtype=np.float32)
+
+    def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "PrestoTIMLMethod":
+        from cropmeta.train.presto_timl import meta_train_presto
+
+        super().prepare(source, target, seed, workdir)
+        self.base = meta_train_presto(source, target.extra.get("task"), self.cfg, seed, embedder=self._embedder(),
+                                      task_info=self.task_info_on, workdir=workdir, resume=workdir is not None)
+        return self
+
+    def _ready(self):
+        if self.base is None:
+            raise NotFittedError(f"{self.name}: fit called before prepare")
+        return self.base
+
+    def fit(self, x, y, seed: int = 0) -> "PrestoTIMLMethod":
+        x, y = _check_xy(x, y, self.name)
+        base = self._ready()
+        if self._one_class(y):
+            return self
+        self.model = base.adapt_embeddings(self.embeddings(x), y, self.task_info, self.cfg, seed)
+        return self
+
+    def fit_zero_shot(self, seed: int = 0) -> "PrestoTIMLMethod":
+        self._constant = None
+        self.model = self._ready().with_task(self.task_info)
+        return self
+
+    def predict_proba(self, x) -> np.ndarray:
+        x = self._check_fitted(x)
+        if self._constant is not None:
+            return np.full(len(x), self._constant)
+        return self.model.predict_embeddings(self.embeddings(x))
+
+    def prepared_state(self):
+        return None if self.base is None else self.base.to_state()
+
+    def load_prepared_state(self, meta: dict, arrays: dict) -> bool:
+        from cropmeta.train.presto_timl import PrestoTIMLModel
+        from cropmeta.train.trained import resolve_device, torch_dtype
+
+        model = PrestoTIMLModel.from_state(meta, arrays, source=f"cached {self.name} weights")
+        model.to(device=resolve_device(self.cfg.device), dtype=torch_dtype(self.cfg.dtype))
+        self.base = model.use_weights(embedder=self._embedder())
+        if self.target_task is not None:
+            self.prepare_target(self.target_task)
+        return True

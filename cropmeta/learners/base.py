@@ -45,7 +45,8 @@ RESUME_FORMAT = "cropmeta-resume"
 #: built-in kinds → the module that registers them (imported on first use)
 _BUILTIN = {"timl": "cropmeta.learners.timl", "maml": "cropmeta.learners.timl", "concat": "cropmeta.learners.timl",
             "pretrained": "cropmeta.learners.pretrain", "scratch": "cropmeta.learners.scratch",
-            "in-context": "cropmeta.learners.incontext"}
+            "in-context": "cropmeta.learners.incontext", "presto-timl": "cropmeta.learners.presto_timl",
+            "presto-maml": "cropmeta.learners.presto_timl"}
 _REGISTRY: dict[str, type["Learner"]] = {}
 
 

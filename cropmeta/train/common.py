@@ -127,7 +127,8 @@ def fit_normalizer(samples: SampleSet) -> Normalizer:
 
 class TaskBank:
     """The samples the tasks use, normalised once and held as one tensor on the device; batches
-    are gathered by index."""
+    are gathered by index. ``rows``: the index in ``samples`` of each row of ``x`` (a learner on
+    other features of the same samples, e.g. Presto embeddings, replaces ``x`` row for row)."""
 
     def __init__(self, samples: SampleSet, pools: list[TaskPools], normalizer: Normalizer,
                  device: torch.device, dtype: torch.dtype):
@@ -135,6 +136,7 @@ class TaskBank:
         remap = np.full(len(samples), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
         self.pools = [TaskPools(p.task, remap[p.pos], remap[p.neg_crop], remap[p.neg_noncrop]) for p in pools]
+        self.rows = used
         self.x = torch.as_tensor(normalizer.transform(samples.x[used])).to(device=device, dtype=dtype)
         self.device, self.dtype = device, dtype
 

@@ -17,7 +17,7 @@ from cropmeta.schema import Normalizer
 from cropmeta.train.common import check_labelled, resolve_device, torch_dtype
 from cropmeta.train.config import TrainConfig
 
-__all__ = ["balanced_batch", "finetune"]
+__all__ = ["balanced_batch", "finetune", "sgd_finetune"]
 
 
 def balanced_batch(pos: np.ndarray, neg: np.ndarray, n_pos: int, n_neg: int, g: torch.Generator) -> np.ndarray:
@@ -50,7 +50,22 @@ def finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cfg: Tr
         m.task_info = np.asarray(task_info, dtype=np.float32).ravel()
     film, info = m.task_inputs(None)
     xt = torch.as_tensor(m.normalizer.transform(x)).to(device=device, dtype=dtype)
-    clf = m.classifier
+    n_steps = cfg.ft_steps if steps is None else int(steps)
+    last = sgd_finetune(m.classifier, xt, y, film, info, cfg, seed, n_steps)
+    m.info = {**m.info, "finetune": {"n_train": int(len(y)), "n_pos": int(len(pos)), "steps": n_steps,
+                                     "lr": cfg.ft_lr, "seed": int(seed), "final_loss": last}}
+    return m
+
+
+def sgd_finetune(clf: torch.nn.Module, xt: torch.Tensor, y: np.ndarray, film, info, cfg: TrainConfig, seed: int,
+                 n_steps: int) -> float:
+    """The shared protocol's loop, in place: every weight of ``clf`` trained by SGD (``cfg.ft_lr``) on
+    ``n_steps`` class-balanced batches of ``xt`` (the classifier's inputs, ``[N, ...]`` on its device;
+    labels ``y``), dropout masks and batches from one generator seeded with ``seed``; ``clf`` is left
+    in eval mode. Returns the last batch loss. Used by :func:`finetune` and by the Presto head
+    (:mod:`cropmeta.train.presto_timl`)."""
+    device, dtype = xt.device, xt.dtype
+    pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
     for p in clf.parameters():
         p.requires_grad_(True)
     opt = torch.optim.SGD(clf.parameters(), lr=cfg.ft_lr)
@@ -58,7 +73,6 @@ def finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cfg: Tr
     n_p, n_n = min(cfg.ft_batch, len(pos)), min(cfg.ft_batch, len(neg))
     yb = torch.as_tensor(np.r_[np.ones(n_p), np.zeros(n_n)], device=device, dtype=dtype).unsqueeze(0)
     clf.train()
-    n_steps = cfg.ft_steps if steps is None else int(steps)
     last = float("nan")
     for _ in range(n_steps):
         idx = torch.as_tensor(balanced_batch(pos, neg, n_p, n_n, g), device=device)
@@ -72,6 +86,4 @@ def finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cfg: Tr
         opt.step()
         last = float(loss.detach())
     clf.eval()
-    m.info = {**m.info, "finetune": {"n_train": int(len(y)), "n_pos": int(len(pos)), "steps": n_steps,
-                                     "lr": cfg.ft_lr, "seed": int(seed), "final_loss": last}}
-    return m
+    return last

@@ -77,6 +77,16 @@ class MetaStep:
     mask_q: dict | None
 
 
+@dataclass
+class MetaTrained:
+    """What :func:`meta_train` returns for a caller's ``model``: the best weights and the run record."""
+
+    classifier: torch.nn.Module
+    encoder: torch.nn.Module | None
+    normalizer: Normalizer
+    info: dict
+
+
 def _sl(masks: dict | None, a: int, b: int) -> dict | None:
     return None if masks is None else {k: v[a:b] for k, v in masks.items()}
 
@@ -123,24 +133,35 @@ def meta_gradient_step(maml: l2l.algorithms.MAML, step: MetaStep, inner_steps: i
 def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | None = None,
                learner: str | None = None, seed: int = 0, *, workdir: str | Path | None = None,
                resume: bool = False, progress=False, callback: Callable[[int, dict], None] | None = None,
-               dist: DistContext = SINGLE, normalizer: Normalizer | None = None, init=None) -> TrainedModel:
+               dist: DistContext = SINGLE, normalizer: Normalizer | None = None, init=None,
+               model: tuple | None = None, features: Callable | None = None) -> TrainedModel:
     """Meta-train on every task of ``samples`` except ``target`` (test points never used).
 
     ``learner``: ``timl`` (task encoder + FiLM; default from ``cfg.learner``), ``maml`` (no task
     information) or ``concat`` (task information appended to the input). ``workdir``: where
     ``log.jsonl`` and the resume checkpoint go (``resume=True`` continues from it). ``callback(i, rec)``
     runs after every outer step with the log record. Returns the best weights by meta-validation loss
-    (the last ones when there is no validation task)."""
+    (the last ones when there is no validation task).
+
+    ``model``: a ``(classifier, task encoder or None)`` pair to meta-train instead of the TIML LSTM
+    (any module with the classifier's ``forward(x, film, info, masks)``, ``sample_masks`` and
+    ``set_update_stats``); ``features(rows)``: what the task bank holds for the samples ``rows`` of
+    ``samples`` instead of their normalised bands (a tensor, row for row); with ``model`` the result is
+    a :class:`MetaTrained` (weights + record) instead of a TrainedModel. Both serve the
+    task-informed Presto head (:mod:`cropmeta.train.presto_timl`): same tasks, splits, task removal
+    and validation."""
     cfg = cfg or resolve_config("quick")
     learner = learner or cfg.learner
     if learner not in META_LEARNERS:
         raise InputError(f"meta_train: unknown learner {learner!r}; one of {', '.join(META_LEARNERS)}")
     normalizer = normalizer or fit_normalizer(samples)
     bank, sampler, val_sampler, n_tr, device, dtype = meta_tasks(samples, target, cfg, normalizer)
+    if features is not None:
+        bank.x = torch.as_tensor(features(bank.rows)).to(device=device, dtype=dtype)
     n_iter = cfg.n_iterations(n_tr)
     t = samples.t
 
-    clf, enc = build_model(cfg, t, learner, seed, samples.schema.n_bands)
+    clf, enc = model if model is not None else build_model(cfg, t, learner, seed, samples.schema.n_bands)
     if init is not None:  # e.g. the simulated-world phase of --pretrain-source sim
         load_init(clf, enc, init)
     clf.to(device=device, dtype=dtype)
@@ -302,6 +323,8 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
             "planned_iterations": n_iter, "best_iteration": state["best_iteration"], "best_val_loss": state["best_val"],
             "train_tasks": train_ids, "val_tasks": val_ids, "removed_tasks": list(state["removed"]),
             "target": target.to_dict() if target is not None else None, "world_size": dist.world_size}
+    if model is not None:  # a caller's network (not the TIML classifier): the caller wraps the weights
+        return MetaTrained(clf, enc, normalizer, info)
     return TrainedModel(learner, clf, enc, normalizer, cfg, None, info, schema=samples.schema)
 
 
