@@ -226,7 +226,7 @@ def togo_toy():
 
 def test_presto_method_beats_chance_and_caches(shared_presto, togo_toy, tmp_path):
     from cropmeta.evaluate.compare import compare
-    from cropmeta.evaluate.presto import PrestoEmbedder
+    from cropmeta.models.presto_embed import PrestoEmbedder
 
     PrestoEmbedder._MEMORY.clear()
     weights = str(shared_presto / "default_model.safetensors")
@@ -242,7 +242,7 @@ def test_presto_method_beats_chance_and_caches(shared_presto, togo_toy, tmp_path
 def test_presto_method_uses_each_samples_inputs_and_cache(shared_presto, togo_toy, monkeypatch):
     from cropmeta.evaluate.compare import build_target
     from cropmeta.evaluate.methods import make_method
-    from cropmeta.evaluate.presto import PrestoEmbedder
+    from cropmeta.models.presto_embed import PrestoEmbedder
 
     PrestoEmbedder._MEMORY.clear()
     weights = shared_presto / "default_model.safetensors"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cropmeta.evaluate.presto import PrestoEmbedder
+from cropmeta.models.presto_embed import PrestoEmbedder
 from cropmeta.models.presto import PrestoEncoder
 from cropmeta.train.config import resolve_config
 from cropmeta.train.presto_timl import PrestoTIMLModel, build_head, meta_train_presto, xyz_to_latlon
@@ -101,7 +101,7 @@ def test_adapt_and_save_load_round_trip_bit_exact(trained, toy, cfg, tmp_path):
 
 
 def test_embedding_cache_key_follows_the_weights_sha(trained, toy, tmp_path):
-    from cropmeta.evaluate.presto import weights_sha256
+    from cropmeta.models.presto_embed import weights_sha256
     from cropmeta.train.presto_timl import source_embeddings
 
     _, _, emb = trained

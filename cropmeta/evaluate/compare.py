@@ -450,7 +450,7 @@ def _backbone_fingerprint(method: str, config: dict) -> dict:
     base = split_method(method)[0]
     if not base.startswith("presto"):
         return {}
-    from cropmeta.evaluate.presto import weights_sha256
+    from cropmeta.models.presto_embed import weights_sha256
 
     opts = (config.get("method_options") or {}).get(method) or (config.get("method_options") or {}).get(base) or {}
     return {"input:presto_weights_sha256": weights_sha256(opts.get("weights"))}

@@ -20,7 +20,7 @@ class _PrestoHeadLearner(Learner):
     def fit(self, samples, target, seed: int = 0, *, workdir=None, resume: bool = False, progress=False,
             normalizer=None, init=None, dist=None):
         """``normalizer``, ``init`` and ``dist`` are not used (features are Presto embeddings; one process)."""
-        from cropmeta.evaluate.presto import PrestoEmbedder
+        from cropmeta.models.presto_embed import PrestoEmbedder
         from cropmeta.train.presto_timl import meta_train_presto
         from cropmeta.train.trained import resolve_device
 

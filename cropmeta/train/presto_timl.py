@@ -7,7 +7,7 @@ target's shots like TIML.
   standardised per dimension with the mean and standard deviation over the meta-training samples
   (kept in the model). The embeddings of the meta-training samples are computed once per
   (source data content hash, weights SHA-256) and cached on disk
-  (:class:`cropmeta.evaluate.presto.PrestoEmbedder`).
+  (:class:`cropmeta.models.presto_embed.PrestoEmbedder`).
 - **Head** (:class:`PrestoFiLMHead`): the TIML classifier with its LSTM replaced by a linear layer on
   the embedding: FiLM(input) → Linear 128→H + GELU, dropout, BatchNorm (no affine) → FiLM →
   Linear H→H (no bias) + GELU + BatchNorm → FiLM → Linear H→1 (logit). Task-batched parameters
@@ -44,12 +44,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from cropmeta.errors import InputError, ModelError
-from cropmeta.learners.base import Model
-from cropmeta.models.timl import TaskBatchNorm, TaskEncoder, TaskLinear, bernoulli_mask
+from cropmeta.learners.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, Model
+from cropmeta.models.presto_head import EMBED_DIM, PrestoFiLMHead
+from cropmeta.models.timl import TaskEncoder
 from cropmeta.schema import BANDS, TASK_INFO_DIM
 from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
 from cropmeta.train.trained import resolve_device, seeded_init, torch_dtype
@@ -59,66 +58,8 @@ __all__ = ["KINDS", "EMBED_DIM", "PrestoFiLMHead", "PrestoTIMLModel", "build_hea
 
 #: model kinds: with the task encoder (task-informed) and without (plain MAML over Presto embeddings)
 KINDS = ("presto-timl", "presto-maml")
-EMBED_DIM = 128
-MODEL_FORMAT = "cropmeta-model"
-MODEL_FORMAT_VERSION = 1
 #: enters the source-embedding cache key: bump when the way samples become Presto inputs changes
 INPUTS_VERSION = 1
-
-
-def _film_view(v: torch.Tensor) -> torch.Tensor:
-    """FiLM tensor ``[K, C]``, ``[K, 1, C]`` or ``[C]`` → broadcastable to ``[K, N, C]``."""
-    if v.dim() == 3:
-        return v
-    return v.view(-1, 1, v.shape[-1])
-
-
-class PrestoFiLMHead(nn.Module):
-    """The classification head over Presto embeddings (module docstring). ``forward(x [K, N, D],
-    film, info, masks)`` → logits ``[K, N]``: the call signature of the TIML classifier."""
-
-    #: task information is never concatenated to the input (the meta-training loop reads this)
-    extra_inputs = 0
-
-    def __init__(self, dim: int = EMBED_DIM, hidden: int = 128, dropout: float = 0.2):
-        super().__init__()
-        self.dim, self.hidden, self.dropout = int(dim), int(hidden), float(dropout)
-        self.fc0 = TaskLinear(self.dim, self.hidden, bias=True)
-        self.bn1 = TaskBatchNorm(self.hidden)
-        self.fc1 = TaskLinear(self.hidden, self.hidden, bias=False)
-        self.bn2 = TaskBatchNorm(self.hidden)
-        self.fc2 = TaskLinear(self.hidden, 1, bias=True)
-
-    def arch(self) -> dict:
-        return {"dim": self.dim, "hidden": self.hidden, "dropout": self.dropout}
-
-    def sample_masks(self, k: int, n: int, generator: torch.Generator | None) -> dict | None:
-        m = bernoulli_mask((k, n, self.hidden), self.dropout, generator)
-        return None if m is None else {"h": m}
-
-    def set_update_stats(self, flag: bool) -> None:
-        self.bn1.update_stats = flag
-        self.bn2.update_stats = flag
-
-    def forward(self, x: torch.Tensor, film: dict | None = None, info: torch.Tensor | None = None,
-                masks: dict | None = None) -> torch.Tensor:
-        if x.dim() == 2:
-            x = x.unsqueeze(0)
-        if film is not None:
-            g, b = film["in"]
-            x = x * _film_view(g) + _film_view(b)
-        h = F.gelu(self.fc0(x))
-        mask = None if masks is None else masks.get("h")
-        if mask is not None:
-            h = h * mask.to(device=h.device, dtype=h.dtype)
-        h = self.bn1(h)
-        for name, layer, norm in (("h1", self.fc1, self.bn2), ("h2", None, None)):
-            if film is not None:
-                g, b = film[name]
-                h = h * _film_view(g) + _film_view(b)
-            if layer is not None:
-                h = norm(F.gelu(layer(h)))
-        return self.fc2(h).squeeze(-1)
 
 
 def build_head(cfg: TrainConfig, task_info: bool = True, seed: int = 0) -> tuple[PrestoFiLMHead, TaskEncoder | None]:
@@ -231,10 +172,10 @@ class PrestoTIMLModel(Model):
 
     def use_weights(self, weights=None, device: str | None = None, embedder=None) -> "PrestoTIMLModel":
         """Attach the Presto encoder used by :meth:`embed` (an existing
-        :class:`~cropmeta.evaluate.presto.PrestoEmbedder`, or one loaded from ``weights``: default the
+        :class:`~cropmeta.models.presto_embed.PrestoEmbedder`, or one loaded from ``weights``: default the
         workspace copy); refuses weights whose SHA-256 differs from the model's."""
         if embedder is None:
-            from cropmeta.evaluate.presto import PrestoEmbedder
+            from cropmeta.models.presto_embed import PrestoEmbedder
 
             embedder = PrestoEmbedder(weights, device=device)
         if embedder.weights_sha != self.presto_sha256:
@@ -391,12 +332,12 @@ def meta_train_presto(samples, target=None, cfg: TrainConfig | None = None, seed
     """Meta-train the head (and task encoder, ``task_info=True``) on Presto embeddings of every task
     of ``samples`` except ``target``, through :func:`cropmeta.train.maml.meta_train` (same tasks,
     splits, removal and validation as TIML). ``embedder``: a
-    :class:`~cropmeta.evaluate.presto.PrestoEmbedder` (default: the workspace weights)."""
+    :class:`~cropmeta.models.presto_embed.PrestoEmbedder` (default: the workspace weights)."""
     from cropmeta.train.maml import meta_train
 
     cfg = cfg or resolve_config("quick")
     if embedder is None:
-        from cropmeta.evaluate.presto import PrestoEmbedder
+        from cropmeta.models.presto_embed import PrestoEmbedder
 
         embedder = PrestoEmbedder(device=str(resolve_device(cfg.device)))
     stats: dict = {}
