@@ -291,8 +291,10 @@ class Normalizer:
 
     @classmethod
     def fit(cls, x: np.ndarray, batch: int = 4096) -> "Normalizer":
-        """Streaming fit over ``[N, T, 18]`` in batches of samples."""
-        norm = cls()
+        """Streaming fit over ``[N, T, n_bands]`` in batches of samples (bands named ``band_<i>`` when
+        ``n_bands`` is not the CropHarvest 18)."""
+        nb = int(np.shape(x)[-1])
+        norm = cls() if nb == N_BANDS else cls(bands=[f"band_{i}" for i in range(nb)], mean=np.zeros(nb), m2=np.zeros(nb))
         for i in range(0, len(x), batch):
             norm.update(x[i : i + batch])
         return norm
