@@ -119,6 +119,23 @@ class BandSchema:
             parts.append(f"{other.step} steps instead of {self.step} steps")
         raise DataError(f"{what}: band schema {other.name!r} does not match {self.name!r}: " + "; ".join(parts))
 
+    def input_array(self, x, what: str = "samples"):
+        """``x`` as float32 ``[N, T, n_bands]`` model input of this schema. ``x``: an array, or anything
+        with ``.schema`` and ``.x`` (a :class:`~cropmeta.io.store.SampleSet`), whose schema must match
+        (:meth:`check_compatible`: the error names the missing and extra bands). An array of another
+        width → :class:`DataError` naming this schema's bands."""
+        import numpy as np
+
+        other = getattr(x, "schema", None)
+        if isinstance(other, BandSchema):
+            self.check_compatible(other, what)
+            x = x.x
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3 or x.shape[2] != self.n_bands:
+            raise DataError(f"{what} must be [N, T, {self.n_bands}] (band schema {self.name!r}: "
+                            f"{', '.join(self.bands)}), got {list(x.shape)}")
+        return x
+
     # ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"name": self.name, "dynamic": list(self.dynamic), "static": list(self.static),

@@ -266,9 +266,14 @@ class Normalizer:
         }
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "normalisation stats") -> "Normalizer":
-        if list(d.get("bands", [])) != list(BANDS):
-            raise InputError(f"{source}: band order {d.get('bands')} differs from cropmeta's {BANDS}")
+    def from_dict(cls, d: dict, source: str = "normalisation stats", bands=None) -> "Normalizer":
+        """Inverse of :meth:`to_dict`; ``bands``: the band order expected (default :data:`BANDS`, the
+        CropHarvest layout; a model of another band schema passes its own)."""
+        expect = list(BANDS if bands is None else bands)
+        if list(d.get("bands", [])) != expect:
+            raise InputError(f"{source}: band order {d.get('bands')} differs from the expected {expect}")
+        if any(len(d.get(k) or []) != len(expect) for k in ("mean", "m2")):
+            raise InputError(f"{source}: mean / m2 must hold {len(expect)} values, one per band")
         return cls(bands=list(d["bands"]), count=int(d["count"]), mean=np.asarray(d["mean"], dtype=np.float64),
                    m2=np.asarray(d["m2"], dtype=np.float64))
 
@@ -290,11 +295,14 @@ class Normalizer:
         return cls(bands=list(BANDS), count=2, mean=mean, m2=std**2)  # std = sqrt(m2 / (count - 1))
 
     @classmethod
-    def fit(cls, x: np.ndarray, batch: int = 4096) -> "Normalizer":
-        """Streaming fit over ``[N, T, n_bands]`` in batches of samples (bands named ``band_<i>`` when
-        ``n_bands`` is not the CropHarvest 18)."""
-        nb = int(np.shape(x)[-1])
-        norm = cls() if nb == N_BANDS else cls(bands=[f"band_{i}" for i in range(nb)], mean=np.zeros(nb), m2=np.zeros(nb))
+    def fit(cls, x: np.ndarray, batch: int = 4096, bands=None) -> "Normalizer":
+        """Streaming fit over ``[N, T, n_bands]`` in batches of samples. ``bands``: their names
+        (default :data:`BANDS`, the CropHarvest layout; ``band_<i>`` when no names are given and the
+        samples are not 18 bands wide, e.g. the random forest on another band schema)."""
+        names = list(BANDS if bands is None else bands)
+        if bands is None and int(np.shape(x)[-1]) != len(names):
+            names = [f"band_{i}" for i in range(int(np.shape(x)[-1]))]
+        norm = cls(bands=names, mean=np.zeros(len(names)), m2=np.zeros(len(names)))
         for i in range(0, len(x), batch):
             norm.update(x[i : i + batch])
         return norm

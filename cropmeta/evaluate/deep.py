@@ -54,6 +54,7 @@ class DeepMethod(Method):
         self.cfg = cfg
         self.needs_source = name != "scratch"
         self.base = None  # TrainedModel the fits start from (None for scratch until the first fit)
+        self.schema = None  # band schema of the source samples (scratch: of the first fit's arrays)
         self.model = None  # the fitted copy
         self.task_info: np.ndarray | None = None
         self.seed = 0
@@ -62,6 +63,7 @@ class DeepMethod(Method):
         self.task_info = np.asarray(target.task_info, dtype=np.float32)
         self.seed = int(seed)
         task = target.extra.get("task")
+        self.schema = getattr(source, "schema", None)
         if self.name in ("timl", "maml"):
             from cropmeta.train.maml import meta_train
 
@@ -75,21 +77,24 @@ class DeepMethod(Method):
             self.base = None  # built at fit time (T comes from the data)
         return self
 
-    def _start(self, t: int):
+    def _start(self, x: np.ndarray):
         if self.base is None:
-            from cropmeta.train.trained import from_scratch
+            from cropmeta.train.trained import from_scratch, schema_for_width
 
             if self.name != "scratch":
                 raise NotFittedError(f"{self.name}: fit called before prepare")
+            schema = self.schema or schema_for_width(x.shape[2], x.shape[1])
             # the same random initialisation for every fit of a seed (shots and calibration folds)
-            self.base = from_scratch(self.cfg, t=t, seed=self.seed, learner="maml")
+            self.base = from_scratch(self.cfg, t=x.shape[1], seed=self.seed, learner="maml", schema=schema)
         return self.base
 
     def fit(self, x, y, seed: int = 0) -> "DeepMethod":
         from cropmeta.train.finetune import finetune
 
         x = np.asarray(x, dtype=np.float32)
-        base = self._start(x.shape[1])
+        if x.ndim != 3:
+            raise InputError(f"{self.name}: samples must be [N, T, bands], got {list(x.shape)}")
+        base = self._start(x)
         ti = self.task_info if base.uses_task_info else None
         self.model = finetune(base, x, y, task_info=ti, cfg=self.cfg, seed=seed)
         return self

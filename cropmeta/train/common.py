@@ -62,16 +62,15 @@ def meta_tasks(samples: SampleSet, target, cfg, normalizer: Normalizer):
     return bank, sampler, val_sampler, n_tr, device, dtype
 
 
-def check_labelled(x, y, t: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """A target's labelled samples as ``(x float32 [N, T, 18], y int64 [N])``, checked: shape, T equal
+def check_labelled(x, y, t: int, what: str, schema=None) -> tuple[np.ndarray, np.ndarray]:
+    """A target's labelled samples as ``(x float32 [N, T, n_bands], y int64 [N])``, checked: the
+    model's band ``schema`` (default CropHarvest-18; a sample set's own schema must match it), T equal
     to the model's ``t``, 0/1 labels of both classes, finite values. ``what`` names them in the
     errors ("fine-tuning", "support")."""
-    from cropmeta.schema import N_BANDS
+    from cropmeta.schema import CROPHARVEST
 
-    x = np.asarray(x, dtype=np.float32)
+    x = (schema or CROPHARVEST).input_array(x, f"{what} samples")
     y = np.asarray(y).astype(np.int64).ravel()
-    if x.ndim != 3 or x.shape[2] != N_BANDS:
-        raise InputError(f"{what} samples must be [N, T, {N_BANDS}], got {list(x.shape)}")
     if len(x) != len(y):
         raise InputError(f"{what}: {len(x)} samples for {len(y)} labels")
     if x.shape[1] != t:
@@ -105,7 +104,7 @@ def fit_normalizer(samples: SampleSet) -> Normalizer:
     keep = ((m["split"].astype(str) == "train") & (m["is_crop"].to_numpy() >= 0)).to_numpy()
     if not keep.any():
         raise InputError("no labelled training samples to compute normalisation statistics from")
-    return Normalizer.fit(samples.x[keep])
+    return Normalizer.fit(samples.x[keep], bands=samples.schema.bands)
 
 
 class TaskBank:

@@ -34,7 +34,7 @@ def finetune(model: TrainedModel, x: np.ndarray, y: np.ndarray, task_info=None, 
     reused across shot counts). ``x`` raw canonical ``[N, T, 18]``, ``y`` 0/1; ``task_info`` the
     target's 13 numbers (needed by TIML and the concatenation ablation)."""
     cfg = cfg or model.config
-    x, y = check_labelled(x, y, model.t, "fine-tuning")
+    x, y = check_labelled(x, y, model.t, "fine-tuning", model.schema)
     pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -44,7 +44,7 @@ def finetune(model: TrainedModel, x: np.ndarray, y: np.ndarray, task_info=None, 
     m.to(device=device, dtype=dtype)
     x = m.inputs(x)
     if m.normalizer is None:
-        m.normalizer = Normalizer.fit(x)
+        m.normalizer = Normalizer.fit(x, bands=m.schema.bands)
     if task_info is not None:
         m.task_info = np.asarray(task_info, dtype=np.float32).ravel()
     film, info = m.task_inputs(None)

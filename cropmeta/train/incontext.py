@@ -49,13 +49,14 @@ from cropmeta.errors import InputError, ModelError, NotFittedError
 from cropmeta.io.atomic import atomic_write_text
 from cropmeta.io.store import SampleSet
 from cropmeta.models.incontext import InContextClassifier
-from cropmeta.schema import BANDS, N_BANDS, TASK_INFO_DIM, Normalizer
+from cropmeta.bandschema import BandSchema
+from cropmeta.schema import CROPHARVEST, TASK_INFO_DIM, Normalizer
 from cropmeta.tasks import Task, TaskSampler
 from cropmeta.train import checkpoint as ck
 from cropmeta.train.common import (VAL_SEED_OFFSET, Progress, TaskBank, batch_auc, check_labelled, fit_normalizer,
                                    log_step, meta_tasks)
 from cropmeta.train.config import InContextOptions, TrainConfig, config_changes, config_from_dict, resolve_config
-from cropmeta.train.trained import resolve_device, seeded_init
+from cropmeta.train.trained import model_schema, resolve_device, schema_of_record, seeded_init
 
 __all__ = [
     "KIND",
@@ -98,6 +99,10 @@ class InContextModel:
     support_y: np.ndarray | None = None  # [S] 0/1
     info: dict = field(default_factory=dict)
     kind: str = KIND
+    schema: BandSchema = CROPHARVEST  #: band schema of the input (the training samples')
+
+    def __post_init__(self) -> None:
+        self.schema = model_schema(self.schema, self.net.n_bands, self.net.t)
 
     @property
     def t(self) -> int:
@@ -136,7 +141,8 @@ class InContextModel:
                        "max_support": self.max_support}
         meta = {
             "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "kind": KIND,
-            "bands": list(BANDS), "t": self.t, "arch": {"in_context": self.net.arch()},
+            "bands": list(self.schema.bands), "schema": self.schema.to_dict(), "t": self.t,
+            "arch": {"in_context": self.net.arch()},
             "normalizer": self.normalizer.to_dict(),
             "task_info": [float(v) for v in self.task_info] if self.task_info is not None else None,
             "config": self.config.to_dict(), "in_context": self.options.to_dict(), "support": support,
@@ -154,19 +160,15 @@ class InContextModel:
         if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
             raise ModelError(f"{source}: model format version {meta.get('format_version')} is newer than this "
                              "cropmeta reads; upgrade cropmeta")
-        if list(meta.get("bands") or []) != list(BANDS):
-            raise ModelError(f"{source}: band layout {meta.get('bands')} differs from cropmeta's {BANDS}")
-        mt = int(meta.get("t", -1))
-        if t is not None and mt != int(t):
-            raise ModelError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
+        schema, mt = schema_of_record(meta, source, t)
         try:
             arch = dict(meta["arch"]["in_context"])
             net = InContextClassifier.from_arch(arch)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{source}: model architecture record is incomplete ({e})") from e
-        if net.t != mt or net.n_bands != N_BANDS:
+        if net.t != mt or net.n_bands != schema.n_bands:
             raise ModelError(f"{source}: architecture (T={net.t}, {net.n_bands} bands) does not match the record "
-                             f"(T={mt}, cropmeta has {N_BANDS} bands)")
+                             f"(T={mt}, band schema {schema.name!r} has {schema.n_bands} bands)")
         sd = net.state_dict()
         new = {}
         for k, ref in sd.items():
@@ -190,20 +192,20 @@ class InContextModel:
                                                if k in InContextOptions.__dataclass_fields__})
         if not meta.get("normalizer"):
             raise ModelError(f"{source}: normalisation statistics missing")
-        norm = Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)")
+        norm = Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)", schema.bands)
         ti = np.asarray(meta["task_info"], dtype=np.float32) if meta.get("task_info") is not None else None
         sx = sy = None
         if "support.x" in arrays:
             sx = np.asarray(arrays["support.x"], dtype=np.float32)
             sy = np.asarray(arrays["support.y"]).astype(np.int64)
-            if sx.ndim != 3 or sx.shape[1:] != (mt, N_BANDS) or len(sx) != len(sy):
+            if sx.ndim != 3 or sx.shape[1:] != (mt, schema.n_bands) or len(sx) != len(sy):
                 raise ModelError(f"{source}: stored support set has shape {list(sx.shape)} / {list(sy.shape)}")
-        return cls(net, norm, cfg, opts, ti, sx, sy, dict(meta.get("info") or {}))
+        return cls(net, norm, cfg, opts, ti, sx, sy, dict(meta.get("info") or {}), schema=schema)
 
 
-def _build_net(t: int, opts: InContextOptions, seed: int) -> InContextClassifier:
+def _build_net(t: int, opts: InContextOptions, seed: int, n_bands: int) -> InContextClassifier:
     with seeded_init(seed):
-        return InContextClassifier(t=t, n_bands=N_BANDS, d_model=opts.d_model, layers=opts.layers, heads=opts.heads,
+        return InContextClassifier(t=t, n_bands=n_bands, d_model=opts.d_model, layers=opts.layers, heads=opts.heads,
                                    ff=opts.ff, dropout=opts.dropout, use_task_info=opts.use_task_info)
 
 
@@ -279,7 +281,7 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
     ks, kq = cfg.k_support, cfg.k_query
     n_iter = opts.iterations if opts.iterations is not None else cfg.n_iterations(n_tr)
 
-    net = _build_net(samples.t, opts, seed)
+    net = _build_net(samples.t, opts, seed, samples.schema.n_bands)
     if init is not None:
         if init.t != samples.t:
             raise InputError(f"initial weights are for T={init.t}, the data has T={samples.t}")
@@ -402,7 +404,7 @@ def meta_train_incontext(samples: SampleSet, target: Task | None = None, cfg: Tr
                 "init_sha256": init_sha}
     if init is not None:
         info_rec["pretrained_on"] = init.info.get("data_hash")
-    return InContextModel(net, normalizer, cfg, opts, None, None, None, info_rec)
+    return InContextModel(net, normalizer, cfg, opts, None, None, None, info_rec, schema=samples.schema)
 
 
 def _state_sha(net: torch.nn.Module) -> str:
@@ -467,7 +469,7 @@ def adapt(model: InContextModel, x: np.ndarray, y: np.ndarray, task_info=None, s
     """The adapted model: ``model``'s weights (shared, not copied: nothing trains them) + the target's
     labelled samples as its support set. No gradient step. ``seed`` fixes how a support set larger
     than ``max_support`` is split into chunks."""
-    x, y = check_labelled(x, y, model.t, "support")
+    x, y = check_labelled(x, y, model.t, "support", model.schema)
     ti = model.task_info if task_info is None else np.asarray(task_info, dtype=np.float32).ravel()
     if model.uses_task_info:
         if ti is None:
@@ -508,12 +510,11 @@ def support_chunks(y: np.ndarray, max_support: int, seed: int = 0) -> list[np.nd
 
 def predict_proba(model: InContextModel, x: np.ndarray, batch_size: int = 4096, temperature: float | None = None,
                   support: tuple[np.ndarray, np.ndarray] | None = None, task_info=None) -> np.ndarray:
-    """Probabilities ``[N]`` of raw canonical samples ``x [N, T, 18]`` given the model's support set
-    (or ``support=(x_s, y_s)``). Larger-than-trained support sets: chunk average (module docstring).
-    ``temperature`` divides each chunk's logits (calibration)."""
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 3 or x.shape[2] != N_BANDS:
-        raise InputError(f"samples must be [N, T, {N_BANDS}], got {list(x.shape)}")
+    """Probabilities ``[N]`` of raw samples ``x [N, T, n_bands]`` of the model's band schema (an
+    array or a sample set) given the model's support set (or ``support=(x_s, y_s)``).
+    Larger-than-trained support sets: chunk average (module docstring). ``temperature`` divides each
+    chunk's logits (calibration)."""
+    x = model.schema.input_array(x)
     if x.shape[1] != model.t:
         raise InputError(f"the model was trained on T={model.t} time steps, the samples have T={x.shape[1]}")
     if support is not None:

@@ -138,7 +138,7 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     n_iter = cfg.n_iterations(n_tr)
     t = samples.t
 
-    clf, enc = build_model(cfg, t, learner, seed)
+    clf, enc = build_model(cfg, t, learner, seed, samples.schema.n_bands)
     if init is not None:  # e.g. the simulated-world phase of --pretrain-source sim
         load_init(clf, enc, init)
     clf.to(device=device, dtype=dtype)
@@ -304,7 +304,7 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
             "planned_iterations": n_iter, "best_iteration": state["best_iteration"], "best_val_loss": state["best_val"],
             "train_tasks": train_ids, "val_tasks": val_ids, "removed_tasks": list(state["removed"]),
             "target": target.to_dict() if target is not None else None, "world_size": dist.world_size}
-    return TrainedModel(learner, clf, enc, normalizer, cfg, None, info)
+    return TrainedModel(learner, clf, enc, normalizer, cfg, None, info, schema=samples.schema)
 
 
 def meta_train_worker(ctx: DistContext, samples: SampleSet, target: Task | None, cfg: TrainConfig, seed: int,

@@ -39,7 +39,7 @@ def pretrain(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | 
     bank = TaskBank(samples, train_pools + val_pools, normalizer, device, dtype)
     n_tr = len(train_pools)
     sampler = TaskSampler(bank.pools[:n_tr], cfg.k_support, cfg.k_query)
-    clf, _ = build_model(cfg, samples.t, "maml", seed)
+    clf, _ = build_model(cfg, samples.t, "maml", seed, samples.schema.n_bands)
     if init is not None:
         load_init(clf, None, init)
     clf.to(device=device, dtype=dtype)
@@ -103,4 +103,4 @@ def pretrain(samples: SampleSet, target: Task | None = None, cfg: TrainConfig | 
             "train_tasks": [p.id for p in train_pools], "val_tasks": [p.id for p in val_pools],
             "data_hash": samples.content_hash(), "target": target.to_dict() if target is not None else None,
             "history": history[-50:]}
-    return TrainedModel("pretrained", clf, None, normalizer, cfg, None, info)
+    return TrainedModel("pretrained", clf, None, normalizer, cfg, None, info, schema=samples.schema)

@@ -110,6 +110,7 @@ def sim_then_real(real: SampleSet, target: Task | None, cfg: TrainConfig, learne
     sim = sim.subset((sim.meta["split"].astype(str) == "train").to_numpy())
     if len(sim) == 0:
         raise InputError("the simulated world has no training samples to pretrain on")
+    real.schema.check_compatible(sim.schema, "the simulated world (--pretrain-source sim)")
     if sim.t != real.t:
         raise InputError(f"the simulated world has T={sim.t} time steps, the real source T={real.t}")
     normalizer = fit_normalizer(real)

@@ -11,12 +11,14 @@ import torch
 
 from cropmeta.errors import InputError, ModelError, NotFittedError
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier
-from cropmeta.schema import BANDS, DEFAULT_NDVI_RULE, N_BANDS, TASK_INFO_DIM, Normalizer, check_ndvi_rule, model_inputs
+from cropmeta.bandschema import BandSchema
+from cropmeta.schema import CROPHARVEST, DEFAULT_NDVI_RULE, TASK_INFO_DIM, Normalizer, check_ndvi_rule, model_inputs
 from cropmeta.train.config import TrainConfig, config_from_dict
 
 __all__ = ["TrainedModel", "KINDS", "resolve_device", "torch_dtype", "build_model", "from_scratch",
            "predict_proba", "seeded_init"]
 
+#: how a model's weights were obtained
 #: how a model's weights were obtained
 KINDS = ("timl", "maml", "concat", "pretrained", "scratch")
 MODEL_FORMAT = "cropmeta-model"
@@ -58,14 +60,17 @@ class seeded_init:
         return self._ctx.__exit__(*exc)
 
 
-def build_model(cfg: TrainConfig, t: int, learner: str, seed: int = 0) -> tuple[TIMLClassifier, TaskEncoder | None]:
-    """A freshly initialised classifier (+ encoder for ``timl``), seeded."""
+def build_model(cfg: TrainConfig, t: int, learner: str, seed: int = 0,
+                n_bands: int | None = None) -> tuple[TIMLClassifier, TaskEncoder | None]:
+    """A freshly initialised classifier (+ encoder for ``timl``), seeded. ``n_bands``: input bands per
+    step (the training samples' ``schema.n_bands``; default the CropHarvest layout's)."""
+    nb = CROPHARVEST.n_bands if n_bands is None else int(n_bands)
     with seeded_init(seed):
         extra = TASK_INFO_DIM if learner == "concat" else 0
-        clf = TIMLClassifier(t=t, n_bands=N_BANDS, hidden=cfg.hidden, dropout=cfg.lstm_dropout, extra_inputs=extra)
+        clf = TIMLClassifier(t=t, n_bands=nb, hidden=cfg.hidden, dropout=cfg.lstm_dropout, extra_inputs=extra)
         enc = None
         if learner == "timl":
-            enc = TaskEncoder(t=t, n_bands=N_BANDS, hidden=cfg.hidden, dims=cfg.encoder_dims,
+            enc = TaskEncoder(t=t, n_bands=nb, hidden=cfg.hidden, dims=cfg.encoder_dims,
                               dropout=cfg.encoder_dropout, channels_per_group=cfg.encoder_channels_per_group)
     return clf, enc
 
@@ -75,7 +80,9 @@ class TrainedModel:
     """Weights + everything needed to use them. ``kind`` says how they were obtained; ``task_info``
     is set by fine-tuning (the target task's 13 numbers) and used by :func:`predict_proba`. ``ndvi``:
     the NDVI rule of the model's input (:data:`cropmeta.schema.NDVI_RULES`; ``cropharvest`` for models
-    trained on the CropHarvest arrays' NDVI column), applied by :meth:`inputs`."""
+    trained on the CropHarvest arrays' NDVI column), applied by :meth:`inputs`. ``schema``: the band
+    schema of its input (the training samples'; default CropHarvest-18), stored in checkpoints and
+    checked against every input."""
 
     kind: str
     classifier: TIMLClassifier
@@ -85,6 +92,10 @@ class TrainedModel:
     task_info: np.ndarray | None = None
     info: dict = field(default_factory=dict)  # seed, data hash, task, history summary, …
     ndvi: str = DEFAULT_NDVI_RULE
+    schema: BandSchema = CROPHARVEST
+
+    def __post_init__(self) -> None:
+        self.schema = model_schema(self.schema, self.classifier.n_bands, self.classifier.t)
 
     def inputs(self, x: np.ndarray) -> np.ndarray:
         """Canonical samples (true NDVI) → this model's input bands (its NDVI rule), before normalising."""
@@ -140,7 +151,8 @@ class TrainedModel:
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "kind": self.kind,
-            "bands": list(BANDS),
+            "bands": list(self.schema.bands),
+            "schema": self.schema.to_dict(),
             "t": self.t,
             "arch": {"classifier": self.classifier.arch(),
                      "encoder": self.encoder.arch() if self.encoder is not None else None},
@@ -161,11 +173,7 @@ class TrainedModel:
         if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
             raise ModelError(f"{source}: model format version {meta.get('format_version')} is newer than this "
                              f"cropmeta reads ({MODEL_FORMAT_VERSION}); upgrade cropmeta")
-        if list(meta.get("bands") or []) != list(BANDS):
-            raise ModelError(f"{source}: band layout {meta.get('bands')} differs from cropmeta's {BANDS}")
-        mt = int(meta.get("t", -1))
-        if t is not None and mt != int(t):
-            raise ModelError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
+        schema, mt = schema_of_record(meta, source, t)
         kind = meta.get("kind")
         if kind not in KINDS:
             raise ModelError(f"{source}: unknown model kind {kind!r}")
@@ -184,8 +192,9 @@ class TrainedModel:
                                   info_dim=int(ea["info_dim"]))
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{source}: model architecture record is incomplete ({e})") from e
-        if clf.n_bands != N_BANDS:
-            raise ModelError(f"{source}: the model expects {clf.n_bands} bands per step, cropmeta has {N_BANDS}")
+        if clf.n_bands != schema.n_bands:
+            raise ModelError(f"{source}: the model expects {clf.n_bands} bands per step, its band schema "
+                             f"{schema.name!r} has {schema.n_bands}")
         _load_module(clf, "classifier.", arrays, source)
         if enc is not None:
             _load_module(enc, "encoder.", arrays, source)
@@ -193,14 +202,51 @@ class TrainedModel:
             {f"encoder.{k}" for k in enc.state_dict()} if enc is not None else set())
         if extra:
             raise ModelError(f"{source}: unexpected weights {sorted(extra)[:5]}")
-        norm = (Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)")
+        norm = (Normalizer.from_dict(meta["normalizer"], f"{source} (normalisation stats)", schema.bands)
                 if meta.get("normalizer") else None)
         ti = np.asarray(meta["task_info"], dtype=np.float32) if meta.get("task_info") is not None else None
         clf.eval()
         if enc is not None:
             enc.eval()
         ndvi = check_ndvi_rule(meta.get("ndvi"), f"{source} (ndvi)")
-        return cls(kind, clf, enc, norm, cfg, ti, dict(meta.get("info") or {}), ndvi)
+        return cls(kind, clf, enc, norm, cfg, ti, dict(meta.get("info") or {}), ndvi, schema)
+
+
+def model_schema(schema: BandSchema | None, n_bands: int, t: int) -> BandSchema:
+    """The band schema of a model whose network takes ``n_bands`` per step over ``t`` steps (refuses a
+    schema of another width: the weights could not read its inputs)."""
+    schema = CROPHARVEST if schema is None else schema
+    if schema.n_bands != int(n_bands):
+        raise ModelError(f"band schema {schema.name!r} has {schema.n_bands} bands, the network takes {n_bands}")
+    return schema if schema.t == int(t) else schema.with_t(int(t))
+
+
+def schema_for_width(n_bands: int, t: int) -> BandSchema:
+    """The schema of raw arrays known only by their width (a from-scratch model fitted on bare
+    arrays): CropHarvest-18 for 18 bands, else anonymous bands ``band1`` … ``bandN``."""
+    if int(n_bands) == CROPHARVEST.n_bands:
+        return CROPHARVEST.with_t(int(t))
+    return BandSchema(f"{int(n_bands)}-band input", dynamic=tuple(f"band{i + 1}" for i in range(int(n_bands))),
+                      t=int(t))
+
+
+def schema_of_record(meta: dict, source: str, t: int | None = None) -> tuple[BandSchema, int]:
+    """(band schema, T) of a model record (``model.json``): its ``schema`` (records written before
+    schemas were stored: CropHarvest-18), checked against the record's band list and, when given, the
+    data's ``t``."""
+    from cropmeta.errors import DataError
+
+    try:
+        schema = BandSchema.from_dict(meta["schema"], f"{source} (schema)") if meta.get("schema") else CROPHARVEST
+    except DataError as e:
+        raise ModelError(str(e)) from e
+    if list(meta.get("bands") or []) != list(schema.bands):
+        raise ModelError(f"{source}: band layout {meta.get('bands')} differs from its band schema "
+                         f"{schema.name!r} ({', '.join(schema.bands)})")
+    mt = int(meta.get("t", -1))
+    if t is not None and mt != int(t):
+        raise ModelError(f"{source}: the model was trained on T={mt} time steps, the data has T={t}")
+    return schema, mt
 
 
 def _load_module(mod: torch.nn.Module, prefix: str, arrays: dict, source: str) -> None:
@@ -221,25 +267,23 @@ def _load_module(mod: torch.nn.Module, prefix: str, arrays: dict, source: str) -
 
 
 def from_scratch(cfg: TrainConfig | None = None, t: int = 12, seed: int = 0, normalizer: Normalizer | None = None,
-                 learner: str = "maml") -> TrainedModel:
+                 learner: str = "maml", schema: BandSchema = CROPHARVEST) -> TrainedModel:
     """A randomly initialised classifier (the "from scratch" baseline; ``normalizer=None`` → fitted
-    on the fine-tuning data by :func:`~cropmeta.train.finetune.finetune`)."""
+    on the fine-tuning data by :func:`~cropmeta.train.finetune.finetune`) for inputs of ``schema``."""
     from cropmeta.train.config import resolve_config
 
     cfg = cfg or resolve_config("quick")
-    clf, enc = build_model(cfg, t, learner, seed)
+    clf, enc = build_model(cfg, t, learner, seed, schema.n_bands)
     return TrainedModel("scratch" if learner == "maml" else learner, clf, enc, normalizer, cfg,
-                        info={"seed": int(seed)})
+                        info={"seed": int(seed)}, schema=schema)
 
 
 def predict_proba(model: TrainedModel, x: np.ndarray, task_info=None, batch_size: int = 8192,
                   temperature: float | None = None) -> np.ndarray:
-    """Crop probability of raw canonical samples ``x [N, T, 18]`` (normalised here). ``task_info``
-    defaults to the one fine-tuning stored; ``temperature`` divides the logits (calibration)."""
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 3 or x.shape[2] != N_BANDS:
-        raise InputError(f"samples must be [N, T, {N_BANDS}], got {list(x.shape)}")
-    x = model.inputs(x)
+    """Crop probability of raw samples ``x [N, T, n_bands]`` of the model's band schema (an array, or
+    a sample set whose schema is checked; normalised here). ``task_info`` defaults to the one
+    fine-tuning stored; ``temperature`` divides the logits (calibration)."""
+    x = model.inputs(model.schema.input_array(x))
     if x.shape[1] != model.t:
         raise InputError(f"the model was trained on T={model.t} time steps, the samples have T={x.shape[1]}")
     if model.normalizer is None:
