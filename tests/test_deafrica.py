@@ -7,8 +7,7 @@ neither holds ``data/deafrica_cropmask``.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import json
 
 import numpy as np
 import pytest
@@ -113,7 +112,7 @@ def test_bad_table_names_file_and_column(tmp_path):
         dea.read_table(p)
 
 
-def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
+def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="DE Africa crop-mask data not found"):
         dea.data_root(tmp_path)
 
@@ -136,3 +135,7 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     rep = (tmp_path / "b" / "togo" / "report.json").read_text()
     assert '"max_source": 200' in rep
     assert (tmp_path / "b" / "benchmark.md").read_text().count("Mean AUC-ROC over the 1 targets") == 1
+    from cropmeta.evaluate.benchmark import assemble_from_reports
+
+    again = assemble_from_reports("deafrica", tmp_path / "b", ["togo"])  # the finished targets, nothing recomputed
+    assert again["across_targets"]["summary"] == json.loads(json.dumps(acr["summary"]))

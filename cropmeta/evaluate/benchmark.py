@@ -115,21 +115,40 @@ def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, 
                                calib_folds=calib_folds, method_factory=method_factory,
                                method_options=method_options, flop_seeds=flop_seeds,
                                source=_source_name(benchmark, root), world=world, oracle_n=oracle_n, n_boot=n_boot)
+    return assemble(benchmark, root, reports, out, round(time.perf_counter() - t0, 1))
+
+
+def assemble(benchmark: str, root, reports: dict, out: Path, seconds: float | None = None) -> dict:
+    """The benchmark result and its files (``OUT/benchmark.{json,md,html,png}``) from the targets'
+    comparison reports (key → report dict, in order)."""
     result = {
         "kind": "cropmeta-benchmark",
         "benchmark": benchmark,
         "root": str(root) if root is not None else None,
         "published_source": PUBLISHED_SOURCE,
-        "published": {k: PUBLISHED[k] for k, _, _ in chosen if k in PUBLISHED and benchmark != "deafrica"},
-        "targets": {k: summarize_target(reports[k]) for k, _, _ in chosen},
-        "seconds": round(time.perf_counter() - t0, 1),
+        "published": {k: PUBLISHED[k] for k in reports if k in PUBLISHED and benchmark != "deafrica"},
+        "targets": {k: summarize_target(r) for k, r in reports.items()},
+        "seconds": seconds,
     }
     if benchmark == "deafrica":
         result["across_targets"] = across_targets(reports)
         result["orientation"] = DEAFRICA_ORIENTATION
     result["table"] = comparison_table(result)
-    result["files"] = {k: str(v) for k, v in write_benchmark_report(result, reports, out).items()}
+    result["files"] = {k: str(v) for k, v in write_benchmark_report(result, reports, Path(out)).items()}
     return result
+
+
+def assemble_from_reports(benchmark: str, out, keys: list[str], root=None) -> dict:
+    """:func:`assemble` over the finished targets ``keys`` of a benchmark folder (their
+    ``OUT/<key>/report.json``), without computing anything: e.g. the targets an interrupted run finished."""
+    out = Path(out)
+    reports = {}
+    for k in keys:
+        p = out / k / "report.json"
+        if not p.exists():
+            raise InputError(f"{p}: no report for target {k!r} (not finished?)")
+        reports[k] = json.loads(p.read_text())
+    return assemble(benchmark, root, reports, out)
 
 
 def benchmark_targets(benchmark: str, samples=None) -> list[tuple[str, str, str | None]]:
