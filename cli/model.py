@@ -71,8 +71,13 @@ def compare(
                                                     "datasets"),
     datasets: Optional[str] = typer.Option(None, help="comma-separated stored datasets to use (default: all)"),
     preset: str = typer.Option("quick", help="training preset of the deep methods: quick or paper"),
-    benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim"),
-    root: Optional[Path] = typer.Option(None, help="CropHarvest archive root (with --benchmark cropharvest)"),
+    benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim | deafrica"),
+    root: Optional[Path] = typer.Option(None, help="CropHarvest archive root (with --benchmark cropharvest); the "
+                                                   "deafrica_cropmask folder (with --benchmark deafrica; default ../shared)"),
+    targets: Optional[str] = typer.Option(None, help="with --benchmark: comma-separated target keys (default all), "
+                                                     "e.g. kenya,nigeria"),
+    flop_seeds: Optional[str] = typer.Option(None, help="comma-separated seeds whose cells also count adaptation FLOPs "
+                                                        "(default: the first seed; 'none': no FLOP counting, faster)"),
     config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the deep methods' training preset"),
     calib_folds: int = typer.Option(3, help="folds of the training labels used to fit the temperature"),
     views: int = typer.Option(0, help="also fit each method on its labels + N generative views of each ('<method> + views' rows)"),
@@ -96,6 +101,10 @@ def compare(
                   zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n)
     if datasets:
         kwargs["datasets"] = _csv(datasets)
+    if targets:
+        kwargs["targets"] = _csv(targets)
+    if flop_seeds:
+        kwargs["flop_seeds"] = [] if flop_seeds.strip().lower() == "none" else [int(v) for v in _csv(flop_seeds)]
     report = run_compare(**kwargs)
     _print_data((report.get("config") or {}).get("data"))
     print_summary(report, console)

@@ -312,8 +312,11 @@ class Normalizer:
     @classmethod
     def fit(cls, x: np.ndarray, batch: int = 4096, bands=None) -> "Normalizer":
         """Streaming fit over ``[N, T, n_bands]`` in batches of samples. ``bands``: their names
-        (default :data:`BANDS`, the CropHarvest layout)."""
+        (default :data:`BANDS`, the CropHarvest layout; ``band_<i>`` when no names are given and the
+        samples are not 18 bands wide, e.g. the random forest on another band schema)."""
         names = list(BANDS if bands is None else bands)
+        if bands is None and int(np.shape(x)[-1]) != len(names):
+            names = [f"band_{i}" for i in range(int(np.shape(x)[-1]))]
         norm = cls(bands=names, mean=np.zeros(len(names)), m2=np.zeros(len(names)))
         for i in range(0, len(x), batch):
             norm.update(x[i : i + batch])

@@ -22,6 +22,7 @@ NO_ZERO_SHOT = {
                   "with an empty one",
     "presto": "its classifier is fitted on the target's labels (the encoder alone predicts no class)",
     "presto-ft": "its classification head is trained on the target's labels",
+    "random-forest-both": "without target labels it is the other-regions random forest (that row)",
 }
 @dataclass
 class TargetTask:
@@ -71,7 +72,7 @@ def check_xy(x: np.ndarray, y: np.ndarray, who: str) -> tuple[np.ndarray, np.nda
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y).astype(np.int64).ravel()
     if x.ndim != 3:
-        raise InputError(f"{who}: samples must be [N, T, 18], got {list(x.shape)}")
+        raise InputError(f"{who}: samples must be [N, T, n_bands], got {list(x.shape)}")
     if len(x) != len(y):
         raise InputError(f"{who}: {len(x)} samples for {len(y)} labels")
     if not np.isin(y, [0, 1]).all():

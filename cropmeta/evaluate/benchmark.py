@@ -1,9 +1,15 @@
-"""The three published targets as one benchmark: ``cropmeta compare --benchmark cropharvest|sim``.
+"""Benchmarks of several targets: ``cropmeta compare --benchmark cropharvest|sim|deafrica``.
 
 - ``cropharvest``: a CropHarvest archive (``--root``): Kenya maize, Brazil coffee and Togo crop vs
   non-crop, trained on the archive's labels and tested on its ``test_features/`` files (their own
   labels), read by :func:`cropmeta.io.cropharvest.read_cropharvest`.
 - ``sim``: the same three targets on the simulated world (the default data source).
+- ``deafrica``: Digital Earth Africa's real crop/non-crop labels (:mod:`cropmeta.io.deafrica`;
+  ``--root`` the ``deafrica_cropmask`` folder, default ``../shared``): leave-one-country-out over
+  the 16 countries with ≥ 30 labels of each class, each target's labels split once 50/50 by class
+  into a shot pool and a test set, everything else meta-training / pretraining data. Its summary
+  also averages every method over the targets at every shot count, counts per-target wins and tests
+  each method against TIML across targets (:func:`across_targets`).
 
 Each target gets its own full comparison report in ``OUT/<target>/``; ``OUT/benchmark.{json,md,html}``
 put our numbers (all training labels, mean over seeds with 95 % CI) beside the published ones.
@@ -11,16 +17,23 @@ put our numbers (all training labels, mean over seeds with 95 % CI) beside the p
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from cropmeta._fs import output_dir
 from cropmeta.errors import InputError
+from cropmeta.evaluate.across import DEAFRICA_METHOD_OPTIONS, DEAFRICA_ORIENTATION, across_targets, target_view
 from cropmeta.evaluate.published import BENCHMARKS, PUBLISHED, PUBLISHED_SOURCE, TARGETS
 from cropmeta.evaluate.report.benchmark import comparison_table, write_benchmark_report
+from cropmeta.regions import slugify
 
 
 def load_benchmark_samples(benchmark: str, root=None, progress: bool = True):
+    if benchmark == "deafrica":
+        from cropmeta.io.deafrica import load_deafrica
+
+        return load_deafrica(root)
     if benchmark == "cropharvest":
         if root is None:
             raise InputError("--benchmark cropharvest needs --root PATH (a CropHarvest archive: labels.geojson, "
@@ -47,9 +60,14 @@ def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, 
     benchmark = str(benchmark).strip().lower()
     if benchmark not in BENCHMARKS:
         raise InputError(f"--benchmark {benchmark!r}: expected one of {', '.join(BENCHMARKS)}")
-    chosen = [t for t in TARGETS if targets is None or t[0] in targets]
-    if not chosen:
-        raise InputError(f"no benchmark target among {targets}; targets: {', '.join(t[0] for t in TARGETS)}")
+    if benchmark == "deafrica" and samples is None:
+        samples = load_benchmark_samples(benchmark, root, progress)
+    every = benchmark_targets(benchmark, samples)
+    want = None if targets is None else [slugify(t) for t in targets]
+    chosen = every if want is None else [t for w in dict.fromkeys(want) for t in every if t[0] == w]  # (order asked)
+    if not chosen or (want is not None and len(chosen) < len(set(want))):
+        unknown = sorted(set(want or []) - {t[0] for t in every})
+        raise InputError(f"unknown benchmark target(s) {unknown or targets}; targets: {', '.join(t[0] for t in every)}")
     out = Path(out) if out is not None else Path(f"benchmark-{benchmark}")
     with output_dir(out):
         return _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, config, calib_folds,
@@ -66,27 +84,75 @@ def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, 
         samples = load_benchmark_samples(benchmark, root, progress)
     reports = {}
     t0 = time.perf_counter()
+    if benchmark == "deafrica":
+        method_options = {**DEAFRICA_METHOD_OPTIONS, **(method_options or {})}
     for key, region, crop in chosen:
         if console is not None:
             console.print(f"[bold]benchmark {benchmark}: {region} {crop or 'crop vs non-crop'}[/]")
         reports[key] = compare(region, crop, seeds=seeds, shots=shots or DEFAULT_SHOTS,
                                methods=methods or DEFAULT_METHODS, out=out / key, preset=preset, progress=progress,
-                               samples=samples, config=config, calib_folds=calib_folds,
-                               method_factory=method_factory, method_options=method_options, flop_seeds=flop_seeds,
-                               source=root if benchmark == "cropharvest" else None, world=world, oracle_n=oracle_n,
-                               n_boot=n_boot)
+                               samples=target_samples(benchmark, samples, region), config=config,
+                               calib_folds=calib_folds, method_factory=method_factory,
+                               method_options=method_options, flop_seeds=flop_seeds,
+                               source=_source_name(benchmark, root), world=world, oracle_n=oracle_n, n_boot=n_boot)
+    return assemble(benchmark, root, reports, out, round(time.perf_counter() - t0, 1))
+
+
+def assemble(benchmark: str, root, reports: dict, out: Path, seconds: float | None = None) -> dict:
+    """The benchmark result and its files (``OUT/benchmark.{json,md,html,png}``) from the targets'
+    comparison reports (key → report dict, in order)."""
     result = {
         "kind": "cropmeta-benchmark",
         "benchmark": benchmark,
         "root": str(root) if root is not None else None,
         "published_source": PUBLISHED_SOURCE,
-        "published": {k: PUBLISHED[k] for k, _, _ in chosen},
-        "targets": {k: summarize_target(reports[k]) for k, _, _ in chosen},
-        "seconds": round(time.perf_counter() - t0, 1),
+        "published": {k: PUBLISHED[k] for k in reports if k in PUBLISHED and benchmark != "deafrica"},
+        "targets": {k: summarize_target(r) for k, r in reports.items()},
+        "seconds": seconds,
     }
+    if benchmark == "deafrica":
+        result["across_targets"] = across_targets(reports)
+        result["orientation"] = DEAFRICA_ORIENTATION
     result["table"] = comparison_table(result)
-    result["files"] = {k: str(v) for k, v in write_benchmark_report(result, reports, out).items()}
+    result["files"] = {k: str(v) for k, v in write_benchmark_report(result, reports, Path(out)).items()}
     return result
+
+
+def assemble_from_reports(benchmark: str, out, keys: list[str], root=None) -> dict:
+    """:func:`assemble` over the finished targets ``keys`` of a benchmark folder (their
+    ``OUT/<key>/report.json``), without computing anything: e.g. the targets an interrupted run finished."""
+    out = Path(out)
+    reports = {}
+    for k in keys:
+        p = out / k / "report.json"
+        if not p.exists():
+            raise InputError(f"{p}: no report for target {k!r} (not finished?)")
+        reports[k] = json.loads(p.read_text())
+    return assemble(benchmark, root, reports, out)
+
+
+def benchmark_targets(benchmark: str, samples=None) -> list[tuple[str, str, str | None]]:
+    """(key, region, crop) of every target of ``benchmark``: the published three, or for
+    ``deafrica`` one crop-vs-non-crop target per benchmark country of ``samples``."""
+    if benchmark != "deafrica":
+        return list(TARGETS)
+    from cropmeta.io.deafrica import benchmark_countries
+
+    return [(slugify(c), c, "crop") for c in benchmark_countries(samples.meta)]
+
+
+def target_samples(benchmark: str, samples, region: str):
+    """The sample set one target is compared on: deafrica's leave-one-country-out view
+    (:func:`cropmeta.evaluate.across.target_view`), the shared one otherwise."""
+    if benchmark != "deafrica":
+        return samples
+    return target_view(samples, region)
+
+
+def _source_name(benchmark: str, root):
+    if benchmark == "cropharvest":
+        return root
+    return f"deafrica:{root or 'shared'}" if benchmark == "deafrica" else None
 
 
 def _reference_shot(report: dict) -> str:

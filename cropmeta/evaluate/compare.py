@@ -588,6 +588,7 @@ def compare(
     world: str | Path | None = None,
     oracle_n: int | None = None,
     n_boot: int = 1000,
+    targets: list[str] | None = None,
 ) -> dict:
     """Run the comparison and write the report (json, md, html, png) to ``out``.
 
@@ -612,7 +613,8 @@ def compare(
     forest and LSTM from scratch trained on ``oracle_n`` correctly labelled samples of the target's
     test districts and test year; simulated world only: ``world``, default the world the default
     source ingests — absent with a note for other data). ``n_boot``: resamples of the
-    field-clustered test-set bootstrap (0: none). Returns the report dict (also report.json).
+    field-clustered test-set bootstrap (0: none). ``targets``: with ``benchmark``, a subset of its
+    target keys (e.g. ``["kenya", "nigeria"]``). Returns the report dict (also report.json).
     """
     methods, shots = protocol_rows(methods, shots, zero_shot, oracle)
     if views or pretrain_source not in (None, "none"):
@@ -624,9 +626,11 @@ def compare(
                              preset=preset, progress=progress, config=config, calib_folds=calib_folds,
                              method_factory=method_factory, console=console, samples=samples,
                              method_options=method_options, flop_seeds=flop_seeds, world=world,
-                             oracle_n=oracle_n, n_boot=n_boot)
+                             oracle_n=oracle_n, n_boot=n_boot, targets=targets)
+    if targets is not None:
+        raise InputError("compare: --targets selects targets of a --benchmark; give --benchmark too")
     if region is None:
-        raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest")
+        raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest|deafrica")
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if not seed_list:
         raise InputError("--seeds: need at least one seed")

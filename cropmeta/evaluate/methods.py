@@ -45,6 +45,7 @@ METHOD_LABELS = {
     "presto-timl": "Task-informed Presto (TIML head)",
     "presto-maml": "Presto + MAML head (no task info)",
     "random-forest-source": "Random forest (other regions)",
+    "random-forest-both": "Random forest (local + other regions)",
     "oracle-rf": "Oracle random forest",
     "oracle-lstm": "Oracle LSTM (from scratch)",
 }
@@ -55,6 +56,7 @@ ALIASES = {
     "plain-pretraining": "pretrained", "incontext": "in-context", "in_context": "in-context", "icl": "in-context",
     "presto-r": "presto", "presto-lr": "presto", "presto_ft": "presto-ft", "presto-finetune": "presto-ft",
     "presto_timl": "presto-timl", "task-informed-presto": "presto-timl", "presto_maml": "presto-maml",
+    "rf-both": "random-forest-both", "random-forest-local-and-source": "random-forest-both",
     "rf-source": "random-forest-source", "source-rf": "random-forest-source", "rf-other-regions": "random-forest-source",
     "oracle": "oracle-rf", "oracle-random-forest": "oracle-rf", "oracle-lstm-scratch": "oracle-lstm",
 }
@@ -219,34 +221,49 @@ class RandomForest(Method):
         return p[:, list(self.model.classes_).index(1)].astype(np.float64)
 
 
+def other_region_labels(source, target: TargetTask, who: str, max_source: int | None = None,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(x, y, counts)``: every labelled training sample of ``source`` outside the target's region,
+    labelled by the target's rule (:func:`cropmeta.tasks.rule_labels`: the target crop vs every other
+    known label, or crop vs non-crop). ``max_source``: at most that many of them, a uniform random
+    subset drawn with ``seed`` (to bound the forest's training time). :class:`InputError` naming
+    ``who`` when a class has < 2."""
+    from cropmeta.tasks import region_mask, rule_labels
+
+    meta = source.meta
+    other = ~region_mask(meta, target.region) & (meta["split"].astype(str).to_numpy() == "train")
+    y = rule_labels(meta, target.crop, other)
+    keep = y != -1
+    if max_source is not None and int(keep.sum()) > int(max_source):
+        idx = np.random.default_rng([int(seed), 7919]).choice(np.where(keep)[0], int(max_source), replace=False)
+        keep = np.zeros(len(y), dtype=bool)
+        keep[idx] = True
+    n_pos, n_neg = int((y[keep] == 1).sum()), int((y[keep] == 0).sum())
+    if n_pos < 2 or n_neg < 2:
+        raise InputError(f"{who}: the other regions hold {n_pos} positive and {n_neg} negative samples "
+                         "for this target's rule")
+    counts = {"n": int(keep.sum()), "n_pos": n_pos, "regions": int(meta.loc[keep, "region"].nunique())}
+    return source.x[keep], y[keep], counts
+
+
 class SourceRandomForest(Method):
     """Zero-shot baseline: the CropHarvest random forest (:class:`RandomForest`) trained on other
     regions only — every labelled sample of the source (the non-target training samples the deep
     methods meta-train on) outside the target's region, labelled by the target's rule
-    (:func:`cropmeta.tasks.rule_labels`: the target crop vs every other known label, or crop vs
-    non-crop). It never sees a label of the target region."""
+    (:func:`other_region_labels`). It never sees a label of the target region."""
 
     name = "random-forest-source"
     needs_source = True
 
-    def __init__(self, **rf_kwargs):
+    def __init__(self, max_source: int | None = None, **rf_kwargs):
         self.rf = RandomForest(**rf_kwargs)
+        self.max_source = max_source
         self.counts: dict = {}
         self._fitted = False
 
     def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "SourceRandomForest":
-        from cropmeta.tasks import region_mask, rule_labels
-
-        meta = source.meta
-        other = ~region_mask(meta, target.region) & (meta["split"].astype(str).to_numpy() == "train")
-        y = rule_labels(meta, target.crop, other)
-        keep = y != -1
-        if int((y[keep] == 1).sum()) < 2 or int((y[keep] == 0).sum()) < 2:
-            raise InputError(f"{self.name}: the other regions hold {int((y[keep] == 1).sum())} positive and "
-                             f"{int((y[keep] == 0).sum())} negative samples for this target's rule")
-        self.rf.fit(source.x[keep], y[keep], seed=seed)
-        self.counts = {"n": int(keep.sum()), "n_pos": int((y[keep] == 1).sum()),
-                       "regions": int(meta.loc[keep, "region"].nunique())}
+        x, y, self.counts = other_region_labels(source, target, self.name, self.max_source, seed)
+        self.rf.fit(x, y, seed=seed)
         self._fitted = True
         return self
 
@@ -257,6 +274,36 @@ class SourceRandomForest(Method):
 
     def fit(self, x, y, seed: int = 0):
         raise InputError(f"{self.name}: uses no target labels (a zero-shot row)")
+
+    def predict_proba(self, x) -> np.ndarray:
+        return self.rf.predict_proba(x)
+
+
+class BothRandomForest(Method):
+    """The CropHarvest random forest (:class:`RandomForest`) trained on the other regions' labels
+    (those of :class:`SourceRandomForest`, the same subset for the same ``max_source`` and seed) plus
+    the target's labelled samples given to :meth:`fit`, pooled with equal weight. Every fit (each shot count and calibration fold) trains a new forest."""
+
+    name = "random-forest-both"
+    needs_source = True
+
+    def __init__(self, max_source: int | None = None, **rf_kwargs):
+        self.rf = RandomForest(**rf_kwargs)
+        self.max_source = max_source
+        self.x_src: np.ndarray | None = None
+        self.y_src: np.ndarray | None = None
+        self.counts: dict = {}
+
+    def prepare(self, source, target: TargetTask, seed: int, workdir=None) -> "BothRandomForest":
+        self.x_src, self.y_src, self.counts = other_region_labels(source, target, self.name, self.max_source, seed)
+        return self
+
+    def fit(self, x, y, seed: int = 0) -> "BothRandomForest":
+        if self.x_src is None:
+            raise NotFittedError(f"{self.name}: fit called before prepare")
+        x, y = _check_xy(x, y, self.name)
+        self.rf.fit(np.concatenate([self.x_src, x]), np.concatenate([self.y_src, y]), seed=seed)
+        return self
 
     def predict_proba(self, x) -> np.ndarray:
         return self.rf.predict_proba(x)
@@ -366,6 +413,7 @@ METHOD_FACTORIES: dict[str, Any] = {
     "presto-maml": lambda name, cfg=None, **kw: _lazy("cropmeta.evaluate.presto", "PrestoTIMLMethod")(
         name, cfg, task_info=False, **kw),
     "random-forest-source": lambda name, cfg=None, **kw: SourceRandomForest(**kw),
+    "random-forest-both": lambda name, cfg=None, **kw: BothRandomForest(**kw),
     "oracle-rf": lambda name, cfg=None, **kw: OracleMethod("rf", cfg=cfg, **kw),
     "oracle-lstm": lambda name, cfg=None, **kw: OracleMethod("lstm", cfg=cfg, **kw),
 }

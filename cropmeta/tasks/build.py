@@ -80,9 +80,15 @@ def _label_keys(meta: pd.DataFrame) -> np.ndarray:
     return np.array([keys[v] if v is not None else "" for v in label], dtype=object)
 
 
+def region_slugs(meta: pd.DataFrame) -> np.ndarray:
+    """The slug of every row's ``region`` (each distinct name slugified once: sample sets are large)."""
+    names = meta["region"].astype(str)
+    return names.map({n: slugify(n) for n in names.unique()}).to_numpy()
+
+
 def region_mask(meta: pd.DataFrame, region: str) -> np.ndarray:
     """Rows of ``meta`` in ``region`` (names compared by slug)."""
-    return (meta["region"].astype(str).map(slugify) == slugify(region)).to_numpy()
+    return region_slugs(meta) == slugify(region)
 
 
 _region_mask = region_mask
@@ -233,7 +239,7 @@ def build_tasks(samples: SampleSet, exclude=(), min_per_class: int = 14) -> list
     train = (meta["split"].astype(str) == "train").to_numpy()
     is_crop = meta["is_crop"].to_numpy().astype(np.int64)
     lab = _label_keys(meta)
-    region_slug = meta["region"].astype(str).map(slugify).to_numpy()
+    region_slug = region_slugs(meta)
     names: dict[str, str] = {}
     for r in meta["region"].dropna().astype(str):
         names.setdefault(slugify(r), r)
