@@ -17,7 +17,7 @@ from cropmeta.learners import get_learner, kinds, unregister
 from cropmeta.tasks import resolve_target, target_data
 from cropmeta.train.checkpoint import load_model, load_predictor, save_model
 from cropmeta.train.config import resolve_config
-from cropmeta.train.toy import toy_samples
+from cropmeta.testing import toy_samples
 
 REPO = Path(__file__).resolve().parent.parent
 REGIONS = [("Kenya", 0.2, 37.9, ["maize"]), ("Togo", 8.5, 0.9, ["maize"]), ("Uganda", 1.3, 32.4, ["maize"])]

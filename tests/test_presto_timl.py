@@ -30,7 +30,7 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def toy():
-    from cropmeta.train.toy import TOY_REGIONS, toy_samples
+    from cropmeta.testing import TOY_REGIONS, toy_samples
 
     return toy_samples(n_per_label=16, n_noncrop=24, t=12, seed=1, regions=TOY_REGIONS[:4])
 

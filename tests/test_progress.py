@@ -39,7 +39,7 @@ def test_a_rich_bar_on_a_terminal_and_silence_when_disabled():
 def test_compare_in_a_log_file_shows_progress(tmp_path, monkeypatch):
     import rich.console
 
-    from _eval_fixtures import make_samples
+    from cropmeta.testing import make_samples
     from cropmeta.evaluate import compare as cmp
     from cropmeta.evaluate.methods import RandomForest
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -172,6 +174,7 @@ def test_compare_cell_and_train_shots_fit_on_the_same_samples(samples, seed, mon
     draws compare's subset, so its subsets differ from those of earlier versions.)"""
     from cropmeta.evaluate import compare as cmp
     from cropmeta.evaluate.methods import RandomForest
+    ft_module = importlib.import_module("cropmeta.train.finetune")  # the package re-exports the function
     from cropmeta.train import run as train_run
 
     ids = samples.meta["sample_id"].astype(str).to_numpy()
@@ -183,13 +186,13 @@ def test_compare_cell_and_train_shots_fit_on_the_same_samples(samples, seed, mon
     assert np.array_equal(td.x_train, samples.x[td.train_index]) and td.y_train.sum() == 10
 
     seen = []
-    real_finetune = train_run.finetune
+    real_finetune = ft_module.finetune
 
     def spy(meta_model, x, y, *a, **kw):
         seen.append((np.array(x), np.array(y)))
         return real_finetune(meta_model, x, y, *a, **kw)
 
-    monkeypatch.setattr(train_run, "finetune", spy)
+    monkeypatch.setattr(ft_module, "finetune", spy)  # what TrainedModel.adapt calls
     tiny = {"hidden": 8, "encoder_dims": [8, 8], "encoder_channels_per_group": 4, "iterations": 2,
             "tasks_per_step": 2, "val_every": 1, "checkpoint_every": 2, "ft_steps": 1, "threads": 1}
     train_run.train("kenya", samples=samples, out=tmp_path / "run", overrides=tiny, seed=seed, shots=20)
