@@ -567,8 +567,6 @@ def compare(
     out: str | Path | None = None,
     source: str | Path | None = None,
     preset: str = "quick",
-    benchmark: str | None = None,
-    root: str | Path | None = None,
     progress: bool = True,
     *,
     samples=None,
@@ -581,54 +579,22 @@ def compare(
     pretrain_source: str | None = None,
     sim_seed: int = 1,
     flop_seeds: list[int] | None = None,
-    datasets: list[str] | None = None,
-    home: str | Path | None = None,
     zero_shot: bool = False,
     oracle: bool = False,
     world: str | Path | None = None,
     oracle_n: int | None = None,
     n_boot: int = 1000,
-    targets: list[str] | None = None,
+    loader: Callable[[], tuple] | None = None,
+    load_sim: Callable | None = None,
 ) -> dict:
-    """Run the comparison and write the report (json, md, html, png) to ``out``.
-
-    ``region``/``crop``: the target (kenya → maize, brazil → coffee, togo → crop vs non-crop by
-    default). ``seeds``: a count (seeds 0 … N−1) or an explicit list. ``shots``: e.g. ``"20,all"``.
-    ``methods``: any of timl, maml, pretrained, scratch, random-forest. ``source``: the data (None →
-    the simulated world; a path → ingested by :func:`cropmeta.ingest.ingest`); ``samples``: a
-    :class:`~cropmeta.io.store.SampleSet` to use directly instead. ``preset``/``config``: the
-    training configuration of the deep methods (as ``cropmeta train``): a preset name plus a config
-    file path or a dict of overrides. ``method_options``: extra keyword arguments per method, e.g.
-    ``{"random-forest": {"n_estimators": 10}}`` (recorded in the report). ``benchmark``: "sim" or
-    "cropharvest" (with ``root``) runs the three published targets instead
-    (:func:`cropmeta.evaluate.benchmark.run_benchmark`). ``views``: also report each method fitted on
-    its labels plus ``views`` generative views of each (rows "<method> + views",
-    :mod:`cropmeta.sim.views`). ``pretrain_source="sim"``: also report each pretraining method
-    (timl, maml, pretrained, in-context) pretrained on the simulated world ``sim_seed`` first
-    (rows "<method> (sim → real)", :mod:`cropmeta.train.sim_then_real`). ``flop_seeds``: the seeds
-    whose cells also count adaptation FLOPs (default: the first of ``seeds``; pass ``[0]`` when one
-    comparison is split into several processes by seed). ``zero_shot``: also the zero-shot column
-    (shot count 0: each meta-trained / pretrained model without fine-tuning, and the random forest
-    trained on other regions only, "random-forest-source"). ``oracle``: also the oracle rows (random
-    forest and LSTM from scratch trained on ``oracle_n`` correctly labelled samples of the target's
-    test districts and test year; simulated world only: ``world``, default the world the default
-    source ingests — absent with a note for other data). ``n_boot``: resamples of the
-    field-clustered test-set bootstrap (0: none). ``targets``: with ``benchmark``, a subset of its
-    target keys (e.g. ``["kenya", "nigeria"]``). Returns the report dict (also report.json).
-    """
+    """One target's comparison (:func:`cropmeta.app.compare.compare` documents the options; it
+    dispatches ``benchmark=`` to :func:`cropmeta.evaluate.benchmark.run_benchmark` and loads the data).
+    ``samples``: the data; else ``loader()`` gives ``(samples, data used)`` — called after
+    the options are checked; ``load_sim``: the simulated world's loader of the ``+sim`` rows.
+    Returns the report dict (also report.json)."""
     methods, shots = protocol_rows(methods, shots, zero_shot, oracle)
     if views or pretrain_source not in (None, "none"):
         methods, method_options = _variant_methods(methods, method_options, views, pretrain_source, sim_seed)
-    if benchmark is not None:
-        from cropmeta.evaluate.benchmark import run_benchmark
-
-        return run_benchmark(benchmark, root=root, seeds=seeds, shots=shots, methods=methods, out=out,
-                             preset=preset, progress=progress, config=config, calib_folds=calib_folds,
-                             method_factory=method_factory, console=console, samples=samples,
-                             method_options=method_options, flop_seeds=flop_seeds, world=world,
-                             oracle_n=oracle_n, n_boot=n_boot, targets=targets)
-    if targets is not None:
-        raise InputError("compare: --targets selects targets of a --benchmark; give --benchmark too")
     if region is None:
         raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest|deafrica")
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
@@ -638,20 +604,20 @@ def compare(
     shot_list = parse_shots(shots)
     data_used = None
     if samples is None:
-        from cropmeta.train.run import select_samples
-
-        samples, data_used = select_samples(source, 0, progress, datasets=datasets, home=home)
+        if loader is None:
+            raise InputError("compare: give samples= (cropmeta.app.compare.compare loads the workspace's)")
+        samples, data_used = loader()
     data = build_target(samples, region, crop)
     out = Path(out) if out is not None else Path("compare-" + data.task.name)
     with output_dir(out):
         return _compare_target(data, samples, out, source, method_list, seed_list, shot_list, preset, config,
                                method_factory, method_options, calib_folds, progress, flop_seeds, views,
-                               pretrain_source, data_used, world, oracle_n, n_boot)
+                               pretrain_source, data_used, world, oracle_n, n_boot, load_sim)
 
 
 def _compare_target(data, samples, out, source, method_list, seed_list, shot_list, preset, config, method_factory,
                     method_options, calib_folds, progress, flop_seeds, views, pretrain_source, data_used,
-                    world, oracle_n, n_boot) -> dict:
+                    world, oracle_n, n_boot, load_sim=None) -> dict:
     protocol_notes, oracle_summary = [], None
     if any(METHOD_INPUTS.get(split_method(m)[0]) == ("oracle",) for m in method_list):
         from cropmeta.evaluate.oracle import ORACLE_N, sim_oracle
@@ -676,7 +642,7 @@ def _compare_target(data, samples, out, source, method_list, seed_list, shot_lis
                 protocol_notes.append(f"no zero-shot row for {method_label(m)}: {why}")
     eff_shots, shot_notes = resolve_effective_shots(shot_list, len(data.y_train))
     src = source_samples(samples, data)
-    cfg_dict, factory = _resolve_config(preset, config, method_factory, method_options)
+    cfg_dict, factory = _resolve_config(preset, config, method_factory, method_options, load_sim)
     cells, info = run_protocol(data, src, method_list, seed_list, eff_shots, out, factory, cfg_dict,
                                calib_folds=calib_folds, progress=progress, source_hash=src.content_hash(),
                                flop_seeds=flop_seeds)
@@ -738,7 +704,7 @@ def protocol_rows(methods, shots, zero_shot: bool = False, oracle: bool = False)
 
 def default_sim_world() -> Path:
     """The simulated world the default data source ingests (seed 0 of the workspace: what
-    :func:`load_samples` reads when nothing else is stored)."""
+    :func:`cropmeta.app.samples.load_samples` reads when nothing else is stored)."""
     from cropmeta.sim import ensure_world
 
     return Path(ensure_world(seed=0))
@@ -764,7 +730,8 @@ def _variant_methods(methods, method_options, views: int, pretrain_source, sim_s
     return rows, opts
 
 
-def _resolve_config(preset: str, config, method_factory, method_options=None) -> tuple[dict, Callable[[str], Method]]:
+def _resolve_config(preset: str, config, method_factory, method_options=None,
+                    load_sim=None) -> tuple[dict, Callable[[str], Method]]:
     """The deep methods' training configuration (resolved, JSON-able; it enters the cache keys) and
     the method factory."""
     opts = {resolve_methods([k])[0]: dict(v) for k, v in (method_options or {}).items()}
@@ -774,12 +741,6 @@ def _resolve_config(preset: str, config, method_factory, method_options=None) ->
     from cropmeta.evaluate.deep import resolve_train_config
 
     cfg, cfg_dict = resolve_train_config(preset, config)
-    return cfg_dict | {"method_options": opts}, lambda name: make_method(name, cfg=cfg, **opts.get(name, {}))
+    return cfg_dict | {"method_options": opts}, lambda name: make_method(name, cfg=cfg, load_sim=load_sim,
+                                                                 **opts.get(name, {}))
 
-
-def load_samples(source=None, progress: bool = True, **kw):
-    """The data ``cropmeta train`` would use (:func:`cropmeta.train.run.load_samples`): ``source``
-    ingested first when given, else the stored datasets (``datasets=``, ``home=`` select them)."""
-    from cropmeta.train.run import load_samples as train_load_samples
-
-    return train_load_samples(source, seed=0, progress=progress, **kw)

@@ -362,13 +362,14 @@ VIEW_OPTIONS = ("n_views", "view_controls")
 SIM_OPTIONS = ("sim_seed", "sim_regions")
 
 
-def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
+def make_method(name: str, cfg: Any = None, load_sim=None, **kwargs) -> Method:
     """A fresh method object. Deep methods take the training configuration ``cfg``
     (:mod:`cropmeta.train` config; None → the quick preset). Variants: ``+sim`` wraps the method in
     :class:`SimThenReal` (options ``sim_seed``, ``sim_regions``), ``+views`` in
     :class:`cropmeta.sim.views.WithViews` (options ``n_views``, default 4, ``view_controls``); the
     other keyword arguments go to the method itself (e.g. ``n_estimators`` for the random forest,
-    ``d_model`` / ``iterations`` for the in-context learner)."""
+    ``d_model`` / ``iterations`` for the in-context learner). ``load_sim``: the simulated world's
+    loader of ``+sim`` (:func:`cropmeta.app.samples.load_sim_samples`)."""
     name = resolve_methods([name])[0]
     base, variants = split_method(name)
     view_kw = {k: kwargs.pop(k) for k in VIEW_OPTIONS if k in kwargs}
@@ -376,7 +377,7 @@ def make_method(name: str, cfg: Any = None, **kwargs) -> Method:
     factory = METHOD_FACTORIES.get(base, _learner_method)
     method: Method = factory(base, cfg, **kwargs)
     if "sim" in variants:
-        method = SimThenReal(method, **sim_kw)
+        method = SimThenReal(method, load_sim=load_sim, **sim_kw)
     if "views" in variants:
         from cropmeta.sim.views import WithViews
 
@@ -427,22 +428,24 @@ class SimThenReal(Method):
     needs_source = True
     _SIM_CACHE: dict = {}
 
-    def __init__(self, method: Method, sim_seed: int = 1, sim_regions=None):
+    def __init__(self, method: Method, sim_seed: int = 1, sim_regions=None, load_sim=None):
         if method.name not in SIM_METHODS:
             raise InputError(f"--pretrain-source sim applies to {', '.join(SIM_METHODS)}, not {method.name!r}")
         self.method = method
         self.name = f"{method.name}+sim"
         self.sim_seed = int(sim_seed)
         self.sim_regions = list(sim_regions) if sim_regions else None
+        self.load_sim = load_sim  # (seed, regions=…) → SampleSet: cropmeta.app.samples.load_sim_samples
 
     def _sim(self):
         from cropmeta.io.store import workspace_home
-        from cropmeta.train.sim_then_real import load_sim_samples
 
+        if self.load_sim is None:
+            raise InputError(f"{self.name}: no simulated-world loader given (cropmeta.app.compare.compare passes one)")
         key = (self.sim_seed, tuple(self.sim_regions or ()), str(workspace_home()))
         if key not in self._SIM_CACHE:
             self._SIM_CACHE.clear()
-            self._SIM_CACHE[key] = load_sim_samples(self.sim_seed, regions=self.sim_regions)
+            self._SIM_CACHE[key] = self.load_sim(self.sim_seed, regions=self.sim_regions)
         return self._SIM_CACHE[key]
 
     def set_target(self, target: TargetTask, seed: int) -> None:
