@@ -7,7 +7,6 @@ import difflib
 
 from cropmeta.errors import InputError
 
-
 #: method name → display label, in report order (TIML first: it is compared against the others)
 METHOD_LABELS = {
     "timl": "TIML",
@@ -25,11 +24,7 @@ METHOD_LABELS = {
     "oracle-rf": "Oracle random forest",
     "oracle-lstm": "Oracle LSTM (from scratch)",
 }
-
-
 ALL_METHODS = tuple(METHOD_LABELS)
-
-
 ALIASES = {
     "rf": "random-forest", "random_forest": "random-forest", "randomforest": "random-forest",
     "from-scratch": "scratch", "from_scratch": "scratch", "pretrain": "pretrained", "pretraining": "pretrained",
@@ -40,8 +35,6 @@ ALIASES = {
     "rf-source": "random-forest-source", "source-rf": "random-forest-source", "rf-other-regions": "random-forest-source",
     "oracle": "oracle-rf", "oracle-random-forest": "oracle-rf", "oracle-lstm-scratch": "oracle-lstm",
 }
-
-
 #: which shot counts a method runs at (methods not listed: "few", k ≥ 4 target labels it is fitted on):
 #: "few+zero" also k = 0 — the prepared model predicts the target as it is, with no target label and no
 #: fine-tuning (TIML reads the target's task information); "zero" k = 0 only; "fixed" independent of
@@ -49,25 +42,15 @@ ALIASES = {
 SHOT_MODES = {"timl": "few+zero", "maml": "few+zero", "pretrained": "few+zero", "presto-timl": "few+zero",
               "presto-maml": "few+zero",
               "random-forest-source": "zero", "oracle-rf": "fixed", "oracle-lstm": "fixed"}
-
-
 FIXED_SHOTS = "any"
-
-
 #: target data a method needs beyond the shots, by key of ``TargetTask.extra`` (an object with a
 #: ``hash``, which enters the cell's cache fingerprint): the oracle rows need the simulated oracle
 METHOD_INPUTS = {"oracle-rf": ("oracle",), "oracle-lstm": ("oracle",)}
-
-
 #: variants of a method, written as suffixes: ``timl+sim`` (pretrained on the simulated world, then
 #: the real source: ``--pretrain-source sim``), ``timl+views`` (fitted on labels + generative views:
 #: ``--views N``), ``timl+sim+views``
 SIM_METHODS = ("timl", "maml", "pretrained", "in-context")
-
-
 VARIANTS = ("sim", "views")
-
-
 VARIANT_LABELS = {"sim": " (sim → real)", "views": " + views"}
 
 
