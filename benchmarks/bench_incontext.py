@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
 
         samples = toy_samples(n_per_label=40, n_noncrop=60, t=12, seed=a.seed)
     else:
-        from cropmeta.train.run import load_samples
+        from cropmeta.app.samples import load_samples
 
         samples = load_samples(None, seed=0)
     task = resolve_target(samples, a.region)

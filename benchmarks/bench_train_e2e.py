@@ -60,7 +60,7 @@ def profile_inprocess(home: Path, out: Path, n: int = 25) -> list[str]:
     import pstats
 
     os.environ["CROPMETA_HOME"] = str(home)
-    from cropmeta.train import train
+    from cropmeta.app.train import train
 
     pr = cProfile.Profile()
     pr.enable()

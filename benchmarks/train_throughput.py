@@ -50,7 +50,7 @@ def load_data(kind: str):
         from cropmeta.testing import toy_samples
 
         return toy_samples(n_per_label=40, n_noncrop=60, t=12)
-    from cropmeta.train.run import load_samples
+    from cropmeta.app.samples import load_samples
 
     return load_samples(None, 0)
 
@@ -126,7 +126,7 @@ def main() -> None:
     res["train_runs"] = []
     targets = [t for t in a.targets.split(",") if t.strip()]
     if targets and a.data == "sim":
-        from cropmeta.train.run import train
+        from cropmeta.app.train import train
 
         for region in targets:
             with tempfile.TemporaryDirectory() as d:

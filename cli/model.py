@@ -90,7 +90,7 @@ def compare(
     oracle_n: Optional[int] = typer.Option(None, help="oracle samples per target (default 4000)"),
 ) -> None:
     """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
-    from cropmeta.evaluate.compare import compare as run_compare
+    from cropmeta.app.compare import compare as run_compare
     from cropmeta.evaluate.report import print_summary
     from cropmeta.io.store import use_workspace
 
@@ -116,12 +116,13 @@ def calibrate(
     home: Optional[Path] = _home_option(),
 ) -> None:
     """Fit a temperature on out-of-fold predictions of the run's training labels; export uses it."""
+    from cropmeta.app.samples import load_samples
     from cropmeta.evaluate.calibration import calibrate_run
     from cropmeta.io.store import use_workspace
 
     use_workspace(home)
 
-    _print_dict_table("calibration", {k: v for k, v in calibrate_run(run, folds=folds).items()
+    _print_dict_table("calibration", {k: v for k, v in calibrate_run(run, folds=folds, loader=load_samples).items()
                                       if isinstance(v, (int, float))})
 
 

@@ -42,7 +42,7 @@ def load_samples(source=None, *, seed: int = 0, progress: bool = False) -> "Samp
     >>> samples.x.shape, samples.meta["region"].nunique()         # doctest: +SKIP
     ((21600, 12, 18), 24)
     """
-    from cropmeta.train.run import load_samples as _load
+    from cropmeta.app.samples import load_samples as _load
 
     return _load(source, seed=seed, progress=progress)
 
@@ -54,14 +54,14 @@ def train_model(region: str, crop: str | None = None, *, samples: "SampleSet | N
     """Meta-train on every other task, fine-tune on the target, evaluate on its held-out test set
     (``cropmeta train``). ``overrides``: configuration options in any spelling of
     docs/configuration.md (``{"finetune": {"steps": 100}}``, ``{"ic_d_model": 32}``); ``options``:
-    the other keywords of :func:`cropmeta.train.train` (``source``, ``device``, ``nprocs``, …).
+    the other keywords of :func:`cropmeta.app.train.train` (``source``, ``device``, ``nprocs``, …).
     Returns None on the ranks other than 0 of a ``torchrun`` launch (rank 0 writes the run).
 
     >>> run = cropmeta.train_model("kenya", crop="sweet potato", samples=samples,   # doctest: +SKIP
     ...                            overrides={"meta": {"iterations": 50}})
     >>> run.target["id"], round(run.auc_roc, 3), run.run_dir                       # doctest: +SKIP
     """
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     res = train(region, crop, preset=preset, seed=seed, out=out, resume=resume, config=config,
                 overrides=overrides, learner=learner, shots=shots, progress=progress, samples=samples, **options)
@@ -110,13 +110,13 @@ def export_map(run_dir: str | Path, out: str | Path, inputs=None, **options: Any
 def compare(region: str | None = None, crop: str | None = None, **options: Any) -> CompareResult:
     """Compare methods (TIML, MAML, pretraining, from scratch, in-context, random forest, …) on one
     target over seeds and shot counts (``cropmeta compare``). ``options``: the keywords of
-    :func:`cropmeta.evaluate.compare.compare` (``seeds``, ``shots``, ``methods``, ``out``,
+    :func:`cropmeta.app.compare.compare` (``seeds``, ``shots``, ``methods``, ``out``,
     ``samples``, ``config``, ``benchmark``, ``progress``, …).
 
     >>> rep = cropmeta.compare(region="kenya", seeds=1, shots="20",              # doctest: +SKIP
     ...                        methods=["random-forest", "timl"], samples=samples)
     >>> rep.methods, rep.files["report.json"]                                    # doctest: +SKIP
     """
-    from cropmeta.evaluate.compare import compare as _compare
+    from cropmeta.app.compare import compare as _compare
 
     return CompareResult.from_dict(_compare(region=region, crop=crop, **options))

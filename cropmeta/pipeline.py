@@ -15,7 +15,7 @@ def demo(region: str = "kenya", out: str | Path = "runs/demo", seed: int = 0, pr
     with the same ``out`` resumes its run and replaces its map."""
     from cropmeta.ingest import ingest
     from cropmeta.mapping.export import export
-    from cropmeta.train import train
+    from cropmeta.app.train import train
 
     out = Path(out)
     slug = get_region(region).slug

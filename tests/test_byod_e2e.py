@@ -42,7 +42,7 @@ def ndvi_table(path, t: int = 12):
 def test_ndvi_table_ingests_trains_predicts_and_maps(tmp_path):
     from cropmeta.mapping.export import export
     from cropmeta.train.checkpoint import load_predictor
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
     from test_stacks import monthly_stack
 
     home = tmp_path / "h"
@@ -85,7 +85,7 @@ def _togo_labels(tr, path):
 
 
 def test_a_24_month_export_windowed_to_12_trains_like_a_12_month_one(tmp_path):
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     west, north = 1.10, 8.60
     long_tif, dyn, static, tr = tiny_tile(tmp_path / "long" / "98-togo_2019-02-06_2021-01-26.tif", t=24, h=6, w=6,
@@ -133,7 +133,7 @@ def worldcereal_of(s: SampleSet) -> pd.DataFrame:
 
 
 def test_worldcereal_extraction_round_trip_and_train(tmp_path):
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     toy = toy_samples(n_per_label=10, n_noncrop=10, t=12, seed=4, regions=REGIONS)
     p = tmp_path / "extractions.parquet"

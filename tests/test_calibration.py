@@ -71,7 +71,7 @@ def test_calibrate_run_saves_temperature_used_by_the_predictor(tmp_path, monkeyp
 
     import cropmeta.evaluate.calibration as cal
     from cropmeta.train.checkpoint import load_predictor
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     tiny = {"hidden": 16, "encoder_dims": [16, 16, 16], "iterations": 3, "tasks_per_step": 4, "k_support": 2,
             "k_query": 1, "ft_steps": 10, "threads": 1, "device": "cpu"}

@@ -313,14 +313,15 @@ def _tiny_png(report, path):
 
 def test_cropharvest_benchmark_end_to_end_on_archive_fixture(tmp_path, monkeypatch):
     import cropmeta.evaluate.report as rp
+    from cropmeta.app.compare import compare
     from cropmeta.evaluate.benchmark import PUBLISHED
     from cropmeta.testing import make_archive_fixture
 
     monkeypatch.setattr(rp, "PLOTS", {name: _tiny_png for name in rp.PLOTS})  # plots: test_report.py
     root = make_archive_fixture(tmp_path / "archive", n_per_dataset=24, seed=0)
     out = tmp_path / "bench"
-    res = cmp.compare(benchmark="cropharvest", root=root, seeds=1, shots="all", out=out, config=TINY,
-                      calib_folds=2, method_options={"rf": {"n_estimators": 10}}, progress=False)
+    res = compare(benchmark="cropharvest", root=root, seeds=1, shots="all", out=out, config=TINY,
+                  calib_folds=2, method_options={"rf": {"n_estimators": 10}}, progress=False)
     assert set(res["targets"]) == {"kenya", "brazil", "togo"}
     for key, t in res["targets"].items():
         rep = json.loads((out / key / "report.json").read_text())

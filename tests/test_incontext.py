@@ -192,7 +192,7 @@ def test_model_shapes_and_task_token():
 
 def test_train_learner_in_context_writes_a_run_directory(tmp_path):
     from cropmeta.metrics import binary_metrics
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     s = toy_samples(n_per_label=20, n_noncrop=20, t=4, seed=1, regions=REGIONS)
     over = {**CFG, "iterations": 12, "ic_d_model": 8, "ic_ff": 16, "ic_heads": 2, "ic_layers": 1}

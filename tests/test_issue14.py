@@ -92,7 +92,7 @@ def test_real_ingest_does_not_replace_simulated_dataset_without_replace(world, t
 
 
 def test_train_records_which_data_it_used(world, tmp_path):
-    from cropmeta.train.run import select_samples
+    from cropmeta.app.samples import select_samples
 
     home = tmp_path / "h"
     ingest(home=home, progress=False)
@@ -133,7 +133,7 @@ def test_accuracy_leaves_out_training_points(tmp_path):
 
 def test_train_saves_its_training_points(tmp_path):
     from cropmeta.testing import make_samples
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     tiny = {"hidden": 8, "encoder_dims": [8, 8, 8], "iterations": 1, "tasks_per_step": 2, "k_support": 2,
             "k_query": 1, "ft_steps": 2, "threads": 1, "device": "cpu"}
@@ -203,7 +203,7 @@ def test_zipped_shapefile_and_zip_scheme(tmp_path):
 
 
 def test_train_takes_labels_for_a_geotiff_source(tmp_path):
-    from cropmeta.train.run import select_samples
+    from cropmeta.app.samples import select_samples
 
     tiles, labels = real_togo(tmp_path)
     samples, used = select_samples(source=tiles, labels=labels, home=tmp_path / "h")
@@ -281,7 +281,7 @@ def test_demo_twice(tmp_path, monkeypatch):
 def test_negative_shots_and_nprocs_zero():
     from cropmeta.testing import make_samples
     from cropmeta.tasks import resolve_target, target_data
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     s = make_samples(n_per_region=20, seed=0)
     with pytest.raises(InputError, match=r"--shots must be at least 2 .*got -5"):
@@ -432,7 +432,7 @@ def test_region_file_is_rebuilt_with_utf8_names(shared_data, tmp_path):
 
 # ---- item 11 (compare): a failed comparison leaves no empty output folder ----------------------------
 def test_failed_benchmark_leaves_no_output_folder(tmp_path):
-    from cropmeta.evaluate.compare import compare
+    from cropmeta.app.compare import compare
 
     out = tmp_path / "reports" / "bench"
     with pytest.raises(InputError):

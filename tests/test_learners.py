@@ -54,7 +54,7 @@ def test_registry_lists_every_kind_and_refuses_unknown_ones(tmp_path, data):
     assert set(BUILTIN) <= set(kinds())
     with pytest.raises(ConfigError, match="did you mean timl"):
         get_learner("timll")
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     with pytest.raises(InputError, match="unknown learner 'in-contxt'.*did you mean in-context"):
         train("kenya", samples=data[0], out=tmp_path / "x", learner="in-contxt", overrides=TINY)
@@ -77,7 +77,7 @@ def _documented_example() -> str:
 def test_the_documented_learner_trains_and_predicts_through_the_generic_path(data, tmp_path):
     from cropmeta.evaluate.compare import build_target, source_samples
     from cropmeta.evaluate.methods import make_method
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     exec(compile(_documented_example(), "docs/architecture.md", "exec"), {"__name__": "centroid_example"})
     try:

@@ -162,7 +162,7 @@ def test_train_learner_presto_timl_and_predictor(toy, weights, cfg, tmp_path):
     from cropmeta.learners import get_learner, kinds
     from cropmeta.models.weights import PRESTO, weights_dir
     from cropmeta.train import checkpoint as ck
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     assert {"presto-timl", "presto-maml"} <= set(kinds())
     assert get_learner("presto-timl", cfg).zero_shot

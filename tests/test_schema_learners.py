@@ -31,7 +31,7 @@ def ndvi_only():
 
 @pytest.mark.parametrize("learner", ["timl", "in-context"])
 def test_a_learner_trains_and_predicts_on_another_band_schema(ndvi_only, tmp_path, learner):
-    from cropmeta.train.run import train
+    from cropmeta.app.train import train
 
     s, full = ndvi_only
     over = {**TINY, "ic_d_model": 8, "ic_ff": 8, "ic_heads": 2, "ic_layers": 1} if learner == "in-context" else TINY

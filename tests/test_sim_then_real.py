@@ -12,7 +12,8 @@ from cropmeta.errors import InputError
 from cropmeta.evaluate.compare import build_target
 from cropmeta.testing import make_archive_fixture
 from cropmeta.train.config import resolve_config
-from cropmeta.train.sim_then_real import load_sim_samples, sim_then_real
+from cropmeta.app.samples import load_sim_samples
+from cropmeta.train.sim_then_real import sim_then_real
 
 TINY = {"hidden": 16, "encoder_dims": [16, 16, 16], "iterations": 3, "tasks_per_step": 4, "k_support": 2,
         "k_query": 1, "ft_steps": 15, "pt_steps": 10, "pt_val_every": 5, "threads": 1, "device": "cpu"}
@@ -127,9 +128,9 @@ def test_train_and_compare_with_pretrain_source_sim(data, tmp_path, monkeypatch)
     import json
 
     import cropmeta.evaluate.report as rp
-    import cropmeta.train.sim_then_real as str_mod
-    from cropmeta.evaluate.compare import compare
-    from cropmeta.train.run import train
+    import cropmeta.app.samples as str_mod
+    from cropmeta.app.compare import compare
+    from cropmeta.app.train import train
 
     _, real, sim = data
     calls = []

@@ -29,7 +29,9 @@ from cropmeta.evaluate.report.benchmark import comparison_table, write_benchmark
 from cropmeta.regions import slugify
 
 
-def load_benchmark_samples(benchmark: str, root=None, progress: bool = True):
+def load_benchmark_samples(benchmark: str, root=None, progress: bool = True, loader=None):
+    """The benchmark's samples; ``sim``: ``loader(root, progress)`` (the app layer's
+    :func:`cropmeta.app.samples.load_samples`: the workspace's data, ``root`` ingested first)."""
     if benchmark == "deafrica":
         from cropmeta.io.deafrica import load_deafrica
 
@@ -42,26 +44,26 @@ def load_benchmark_samples(benchmark: str, root=None, progress: bool = True):
 
         samples, _ = read_cropharvest(Path(root))
         return samples
-    from cropmeta.evaluate.compare import load_samples
-
-    return load_samples(root, progress=progress)
+    if loader is None:
+        raise InputError(f"--benchmark {benchmark}: no sample loader given (cropmeta.app.compare.compare passes one)")
+    return loader(root, progress)
 
 
 def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, out=None, preset: str = "quick",
                   progress: bool = True, config=None, calib_folds: int = 3, method_factory=None, console=None,
                   samples=None, targets: list[str] | None = None, method_options: dict | None = None,
                   flop_seeds: list[int] | None = None, world=None, oracle_n: int | None = None,
-                  n_boot: int = 1000) -> dict:
+                  n_boot: int = 1000, loader=None, load_sim=None) -> dict:
     """Run :func:`cropmeta.evaluate.compare.compare` on each published target and write the
     benchmark summary. ``targets``: a subset of kenya, brazil, togo (default all three). ``methods``
     may hold the protocol's zero-shot and oracle rows (``world``, ``oracle_n``: where they come from;
-    see :func:`~cropmeta.evaluate.compare.compare`)."""
+    see :func:`~cropmeta.app.compare.compare`). ``loader``: see :func:`load_benchmark_samples`; ``load_sim``: as compare's."""
 
     benchmark = str(benchmark).strip().lower()
     if benchmark not in BENCHMARKS:
         raise InputError(f"--benchmark {benchmark!r}: expected one of {', '.join(BENCHMARKS)}")
     if benchmark == "deafrica" and samples is None:
-        samples = load_benchmark_samples(benchmark, root, progress)
+        samples = load_benchmark_samples(benchmark, root, progress, loader)
     every = benchmark_targets(benchmark, samples)
     want = None if targets is None else [slugify(t) for t in targets]
     chosen = every if want is None else [t for w in dict.fromkeys(want) for t in every if t[0] == w]  # (order asked)
@@ -72,16 +74,16 @@ def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, 
     with output_dir(out):
         return _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, config, calib_folds,
                             method_factory, console, samples, chosen, method_options, flop_seeds, world, oracle_n,
-                            n_boot)
+                            n_boot, loader, load_sim)
 
 
 def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, config, calib_folds,
                  method_factory, console, samples, chosen, method_options, flop_seeds, world, oracle_n,
-                 n_boot) -> dict:
+                 n_boot, loader=None, load_sim=None) -> dict:
     from cropmeta.evaluate.compare import DEFAULT_METHODS, DEFAULT_SHOTS, compare
 
     if samples is None:
-        samples = load_benchmark_samples(benchmark, root, progress)
+        samples = load_benchmark_samples(benchmark, root, progress, loader)
     reports = {}
     t0 = time.perf_counter()
     if benchmark == "deafrica":
@@ -94,7 +96,8 @@ def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, 
                                samples=target_samples(benchmark, samples, region), config=config,
                                calib_folds=calib_folds, method_factory=method_factory,
                                method_options=method_options, flop_seeds=flop_seeds,
-                               source=_source_name(benchmark, root), world=world, oracle_n=oracle_n, n_boot=n_boot)
+                               source=_source_name(benchmark, root), world=world, oracle_n=oracle_n, n_boot=n_boot,
+                               load_sim=load_sim)
     return assemble(benchmark, root, reports, out, round(time.perf_counter() - t0, 1))
 
 

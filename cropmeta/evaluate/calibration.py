@@ -157,7 +157,7 @@ def out_of_fold(method: Method, x: np.ndarray, y: np.ndarray, seed: int, folds: 
     return oof, folds
 
 
-def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False) -> dict:
+def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False, loader=None) -> dict:
     """Fit and save the calibration temperature of a ``cropmeta train`` run directory, so that
     :func:`cropmeta.train.checkpoint.load_predictor` (and hence ``cropmeta export``) returns
     calibrated probabilities.
@@ -168,7 +168,7 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
     The test set is only used afterwards, to report ECE before/after. Writes ``calibration.json``
     and ``calibration.png`` (reliability diagram) into the run directory and returns the record.
     ``samples``: the data the run was trained on (default: the run's source, as ``cropmeta train``
-    loads it)."""
+    loads it, through ``loader`` — the app layer's :func:`cropmeta.app.samples.load_samples`)."""
     import json
     from pathlib import Path
 
@@ -177,7 +177,7 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
     from cropmeta.metrics import binary_metrics
     from cropmeta.tasks import Task, target_data
     from cropmeta.train.checkpoint import load_model, save_temperature
-    from cropmeta.train.run import load_meta_model, load_samples
+    from cropmeta.train.run import load_meta_model
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
@@ -194,8 +194,9 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False)
     if samples is None:
         # the datasets the run trained on (its config's ``data``), not whatever the workspace holds now
         used = [d["dataset"] for d in run_cfg.get("data") or [] if d.get("pixels") in ("simulated", "real")]
-        samples = load_samples(None if used else run_cfg.get("source"), seed, progress=progress,
-                               datasets=used or None)
+        if loader is None:
+            raise InputError(f"{run_dir}: give samples= or loader= (cropmeta.app.samples.load_samples)")
+        samples = loader(None if used else run_cfg.get("source"), seed, progress=progress, datasets=used or None)
     td = target_data(samples, task, shots=shots, seed=seed)
     method = LearnerMethod("timl", cfg=model.config)
     method.name = base.kind

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from cropmeta.errors import NotFittedError
-from cropmeta.evaluate.methods import Method, TargetTask, _check_xy
+from cropmeta.evaluate.base import check_xy as _check_xy
+from cropmeta.evaluate.methods import Method, TargetTask
 from cropmeta.models.presto_embed import PrestoEmbedder, weights_sha256
 
 __all__ = ["PrestoEmbedder", "PrestoFineTuned", "PrestoMethod", "PrestoTIMLMethod", "weights_sha256"]

@@ -9,6 +9,9 @@ Flow (one code path for serial and Dask runs):
    on Dask, each result saved as a part and appended to the manifest;
 4. assemble each input's blocks into a tiled GeoTIFF, copy it to a COG (atomic rename: a previous
    map is replaced only by a complete, checked one), mosaic, quick-look, accuracy, clean up.
+
+What it reads (inputs, schemas, the run's scene) is in :mod:`cropmeta.mapping.inputs`, the output
+checks and bookkeeping helpers in :mod:`cropmeta.mapping.outputs`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from shapely.geometry import box
 
 from cropmeta.errors import DataError, InputError
 from cropmeta._fs import atomic_dir, output_dir, sigterm_as_interrupt
@@ -30,8 +32,13 @@ from cropmeta.mapping.infer import DEFAULT_BATCH, Job, ModelSpec, part_path, rea
 from cropmeta.mapping.manifest import Manifest, load_part, work_dir_for
 from cropmeta.mapping.model import get_predictor, model_tags
 from cropmeta.mapping.roi import overlaps, project_region
-from cropmeta.mapping.sources import Source, check_consistent_t, open_source, window_source
+from cropmeta.mapping.sources import check_consistent_t, open_source, window_source
 from cropmeta.mapping.validate import check_cog
+from cropmeta.mapping.inputs import (  # noqa: F401  (re-exported)
+    _date_range, _expand_inputs, model_schema, scene_for_run, source_schema, window_months)
+from cropmeta.mapping.outputs import (  # noqa: F401  (re-exported)
+    _Progress, _check_not_an_input, _mosaic_mode, _refuse_existing, _renamed, _source_sig, _valid_counts, _window_touches,
+    check_mosaic_size, no_valid_pixel_message, tiles_dir_for)
 
 MOSAICS = ("auto", "vrt", "cog", "none")
 MAP_SUFFIXES = (".tif", ".tiff", ".vrt")
@@ -41,178 +48,6 @@ MAX_MOSAIC_GB = 4.0
 
 class ExportFailed(DataError):
     """Some blocks failed after their retries; the finished ones are kept for a rerun."""
-
-
-# ------------------------------------------------------------------------------------------------
-# inputs
-# ------------------------------------------------------------------------------------------------
-def _expand_inputs(inputs) -> list:
-    if inputs is None:
-        return []
-    if isinstance(inputs, (str, Path)) or not isinstance(inputs, (list, tuple)):
-        inputs = [inputs]
-    out: list = []
-    for item in inputs:
-        if isinstance(item, (str, Path)) and _is_stack(Path(item)):
-            from cropmeta.mapping.stacks import open_stack
-
-            out.append(open_stack(item))  # dated one-band images: one input on their own grid
-        elif isinstance(item, (str, Path)) and Path(item).is_dir():
-            found = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in (".tif", ".tiff", ".nc"))
-            if not found:
-                raise InputError(f"{item}: folder holds no .tif or .nc map inputs")
-            out.extend(found)
-        else:
-            out.append(item)
-    return out
-
-
-def _is_stack(path: Path) -> bool:
-    """A folder of dated one-band images, or a list file naming them (:mod:`cropmeta.mapping.stacks`)."""
-    from cropmeta.mapping.stacks import is_stack_folder
-
-    return path.suffix.lower() in (".txt", ".lst") and path.is_file() or is_stack_folder(path)
-
-
-def model_schema(predictor):
-    """The band schema a predictor takes (its ``schema``, its model's, else CropHarvest-18)."""
-    from cropmeta.schema import CROPHARVEST
-
-    for obj in (predictor, getattr(predictor, "model", None)):
-        schema = getattr(obj, "schema", None)
-        if schema is not None:
-            return schema
-    return CROPHARVEST
-
-
-def source_schema(s: Source):
-    """The band schema of a map input (Earth-Engine tiles and datacubes: CropHarvest-18)."""
-    from cropmeta.schema import CROPHARVEST
-
-    return (getattr(s, "schema", None) or CROPHARVEST).with_t(s.t)
-
-
-def window_months(s: Source, model_t: int, months: str) -> Source:
-    """``s`` cut to the months ``START:END``: a stack by its dates, an Earth-Engine tile by the start
-    date its file name carries (30-day steps)."""
-    from cropmeta.io.eenames import parse_ee_filename
-    from cropmeta.io.windows import parse_months, step_offset
-
-    name = str(s.ref) if isinstance(s.ref, (str, Path)) else s.name
-    if getattr(s, "kind", None) == "stack":
-        from cropmeta.mapping.stacks import window_stack
-
-        return window_stack(s, months)
-    parsed = parse_ee_filename(name)
-    if parsed is None:
-        raise InputError(f"{name}: --months needs the export's start date in its file name "
-                         "('{index}-{dataset}_{start}_{end}.tif'); use --start-month N instead")
-    window = parse_months(months)
-    first = step_offset(parsed.start, s.t, window, 30, name)
-    if window.n_months != model_t:
-        raise InputError(f"--months {months}: {window.n_months} months, but the model takes T={model_t} steps")
-    return window_source(s, model_t, first + 1)
-
-
-def _run_record(run_dir: Path, predictor) -> dict:
-    """What the run says about its data: ``config.json`` merged under the predictor's metadata."""
-    rec: dict = {}
-    p = run_dir / "config.json"
-    if p.exists():
-        try:
-            rec.update(json.loads(p.read_text()))
-        except ValueError:
-            pass
-    meta = dict(getattr(predictor, "metadata", None) or {})
-    for k in ("task", "seed", "source", "world"):
-        if meta.get(k) is not None:
-            rec[k] = meta[k]
-    if "task" not in rec and isinstance(rec.get("target"), dict):
-        rec["task"] = rec["target"]
-    return rec
-
-
-def find_world(run_dir: Path, predictor=None, world: str | Path | None = None) -> Path:
-    """The simulated world a run was trained on: ``world``; the run's ``source`` when it is a world;
-    else the cached world of the run's seed (``$CROPMETA_HOME/worlds/seed-<seed>``)."""
-    from cropmeta.io.store import workspace_home
-
-    rec = _run_record(run_dir, predictor)
-    candidates: list[Path] = []
-    if world is not None:
-        candidates.append(Path(world))
-    for key in ("world", "source"):
-        if isinstance(rec.get(key), str) and rec[key]:
-            candidates.append(Path(rec[key]))
-    seed = rec.get("seed")
-    candidates.append(workspace_home() / "worlds" / f"seed-{int(seed) if isinstance(seed, int) else 0}")
-    for c in candidates:
-        if (c / "world.json").exists():
-            return c
-    raise InputError(
-        f"{run_dir}: no map inputs given and no simulated world found (looked in "
-        f"{', '.join(str(c) for c in candidates)}); pass the input tile(s)")
-
-
-def scene_for_run(run_dir: Path, predictor=None, world: str | Path | None = None) -> tuple[Path, Path | None, str]:
-    """(scene tif, truth tif or None, target key) of the run's target in its simulated world: the
-    target with the run's region and crop (crop/non-crop when the run has no crop)."""
-    from cropmeta.regions import slugify
-
-    wdir = find_world(run_dir, predictor, world)
-    w = json.loads((wdir / "world.json").read_text())
-    scenes = w.get("scenes") or {}
-    task = _run_record(run_dir, predictor).get("task") or {}
-    region = task.get("region") if isinstance(task, dict) else None
-    crop = task.get("crop") if isinstance(task, dict) else None
-    if not region:
-        raise InputError(f"{run_dir}: the run records no target region; pass the input tile(s)")
-    same_region = [k for k, sc in scenes.items()
-                   if slugify(str(sc.get("region") or "")) == slugify(region) or slugify(k) == slugify(region)]
-    exact = [k for k in same_region if (scenes[k].get("crop") or None) == (crop or None)]
-    keys = exact or same_region
-    if not keys:
-        raise InputError(f"{run_dir}: the simulated world {wdir} has no scene of {region!r} "
-                         f"(scenes: {', '.join(scenes) or 'none'}); pass the input tile(s)")
-    key = keys[0]
-    scene = scenes[key]
-    tif = wdir / scene["tif"]
-    truth = wdir / scene["truth"] if scene.get("truth") else None
-    return tif, (truth if truth is not None and truth.exists() else None), key
-
-
-def _date_range(sources: list[Source]) -> list[str] | None:
-    """First and last export date of the inputs, from their file names (the reader's one parser,
-    :func:`cropmeta.io.eenames.parse_ee_filename`)."""
-    from cropmeta.io.eenames import parse_ee_filename
-
-    names = [parse_ee_filename(s.name) for s in sources]
-    dates = [n for n in names if n is not None]
-    return [min(n.start for n in dates).isoformat(), max(n.end for n in dates).isoformat()] if dates else None
-
-
-# ------------------------------------------------------------------------------------------------
-# progress
-# ------------------------------------------------------------------------------------------------
-class _Progress:
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.bar = None
-        if enabled and total:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(label, total=total)
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -545,143 +380,6 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
         "accuracy": accuracy,
         "tags": tags,
     }
-
-
-# ------------------------------------------------------------------------------------------------
-# output checks (before any work: nothing the user has is ever overwritten by surprise)
-# ------------------------------------------------------------------------------------------------
-def tiles_dir_for(out: Path) -> Path:
-    return out.parent / f"{out.stem}.tiles"
-
-
-def _mosaic_mode(mosaic: str, out: Path, n_inputs: int) -> str:
-    """``auto`` → ``vrt`` for an ``.vrt`` output, else one COG; a VRT is only written at a ``.vrt`` name."""
-    is_vrt = out.suffix.lower() == ".vrt"
-    if mosaic == "auto":
-        return "vrt" if is_vrt else "cog"
-    if mosaic == "vrt" and not is_vrt and n_inputs > 1:
-        raise InputError(f"--out {out}: --mosaic vrt writes a VRT mosaic; name it {out.with_suffix('.vrt')} "
-                         "(or use --mosaic cog for one GeoTIFF)")
-    if mosaic == "cog" and is_vrt:
-        raise InputError(f"--out {out}: --mosaic cog writes one GeoTIFF; name it {out.with_suffix('.tif')}")
-    if is_vrt and n_inputs == 1 and mosaic != "none":
-        raise InputError(f"--out {out}: one input gives one GeoTIFF map; name it {out.with_suffix('.tif')}")
-    return mosaic
-
-
-def _refuse_existing(out: Path, mode: str, n_inputs: int, overwrite: bool) -> None:
-    """An existing map (or tiles folder) at the output is replaced only with ``overwrite``."""
-    if overwrite:
-        return
-    existing = [out] if out.exists() and not (mode == "none" and n_inputs > 1) else []
-    if n_inputs > 1 and mode in ("vrt", "none") and tiles_dir_for(out).exists():
-        existing.append(tiles_dir_for(out))
-    if existing:
-        raise InputError(f"{existing[0]}: exists; pass --overwrite to replace it (or choose another --out)")
-
-
-def _check_not_an_input(out: Path, items: list, inputs, truth) -> None:
-    """Refuse an output that is, or lies inside, an input (file or folder) or the truth file."""
-    targets = [out, out.with_suffix(".png"), out.with_suffix(".accuracy.json"), tiles_dir_for(out)]
-    given = list(items)
-    if inputs is not None:
-        given += [i for i in (inputs if isinstance(inputs, (list, tuple)) else [inputs]) if isinstance(i, (str, Path))]
-    if truth is not None:
-        given.append(truth)
-    for item in given:
-        if not isinstance(item, (str, Path)):
-            continue
-        src = Path(item).resolve()
-        for t in targets:
-            tr = t.resolve()
-            if tr == src or (Path(item).is_dir() and src in tr.parents):
-                what = "is" if tr == src else "lies inside"
-                raise InputError(f"--out {out}: {t.name if t != out else 'the map'} {what} the input {item}; "
-                                 "write the map elsewhere")
-
-
-def check_mosaic_size(sources: list[Source], out: Path, as_float: bool, max_gb: float) -> None:
-    """Refuse a one-COG mosaic whose (uncompressed) size is beyond ``max_gb``, before any work."""
-    from rasterio.crs import CRS
-
-    crs = [CRS.from_wkt(s.grid.crs) if s.grid.crs else None for s in sources]
-    for s, c in zip(sources[1:], crs[1:]):
-        if c != crs[0]:
-            raise InputError(f"{s.ref if isinstance(s.ref, (str, Path)) else s.name}: CRS {c} differs from "
-                             f"{sources[0].name}'s {crs[0]}; a mosaic needs one CRS (export these tiles "
-                             "separately, --mosaic none)")
-    ts = [s.grid.affine for s in sources]
-    xres, yres = abs(ts[0].a), abs(ts[0].e)
-    left = min(t.c for t in ts)
-    right = max(t.c + s.grid.width * xres for t, s in zip(ts, sources))
-    top = max(t.f for t in ts)
-    bottom = min(t.f - s.grid.height * yres for t, s in zip(ts, sources))
-    w, h = int(round((right - left) / xres)), int(round((top - bottom) / yres))
-    gb = w * h * 2 * (4 if as_float else 1) / 1e9
-    if gb > max_gb:
-        covered = sum(s.grid.width * s.grid.height for s in sources) / max(w * h, 1)
-        raise InputError(
-            f"--out {out}: one GeoTIFF over the {len(sources)} inputs would be {w:,} x {h:,} px "
-            f"({gb:,.1f} GB uncompressed, {covered:.2%} of it covered by an input), over the limit "
-            f"--max-mosaic-gb {max_gb:g}; write a VRT over per-tile maps (--out {out.with_suffix('.vrt')}), "
-            "per-tile maps only (--mosaic none), or raise --max-mosaic-gb")
-
-
-def _valid_counts(jobs: list[Job], work: Path, n_tiles: int) -> list[int]:
-    counts = [0] * n_tiles
-    for j in jobs:
-        counts[j.tile] += int(np.isfinite(load_part(part_path(work, j))).sum())
-    return counts
-
-
-def no_valid_pixel_message(sources: list[Source], roi: list) -> str:
-    """Why a map has no valid pixel: ingestion's own rule (:func:`cropmeta.io.eetiff.fill_pixels`)
-    applied to the first block of each input names the band(s) that are missing everywhere."""
-    from rasterio.windows import Window
-
-    from cropmeta.io.eetiff import fill_pixels
-
-    for s in sources:
-        if getattr(s, "kind", None) == "stack":  # one band: "no value at any step" says it all
-            continue
-        w = Window(0, 0, min(s.grid.width, 512), min(s.grid.height, 512))
-        try:
-            x = s.read_canonical(w)
-            fill_pixels(x, s.get_slope_fill, source=str(s.ref if isinstance(s.ref, (str, Path)) else s.name))
-        except DataError as e:
-            return f"{e}; the map would have no valid pixel"
-    where = " inside the region" if any(g is not None for g in roi) else ""
-    return (f"{', '.join(s.name for s in sources)}: no pixel{where} has a value in every band; "
-            "the map would have no valid pixel")
-
-
-def _renamed(s: Source, name: str) -> Source:
-    import dataclasses
-
-    return dataclasses.replace(s, name=name)
-
-
-def _source_sig(s: Source) -> Any:
-    if getattr(s, "files", None):  # a per-date stack: every image counts (and the months read)
-        return [[str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns] for f in s.files] + \
-            [s.t_start, s.t]
-    if isinstance(s.ref, (str, Path)):
-        p = Path(s.ref)
-        st = p.stat()
-        return [str(p.resolve()), st.st_size, st.st_mtime_ns, s.t_start, s.t]
-    return f"in-memory:{id(s.ref)}:{time.time_ns()}"  # never resumed
-
-
-def _window_touches(geom, s: Source, w) -> bool:
-    from rasterio.windows import bounds as wbounds
-
-    x0, y0, x1, y1 = wbounds(w, s.grid.affine)
-    return bool(geom.intersects(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))))
-
-
-def remove_work(out: str | Path) -> None:
-    """Forget an interrupted export's finished blocks (the next run starts afresh)."""
-    shutil.rmtree(work_dir_for(Path(out)), ignore_errors=True)
 
 
 __all__ = ["export", "ExportFailed", "find_world", "scene_for_run", "remove_work"]

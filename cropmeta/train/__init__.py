@@ -7,11 +7,12 @@ The reusable API (also what ``cropmeta compare`` builds on)::
     from_scratch(cfg, t, seed) -> TrainedModel
     finetune(model, x, y, task_info, cfg, seed) -> TrainedModel      (a copy; the input is reused)
     predict_proba(model, x, task_info=None) -> np.ndarray [N]
-    train(region, crop=None, source=None, preset="quick", seed=0, out=None, resume=False, ...) -> dict
+    train(region, crop=None, ..., samples=... | loader=...) -> dict     (cropmeta.app.train.train loads them)
     load_predictor(run_dir) -> Predictor;  save_temperature(run_dir, T)
 
-``meta_train``, ``train`` and ``load_samples`` are imported lazily: a process that only loads a
-predictor or fine-tunes does not import learn2learn or the ingestion stack.
+``meta_train`` and ``train`` are imported lazily: a process that only loads a predictor or
+fine-tunes does not import learn2learn or the training loop. Where samples come from (ingesting,
+the workspace's datasets) is the app layer's: :mod:`cropmeta.app.samples`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cropmeta.train.finetune import finetune
 from cropmeta.train.pretrain import pretrain
 from cropmeta.train.trained import TrainedModel, from_scratch, predict_proba, resolve_device
 
-_LAZY = {"meta_train": "maml", "load_samples": "run", "train": "run"}
+_LAZY = {"meta_train": "maml", "train": "run"}
 
 __all__ = sorted([
     "LEARNERS", "PRESETS", "Predictor", "TrainConfig", "TrainedModel", "finetune", "fit_normalizer",

@@ -24,6 +24,9 @@ any other ``null`` in a file is rejected. In ``overrides`` ``None`` means "not g
 unset). ``remove_auc = false`` switches task removal off (the same as ``remove_auc = null`` in a file).
 
 The resolved config is saved in every run directory (:meth:`TrainConfig.to_dict`, flat).
+
+The in-context options section, the presets, ``--set`` parsing and :func:`config_changes` are in
+:mod:`cropmeta.train.config_base` (re-exported here).
 """
 
 from __future__ import annotations
@@ -37,84 +40,18 @@ from pathlib import Path
 from typing import Any
 
 from cropmeta.errors import ConfigError
+from cropmeta.train.config_base import (  # noqa: F401  (re-exported)
+    InContextOptions,
+    PRESETS,
+    RESUME_MAY_CHANGE,
+    _IC_OPTIONAL,
+    config_changes,
+    parse_assignments,
+)
 
 __all__ = ["TrainConfig", "InContextOptions", "PRESETS", "SECTIONS", "RESUME_MAY_CHANGE",
            "resolve_config", "load_config_file", "config_from_dict", "config_changes", "in_context_keys",
            "parse_assignments"]
-
-
-
-@dataclass
-class InContextOptions:
-    """The in-context learner's own options: the ``[in_context]`` section of the configuration
-    (``TrainConfig.in_context``; flat spelling ``ic_<name>``). Everything else (tasks, shots, seeds,
-    task noise, validation, learning-rate floor, device) is the shared config."""
-
-    d_model: int = 64  #: token width (and LSTM hidden size of the sample encoder)
-    layers: int = 2  #: transformer blocks
-    heads: int = 4
-    ff: int = 128  #: feed-forward width
-    dropout: float = 0.1
-    use_task_info: bool = True  #: condition on the 13 task-information numbers (a task token)
-    flip_prob: float = 0.5  #: probability that a meta-training task has its labels flipped
-    vary_support: float = 0.5  #: probability of a random smaller / unbalanced support set
-    lr: float | None = None  #: Adam learning rate (None: the config's outer_lr)
-    iterations: int | None = None  #: outer steps (None: as TIML, the config's n_iterations)
-    max_support: int | None = None  #: support samples read at once (None: 2 · k_support)
-    grad_clip: float = 1.0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def resolve(cls, cfg: TrainConfig | None = None, overrides: dict | None = None) -> "InContextOptions":
-        """``cfg.in_context`` (defaults when ``cfg`` is None) ← ``overrides`` (names with or without
-        ``ic_``; ``None`` values: not given)."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        vals: dict = {}
-        for k, v in (overrides or {}).items():
-            key = str(k).replace("-", "_")
-            key = key[3:] if key.startswith("ic_") else key
-            if key not in names:
-                close = difflib.get_close_matches(key, list(names), n=3)
-                hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise ConfigError(f"unknown in-context option {k!r}{hint}; known: {', '.join(names)}")
-            if v is not None:
-                vals[key] = v
-        base = getattr(cfg, "in_context", None)
-        opts = copy.copy(base) if isinstance(base, cls) else cls()
-        for k, v in vals.items():
-            setattr(opts, k, v)
-        return opts._validate()
-
-    def _validate(self) -> "InContextOptions":
-        try:
-            for n in ("d_model", "layers", "heads", "ff"):
-                setattr(self, n, int(getattr(self, n)))
-            for n in ("dropout", "flip_prob", "vary_support", "grad_clip"):
-                setattr(self, n, float(getattr(self, n)))
-            if isinstance(self.use_task_info, str):
-                self.use_task_info = self.use_task_info.strip().lower() in ("1", "true", "yes", "on")
-            self.use_task_info = bool(self.use_task_info)
-            self.lr = None if self.lr is None else float(self.lr)
-            self.iterations = None if self.iterations is None else int(self.iterations)
-            self.max_support = None if self.max_support is None else int(self.max_support)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"in-context options: {e}") from None
-        if min(self.d_model, self.layers, self.heads, self.ff) < 1:
-            raise ConfigError("in-context options: d_model, layers, heads and ff must be ≥ 1")
-        if self.d_model % self.heads:
-            raise ConfigError(f"in-context options: d_model ({self.d_model}) must be divisible by heads ({self.heads})")
-        for n in ("dropout", "flip_prob", "vary_support"):
-            if not 0 <= getattr(self, n) <= (1 if n != "dropout" else 0.999):
-                raise ConfigError(f"in-context options: {n} must be in [0, 1], got {getattr(self, n)}")
-        if self.lr is not None and self.lr <= 0:
-            raise ConfigError(f"in-context options: lr must be > 0, got {self.lr}")
-        if self.iterations is not None and self.iterations < 0:
-            raise ConfigError(f"in-context options: iterations must be ≥ 0, got {self.iterations}")
-        if self.max_support is not None and self.max_support < 2:
-            raise ConfigError(f"in-context options: max_support must be ≥ 2, got {self.max_support}")
-        return self
 
 
 @dataclass
@@ -199,31 +136,8 @@ class TrainConfig:
         return int(self.epochs) * max(1, -(-n_train_tasks // self.tasks_per_step))
 
 
-#: preset → values changed from the defaults (which are the paper's)
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    # CPU default: a few minutes on 2 cores. Same model and task protocol; fewer, smaller outer steps
-    # and first-order MAML (see docs/benchmarks-train.md for the measured speed and accuracy).
-    "quick": {
-        "threads": 1,
-        "iterations": 200,
-        "tasks_per_step": 16,
-        "first_order": True,
-        "outer_lr": 3e-3,
-        "encoder_lr": 3e-3,
-        "val_every": 20,
-        "checkpoint_every": 50,
-        "remove_lookback": 10,
-        "pt_steps": 800,
-        "pt_val_every": 25,
-        "pt_patience": 6,
-    },
-}
-
 _FIELDS = {f.name: f for f in fields(TrainConfig) if f.name != "in_context"}
 _IC_FIELDS = {f.name: f for f in fields(InContextOptions)}
-#: in-context options whose ``None`` means something (see :class:`InContextOptions`)
-_IC_OPTIONAL = ("lr", "iterations", "max_support")
 #: shared options whose ``None`` means something (see :class:`TrainConfig`); ``remove_auc`` also takes false
 _OPTIONAL = ("iterations", "min_per_class", "threads", "remove_auc")
 IN_CONTEXT = "in_context"
@@ -250,10 +164,6 @@ SECTIONS: dict[str, dict[str, str]] = {
 SECTION_ALIASES = {"meta_training": "meta", "fine_tuning": "finetune", "run": "execution", "incontext": IN_CONTEXT}
 _declared = [n for names in SECTIONS.values() for n in names.values()]
 assert sorted(_declared) == sorted(set(_FIELDS) - {"preset"}), "every option belongs to exactly one section"
-
-#: options a ``--resume`` may change (how the run executes, not what it computes); the one list the
-#: run directory's and both learners' resume checks use
-RESUME_MAY_CHANGE = frozenset({"device", "threads", "vectorize", "val_every", "checkpoint_every", "nprocs"})
 
 
 def _spellings() -> list[str]:
@@ -348,24 +258,6 @@ def load_config_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: config must be a mapping of option = value")
     return _canonical(data, str(path))
-
-
-def parse_assignments(items) -> dict:
-    """``["finetune.steps=9", "remove_auc=false"]`` (the CLI's ``--set``) → overrides; each value
-    is read as a TOML value (numbers, booleans, lists, quoted strings), else kept as a string."""
-    import tomllib
-
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, eq, raw = str(item).partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. finetune.steps=100")
-        try:
-            value = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw.strip()
-        out[key.strip()] = value
-    return out
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -494,7 +386,3 @@ def in_context_keys(overrides: dict | None) -> list[str]:
     return sorted(k for k, v in given.items() if k.startswith("ic_") and v is not None)
 
 
-def config_changes(old: dict, new: dict, may_change=RESUME_MAY_CHANGE) -> list[str]:
-    """The keys whose values differ between two saved configurations, leaving out those a resume
-    may change (:data:`RESUME_MAY_CHANGE`)."""
-    return sorted(k for k in set(old) | set(new) if k not in may_change and old.get(k) != new.get(k))

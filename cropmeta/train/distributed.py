@@ -4,7 +4,7 @@ meta-gradients are all-reduced, and every rank takes the identical optimiser ste
 
 gloo on CPU, nccl on CUDA. Two ways in:
 
-- ``torchrun --nproc_per_node=N -m cropmeta.train.run --region kenya …`` (or any entry point that
+- ``torchrun --nproc_per_node=N -m cropmeta.app.train --region kenya …`` (or any entry point that
   calls :func:`cropmeta.train.run.train`): :func:`from_env` picks up ``RANK``/``WORLD_SIZE``;
 - ``cropmeta train --nprocs N``: :func:`spawn` starts N local processes.
 """

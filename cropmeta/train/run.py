@@ -1,4 +1,5 @@
-"""``cropmeta train``: ingest if needed → meta-train on every other task → fine-tune on the target →
+"""``cropmeta train``'s library function (the app layer's :func:`cropmeta.app.train.train` loads the
+samples — ingesting if needed — and calls it): meta-train on every other task → fine-tune on the target →
 evaluate on its held-out test set → write the run directory.
 
 Run directory::
@@ -10,15 +11,13 @@ Run directory::
     model.safetensors  the fine-tuned model (+ model.json: bands, T, normalisation, task info, …)
     metrics.json       held-out metrics (auc_roc, f1, precision, recall, accuracy, iou, kappa, brier, ece)
 
-Also runnable under torchrun: ``torchrun --nproc_per_node=2 -m cropmeta.train.run --region kenya``.
+Runnable under torchrun through the app layer: ``torchrun --nproc_per_node=2 -m cropmeta.app.train --region kenya``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -42,35 +41,10 @@ from cropmeta.train.trained import resolve_device
 #: the log file of every run directory
 LOG_FILE = "train.log"
 
-__all__ = ["train", "load_samples", "select_samples", "default_run_dir", "METRIC_ORDER"]
+__all__ = ["train", "default_run_dir", "METRIC_ORDER"]
 
 METRIC_ORDER = ["auc_roc", "f1", "precision", "recall", "accuracy", "iou", "kappa", "brier", "ece"]
 
-
-
-def load_samples(source=None, seed: int = 0, progress: bool = False, **kw) -> SampleSet:
-    """The samples :func:`select_samples` picks (without the description)."""
-    return select_samples(source, seed, progress, **kw)[0]
-
-
-def select_samples(source=None, seed: int = 0, progress: bool = False, *, datasets: list[str] | None = None,
-                   labels=None, label_options: dict | None = None,
-                   home: str | Path | None = None) -> tuple[SampleSet, list[dict]]:
-    """The data a run trains on and what it is: ``(samples, [{dataset, pixels, t, samples, source}])``.
-
-    ``source`` given: it is ingested first (``labels``/``label_options`` as ``cropmeta ingest``) and only
-    the datasets that ingest wrote are used; else the stored datasets (the simulated world of
-    ``seed`` is ingested when nothing is stored). ``datasets``: use only these stored datasets."""
-    from cropmeta.ingest import describe_datasets, ingest, list_datasets, load_datasets
-
-    names = list(datasets) if datasets else None
-    if source is not None or labels is not None or not list_datasets(home):
-        res = ingest(region=None, source=source, labels=labels, seed=seed, progress=progress, home=home,
-                     label_options=label_options)
-        if names is None and source is not None:
-            names = sorted(res.datasets)
-    samples = load_datasets(home, names)
-    return samples, describe_datasets(home, names)
 
 
 def default_run_dir(task: Task, preset: str, seed: int, shots: int | None = None, home=None) -> Path:
@@ -92,15 +66,16 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
           first_order: bool | None = None, device: str | None = None, nprocs: int = 1, shots: int | None = None,
           learner: str | None = None, overrides: dict | None = None, progress=False,
           samples: SampleSet | None = None, pretrain_source: str | None = None, sim_seed: int = 1,
-          ic_options: dict | None = None, datasets: list[str] | None = None, labels=None,
-          label_options: dict | None = None, home: str | Path | None = None) -> dict:
+          ic_options: dict | None = None, home: str | Path | None = None, loader=None, load_sim=None) -> dict:
     """The library function behind ``cropmeta train``. Returns ``{"run_dir", "target", "metrics",
     "counts", "meta", "timings", "table"}``, where ``table`` is ``[(metric, value), …]`` in display order.
 
-    ``samples``: use these instead of the workspace's ingested datasets (tests, notebooks).
-    ``datasets``: train on these stored datasets only; ``labels``/``label_options``: the label file
-    of a ``source`` of GeoTIFFs (ingested first, as ``cropmeta ingest``); ``home``: the workspace.
+    ``samples``: the data; else ``loader(progress)`` gives ``(samples, data used)`` after the options
+    are checked (:func:`cropmeta.app.train.train` passes one over the workspace's datasets: its
+    ``datasets``/``labels``/``label_options``); ``source``: recorded; ``home``: the workspace.
     The run's ``config.json`` records the datasets used (``data``: name, simulated/real, T, size).
+    ``load_sim``: the simulated world's loader of ``pretrain_source="sim"``
+    (:func:`cropmeta.app.samples.load_sim_samples`).
     ``overrides``: any :class:`~cropmeta.train.config.TrainConfig` field (flags win over ``config``).
     Under torchrun (``WORLD_SIZE`` > 1) every rank meta-trains its share; rank 0 fine-tunes, writes
     and returns the result (other ranks return ``{}``).
@@ -141,9 +116,9 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     data_used: list[dict] = [{"dataset": "in-memory samples", "pixels": "given", "t": samples.t,
                               "samples": len(samples)}] if samples is not None else []
     if samples is None:
-        samples, data_used = select_samples(source, seed, progress=bool(progress) and dist.is_main,
-                                            datasets=datasets, labels=labels, label_options=label_options,
-                                            home=home)
+        if loader is None:
+            raise InputError("train: give samples= (cropmeta.app.train.train loads the workspace's)")
+        samples, data_used = loader(bool(progress) and dist.is_main)
     task = resolve_target(samples, region, crop)
     # check the target's data before spending time on meta-training
     td = target_data(samples, task, shots=shots, seed=seed)
@@ -164,21 +139,21 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
             log.info("data: dataset %s (%s pixels, T=%s, %s samples, source %s)", d.get("dataset"), d.get("pixels"),
                      d.get("t"), d.get("samples"), d.get("source"))
         result = _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, fitter,
-                           pretrain_source, sim_seed, t_start, data_used)
+                           pretrain_source, sim_seed, t_start, data_used, load_sim)
         if result:
             log.info("held-out metrics: %s", ", ".join(f"{k} {v:.4f}" for k, v in result["table"]))
         return result
 
 
 def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, dist, nprocs, fitter,
-              pretrain_source, sim_seed, t_start, data_used) -> dict:
+              pretrain_source, sim_seed, t_start, data_used, load_sim=None) -> dict:
 
     t0 = time.perf_counter()
     if pretrain_source == "sim":
         from cropmeta.train.sim_then_real import sim_then_real
 
         meta_model = sim_then_real(samples, task, cfg, cfg.learner, seed, sim_seed=sim_seed, workdir=run_dir,
-                                   resume=resume, progress=progress)
+                                   resume=resume, progress=progress, load_sim=load_sim)
     elif nprocs > 1:
         backend = backend_for(resolve_device(cfg.device))
         spawn(fitter.fit_worker(), nprocs, args=(samples, task, cfg, seed, str(run_dir), resume, bool(progress)),
@@ -272,28 +247,3 @@ def load_meta_model(run_dir: str | Path) -> Model:
     """The meta-trained (not fine-tuned) weights of a run directory."""
     return ck.load_model(Path(run_dir) / META_DIR)[0]
 
-
-def _main(argv=None) -> None:
-    """``python -m cropmeta.train.run`` — for torchrun; the user-facing command is ``cropmeta train``."""
-    p = argparse.ArgumentParser(prog="python -m cropmeta.train.run", description=train.__doc__)
-    p.add_argument("--region", required=True)
-    p.add_argument("--crop")
-    p.add_argument("--source")
-    p.add_argument("--preset", default="quick")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--config")
-    p.add_argument("--first-order", action="store_true", default=None)
-    p.add_argument("--device")
-    p.add_argument("--shots", type=int)
-    a = p.parse_args(argv)
-    res = train(a.region, a.crop, a.source, a.preset, a.seed, a.out, a.resume, config=a.config,
-                first_order=a.first_order, device=a.device, shots=a.shots,
-                progress=int(os.environ.get("RANK", "0")) == 0)
-    if res:
-        print(json.dumps({"run_dir": res["run_dir"], **{k: v for k, v in res["table"]}}, indent=2))
-
-
-if __name__ == "__main__":
-    _main()

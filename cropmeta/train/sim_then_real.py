@@ -24,48 +24,18 @@ evaluation data.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from cropmeta.errors import InputError
-from cropmeta.io.store import SampleSet, workspace_home
-from cropmeta.regions import slugify
+from cropmeta.io.store import SampleSet
 from cropmeta.tasks import Task
 from cropmeta.train.common import fit_normalizer
 from cropmeta.train.config import TrainConfig
 
-__all__ = ["PRETRAIN_SOURCES", "sim_learners", "load_sim_samples", "sim_then_real", "DEFAULT_SIM_SEED"]
+__all__ = ["PRETRAIN_SOURCES", "sim_learners", "sim_then_real", "DEFAULT_SIM_SEED"]
 
 PRETRAIN_SOURCES = ("none", "sim")
 DEFAULT_SIM_SEED = 1
-
-
-def load_sim_samples(seed: int = DEFAULT_SIM_SEED, regions: list[str] | None = None, home: str | Path | None = None,
-                     progress: bool = False) -> SampleSet:
-    """The training samples of the simulated world ``seed``, ingested into a workspace of their own
-    (``<home>/pretrain-sim/…``, home = ``$CROPMETA_HOME``). ``regions``: a smaller world with only
-    these simulated regions (tests). Test-split samples are dropped."""
-    from cropmeta.ingest import ingest, list_datasets, load_datasets
-    from cropmeta.sim import ensure_world, generate_world, load_world
-
-    base = Path(home) if home is not None else workspace_home()
-    if regions:
-        key = hashlib.sha256(",".join(sorted(slugify(r) for r in regions)).encode()).hexdigest()[:10]
-        world = base / "pretrain-sim" / "worlds" / f"seed-{int(seed)}-{key}"
-        try:
-            load_world(world)
-        except InputError:
-            generate_world(world, seed=int(seed), scene_size=32, overwrite=world.exists(), regions=list(regions))
-        name = world.name
-    else:
-        world = Path(ensure_world(seed=int(seed), home=base))
-        name = f"seed-{int(seed)}"
-    store = base / "pretrain-sim" / "stores" / name
-    if not list_datasets(store):
-        ingest(source=world / "tiles", labels=world / "labels.parquet", home=store, progress=progress)
-    samples = load_datasets(store)
-    keep = (samples.meta["split"].astype(str) == "train").to_numpy()
-    return samples.subset(keep)
 
 
 def sim_learners() -> tuple[str, ...]:
@@ -86,18 +56,21 @@ def _train_once(learner: str, samples: SampleSet, target: Task | None, cfg: Trai
 def sim_then_real(real: SampleSet, target: Task | None, cfg: TrainConfig, learner: str = "timl", seed: int = 0, *,
                   sim: SampleSet | None = None, sim_seed: int = DEFAULT_SIM_SEED, sim_regions: list[str] | None = None,
                   sim_overrides: dict | None = None, workdir: str | Path | None = None, resume: bool = False,
-                  progress=False, ic_options: dict | None = None):
+                  progress=False, ic_options: dict | None = None, load_sim=None):
     """Phase 1 on the simulated world, phase 2 on ``real`` from phase 1's weights (module docstring).
 
     ``learner``: timl, maml, concat, pretrained or in-context. ``sim``: simulated samples to use
-    (default: :func:`load_sim_samples` of ``sim_seed`` / ``sim_regions``). ``workdir``: phase
+    (default: ``load_sim(sim_seed, regions=sim_regions, progress=…)``, the app layer's
+    :func:`cropmeta.app.samples.load_sim_samples`). ``workdir``: phase
     directories ``sim/`` and ``real/`` (log.jsonl + resume state) go there; ``resume=True``
     continues an interrupted run. Returns the learner's model object (``TrainedModel`` or
     ``InContextModel``) with ``info["pretrain"]`` describing phase 1."""
     if learner not in sim_learners():
         raise InputError(f"--pretrain-source sim: unknown learner {learner!r}; one of {', '.join(sim_learners())}")
     if sim is None:
-        sim = load_sim_samples(sim_seed, regions=sim_regions, progress=bool(progress))
+        if load_sim is None:
+            raise InputError("sim_then_real: give sim= or load_sim= (cropmeta.app.samples.load_sim_samples)")
+        sim = load_sim(sim_seed, regions=sim_regions, progress=bool(progress))
     sim = sim.subset((sim.meta["split"].astype(str) == "train").to_numpy())
     if len(sim) == 0:
         raise InputError("the simulated world has no training samples to pretrain on")
