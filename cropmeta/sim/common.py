@@ -14,13 +14,14 @@ from shapely.geometry import box
 from cropmeta.errors import DataError
 from cropmeta.io.eewrite import write_ee_tiff as _write_ee_tiff
 from cropmeta.regions import get_region as _get_region
+from cropmeta.schema import DAYS_PER_STEP, DEFAULT_T
 
 
 @lru_cache(maxsize=512)
 def get_region(name: str):
     """:func:`cropmeta.regions.get_region`, cached (a lookup scans every country name)."""
     return _get_region(name)
-EXPORT_DAYS = 360  # 12 x 30-day steps: start = end - 360 days (CropHarvest: 2019-02-06 .. 2020-02-01)
+EXPORT_DAYS = DEFAULT_T * DAYS_PER_STEP  # 12 x 30-day steps: start = end - 360 days (CropHarvest: 2019-02-06 .. 2020-02-01)
 
 def _fast_write_kwargs() -> dict:
     """Deflate level 1: on noisy float data it is ~5x faster than GDAL's default level 6 for a few
