@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cropmeta._fs import atomic_write_text
-from cropmeta.bandschema import BandSchema
+from cropmeta.bandschema import STEP_DAYS, BandSchema
 # crop groups, crop names and the task-information layout are defined in cropmeta.crops and
 # re-exported here, so that the schema stays the one place to import them from
 from cropmeta.crops import (  # noqa: F401
@@ -67,12 +67,23 @@ BAND_UNITS = {
 
 #: default number of monthly (30-day) time steps; readers accept any T
 DEFAULT_T = 12
-DAYS_PER_STEP = 30
+DAYS_PER_STEP = STEP_DAYS["month"]  # 30
+
+# --------------------------------------------------------------------------------------------------
+# NDVI and raw → canonical
+# --------------------------------------------------------------------------------------------------
+#: NDVI rules: the (near-infrared, red) canonical bands an NDVI column is computed from.
+#: ``true``: (B8 − B4)/(B8 + B4), what cropmeta's samples always hold. ``cropharvest``:
+#: (B7 − B3)/(B7 + B3), what the CropHarvest arrays' NDVI column really holds (an off-by-one
+#: upstream) — models trained on those arrays (e.g. imported TIML checkpoints) expect it, so their
+#: run records ``"ndvi": "cropharvest"`` and prediction rebuilds the column with :func:`model_inputs`.
+NDVI_RULES = {"true": ("B8", "B4"), "cropharvest": ("B7", "B3")}
+DEFAULT_NDVI_RULE = "true"
 
 #: the CropHarvest 18-band monthly layout as a :class:`~cropmeta.bandschema.BandSchema` value: the
 #: default schema of sample sets, checkpoints and maps (other band sets are other values of the type)
 CROPHARVEST = BandSchema("cropharvest-18", dynamic=tuple(DYNAMIC_BANDS), static=tuple(STATIC_BANDS),
-                         derived=(("NDVI", "B8", "B4"),), t=DEFAULT_T, step="month", units=dict(BAND_UNITS))
+                         derived=(("NDVI", *NDVI_RULES[DEFAULT_NDVI_RULE]),), t=DEFAULT_T, step="month", units=dict(BAND_UNITS))
 DEFAULT_SCHEMA = CROPHARVEST
 
 # indices into the raw per-step band list / canonical band list
@@ -106,16 +117,6 @@ def raw_band_names(t: int) -> list[str]:
     return names + list(STATIC_BANDS)
 
 
-# --------------------------------------------------------------------------------------------------
-# NDVI and raw → canonical
-# --------------------------------------------------------------------------------------------------
-#: NDVI rules: the (near-infrared, red) canonical bands an NDVI column is computed from.
-#: ``true``: (B8 − B4)/(B8 + B4), what cropmeta's samples always hold. ``cropharvest``:
-#: (B7 − B3)/(B7 + B3), what the CropHarvest arrays' NDVI column really holds (an off-by-one
-#: upstream) — models trained on those arrays (e.g. imported TIML checkpoints) expect it, so their
-#: run records ``"ndvi": "cropharvest"`` and prediction rebuilds the column with :func:`model_inputs`.
-NDVI_RULES = {"true": ("B8", "B4"), "cropharvest": ("B7", "B3")}
-DEFAULT_NDVI_RULE = "true"
 
 
 def check_ndvi_rule(rule: str | None, source: str = "ndvi") -> str:
