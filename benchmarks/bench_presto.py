@@ -8,6 +8,12 @@ For ``--pixels`` canonical samples (the toy generator's, T = ``--t``), on ``--de
   :func:`~cropmeta.models.presto.presto_inputs` (normalisation, masks, months). A frozen-embedding
   classifier adds one 128-number dot product per pixel on top.
 
+**Adaptation cost per task** (``--adapt-shots`` labelled samples, default 64, the fine-tuning
+protocol of ``quick``: 250 SGD steps of 10 + 10): TIML's fine-tuning of its classifier
+(:func:`cropmeta.train.finetune.finetune`), ``presto`` (embed the shots + logistic regression) and
+``presto-ft`` (:func:`cropmeta.train.presto_frozen.finetune_presto`: the encoder and head). One timed
+run each (``--adapt-reps``), after a warm-up of 5 steps.
+
 Reported: pixels/s (median of ``--reps`` timed runs after one warm-up), FLOPs/pixel
 (``torch.utils.flop_counter``: matrix products only, so LayerNorm, softmax and activations are not
 counted), their ratios, and what a 100 km² map at 10 m (10⁶ pixels) costs at those rates. Writes
@@ -62,6 +68,43 @@ def _measure(fn, n: int, reps: int, device: str) -> dict:
             "map_100km2_seconds": round(MAP_PIXELS_100KM2 / (n / sec), 1)}
 
 
+def _timed(fn, reps: int) -> dict:
+    times = []
+    for _ in range(max(1, reps)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"seconds": round(statistics.median(times), 3), "runs": len(times)}
+
+
+def _adaptation(a, samples, timl, presto, cfg) -> dict:
+    """Seconds to adapt to one task on ``a.adapt_shots`` class-balanced labels, each method's own way."""
+    from cropmeta.models.presto import presto_inputs
+    from cropmeta.train.finetune import finetune
+    from cropmeta.train.presto_frozen import finetune_presto, fit_logistic
+
+    k = a.adapt_shots
+    y_all = (np.arange(len(samples.x)) % 2).astype(int)  # labels alternate: the cost does not depend on them
+    pos, neg = np.where(y_all == 1)[0][: k // 2], np.where(y_all == 0)[0][: k - k // 2]
+    rows = np.r_[pos, neg]
+    x, y, m = samples.x[rows], y_all[rows], samples.meta.iloc[rows]
+    inputs = presto_inputs(x, m["lat"].to_numpy(), m["lon"].to_numpy(), m["start_date"].tolist())
+    tensors = inputs.tensors(a.device)
+    steps, lr, batch = cfg.ft_steps, cfg.ft_lr, cfg.ft_batch
+    finetune(timl, x, y, task_info=timl.task_info, cfg=cfg, seed=0, steps=5)  # warm-up
+    finetune_presto(presto, tensors, y, 0, 5, lr, batch)
+    emb_of = lambda: presto.embed(inputs, batch_size=a.batch)  # noqa: E731
+    out = {
+        "timl": _timed(lambda: finetune(timl, x, y, task_info=timl.task_info, cfg=cfg, seed=0), a.adapt_reps),
+        "presto": _timed(lambda: fit_logistic(emb_of(), y, 0), a.adapt_reps),
+        "presto-ft": _timed(lambda: finetune_presto(presto, tensors, y, 0, steps, lr, batch), a.adapt_reps),
+    }
+    for v in out.values():
+        v.update({"shots": int(len(y)), "steps": int(steps), "batch_per_class": int(batch)})
+    out["presto"]["steps"] = None  # one logistic-regression fit
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pixels", type=int, default=4096)
@@ -71,6 +114,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--weights", default=None, help="Presto safetensors (default: random weights, same cost)")
+    ap.add_argument("--adapt-shots", type=int, default=64, help="labelled samples of the adaptation timing (0: skip)")
+    ap.add_argument("--adapt-reps", type=int, default=1)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "presto.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -102,20 +147,24 @@ def main(argv=None) -> dict:
         "presto_end_to_end": _measure(lambda: presto.embed(presto_inputs(x, lat, lon, dates), batch_size=a.batch),
                                       n, a.reps, a.device),
     }
+    adapt = _adaptation(a, samples, timl, presto, cfg) if a.adapt_shots else None
     ratios = {
         "presto_over_timl_flops_per_pixel": round(res["presto_encoder"]["flops_per_pixel"]
                                                   / max(1.0, res["timl_lstm"]["flops_per_pixel"]), 2),
         "timl_over_presto_pixels_per_s": round(res["timl_lstm"]["pixels_per_s"]
                                                / max(1e-9, res["presto_end_to_end"]["pixels_per_s"]), 2),
     }
+    if adapt:
+        ratios["presto_ft_over_timl_adapt_seconds"] = round(adapt["presto-ft"]["seconds"] / adapt["timl"]["seconds"], 2)
+        ratios["presto_lr_over_timl_adapt_seconds"] = round(adapt["presto"]["seconds"] / adapt["timl"]["seconds"], 2)
     rec = {"benchmark": "presto", "command": "python benchmarks/bench_presto.py " + " ".join(argv or sys.argv[1:]),
            "pixels": n, "t": a.t, "batch": a.batch, "threads": a.threads, "device": a.device,
            "weights": a.weights or "random (same cost)", "flops_note": "matrix products only (torch flop_counter)",
-           "results": res, "ratios": ratios, "machine": machine()}
+           "results": res, "adaptation": adapt, "ratios": ratios, "machine": machine()}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rec, indent=2, default=float))
-    print(json.dumps({"results": res, "ratios": ratios}, indent=2, default=float))
+    print(json.dumps({"results": res, "adaptation": adapt, "ratios": ratios}, indent=2, default=float))
     return rec
 
 

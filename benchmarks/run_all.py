@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import REPO, RESULTS, machine  # noqa: E402
 
 DOC = REPO / "docs" / "benchmarks-perf.md"
-ORDER = ["ingest", "meta_train", "distributed", "export", "export_memory", "train_e2e", "lstm", "scaleout"]
+ORDER = ["ingest", "meta_train", "distributed", "export", "export_2core", "export_memory", "train_e2e", "lstm", "scaleout"]
 SCRIPTS = {"ingest": "bench_ingest.py", "meta_train": "bench_meta_train.py", "distributed": "bench_distributed.py",
+           "export_2core": "bench_export.py",
            "export": "bench_export.py", "export_memory": "export_memory.py", "train_e2e": "bench_train_e2e.py",
            "lstm": "bench_lstm.py", "scaleout": "bench_scaleout.py"}
 
@@ -44,6 +45,8 @@ def bench_args(name: str, home: Path, quick: bool, device: str) -> list[str]:
         return ["--data", "sim", "--home", str(home), *q]
     if name == "export":
         return ["--device", device, "--profile", *q]
+    if name == "export_2core":  # issue 18: end to end on a 4-block map, where 2 Dask workers have work to share
+        return ["--device", device, "--size", "256" if quick else "1024", "--reps", "1", "--skip-memory", *q]
     if name == "export_memory":  # the map-export helper's script (streaming memory at 256² → 1024² px)
         return ["--base", "64"] if quick else []
     if name == "train_e2e":
@@ -172,6 +175,7 @@ def render(run_info: dict | None = None, results: Path = RESULTS) -> str:
               + (f" (CPU-time scaling {cts:.2f}×: what 2 free cores would give)" if cts else "")
               + f" | {_met(o['scaling'] >= 1.6)}{_short(o['scaling'], 1.6)} |")
     ex = R["export"]
+    ex = R.get("export_2core") or ex  # the 4-block map when it was measured (one block leaves a core idle)
     if ex:
         e2e = ex["end_to_end"]
         best_k = max((k for k in e2e if isinstance(e2e[k], dict) and "speedup_vs_reference" in e2e[k]),
@@ -450,6 +454,7 @@ def done_when(R: dict, w) -> None:
         w(f"| crossover map size (Dask starts to win) | "
           + (f"≈ {cs:.0f}² px (fit over {', '.join(sc['sizes'])})" if cs else "none in the fit")
           + f"; asymptotic {_f((sc.get('fit') or {}).get('asymptotic_speedup'))}× | reported | `{sc['command']}` |")
+    ex = R.get("export_2core") or ex  # the 4-block map when it was measured (one block leaves a core idle)
     if ex:
         e2e = ex["end_to_end"]
         best = max((k for k in e2e if isinstance(e2e[k], dict) and "speedup_vs_reference" in e2e[k]),

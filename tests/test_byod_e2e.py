@@ -39,6 +39,22 @@ def ndvi_table(path, t: int = 12):
     return s
 
 
+def _compare_rows(home, region, out, tag):
+    """`cropmeta compare` on the ingested table: TIML, from scratch and the random forest, one seed,
+    8 shots and all; every (method, shot) cell has finite metrics on the table's own band schema."""
+    from cropmeta.app.compare import compare
+
+    rep = compare(region, home=home, seeds=1, shots="8,all", methods="timl,scratch,random-forest", config=TINY,
+                  calib_folds=0, progress=False, n_boot=20, out=out)
+    cells = {(c["method"], str(c["shots"])): c for c in rep["cells"]}
+    assert set(cells) == {(m, k) for m in ("timl", "scratch", "random-forest") for k in ("8", "all")}, tag
+    for c in cells.values():
+        assert 0.0 <= c["metrics"]["auc_roc"] <= 1.0 and np.isfinite(c["metrics"]["f1"]), (tag, c["method"])
+    assert cells[("timl", "8")]["n_train"] == 8 and cells[("timl", "all")]["n_train"] > 8
+    assert (out / "report.md").exists()
+    return rep
+
+
 def test_ndvi_table_ingests_trains_predicts_and_maps(tmp_path):
     from cropmeta.mapping.export import export
     from cropmeta.train.checkpoint import load_predictor
@@ -57,6 +73,7 @@ def test_ndvi_table_ingests_trains_predicts_and_maps(tmp_path):
     assert np.isfinite(out["metrics"]["auc_roc"])
     pred = load_predictor(tmp_path / "run")
     assert pred.model.schema.bands == ("NDVI",)
+    _compare_rows(home, "kenya", tmp_path / "cmp", "ndvi table")
     p = pred.predict_proba(data.subset(np.arange(6)))
     assert p.shape == (6,) and np.all((p >= 0) & (p <= 1))
     # the same run maps a folder of monthly NDVI images (MODIS sinusoidal) on their own grid
@@ -135,7 +152,7 @@ def worldcereal_of(s: SampleSet) -> pd.DataFrame:
 def test_worldcereal_extraction_round_trip_and_train(tmp_path):
     from cropmeta.app.train import train
 
-    toy = toy_samples(n_per_label=10, n_noncrop=10, t=12, seed=4, regions=REGIONS)
+    toy = toy_samples(n_per_label=16, n_noncrop=16, t=12, seed=4, regions=REGIONS)
     p = tmp_path / "extractions.parquet"
     worldcereal_of(toy).to_parquet(p)
     m = table_mapping("worldcereal", crop_values="1101060000", non_crop_values="1700000000")
@@ -151,6 +168,7 @@ def test_worldcereal_extraction_round_trip_and_train(tmp_path):
     assert back.meta.loc[back.meta["is_crop"] == 1, "label"].isna().all()  # codes are not crop names
     out = train("uganda", home=tmp_path / "h", out=tmp_path / "run", overrides=TINY, seed=0)
     assert np.isfinite(out["metrics"]["auc_roc"])
+    _compare_rows(tmp_path / "h", "uganda", tmp_path / "cmp", "worldcereal table")
 
 
 def test_random_forest_baseline_takes_any_band_schema():

@@ -72,3 +72,45 @@ def test_real_export_region_elsewhere(eo, tmp_path):
     run = make_double_run(tmp_path / "run", kind="ndvi")
     with pytest.raises(DataError, match="does not overlap"):
         export(run, tmp_path / "m.tif", inputs=[eo / TOGO], loader=LOADER, region="Ghana", progress=False)
+
+
+@pytest.mark.slow
+def test_real_togo_export_with_a_presto_run(eo, shared_presto, tmp_path):
+    """A `presto` run (the published weights, a logistic regression fitted on toy samples placed in
+    Togo) maps the real Togo export on its own grid; each pixel is embedded at its own centre and the
+    export's start month (February 2019, from the file name)."""
+    import json
+
+    from rasterio.transform import xy
+    from rasterio.warp import transform as warp
+
+    from cropmeta.learners import get_learner
+    from cropmeta.mapping.sources import open_eetiff
+    from cropmeta.models.weights import PRESTO, weights_dir
+    from cropmeta.testing import toy_samples
+    from cropmeta.train import checkpoint as ck
+
+    dest = weights_dir(PRESTO) / PRESTO.safetensors_name  # the workspace copy (a tmp workspace)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shared_presto / "default_model.safetensors", dest)
+    toy = toy_samples(n_per_label=10, n_noncrop=10, t=12, seed=0, regions=[("Togo", 8.0, 1.0, ["maize"])])
+    y = toy.meta["is_crop"].to_numpy().astype(int)
+    model = get_learner("presto").start(12).adapt(toy.x, y, lat=toy.meta["lat"].to_numpy(),
+                                                   lon=toy.meta["lon"].to_numpy(),
+                                                   start_dates=toy.meta["start_date"].tolist())
+    run = tmp_path / "run"
+    ck.save_model(run, model, {"seed": 0, "date_range": ["2019-02-06", "2019-02-06"]})
+    (run / "config.json").write_text(json.dumps({"seed": 0}))
+    out = tmp_path / "map.tif"
+    res = export(run, out, inputs=[eo / TOGO], region="Togo", progress=False, as_float=True)
+    assert check_cog(out) == [] and res["pixels_valid"] == 17 * 17
+    with rasterio.open(eo / TOGO) as src, rasterio.open(out) as m:
+        assert (m.crs, m.transform, m.width, m.height) == (src.crs, src.transform, src.width, src.height)
+        got, tf = m.read(1), src.transform
+    source = open_eetiff(eo / TOGO)
+    x, valid = source.read(rasterio.windows.Window(0, 0, 17, 17))
+    rows, cols = np.nonzero(valid)
+    lon, lat = warp(source.grid.crs, "EPSG:4326", *map(list, xy(tf, rows, cols)))
+    assert source.first_date() == "2019-02-06"
+    want = model.predict_proba(x, lat=np.array(lat), lon=np.array(lon), start_dates=["2019-02-06"] * len(x))
+    assert np.allclose(got[valid], want, atol=1e-6)

@@ -177,6 +177,19 @@ def test_train_learner_presto_timl_and_predictor(toy, weights, cfg, tmp_path):
     assert model.kind == "presto-timl" and model.task_info is not None
     x = toy.x[:6]
     assert np.array_equal(pred.predict_proba(x, calibrated=False), model.predict_proba(x))
+    # the run fine-tuned and tested on each sample's own lat/lon and start date, not the region centre
+    from cropmeta.learners.base import sample_context
+    from cropmeta.metrics import binary_metrics
+    from cropmeta.tasks import resolve_target, target_data
+
+    td = target_data(toy, resolve_target(toy, "kenya", None))
+    ctx = sample_context(model, toy.meta, td.test_index)
+    assert len(ctx["lat"]) == len(td.x_test) and np.ptp(ctx["lat"]) > 0
+    own = model.predict_proba(td.x_test, **ctx)
+    assert not np.allclose(own, model.predict_proba(td.x_test))  # the places matter to Presto
+    assert binary_metrics(td.y_test, own)["auc_roc"] == pytest.approx(res["metrics"]["auc_roc"], abs=1e-12)
+    assert np.array_equal(pred.predict_proba(td.x_test, calibrated=False, **ctx), own)
+    assert sample_context(object(), toy.meta, td.test_index) == {}  # other models get nothing extra
 
 
 @pytest.mark.slow
@@ -212,9 +225,29 @@ def test_export_with_a_presto_timl_run(trained, tmp_path):
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(trained[2].weights, dest)
     out = tmp_path / "map.tif"
-    res = export(run, out, progress=False, quicklook=False)
+    res = export(run, out, progress=False, quicklook=False, as_float=True)
     assert check_cog(out) == [] and res["cog_problems"] == []
     scene = json.loads((world / "world.json").read_text())["scenes"]["kenya"]
     with rasterio.open(world / scene["tif"]) as src, rasterio.open(out) as m:
         assert (m.width, m.height, m.transform) == (src.width, src.height, src.transform)
         assert m.tags()["MODEL_SHA256"] == json.loads((run / "model.json").read_text())["weights_sha256"]
+        got = m.read(1, window=rasterio.windows.Window(0, 0, src.width, 2))
+        crs, tf = src.crs, src.transform
+    # each map pixel was embedded at its own centre's lat/lon and the tile's start date
+    from rasterio.transform import xy
+    from rasterio.warp import transform as warp
+
+    from cropmeta.mapping.sources import open_eetiff
+
+    source = open_eetiff(world / scene["tif"])
+    win = rasterio.windows.Window(0, 0, source.grid.width, 2)
+    xs, valid = source.read(win)
+    rows, cols = np.nonzero(valid)
+    px, py = xy(tf, rows, cols)  # pixel centres
+    lon, lat = warp(crs, "EPSG:4326", list(px), list(py))
+    start = source.first_date()
+    assert start is not None and start[:4] == "2019"
+    want = model.predict_proba(xs, lat=np.array(lat), lon=np.array(lon), start_dates=[start] * len(xs))
+    assert got.dtype == np.float32 and np.allclose(got[valid], want, atol=1e-6)
+    centre = model.predict_proba(xs)  # the region centre instead: another map
+    assert not np.allclose(centre, want, atol=1e-4)

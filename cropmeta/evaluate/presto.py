@@ -13,7 +13,9 @@ batches of ``ft_batch`` 10 + 10; the numbers Presto's own CropHarvest fine-tunin
   ``$CROPMETA_HOME/cache/presto/<weights sha>/<inputs hash>.safetensors``, so seeds and later runs
   reuse them.
 - ``fit``: ``LogisticRegression(class_weight="balanced", max_iter=1000, random_state=seed)`` on the
-  128-number embeddings; ``predict_proba``: its positive-class probability.
+  128-number embeddings; ``predict_proba``: its positive-class probability. The fits are those of the
+  ``presto`` / ``presto-ft`` learners (:mod:`cropmeta.train.presto_frozen`), so ``cropmeta train
+  --learner presto`` and a compare cell fit the same way.
 
 The methods' contract passes samples as arrays only; the per-sample location and dates are found
 by the sample's values (a digest of its ``[T, 18]`` row) among the target's samples, which
@@ -147,13 +149,12 @@ class PrestoMethod(Method):
         return out
 
     def fit(self, x, y, seed: int = 0) -> "PrestoMethod":
-        from sklearn.linear_model import LogisticRegression
+        from cropmeta.train.presto_frozen import fit_logistic
 
         x, y = _check_xy(x, y, self.name)
         if self._one_class(y):
             return self
-        emb = self.embeddings(x)
-        self.model = LogisticRegression(class_weight="balanced", max_iter=1000, random_state=seed).fit(emb, y)
+        self.model = fit_logistic(self.embeddings(x), y, seed)  # the `presto` learner's own fit
         return self
 
     def _one_class(self, y: np.ndarray) -> bool:
@@ -173,8 +174,8 @@ class PrestoMethod(Method):
         x = self._check_fitted(x)
         if self._constant is not None:
             return np.full(len(x), self._constant)
-        p = self.model.predict_proba(self.embeddings(x))
-        return p[:, list(self.model.classes_).index(1)].astype(np.float64)
+        coef, intercept = self.model
+        return 1.0 / (1.0 + np.exp(-(self.embeddings(x).astype(np.float64) @ coef + intercept)))
 
 
 class PrestoFineTuned(PrestoMethod):
@@ -193,53 +194,24 @@ class PrestoFineTuned(PrestoMethod):
         self.batch = int(batch if batch is not None else getattr(cfg, "ft_batch", 10))
 
     def fit(self, x, y, seed: int = 0) -> "PrestoFineTuned":
-        import copy
-
-        import torch
-        import torch.nn.functional as F
-
-        from cropmeta.train.finetune import balanced_batch
+        from cropmeta.train.presto_frozen import finetune_presto
 
         x, y = _check_xy(x, y, self.name)
         if self._one_class(y):
             return self
         base = self._embedder().model
-        dev = next(base.parameters()).device
-        torch.manual_seed(int(seed))  # the head's initialisation
-        net = torch.nn.Sequential()
-        net.add_module("encoder", copy.deepcopy(base))
-        net.add_module("head", torch.nn.Linear(128, 1))
-        net.to(dev).train()  # (the sinusoidal month/position tables stay frozen, as pretrained)
-        tensors = self.inputs_for(x).tensors(dev)
-        pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
-        n_p, n_n = min(self.batch, len(pos)), min(self.batch, len(neg))
-        yb = torch.as_tensor(np.r_[np.ones(n_p), np.zeros(n_n)], dtype=torch.float32, device=dev)
-        opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=self.lr)
-        g = torch.Generator().manual_seed(int(seed))
-        for _ in range(self.steps):
-            idx = torch.as_tensor(balanced_batch(pos, neg, n_p, n_n, g), device=dev)
-            logits = net.head(net.encoder(*[t[idx] for t in tensors]))[:, 0]
-            loss = F.binary_cross_entropy_with_logits(logits, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        self.model = net.eval()
+        tensors = self.inputs_for(x).tensors(next(base.parameters()).device)
+        # the `presto-ft` learner's own fine-tuning
+        self.model = finetune_presto(base, tensors, y, seed, self.steps, self.lr, self.batch)
         return self
 
     def predict_proba(self, x) -> np.ndarray:
-        import torch
+        from cropmeta.train.presto_frozen import net_probabilities
 
         x = self._check_fitted(x)
         if self._constant is not None:
             return np.full(len(x), self._constant)
-        inputs = self.inputs_for(x)
-        dev = next(self.model.parameters()).device
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(inputs), self.options["batch_size"]):
-                part = inputs[i : i + self.options["batch_size"]].tensors(dev)
-                out.append(torch.sigmoid(self.model.head(self.model.encoder(*part))[:, 0]).double().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+        return net_probabilities(self.model, self.inputs_for(x), self.options["batch_size"])
 
 
 class PrestoTIMLMethod(PrestoMethod):

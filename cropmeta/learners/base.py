@@ -34,6 +34,7 @@ import numpy as np
 from cropmeta.errors import ConfigError, ModelError, NotFittedError
 
 __all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "RESUME_FORMAT", "Model", "Learner", "register", "unregister",
+           "sample_context",
            "get_learner", "learner_class", "model_class", "kinds", "check_record", "model_from_state"]
 
 #: the format tag of every ``model.json`` (one definition) and its version
@@ -46,7 +47,8 @@ RESUME_FORMAT = "cropmeta-resume"
 _BUILTIN = {"timl": "cropmeta.learners.timl", "maml": "cropmeta.learners.timl", "concat": "cropmeta.learners.timl",
             "pretrained": "cropmeta.learners.pretrain", "scratch": "cropmeta.learners.scratch",
             "in-context": "cropmeta.learners.incontext", "presto-timl": "cropmeta.learners.presto_timl",
-            "presto-maml": "cropmeta.learners.presto_timl"}
+            "presto-maml": "cropmeta.learners.presto_timl", "presto": "cropmeta.learners.presto",
+            "presto-ft": "cropmeta.learners.presto"}
 _REGISTRY: dict[str, type["Learner"]] = {}
 
 
@@ -61,6 +63,10 @@ class Model:
     kind: ClassVar[str]  # set by every subclass (a dataclass field in the built-in models)
     #: whether :meth:`adapt` / prediction read the target's task information
     uses_task_info: ClassVar[bool] = False
+    #: whether :meth:`adapt` and :meth:`predict_proba` also take each sample's place and time as
+    #: keywords ``lat``, ``lon`` (degrees, ``[N]``) and ``start_dates`` (ISO date of each sample's
+    #: first step); training runs and map export pass them (:func:`sample_context`)
+    uses_locations: ClassVar[bool] = False
 
     def adapt(self, x: np.ndarray, y: np.ndarray, *, task_info=None, cfg=None, seed: int = 0) -> "Model":
         """A model adapted to the target's labelled samples ``x [N, T, bands]``, ``y`` 0/1 (a new
@@ -148,6 +154,18 @@ class Learner:
     def section_options(cls, cfg) -> Any:
         """This learner's resolved options section of ``cfg`` (None without one)."""
         return None if cls.options_section is None else getattr(cfg, cls.options_section)
+
+
+def sample_context(model, meta, rows=None) -> dict:
+    """The keywords a model declaring ``uses_locations`` takes beside its samples: ``lat``, ``lon``
+    (degrees) and ``start_dates`` (ISO dates, None where unknown) of ``rows`` of a sample table
+    ``meta`` (a frame with those columns, e.g. ``SampleSet.meta``); ``{}`` for any other model."""
+    if not getattr(model, "uses_locations", False):
+        return {}
+    m = meta if rows is None else meta.iloc[np.asarray(rows, dtype=np.int64)]
+    dates = m["start_date"] if "start_date" in m else [None] * len(m)
+    return {"lat": m["lat"].to_numpy(np.float64), "lon": m["lon"].to_numpy(np.float64),
+            "start_dates": [None if d is None or (isinstance(d, float) and d != d) else str(d)[:10] for d in dates]}
 
 
 def register(cls: type[Learner]) -> type[Learner]:

@@ -52,11 +52,14 @@ class ModelSpec:
     sha: str | None = None  # the model's SHA-256 (names the Dask worker plugin that preloads it)
 
 
-def predict_samples(predictor, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
-    """``predict_proba`` over ``x [n, T, 18]`` in fixed batches; float32 ``[n]``."""
+def predict_samples(predictor, x: np.ndarray, batch_size: int = DEFAULT_BATCH, context: dict | None = None
+                    ) -> np.ndarray:
+    """``predict_proba`` over ``x [n, T, 18]`` in fixed batches; float32 ``[n]``. ``context``: per-sample
+    keywords (``lat``, ``lon``, ``start_dates``, each of length n) passed along, batch by batch."""
     out = np.empty(len(x), dtype=np.float32)
     for i in range(0, len(x), batch_size):
-        p = np.asarray(predictor.predict_proba(x[i : i + batch_size]), dtype=np.float32).reshape(-1)
+        extra = {k: v[i : i + batch_size] for k, v in (context or {}).items()}
+        p = np.asarray(predictor.predict_proba(x[i : i + batch_size], **extra), dtype=np.float32).reshape(-1)
         if len(p) != len(x[i : i + batch_size]):
             raise DataError(f"model returned {len(p)} probabilities for {len(x[i:i + batch_size])} pixels")
         out[i : i + batch_size] = p
@@ -107,7 +110,9 @@ def run_job(job: Job, source: Source, model: ModelSpec, roi_mask: np.ndarray | N
             x = x[keep.ravel()]
             valid = valid & inside
         if len(x):
-            p = predict_samples(predictor, x, model.batch_size)
+            # a model reading each pixel's place and time (Presto) gets the pixel centres' lat/lon
+            context = source.pixel_context(win, valid) if getattr(predictor, "uses_locations", False) else None
+            p = predict_samples(predictor, x, model.batch_size, context)
             if not np.isfinite(p).all():
                 raise DataError(f"{source.name}: model returned non-finite probabilities in block {job.key}")
             strip = out[r : r + h]

@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from cropmeta.errors import InputError
 from cropmeta.io.eetiff import SLOPE_FILL_WITHOUT_DATA, EETiffReader, fill_pixels, window_str
 from cropmeta.io.handles import CachedValue, cached, close_cached, file_key
-from cropmeta.schema import BANDS, N_BANDS, N_STATIC, RAW_PER_STEP, recompute_ndvi
+from cropmeta.schema import BANDS, DAYS_PER_STEP, N_BANDS, N_STATIC, RAW_PER_STEP, recompute_ndvi
 
 __all__ = ["Grid", "Source", "EETiffSource", "DatacubeSource", "open_eetiff", "open_datacube", "open_source",
            "check_consistent_t", "window_source", "close_cached", "MAX_READ_PIXELS"]
@@ -66,6 +66,36 @@ class Source:
     ref: Any = field(default=None, compare=False)
     t_file: int | None = None  # time steps in the file when only a window of them is read
     t_start: int = 0  # first time step read (0-based), see :func:`window_source`
+    start_date: str | None = None  # ISO date of the file's first step (None: unknown)
+
+    # -- place and time -----------------------------------------------------------------------------
+    def first_date(self) -> str | None:
+        """ISO date of the first step read: the file's start moved on by ``t_start`` steps."""
+        if not self.start_date:
+            return None
+        import datetime as _dt
+
+        d0 = _dt.date.fromisoformat(str(self.start_date)[:10])
+        return (d0 + _dt.timedelta(days=int(self.t_start) * DAYS_PER_STEP)).isoformat()
+
+    def pixel_context(self, window: Window, valid: np.ndarray) -> dict:
+        """``lat``, ``lon`` (degrees, WGS84) of the centres of the window's ``valid`` pixels
+        (row-major, the order of :meth:`read`'s samples) and their ``start_dates`` (the input's
+        :meth:`first_date`, None when unknown): what a model that reads each sample's place and time
+        (Presto) gets in a map. Raises when the grid has no CRS."""
+        if not self.grid.crs:
+            raise InputError(f"{self.name}: the input has no CRS, so its pixels have no latitude/longitude "
+                             "(this model needs them)")
+        from rasterio.crs import CRS
+        from rasterio.warp import transform as _warp
+
+        rows, cols = np.nonzero(np.asarray(valid, dtype=bool))
+        a = self.grid.affine * rasterio.Affine.translation(float(window.col_off), float(window.row_off))
+        xs = a.c + (cols + 0.5) * a.a + (rows + 0.5) * a.b
+        ys = a.f + (cols + 0.5) * a.d + (rows + 0.5) * a.e
+        lon, lat = _warp(CRS.from_user_input(self.grid.crs), "EPSG:4326", xs.tolist(), ys.tolist())
+        return {"lat": np.asarray(lat, dtype=np.float64), "lon": np.asarray(lon, dtype=np.float64),
+                "start_dates": [self.first_date()] * len(rows)}
 
     # -- reading ----------------------------------------------------------------------------------
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +164,7 @@ def open_eetiff(path: str | Path) -> EETiffSource:
     grid = Grid(int(info.width), int(info.height), info.crs.to_wkt() if info.crs else None,
                 tuple(info.transform)[:6])
     return EETiffSource(name=Path(path).name, grid=grid, t=int(info.t), slope_fill=None, nodata=info.nodata,
-                        kind="eetiff", ref=path)
+                        kind="eetiff", ref=path, start_date=info.start.isoformat() if info.start else None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -242,7 +272,19 @@ def open_datacube(cube, name: str | None = None, var: str | None = None) -> Data
     if isinstance(ref, (str, Path)):
         handle.close()
     return DatacubeSource(name=label, grid=grid, t=int(da.sizes["time"]), slope_fill=None,
-                          nodata=None if nodata is None else float(nodata), kind="datacube", ref=ref, var=var)
+                          nodata=None if nodata is None else float(nodata), kind="datacube", ref=ref, var=var,
+                          start_date=_first_time(da))
+
+
+def _first_time(da) -> str | None:
+    """ISO date of a datacube's first ``time`` value when it is a date (else None)."""
+    try:
+        v = np.asarray(da["time"].values)[:1]
+        if len(v) and np.issubdtype(v.dtype, np.datetime64):
+            return str(v[0].astype("datetime64[D]"))
+    except (KeyError, TypeError, ValueError):
+        pass
+    return None
 
 
 def open_source(item, var: str | None = None) -> Source:

@@ -41,10 +41,11 @@ class PrestoEmbedder:
 
         return workspace_home() / "cache" / "presto" / self.weights_sha[:16] / f"{key}.safetensors"
 
-    def embed(self, inputs, key: str | None = None) -> np.ndarray:
+    def embed(self, inputs, key: str | None = None, cache: bool | None = None) -> np.ndarray:
         """``[N, 128]`` float32 embeddings of :class:`~cropmeta.models.presto.PrestoInputs`, cached
-        under ``key`` (default: a hash of the inputs themselves) in this weights SHA-256's directory."""
-        if not self.cache:
+        under ``key`` (default: a hash of the inputs themselves) in this weights SHA-256's directory.
+        ``cache=False`` (e.g. map pixels, seen once) computes without touching the cache."""
+        if not (self.cache if cache is None else cache):
             return self.model.embed(inputs, batch_size=self.batch_size)
         key = key or _inputs_hash(inputs)
         mem_key = (self.weights_sha, key)

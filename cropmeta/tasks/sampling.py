@@ -93,6 +93,7 @@ class TargetData:
     y_test: np.ndarray
     counts: dict = field(default_factory=dict)
     train_index: np.ndarray | None = None  # rows of the samples fine-tuning used
+    test_index: np.ndarray | None = None  # rows of the test samples
 
 
 def shot_subset(y: np.ndarray, k: int | str, seed: int) -> np.ndarray:
@@ -154,4 +155,4 @@ def target_data(samples: SampleSet, task: Task, shots: int | None = None, seed: 
         tr = tr[shot_subset(y_all[tr], shots, seed)]
         counts["shots"] = shots
     return TargetData(task, samples.x[tr], y_all[tr].astype(np.int64), samples.x[te], y_all[te].astype(np.int64),
-                      counts, train_index=tr)
+                      counts, train_index=tr, test_index=te)

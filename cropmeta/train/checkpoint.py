@@ -176,9 +176,18 @@ class Predictor:
         self.model.to(device=torch.device(device) if isinstance(device, str) else device)
         return self
 
-    def predict_proba(self, x: np.ndarray, batch_size: int | None = None, calibrated: bool = True) -> np.ndarray:
-        """``batch_size``: samples per forward pass (None: the model's default)."""
-        return self.model.predict_proba(x, batch_size=batch_size, temperature=self.temperature if calibrated else None)
+    @property
+    def uses_locations(self) -> bool:
+        """Whether :meth:`predict_proba` reads each sample's ``lat``, ``lon`` and ``start_dates``."""
+        return bool(getattr(self.model, "uses_locations", False))
+
+    def predict_proba(self, x: np.ndarray, batch_size: int | None = None, calibrated: bool = True,
+                      **context) -> np.ndarray:
+        """``batch_size``: samples per forward pass (None: the model's default). ``context``: the
+        samples' ``lat``, ``lon``, ``start_dates`` for a model that ``uses_locations`` (ignored by others)."""
+        extra = context if self.uses_locations else {}
+        return self.model.predict_proba(x, batch_size=batch_size, temperature=self.temperature if calibrated else None,
+                                        **extra)
 
     def set_temperature(self, temperature: float | None) -> None:
         self.temperature = None if temperature is None else float(temperature)

@@ -51,6 +51,7 @@ from cropmeta.models.presto_head import EMBED_DIM, PrestoFiLMHead
 from cropmeta.models.timl import TaskEncoder
 from cropmeta.schema import BANDS, TASK_INFO_DIM
 from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
+from cropmeta.train.presto_base import PrestoBacked, xyz_to_latlon
 from cropmeta.train.trained import resolve_device, seeded_init, torch_dtype
 
 __all__ = ["KINDS", "EMBED_DIM", "PrestoFiLMHead", "PrestoTIMLModel", "build_head",
@@ -73,14 +74,8 @@ def build_head(cfg: TrainConfig, task_info: bool = True, seed: int = 0) -> tuple
     return head, enc
 
 
-def xyz_to_latlon(xyz) -> tuple[float, float]:
-    """Degrees (lat, lon) of the unit-sphere point of a task vector's first three numbers."""
-    x, y, z = (float(v) for v in np.asarray(xyz, dtype=np.float64)[:3])
-    return float(np.degrees(np.arctan2(z, np.hypot(x, y)))), float(np.degrees(np.arctan2(y, x)))
-
-
 @dataclass
-class PrestoTIMLModel(Model):
+class PrestoTIMLModel(PrestoBacked, Model):
     """Meta-trained (and, after :meth:`adapt`, fine-tuned) head + task encoder over Presto embeddings.
     Embeddings in, probabilities out (:meth:`predict_embeddings`); raw samples through
     :meth:`predict_proba` (embedded with Presto weights of the recorded SHA-256: the workspace copy
@@ -123,6 +118,8 @@ class PrestoTIMLModel(Model):
         self.head.to(device=device, dtype=dtype)
         if self.encoder is not None:
             self.encoder.to(device=device, dtype=dtype)
+        if self.embedder is not None and device is not None:  # Presto itself runs where the head does
+            self.embedder.model.to(device=device)
         return self
 
     def copy(self) -> "PrestoTIMLModel":
@@ -156,33 +153,6 @@ class PrestoTIMLModel(Model):
         self.encoder.eval()
         with torch.no_grad():
             return self.encoder(ti.view(1, -1))
-
-    def embed(self, x: np.ndarray, lat=None, lon=None, start_dates=None) -> np.ndarray:
-        """Presto embeddings of raw canonical samples ``x [N, T, 18]``; ``lat``/``lon`` default to the
-        centre of the task's region (from its task vector), ``start_dates`` to February."""
-        from cropmeta.models.presto import presto_inputs
-
-        if self.embedder is None:
-            self.use_weights()
-        if lat is None or lon is None:
-            if self.task_info is None:
-                raise InputError(f"{self.kind}: give the samples' lat/lon (the model has no target task vector)")
-            lat, lon = xyz_to_latlon(self.task_info)
-        return self.embedder.embed(presto_inputs(np.asarray(x, dtype=np.float32), lat, lon, start_dates))
-
-    def use_weights(self, weights=None, device: str | None = None, embedder=None) -> "PrestoTIMLModel":
-        """Attach the Presto encoder used by :meth:`embed` (an existing
-        :class:`~cropmeta.models.presto_embed.PrestoEmbedder`, or one loaded from ``weights``: default the
-        workspace copy); refuses weights whose SHA-256 differs from the model's."""
-        if embedder is None:
-            from cropmeta.models.presto_embed import PrestoEmbedder
-
-            embedder = PrestoEmbedder(weights, device=device)
-        if embedder.weights_sha != self.presto_sha256:
-            raise ModelError(f"{self.kind}: trained on Presto embeddings of weights {self.presto_sha256[:16]}…, "
-                             f"given {embedder.weights_sha[:16]}…")
-        self.embedder = embedder
-        return self
 
     # ---- the Model contract ----------------------------------------------------------------------
     def adapt_embeddings(self, emb: np.ndarray, y: np.ndarray, task_info=None, cfg: TrainConfig | None = None,

@@ -32,7 +32,7 @@ from cropmeta.metrics import binary_metrics
 from cropmeta.regions import slugify
 from cropmeta.tasks import Task, resolve_target, target_data
 from cropmeta.train import checkpoint as ck
-from cropmeta.learners.base import Model, get_learner, kinds, learner_class
+from cropmeta.learners.base import Model, get_learner, kinds, learner_class, sample_context
 from cropmeta.train.common import META_DIR
 from cropmeta.train.config import IN_CONTEXT, RESUME_MAY_CHANGE, config_changes, in_context_keys, resolve_config
 from cropmeta.train.distributed import SINGLE, backend_for, from_env, spawn
@@ -170,8 +170,10 @@ def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, di
 
     t0 = time.perf_counter()
     # adaptation: fine-tuning, or reading the training labels as a support set (no gradient step)
-    model = meta_model.adapt(td.x_train, td.y_train, task_info=task.info, cfg=cfg, seed=seed)
-    prob = model.predict_proba(td.x_test)
+    # models that read each sample's place and time (Presto) get the samples' own
+    model = meta_model.adapt(td.x_train, td.y_train, task_info=task.info, cfg=cfg, seed=seed,
+                             **sample_context(meta_model, samples.meta, td.train_index))
+    prob = model.predict_proba(td.x_test, **sample_context(model, samples.meta, td.test_index))
     metrics = binary_metrics(td.y_test, prob)
     t_ft = time.perf_counter() - t0
     model.info.update({"task": task.to_dict(), "shots": shots})

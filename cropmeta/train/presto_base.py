@@ -1,0 +1,68 @@
+"""What every model built on the frozen or fine-tuned Presto encoder shares: the Presto weights it
+was trained with (by SHA-256), and raw samples → Presto inputs → embeddings with each sample's own
+place and time.
+
+A model mixing in :class:`PrestoBacked` declares ``uses_locations`` (the learner contract's flag), so
+training runs pass each sample's ``lat``, ``lon`` and ``start_dates`` and map export passes each
+pixel centre's (:meth:`cropmeta.mapping.sources.Source.pixel_context`). Without them a sample sits at
+the centre of the model's task region (from its task vector) and starts in February (CropHarvest).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from cropmeta.errors import InputError, ModelError
+
+__all__ = ["PrestoBacked", "xyz_to_latlon"]
+
+
+def xyz_to_latlon(xyz) -> tuple[float, float]:
+    """Degrees (lat, lon) of the unit-sphere point of a task vector's first three numbers."""
+    x, y, z = (float(v) for v in np.asarray(xyz, dtype=np.float64)[:3])
+    return float(np.degrees(np.arctan2(z, np.hypot(x, y)))), float(np.degrees(np.arctan2(y, x)))
+
+
+class PrestoBacked:
+    """Mixin: needs attributes ``kind``, ``presto_sha256``, ``task_info`` (13 numbers or None),
+    ``embedder`` (a :class:`~cropmeta.models.presto_embed.PrestoEmbedder` or None: loaded on first
+    use) and ``device``."""
+
+    uses_locations: ClassVar[bool] = True
+
+    def presto_inputs(self, x: np.ndarray, lat=None, lon=None, start_dates=None):
+        """Presto's inputs of raw canonical samples ``x [N, T, 18]``; ``lat``/``lon`` default to the
+        centre of the task's region (from its task vector), ``start_dates`` to February."""
+        from cropmeta.models.presto_layout import presto_inputs
+
+        if lat is None or lon is None:
+            if self.task_info is None:
+                raise InputError(f"{self.kind}: give the samples' lat/lon (the model has no target task vector)")
+            lat, lon = xyz_to_latlon(self.task_info)
+        return presto_inputs(np.asarray(x, dtype=np.float32), lat, lon, start_dates)
+
+    def embed(self, x: np.ndarray, lat=None, lon=None, start_dates=None) -> np.ndarray:
+        """Frozen Presto embeddings ``[N, 128]`` of raw samples (:meth:`presto_inputs`); not cached on
+        disk: raw samples here are a run's few target labels or map pixels seen once."""
+        return self.presto_embedder().embed(self.presto_inputs(x, lat, lon, start_dates), cache=False)
+
+    def presto_embedder(self):
+        if self.embedder is None:
+            self.use_weights(device=str(self.device))
+        return self.embedder
+
+    def use_weights(self, weights=None, device: str | None = None, embedder=None):
+        """Attach the Presto encoder (an existing :class:`~cropmeta.models.presto_embed.PrestoEmbedder`,
+        or one loaded from ``weights``: default the workspace copy); refuses weights whose SHA-256
+        differs from the model's."""
+        if embedder is None:
+            from cropmeta.models.presto_embed import PrestoEmbedder
+
+            embedder = PrestoEmbedder(weights, device=device)
+        if embedder.weights_sha != self.presto_sha256:
+            raise ModelError(f"{self.kind}: trained on Presto weights {self.presto_sha256[:16]}…, "
+                             f"given {embedder.weights_sha[:16]}…")
+        self.embedder = embedder
+        return self

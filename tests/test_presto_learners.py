@@ -1,0 +1,156 @@
+"""`presto` and `presto-ft` as registered learners (cropmeta.learners.presto, cropmeta.train.presto_frozen):
+`cropmeta train --learner presto|presto-ft` fits on the target's labels at each sample's own place and
+date, saves safetensors + JSON, and the run's predictor reloads it exactly; the comparison's methods
+fit through the same functions. Tiny: a random-weight Presto encoder, toy samples, a few SGD steps."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cropmeta.models.presto import PrestoEncoder
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    enc = PrestoEncoder()
+    path = tmp_path_factory.mktemp("presto") / "random.safetensors"
+    save_file({f"encoder.{k}": v.contiguous() for k, v in enc.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy():
+    from cropmeta.testing import TOY_REGIONS, toy_samples
+
+    return toy_samples(n_per_label=12, n_noncrop=16, t=12, seed=2, regions=TOY_REGIONS[:3])
+
+
+@pytest.fixture()
+def workspace_weights(weights):
+    """The learners read the workspace copy of the weights: this test's random ones."""
+    from cropmeta.models.weights import PRESTO, weights_dir
+
+    dest = weights_dir(PRESTO) / PRESTO.safetensors_name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(weights, dest)
+    return dest
+
+
+def _overrides(**kw):
+    from cropmeta.train.config import resolve_config
+
+    cfg = resolve_config("quick", overrides={"threads": 1, "device": "cpu", "ft_steps": 4, **kw})
+    return {k: v for k, v in cfg.to_dict().items() if k not in ("preset", "in_context")}
+
+
+def test_presto_learners_are_registered_without_source_or_zero_shot():
+    from cropmeta.learners import get_learner, kinds
+
+    assert {"presto", "presto-ft", "presto-timl", "presto-maml"} <= set(kinds())
+    for kind in ("presto", "presto-ft"):
+        learner = get_learner(kind)
+        assert learner.needs_source is False and learner.zero_shot is False
+        assert learner.model_class.uses_locations
+
+
+def test_train_learner_presto_logistic_regression(toy, workspace_weights, tmp_path):
+    """The run's classifier is the paper's logistic regression on embeddings of the training labels
+    at their own lat/lon and dates; held-out metrics and the reloaded predictor agree with it."""
+    from sklearn.linear_model import LogisticRegression
+
+    from cropmeta.app.train import train
+    from cropmeta.learners.base import sample_context
+    from cropmeta.metrics import binary_metrics
+    from cropmeta.models.presto_embed import PrestoEmbedder
+    from cropmeta.models.presto_layout import presto_inputs
+    from cropmeta.tasks import resolve_target, target_data
+    from cropmeta.train import checkpoint as ck
+
+    res = train("kenya", samples=toy, learner="presto", overrides=_overrides(), out=tmp_path / "run", seed=1)
+    model, meta = ck.load_model(tmp_path / "run")
+    assert meta["kind"] == "presto" and meta["adapted"] is True and model.coef.shape == (128,)
+    td = target_data(toy, resolve_target(toy, "kenya", None))
+    m = toy.meta.iloc[td.train_index]
+    emb = PrestoEmbedder(workspace_weights, cache=False).embed(
+        presto_inputs(td.x_train, m["lat"].to_numpy(), m["lon"].to_numpy(), m["start_date"].tolist()))
+    lr = LogisticRegression(class_weight="balanced", max_iter=1000, random_state=1).fit(emb, td.y_train)
+    assert np.allclose(model.coef, lr.coef_[0], atol=1e-10)
+    ctx = sample_context(model, toy.meta, td.test_index)
+    prob = model.predict_proba(td.x_test, **ctx)
+    assert np.allclose(prob, model.predict_embeddings(
+        PrestoEmbedder(workspace_weights, cache=False).embed(presto_inputs(td.x_test, ctx["lat"], ctx["lon"],
+                                                                           ctx["start_dates"]))), atol=1e-12)
+    assert binary_metrics(td.y_test, prob)["auc_roc"] == pytest.approx(res["metrics"]["auc_roc"], abs=1e-12)
+    pred = ck.load_predictor(tmp_path / "run")
+    assert pred.uses_locations and np.array_equal(pred.predict_proba(td.x_test, calibrated=False, **ctx), prob)
+    # the unadapted starting model (run/meta) refuses to serve predictions
+    start, _ = ck.load_model(tmp_path / "run" / "meta")
+    assert start.coef is None
+    with pytest.raises(Exception, match="fitted on the target's labels"):
+        start.check_ready("run/meta")
+
+
+def test_train_learner_presto_ft_round_trip(toy, workspace_weights, tmp_path):
+    """presto-ft fine-tunes the encoder itself; the saved run reloads to bit-identical predictions."""
+    from cropmeta.app.train import train
+    from cropmeta.models.presto import load_presto
+    from cropmeta.train import checkpoint as ck
+
+    res = train("kenya", samples=toy, learner="presto-ft", overrides=_overrides(ft_steps=3), out=tmp_path / "run",
+                seed=0)
+    assert 0 <= res["metrics"]["auc_roc"] <= 1
+    model, meta = ck.load_model(tmp_path / "run")
+    assert meta["kind"] == "presto-ft" and model.info["finetune"]["steps"] == 3
+    pre = load_presto(workspace_weights).state_dict()
+    tuned = model.net.encoder.state_dict()
+    assert any(not torch.equal(pre[k], tuned[k]) for k in pre if k.startswith("blocks"))  # the blocks moved
+    assert torch.equal(pre["pos_embed"], tuned["pos_embed"])  # the frozen sinusoid did not
+    x, lat, lon = toy.x[:5], toy.meta["lat"].to_numpy()[:5], toy.meta["lon"].to_numpy()[:5]
+    again, _ = ck.load_model(tmp_path / "run")
+    assert np.array_equal(again.predict_proba(x, lat=lat, lon=lon), model.predict_proba(x, lat=lat, lon=lon))
+
+
+def test_compare_methods_fit_like_the_learners(toy, weights):
+    """The comparison's `presto` method and the `presto` learner give the same classifier."""
+    from cropmeta.evaluate.presto import PrestoMethod
+    from cropmeta.train.presto_frozen import fit_logistic
+
+    emb = np.random.default_rng(0).normal(size=(40, 128)).astype(np.float32)
+    y = (emb[:, 0] > 0).astype(int)
+    coef, b = fit_logistic(emb, y, seed=0)
+    method = PrestoMethod(weights=weights, cache=False)
+    method.embeddings = lambda x: emb[: len(x)]  # the method's embeddings, without a target
+    method.fit(np.zeros((40, 12, 18), np.float32), y, seed=0)
+    assert np.array_equal(method.model[0], coef) and method.model[1] == b
+    from sklearn.linear_model import LogisticRegression
+
+    sk = LogisticRegression(class_weight="balanced", max_iter=1000, random_state=0).fit(emb, y)
+    assert np.allclose(method.predict_proba(np.zeros((40, 12, 18), np.float32)), sk.predict_proba(emb)[:, 1],
+                       atol=1e-12)
+
+
+def test_bad_records_are_refused(toy, workspace_weights, tmp_path):
+    from cropmeta.errors import ModelError
+    from cropmeta.train.presto_frozen import PrestoLRModel
+
+    from cropmeta.learners import get_learner
+
+    model = get_learner("presto").start(12)
+    fitted = model.adapt(toy.x[:20], np.r_[np.ones(10), np.zeros(10)].astype(int),
+                         lat=toy.meta["lat"].to_numpy()[:20], lon=toy.meta["lon"].to_numpy()[:20])
+    meta, arrays = fitted.to_state()
+    back = PrestoLRModel.from_state(meta, arrays)
+    assert np.array_equal(back.coef, fitted.coef)
+    with pytest.raises(ModelError, match="weights differ"):
+        PrestoLRModel.from_state(meta, {"classifier.coef": arrays["classifier.coef"]})
+    with pytest.raises(ModelError, match="not frozen Presto"):
+        PrestoLRModel.from_state({**meta, "kind": "timl"}, arrays)
+    with pytest.raises(ModelError, match="no zero-shot"):
+        model.zero_shot()
