@@ -266,3 +266,25 @@ def test_failed_tile_is_retried_then_named(tmp_path, run):
     assert "broken.tif" in msg and "good.tif" not in msg.split("failed (")[1].split(")")[0]
     assert "after 3 attempt(s)" in msg and "rerun resumes" in msg
     assert not (tmp_path / "m.tif").exists()
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_export_reads_with_a_gdal_block_cache_of_the_requested_mib(tmp_path, run, monkeypatch, workers):
+    """``gdal_cache_mb`` is MiB: the cache GDAL reports while blocks are read is that many MiB (an
+    integer GDAL_CACHEMAX given to rasterio is bytes — 256 would be a 256-byte cache, and every
+    strip would decode its tiles again)."""
+    from rasterio.env import get_gdal_config
+
+    import cropmeta.mapping.dask_exec as dx
+
+    seen = []
+    real = dx.run_job
+
+    def spy(*a, **kw):
+        seen.append(get_gdal_config("GDAL_CACHEMAX"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(dx, "run_job", spy)  # serial and in-process Dask blocks both run through it
+    tif = make_ee_tile(tmp_path / "t_2021-01-01_2021-12-31.tif", height=8, width=8)
+    _export(run, tmp_path / "m.tif", [tif], gdal_cache_mb=48, workers=workers)
+    assert seen and set(seen) == {48 * 2**20}

@@ -7,7 +7,17 @@ import os
 import threading
 from pathlib import Path
 
-__all__ = ["file_key", "cached", "close_cached", "CachedValue"]
+__all__ = ["file_key", "cached", "close_cached", "CachedValue", "gdal_cache_env"]
+
+
+def gdal_cache_env(mb: float):
+    """``rasterio.Env`` capping GDAL's raster block cache at ``mb`` MiB. The cap is given to rasterio
+    in **bytes**: rasterio hands an integer ``GDAL_CACHEMAX`` to ``GDALSetCacheMax64``, which takes
+    bytes, so ``GDAL_CACHEMAX=256`` would mean a 256-byte cache (rasterio issue 2336) — every strip
+    read then decodes its tiles again."""
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=int(float(mb) * 2**20))
 
 _HANDLES: dict[tuple, object] = {}
 _HANDLES_LOCK = threading.RLock()

@@ -71,10 +71,10 @@ def read_lock(src: Source) -> threading.Lock:
 
 
 def compute_block(job: Job, bundle: Bundle) -> tuple[str, np.ndarray]:
-    import rasterio
+    from cropmeta.io.handles import gdal_cache_env
 
     src = bundle.sources[job.tile]
-    with rasterio.Env(GDAL_CACHEMAX=int(bundle.gdal_cache_mb)):
+    with gdal_cache_env(bundle.gdal_cache_mb):
         mask = block_mask(bundle.roi[job.tile], src.grid, job.window)
         return job.key, run_job(job, src, bundle.model, mask, read_lock=read_lock(src),
                                    read_pixels=bundle.read_pixels)

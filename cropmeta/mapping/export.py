@@ -88,12 +88,12 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     ≈ 80 MB at T = 12); the map does not depend on it beyond float32 rounding.
 
     Returns a summary dict (paths, pixel counts, timings, resumed blocks, accuracy)."""
-    import rasterio
+    from cropmeta.io.handles import gdal_cache_env
 
     if gdal_cache_mb < 16:
         raise InputError(f"gdal_cache_mb must be >= 16, got {gdal_cache_mb}")
     # a refused or failed export leaves no new empty folder behind either
-    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), output_dir(Path(out).parent, create=False):
+    with gdal_cache_env(gdal_cache_mb), output_dir(Path(out).parent, create=False):
         return _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler,
                        truth, mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
                        gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, months, dask_processes,
