@@ -62,6 +62,27 @@ def model_rate(fn, x: np.ndarray, reps: int) -> dict:
     return {"pixels": int(len(x)), "seconds": s, "pixels_per_s": len(x) / s["median"]}
 
 
+def agreement(ref_nc: Path, maps: dict[str, Path]) -> dict:
+    """Each cropmeta map against the reference's probabilities on the same pixels: the map stores
+    ``rint(100 p)``, so equal probabilities (to float rounding) give identical values except where
+    ``100 p`` sits on a .5 boundary. Max |difference| in percentage points and the identical share."""
+    import rasterio
+    import xarray as xr
+
+    with xr.open_dataset(ref_nc, engine="h5netcdf") as ds:
+        p = ds["prediction_0"].transpose("lat", "lon").values[::-1]  # lat ascending → north-up rows
+    want = np.rint(np.asarray(p, dtype=np.float64) * 100.0)
+    out = {}
+    for name, path in maps.items():
+        with rasterio.open(path) as m:
+            got = m.read(1).astype(np.float64)
+        ok = (got != 255) & np.isfinite(want)
+        diff = np.abs(got - want)[ok]
+        out[name] = {"pixels": int(ok.sum()), "max_abs_diff_percent_points": float(diff.max()) if diff.size else None,
+                     "share_identical": float((diff == 0).mean()) if diff.size else None}
+    return out
+
+
 def run_export(run_dir: Path, tif: Path, out: Path, workers: int | None, loader: str | None) -> dict:
     from cropmeta.mapping.export import export
 
@@ -223,6 +244,10 @@ def main(argv=None) -> dict:
         if args.workers:
             e2e[f"cropmeta_dask{args.workers}_default"] = run_export(run_dir, tif, d / "c.tif", args.workers, None)
             e2e[f"cropmeta_dask{args.workers}_folded"] = run_export(run_dir, tif, d / "e.tif", args.workers, FAST)
+        maps = {"cropmeta_serial_default": d / "a.tif", "cropmeta_serial_folded": d / "b.tif"}
+        if args.workers:
+            maps.update({f"cropmeta_dask{args.workers}_default": d / "c.tif", f"cropmeta_dask{args.workers}_folded": d / "e.tif"})
+        res["end_to_end_agreement"] = agreement(d / "ref.nc", maps)
         rp = e2e["reference"]["pixels_per_s"]
         for k, v in e2e.items():
             if isinstance(v, dict) and k != "reference":
@@ -243,6 +268,9 @@ def main(argv=None) -> dict:
                 print(f"  end to end {k}: {v['pixels_per_s']:.0f} px/s ({v['seconds']:.1f} s)"
                       + (f", {v['speedup_vs_reference']:.2f}x reference" if "speedup_vs_reference" in v else ""),
                       flush=True)
+        for k, v in res["end_to_end_agreement"].items():
+            print(f"  {k} vs reference probabilities: max |diff| {v['max_abs_diff_percent_points']} percentage "
+                  f"points, {100 * (v['share_identical'] or 0):.3f} % of {v['pixels']} pixels identical", flush=True)
 
         # ---- peak memory vs map size -------------------------------------------------------------------
         if not args.skip_memory:
