@@ -269,8 +269,9 @@ def main(argv=None) -> dict:
                       + (f", {v['speedup_vs_reference']:.2f}x reference" if "speedup_vs_reference" in v else ""),
                       flush=True)
         for k, v in res["end_to_end_agreement"].items():
+            same = round((v["share_identical"] or 0) * v["pixels"])
             print(f"  {k} vs reference probabilities: max |diff| {v['max_abs_diff_percent_points']} percentage "
-                  f"points, {100 * (v['share_identical'] or 0):.3f} % of {v['pixels']} pixels identical", flush=True)
+                  f"points, {same:,} of {v['pixels']:,} pixels identical", flush=True)
 
         # ---- peak memory vs map size -------------------------------------------------------------------
         if not args.skip_memory:

@@ -459,8 +459,14 @@ def done_when(R: dict, w) -> None:
         e2e = ex["end_to_end"]
         best = max((k for k in e2e if isinstance(e2e[k], dict) and "speedup_vs_reference" in e2e[k]),
                    key=lambda k: e2e[k]["speedup_vs_reference"])
-        w(f"| end-to-end export vs the reference path, 2 cores | best `{best}` {e2e[best]['speedup_vs_reference']:.2f}× "
-          f"({e2e['tile'][0]}² tile) | ≥ 3× | `{ex['command']}`, {_load_str(ex)} |")
+        dflt = next((k for k in e2e if k.startswith("cropmeta_dask") and k.endswith("_default")), None)
+        ag = (ex.get("end_to_end_agreement") or {}).get(dflt or best)
+        w(f"| end-to-end export vs the reference path, 2 cores | "
+          + (f"default `{dflt}` {e2e[dflt]['speedup_vs_reference']:.2f}×; " if dflt else "")
+          + f"best `{best}` {e2e[best]['speedup_vs_reference']:.2f}× ({e2e['tile'][0]}² tile)"
+          + (f"; map vs the reference's probabilities: max {ag['max_abs_diff_percent_points']:.0f} percentage point, "
+             f"{100 * ag['share_identical']:.4f} % of pixels identical" if ag else "")
+          + f" | ≥ 3× at equal probabilities | `{ex['command']}`, {_load_str(ex)} |")
     if ls:
         for th, tr in ls["threads"].items():
             v = tr["variants"]
