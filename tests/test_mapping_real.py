@@ -114,3 +114,8 @@ def test_real_togo_export_with_a_presto_run(eo, shared_presto, tmp_path):
     assert source.first_date() == "2019-02-06"
     want = model.predict_proba(x, lat=np.array(lat), lon=np.array(lon), start_dates=["2019-02-06"] * len(x))
     assert np.allclose(got[valid], want, atol=1e-6)
+    # the same map on 2 Dask workers (each loads the run and the Presto encoder once)
+    res2 = export(run, tmp_path / "map2.tif", inputs=[eo / TOGO], region="Togo", progress=False, as_float=True,
+                  workers=2)
+    with rasterio.open(res2["map"]) as m2:
+        assert np.array_equal(m2.read(1), got)
