@@ -163,9 +163,8 @@ def sample_context(model, meta, rows=None) -> dict:
     if not getattr(model, "uses_locations", False):
         return {}
     m = meta if rows is None else meta.iloc[np.asarray(rows, dtype=np.int64)]
-    dates = m["start_date"] if "start_date" in m else [None] * len(m)
     return {"lat": m["lat"].to_numpy(np.float64), "lon": m["lon"].to_numpy(np.float64),
-            "start_dates": [None if d is None or (isinstance(d, float) and d != d) else str(d)[:10] for d in dates]}
+            "start_dates": m["start_date"].tolist() if "start_date" in m else [None] * len(m)}
 
 
 def register(cls: type[Learner]) -> type[Learner]:

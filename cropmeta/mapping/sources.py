@@ -87,13 +87,12 @@ class Source:
             raise InputError(f"{self.name}: the input has no CRS, so its pixels have no latitude/longitude "
                              "(this model needs them)")
         from rasterio.crs import CRS
+        from rasterio.transform import xy
         from rasterio.warp import transform as _warp
 
         rows, cols = np.nonzero(np.asarray(valid, dtype=bool))
-        a = self.grid.affine * rasterio.Affine.translation(float(window.col_off), float(window.row_off))
-        xs = a.c + (cols + 0.5) * a.a + (rows + 0.5) * a.b
-        ys = a.f + (cols + 0.5) * a.d + (rows + 0.5) * a.e
-        lon, lat = _warp(CRS.from_user_input(self.grid.crs), "EPSG:4326", xs.tolist(), ys.tolist())
+        xs, ys = xy(self.grid.affine, rows + int(window.row_off), cols + int(window.col_off), offset="center")
+        lon, lat = _warp(CRS.from_user_input(self.grid.crs), "EPSG:4326", list(xs), list(ys))
         return {"lat": np.asarray(lat, dtype=np.float64), "lon": np.asarray(lon, dtype=np.float64),
                 "start_dates": [self.first_date()] * len(rows)}
 

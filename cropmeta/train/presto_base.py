@@ -16,7 +16,18 @@ import numpy as np
 
 from cropmeta.errors import InputError, ModelError
 
-__all__ = ["PrestoBacked", "xyz_to_latlon"]
+__all__ = ["PrestoBacked", "check_labels", "xyz_to_latlon"]
+
+
+def check_labels(y, n: int, what: str) -> np.ndarray:
+    """0/1 labels ``y`` of ``n`` samples as int64, both classes present (else a clear error)."""
+    y = np.asarray(y).astype(np.int64).ravel()
+    if len(y) != n:
+        raise InputError(f"{what}: {n} samples for {len(y)} labels")
+    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+    if n_pos == 0 or n_neg == 0 or n_pos + n_neg != len(y):
+        raise InputError(f"{what} needs 0/1 labels of both classes ({n_pos} positives, {n_neg} negatives)")
+    return y
 
 
 def xyz_to_latlon(xyz) -> tuple[float, float]:

@@ -29,26 +29,16 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from cropmeta.errors import InputError, ModelError, NotFittedError
+from cropmeta.errors import ModelError, NotFittedError
 from cropmeta.learners.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, check_record
 from cropmeta.models.presto_head import EMBED_DIM
 from cropmeta.schema import BANDS
 from cropmeta.train.config import TrainConfig, config_from_dict
-from cropmeta.train.presto_base import PrestoBacked
+from cropmeta.train.presto_base import PrestoBacked, check_labels
 
 __all__ = ["KINDS", "PrestoLRModel", "PrestoFTModel", "fit_logistic", "finetune_presto"]
 
 KINDS = ("presto", "presto-ft")
-
-
-def _labels(y, n: int, what: str) -> np.ndarray:
-    y = np.asarray(y).astype(np.int64).ravel()
-    if len(y) != n:
-        raise InputError(f"{what}: {n} samples for {len(y)} labels")
-    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
-    if n_pos == 0 or n_neg == 0 or n_pos + n_neg != len(y):
-        raise InputError(f"{what} needs 0/1 labels of both classes ({n_pos} positives, {n_neg} negatives)")
-    return y
 
 
 def fit_logistic(emb: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
@@ -56,7 +46,7 @@ def fit_logistic(emb: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[np.ndar
     from sklearn.linear_model import LogisticRegression
 
     emb = np.asarray(emb, dtype=np.float32)
-    y = _labels(y, len(emb), "presto: logistic regression")
+    y = check_labels(y, len(emb), "presto: logistic regression")
     lr = LogisticRegression(class_weight="balanced", max_iter=1000, random_state=int(seed)).fit(emb, y)
     sign = 1.0 if list(lr.classes_) == [0, 1] else -1.0
     return sign * lr.coef_[0].astype(np.float64), float(sign * lr.intercept_[0])
@@ -71,7 +61,7 @@ def finetune_presto(encoder: torch.nn.Module, tensors: list[torch.Tensor], y: np
 
     from cropmeta.train.finetune import balanced_batch
 
-    y = _labels(y, len(tensors[0]), "presto-ft: fine-tuning")
+    y = check_labels(y, len(tensors[0]), "presto-ft: fine-tuning")
     dev = next(encoder.parameters()).device
     torch.manual_seed(int(seed))  # the head's initialisation
     net = torch.nn.Sequential()

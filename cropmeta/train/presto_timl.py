@@ -51,7 +51,7 @@ from cropmeta.models.presto_head import EMBED_DIM, PrestoFiLMHead
 from cropmeta.models.timl import TaskEncoder
 from cropmeta.schema import BANDS, TASK_INFO_DIM
 from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
-from cropmeta.train.presto_base import PrestoBacked, xyz_to_latlon
+from cropmeta.train.presto_base import PrestoBacked, check_labels, xyz_to_latlon
 from cropmeta.train.trained import resolve_device, seeded_init, torch_dtype
 
 __all__ = ["KINDS", "EMBED_DIM", "PrestoFiLMHead", "PrestoTIMLModel", "build_head",
@@ -163,12 +163,8 @@ class PrestoTIMLModel(PrestoBacked, Model):
         from cropmeta.train.finetune import sgd_finetune
 
         cfg = cfg or self.config
-        y = np.asarray(y).astype(np.int64).ravel()
-        if len(y) != len(emb):
-            raise InputError(f"fine-tuning: {len(emb)} samples for {len(y)} labels")
-        n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
-        if n_pos == 0 or n_neg == 0 or n_pos + n_neg != len(y):
-            raise InputError(f"fine-tuning needs 0/1 labels of both classes ({n_pos} positives, {n_neg} negatives)")
+        y = check_labels(y, len(emb), "fine-tuning")
+        n_pos = int((y == 1).sum())
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         m = self.copy()
