@@ -4,6 +4,7 @@ interrupted write never leaves a half-written file or directory behind."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import signal
 import stat
@@ -20,7 +21,8 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp", dir=path.parent)
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix or path.suffix + ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -32,6 +34,46 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         if tmp_path.exists():
             tmp_path.unlink()
         remove_side_files(tmp_path)
+
+
+def _temp_prefix(path: Path) -> str:
+    """Temporary siblings of ``path`` are ``.<name>.<pid>-<random>…``: the writer's process id lets
+    :func:`sweep_stale_temps` tell a dead writer's leftovers from a live writer's file."""
+    return f".{path.name}.{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the temporary siblings of ``path`` (and GDAL's side files beside them) that a process
+    killed mid-write (SIGKILL, power loss: no ``finally`` ran) left behind; called before each new
+    atomic write of ``path``. Only names of this module's pattern whose writer process is gone are
+    touched; a live writer's temporary file and ``.<name>.old`` are left alone. Returns what was removed."""
+    path = Path(path)
+    head = f".{path.name}."
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for p in path.parent.glob(f"{glob.escape(head)}*"):
+        rest = p.name[len(head):]
+        pid, dash, _ = rest.partition("-")
+        if not dash or not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+    return removed
 
 
 def remove_side_files(tmp: Path) -> None:
@@ -94,7 +136,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     moved aside first and deleted last). On failure ``path`` keeps its previous content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    sweep_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, _default_mode(directory=True))  # mkdtemp creates 0700

@@ -87,6 +87,12 @@ def test_bad_input(samples, tmp_path):
         train("kenya", crop="maise", samples=samples, out=tmp_path / "b", overrides=TINY)
     with pytest.raises(InputError, match="shots"):
         train("kenya", samples=samples, shots=5000, out=tmp_path / "c", overrides=TINY)
+    def loader(_progress):  # a bad --shots fails before any data is loaded
+        raise AssertionError("the data were loaded before --shots was checked")
+
+    for bad_k in (-5, 0, 1, 2.5):
+        with pytest.raises(InputError, match=r"--shots must"):
+            train("kenya", shots=bad_k, out=tmp_path / "k", overrides=TINY, loader=loader)
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA"):
             train("kenya", samples=samples, device="cuda", out=tmp_path / "d", overrides=TINY)

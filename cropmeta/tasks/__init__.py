@@ -39,7 +39,7 @@ from cropmeta.tasks.build import (
     test_file_rows,
     validation_score,
 )
-from cropmeta.tasks.sampling import TargetData, TaskSampler, shot_subset, target_data
+from cropmeta.tasks.sampling import TargetData, TaskSampler, check_shots, shot_subset, target_data
 
 __all__ = [
     "BENCHMARK_TARGETS",
@@ -57,4 +57,5 @@ __all__ = [
     "split_tasks",
     "target_data",
     "shot_subset",
+    "check_shots",
 ]

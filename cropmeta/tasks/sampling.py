@@ -122,6 +122,22 @@ def shot_subset(y: np.ndarray, k: int | str, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([pos[:n_pos], neg[:n_neg]]))
 
 
+def check_shots(shots) -> int | None:
+    """``--shots`` as an int (None: every label), or :class:`InputError` unless it is a whole number
+    >= 2 — checked before any data is loaded, and again by :func:`target_data`."""
+    if shots is None:
+        return None
+    try:
+        k = int(shots)
+    except (TypeError, ValueError):
+        raise InputError(f"--shots must be a whole number >= 2, got {shots!r}") from None
+    if k != shots and not isinstance(shots, str):
+        raise InputError(f"--shots must be a whole number >= 2, got {shots!r}")
+    if k < 2:
+        raise InputError(f"--shots must be at least 2 (half positives, half negatives), got {shots}")
+    return k
+
+
 def target_data(samples: SampleSet, task: Task, shots: int | None = None, seed: int = 0) -> TargetData:
     """Training and test data of the target task. ``shots``: a class-balanced subset of that many
     training labels (⌊shots/2⌋ positives, the rest negatives), drawn with ``seed`` by
@@ -136,8 +152,7 @@ def target_data(samples: SampleSet, task: Task, shots: int | None = None, seed: 
     te = np.where((y_all >= 0) & (split == "test"))[0]
     counts = {"train_pos": int((y_all[tr] == 1).sum()), "train_neg": int((y_all[tr] == 0).sum()),
               "test_pos": int((y_all[te] == 1).sum()), "test_neg": int((y_all[te] == 0).sum())}
-    if shots is not None and int(shots) < 2:
-        raise InputError(f"--shots must be at least 2 (half positives, half negatives), got {shots}")
+    check_shots(shots)
     if counts["test_pos"] == 0 or counts["test_neg"] == 0:
         raise InputError(f"target {task.name}: the test split needs both classes "
                          f"({counts['test_pos']} positives, {counts['test_neg']} negatives); the label file's "

@@ -30,7 +30,7 @@ from cropmeta.logs import log, log_file
 from cropmeta.io.store import SampleSet, workspace_home
 from cropmeta.metrics import binary_metrics
 from cropmeta.regions import slugify
-from cropmeta.tasks import Task, resolve_target, target_data
+from cropmeta.tasks import Task, check_shots, resolve_target, target_data
 from cropmeta.train import checkpoint as ck
 from cropmeta.learners.base import Model, get_learner, kinds, learner_class, sample_context
 from cropmeta.train.common import META_DIR
@@ -88,6 +88,7 @@ def train(region: str, crop: str | None = None, source=None, preset: str | None 
     ``sim_seed`` and then continues on this data (:mod:`cropmeta.train.sim_then_real`; phase logs
     and resume state in ``sim/`` and ``real/`` of the run directory). Both run on one process."""
     t_start = time.perf_counter()
+    shots = check_shots(shots)  # before any data is loaded
     over = _overrides(first_order, device, overrides)
     if ic_options:
         over[IN_CONTEXT] = {**(over.get(IN_CONTEXT) or {}), **ic_options}
