@@ -139,3 +139,14 @@ def test_tiny_benchmark_end_to_end(tmp_path):
 
     again = assemble_from_reports("deafrica", tmp_path / "b", ["togo"])  # the finished targets, nothing recomputed
     assert again["across_targets"]["summary"] == json.loads(json.dumps(acr["summary"]))
+    from cropmeta.evaluate.benchmark import publish_results
+
+    pub = tmp_path / "pub"  # the compact copy a results folder commits: the same benchmark again from it
+    files = {p.relative_to(pub).as_posix() for p in publish_results(tmp_path / "b", pub)}
+    assert "togo/report.json.gz" in files and "togo/report.md" in files and "benchmark.md" in files
+    assert not (pub / "togo" / "report.html").exists() and not (pub / "togo" / "report.json").exists()
+    from_pub = assemble_from_reports("deafrica", pub, ["togo"])
+    assert from_pub["across_targets"]["summary"] == again["across_targets"]["summary"]
+    first = (pub / "togo" / "report.json.gz").read_bytes()
+    publish_results(tmp_path / "b", tmp_path / "pub2", ["togo"])
+    assert (tmp_path / "pub2" / "togo" / "report.json.gz").read_bytes() == first  # reproducible bytes

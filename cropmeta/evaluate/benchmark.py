@@ -17,11 +17,12 @@ put our numbers (all training labels, mean over seeds with 95 % CI) beside the p
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from pathlib import Path
 
-from cropmeta._fs import output_dir
+from cropmeta._fs import atomic_write_bytes, output_dir
 from cropmeta.errors import InputError
 from cropmeta.evaluate.across import DEAFRICA_METHOD_OPTIONS, DEAFRICA_ORIENTATION, across_targets, target_view
 from cropmeta.evaluate.published import BENCHMARKS, PUBLISHED, PUBLISHED_SOURCE, TARGETS
@@ -123,15 +124,48 @@ def assemble(benchmark: str, root, reports: dict, out: Path, seconds: float | No
 
 def assemble_from_reports(benchmark: str, out, keys: list[str], root=None) -> dict:
     """:func:`assemble` over the finished targets ``keys`` of a benchmark folder (their
-    ``OUT/<key>/report.json``), without computing anything: e.g. the targets an interrupted run finished."""
+    ``OUT/<key>/report.json``, or ``report.json.gz`` as a published results folder keeps it), without
+    computing anything: e.g. the targets an interrupted run finished."""
     out = Path(out)
     reports = {}
     for k in keys:
         p = out / k / "report.json"
-        if not p.exists():
+        gz = p.with_name("report.json.gz")
+        if p.exists():
+            reports[k] = json.loads(p.read_text())
+        elif gz.exists():
+            with gzip.open(gz, "rt") as fh:
+                reports[k] = json.load(fh)
+        else:
             raise InputError(f"{p}: no report for target {k!r} (not finished?)")
-        reports[k] = json.loads(p.read_text())
     return assemble(benchmark, root, reports, out)
+
+
+def publish_results(src, dst, keys: list[str] | None = None) -> list[Path]:
+    """Copy a finished benchmark folder ``src`` into a results folder ``dst`` for the repository,
+    compactly: the benchmark's own files as they are; per target its ``report.md`` and figures, and
+    its ``report.json`` gzipped (``report.json.gz``, byte-reproducible: no timestamp in the gzip
+    header) — the complete record, from which :func:`cropmeta.evaluate.report.write_report`
+    renders the HTML again and :func:`assemble_from_reports` the benchmark. ``keys``: the targets
+    (default: every sub-folder with a report.json). Returns the files written."""
+    src, dst = Path(src), Path(dst)
+    if keys is None:
+        keys = sorted(p.parent.name for p in src.glob("*/report.json"))
+    written = []
+    for name in ("benchmark.md", "benchmark.json", "benchmark.html", "benchmark.png"):
+        if (src / name).exists():
+            atomic_write_bytes(dst / name, (src / name).read_bytes())
+            written.append(dst / name)
+    for k in keys:
+        rep = src / k / "report.json"
+        if not rep.exists():
+            raise InputError(f"{rep}: no report for target {k!r} (not finished?)")
+        for f in sorted((src / k).glob("*.png")) + [src / k / "report.md"]:
+            atomic_write_bytes(dst / k / f.name, f.read_bytes())
+            written.append(dst / k / f.name)
+        atomic_write_bytes(dst / k / "report.json.gz", gzip.compress(rep.read_bytes(), compresslevel=9, mtime=0))
+        written.append(dst / k / "report.json.gz")
+    return written
 
 
 def benchmark_targets(benchmark: str, samples=None) -> list[tuple[str, str, str | None]]:
