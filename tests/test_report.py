@@ -99,7 +99,10 @@ def test_summary_names_the_winning_baseline(written):
     assert "0.250" in text and "more seeds" in text
     ece = report["summary"]["all"]["timl"]
     assert ece["raw"]["ece"]["mean"] != ece["calibrated"]["ece"]["mean"]
-    assert "Calibration:" in text
+    assert "Calibration: temperature scaling" in text
+    off = {**report, "config": {**report["config"], "calib_folds": 0}}  # a run without calibration says so
+    off_text = " ".join(narrative(off))
+    assert "Calibration: off" in off_text and "temperature scaling" not in off_text
 
 
 def test_html_is_self_contained_and_pngs_are_images(written):

@@ -98,7 +98,9 @@ def narrative(report: dict) -> list[str]:
     pairs = [(report["summary"][k][m]["raw"]["ece"]["mean"], report["summary"][k][m]["calibrated"]["ece"]["mean"])
              for k in shots for m in rows_at(report, k)]
     pairs = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
-    if pairs:
+    if report["config"].get("calib_folds") == 0:
+        paras.append("Calibration: off (calibration folds 0): the calibrated columns repeat the raw ones.")
+    elif pairs:
         better = sum(b < a - 1e-9 for a, b in pairs)
         worse = sum(b > a + 1e-9 for a, b in pairs)
         a_mean, b_mean = np.mean([a for a, _ in pairs]), np.mean([b for _, b in pairs])
