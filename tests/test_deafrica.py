@@ -134,7 +134,10 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert r["published"] == {}
     rep = (tmp_path / "b" / "togo" / "report.json").read_text()
     assert '"max_source": 200' in rep
-    assert (tmp_path / "b" / "benchmark.md").read_text().count("Mean AUC-ROC over the 1 targets") == 1
+    md = (tmp_path / "b" / "benchmark.md").read_text()
+    assert md.count("Mean AUC-ROC over the 1 targets") == 1
+    assert "published numbers" not in md.replace("No published numbers exist", "")  # none exist: no empty columns
+    assert r["table"][0] == ["Target", "Method", "F1 (ours)", "AUC-ROC (ours)"]
     from cropmeta.evaluate.benchmark import assemble_from_reports
 
     again = assemble_from_reports("deafrica", tmp_path / "b", ["togo"])  # the finished targets, nothing recomputed
