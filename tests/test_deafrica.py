@@ -138,6 +138,8 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert md.count("Mean AUC-ROC over the 1 targets") == 1
     assert "published numbers" not in md.replace("No published numbers exist", "")  # none exist: no empty columns
     assert r["table"][0] == ["Target", "Method", "F1 (ours)", "AUC-ROC (ours)"]
+    per_target = acr["summary"]["20"]["random-forest"]["auc_roc"]["per_target"]["togo"]
+    assert "## AUC-ROC per target, 20 labels (mean over seeds)" in md and f"| togo | {per_target:.3f} |" in md
     from cropmeta.evaluate.benchmark import assemble_from_reports
 
     again = assemble_from_reports("deafrica", tmp_path / "b", ["togo"])  # the finished targets, nothing recomputed

@@ -126,6 +126,13 @@ def across_targets_tables(result: dict) -> list[tuple[str, list[list[str]]]]:
             wins.append([label(m)] + wcells)
         tables.append((f"Mean {name} over the {n} targets (each target: mean over seeds)", rows))
         tables.append((f"Targets won on {name} (best seed-mean per target; ties shared)", wins))
+    for k in [k for k in ("20", "all") if k in shots]:  # every target's own numbers at few and at all labels
+        col = acr["summary"][k]
+        ms = [m for m in acr["methods"] if m in col]
+        rows = [["Target"] + [label(m) for m in ms]]
+        for key in acr["targets"]:
+            rows.append([key] + [_f(col[m]["auc_roc"]["per_target"].get(key)) for m in ms])
+        tables.append((f"AUC-ROC per target, {'all' if k == 'all' else k} labels (mean over seeds)", rows))
     rows = [["Shots", "Metric", "Method", "mean diff vs ref.", "wins/losses (targets)", "p (Holm)"]]
     for k, t in acr["tests"].items():
         for met in ("auc_roc", "f1"):
