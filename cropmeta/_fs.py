@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import signal
+import socket
 import stat
 import shutil
 import tempfile
@@ -36,10 +38,15 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         remove_side_files(tmp_path)
 
 
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
 def _temp_prefix(path: Path) -> str:
-    """Temporary siblings of ``path`` are ``.<name>.<pid>-<random>…``: the writer's process id lets
-    :func:`sweep_stale_temps` tell a dead writer's leftovers from a live writer's file."""
-    return f".{path.name}.{os.getpid()}-"
+    """Temporary siblings of ``path`` are ``.<name>.<pid>-<host>-<random>…``: the writer's process id
+    and (a hash of) its host let :func:`sweep_stale_temps` tell a dead writer's leftovers from a live
+    writer's file — on a shared file system only this host's processes are judged."""
+    return f".{path.name}.{os.getpid()}-{_host_tag()}-"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -56,16 +63,15 @@ def sweep_stale_temps(path: str | Path) -> list[Path]:
     """Remove the temporary siblings of ``path`` (and GDAL's side files beside them) that a process
     killed mid-write (SIGKILL, power loss: no ``finally`` ran) left behind; called before each new
     atomic write of ``path``. Only names of this module's pattern whose writer process is gone are
-    touched; a live writer's temporary file and ``.<name>.old`` are left alone. Returns what was removed."""
+    touched (this host's); a live writer's temporary file and ``.<name>.old`` are left alone. Returns what was removed."""
     path = Path(path)
     head = f".{path.name}."
     removed = []
     if not path.parent.is_dir():
         return removed
     for p in path.parent.glob(f"{glob.escape(head)}*"):
-        rest = p.name[len(head):]
-        pid, dash, _ = rest.partition("-")
-        if not dash or not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+        pid, host, *rest = p.name[len(head):].split("-", 2)
+        if not rest or host != _host_tag() or not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
             if p.is_dir():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cropmeta._fs import _host_tag
 from cropmeta.mapping.export import export
 from cropmeta.mapping.manifest import work_dir_for
 from cropmeta.testing import make_double_run, make_ee_tile
@@ -58,18 +59,22 @@ def test_sigkill_then_resume_gives_the_same_map(tmp_path):
     finished = _done(work)
     assert 2 <= finished < 6 and not out.exists()
     # what a kill during the final COG copy leaves: the dead writer's temporary file and GDAL's side file
-    stale = [out.parent / f".{out.name}.{proc.pid}-k1ll.tif", out.parent / f".{out.name}.{proc.pid}-k1ll.tif.ovr.tmp"]
+    host = _host_tag()
+    stale = [out.parent / f".{out.name}.{proc.pid}-{host}-k1ll.tif",
+             out.parent / f".{out.name}.{proc.pid}-{host}-k1ll.tif.ovr.tmp"]
     for f in stale:
         f.write_bytes(b"half a COG")
-    live = out.parent / f".{out.name}.{os.getppid()}-live.tif"  # a live process's: left alone
-    live.write_bytes(b"being written")
+    live = out.parent / f".{out.name}.{os.getppid()}-{host}-live.tif"  # a live process's: left alone
+    other_host = out.parent / f".{out.name}.{proc.pid}-0other-x.tif"  # another host's (shared disk): left alone
+    for f in (live, other_host):
+        f.write_bytes(b"being written")
 
     res = export(run, out, inputs=[tile], loader=LOADER, progress=False, quicklook=False, batch_size=1024)
     assert res["blocks_resumed"] >= finished and res["blocks_computed"] == 6 - res["blocks_resumed"]
     assert out.read_bytes() == ref.read_bytes()
     assert not work.exists()
-    assert not any(f.exists() for f in stale) and live.exists()
-    assert {p.name for p in out.parent.iterdir()} == {out.name, live.name}
+    assert not any(f.exists() for f in stale) and live.exists() and other_host.exists()
+    assert {p.name for p in out.parent.iterdir()} == {out.name, live.name, other_host.name}
 
 
 def test_changed_input_is_not_resumed(tmp_path):
