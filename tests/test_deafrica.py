@@ -155,3 +155,35 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     first = (pub / "togo" / "report.json.gz").read_bytes()
     publish_results(tmp_path / "b", tmp_path / "pub2", ["togo"])
     assert (tmp_path / "pub2" / "togo" / "report.json.gz").read_bytes() == first  # reproducible bytes
+
+
+def test_committed_benchmark_summary_follows_from_its_reports():
+    """docs/results/deafrica: the across-target summary and tests in benchmark.json are what the
+    committed per-target records (report.json.gz) give — nothing in the summary was edited by hand."""
+    import gzip
+    from pathlib import Path
+
+    from cropmeta.evaluate.across import across_targets
+
+    folder = Path(__file__).resolve().parent.parent / "docs" / "results" / "deafrica"
+    bench = json.loads((folder / "benchmark.json").read_text())
+    keys = bench["across_targets"]["targets"]
+    assert len(keys) == 16
+    reports = {}
+    for k in keys:
+        with gzip.open(folder / k / "report.json.gz", "rt") as fh:
+            reports[k] = json.load(fh)
+        assert reports[k]["config"]["seeds"] == [0, 1, 2, 3, 4]
+    again = json.loads(json.dumps(across_targets(reports)))
+    for k, col in bench["across_targets"]["summary"].items():
+        for m, row in col.items():
+            for met in ("auc_roc", "f1"):
+                assert again["summary"][k][m][met]["mean"] == pytest.approx(row[met]["mean"], abs=1e-12)
+                assert again["summary"][k][m][met]["wins"] == row[met]["wins"]
+    for k, t in bench["across_targets"]["tests"].items():
+        for m, r in t["auc_roc"].items():
+            assert again["tests"][k]["auc_roc"][m]["p_holm"] == pytest.approx(r["p_holm"], abs=1e-12)
+    # the headline of README.md: plain pretraining above TIML at 20 labels, the local forest with all labels
+    s = bench["across_targets"]["summary"]
+    assert s["20"]["pretrained"]["auc_roc"]["mean"] > s["20"]["timl"]["auc_roc"]["mean"]
+    assert s["all"]["random-forest"]["auc_roc"]["mean"] > s["all"]["pretrained"]["auc_roc"]["mean"]
