@@ -110,7 +110,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--pixels", type=int, default=4096)
     ap.add_argument("--t", type=int, default=12, help="time steps per pixel")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=4096, help="pixels per forward pass")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="pixels per forward pass (default: each model's own: TIML's PREDICT_BATCH, "
+                         "Presto's default_batch of the device)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--weights", default=None, help="Presto safetensors (default: random weights, same cost)")
@@ -120,12 +122,12 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    from cropmeta.models.presto import PrestoEncoder, load_presto, presto_inputs
+    from cropmeta.models.presto import PrestoEncoder, default_batch, load_presto, presto_inputs
     from cropmeta.schema import Normalizer
     from cropmeta.tasks import make_task
     from cropmeta.train.config import resolve_config
     from cropmeta.testing import toy_samples
-    from cropmeta.train.trained import from_scratch, predict_proba
+    from cropmeta.train.trained import PREDICT_BATCH, from_scratch, predict_proba
 
     samples = toy_samples(n_per_label=a.pixels, n_noncrop=a.pixels, t=a.t, seed=0, regions=[("Kenya", 0.2, 37.9, [])])
     x = samples.x[: a.pixels]
@@ -141,10 +143,12 @@ def main(argv=None) -> dict:
     presto = (load_presto(a.weights, device=a.device) if a.weights else PrestoEncoder().to(a.device).eval())
     inputs = presto_inputs(x, lat, lon, dates)
 
+    timl_batch = a.batch or PREDICT_BATCH
+    presto_batch = a.batch or default_batch(a.device)
     res = {
-        "timl_lstm": _measure(lambda: predict_proba(timl, x, batch_size=a.batch), n, a.reps, a.device),
-        "presto_encoder": _measure(lambda: presto.embed(inputs, batch_size=a.batch), n, a.reps, a.device),
-        "presto_end_to_end": _measure(lambda: presto.embed(presto_inputs(x, lat, lon, dates), batch_size=a.batch),
+        "timl_lstm": _measure(lambda: predict_proba(timl, x, batch_size=timl_batch), n, a.reps, a.device),
+        "presto_encoder": _measure(lambda: presto.embed(inputs, batch_size=presto_batch), n, a.reps, a.device),
+        "presto_end_to_end": _measure(lambda: presto.embed(presto_inputs(x, lat, lon, dates), batch_size=presto_batch),
                                       n, a.reps, a.device),
     }
     adapt = _adaptation(a, samples, timl, presto, cfg) if a.adapt_shots else None
@@ -158,7 +162,7 @@ def main(argv=None) -> dict:
         ratios["presto_ft_over_timl_adapt_seconds"] = round(adapt["presto-ft"]["seconds"] / adapt["timl"]["seconds"], 2)
         ratios["presto_lr_over_timl_adapt_seconds"] = round(adapt["presto"]["seconds"] / adapt["timl"]["seconds"], 2)
     rec = {"benchmark": "presto", "command": "python benchmarks/bench_presto.py " + " ".join(argv or sys.argv[1:]),
-           "pixels": n, "t": a.t, "batch": a.batch, "threads": a.threads, "device": a.device,
+           "pixels": n, "t": a.t, "batch": {"timl": timl_batch, "presto": presto_batch}, "threads": a.threads, "device": a.device,
            "weights": a.weights or "random (same cost)", "flops_note": "matrix products only (torch flop_counter)",
            "results": res, "adaptation": adapt, "ratios": ratios, "machine": machine()}
     out = Path(a.out)

@@ -151,6 +151,21 @@ def test_inputs_missing_band_and_ndvi_rule():
         presto_inputs(np.zeros((1, 25, len(BANDS))), 0, 0)
 
 
+def test_default_batch_per_device_and_batches_do_not_change_embeddings():
+    from cropmeta.models.presto import CPU_BATCH, GPU_BATCH, default_batch
+
+    assert default_batch("cpu") == CPU_BATCH == 64 and default_batch(None) == CPU_BATCH
+    assert default_batch("cuda:0") == GPU_BATCH == 4096  # a device name: no GPU needed to resolve it
+    rng = np.random.default_rng(1)
+    x = rng.uniform(100, 3000, size=(CPU_BATCH * 2 + 5, 12, len(BANDS))).astype(np.float32)  # 3 batches
+    inp = presto_inputs(x, rng.uniform(-10, 10, len(x)), rng.uniform(0, 40, len(x)), ["2019-03-01"] * len(x))
+    torch.manual_seed(0)
+    enc = PrestoEncoder().eval()
+    by_default, whole = enc.embed(inp), enc.embed(inp, batch_size=len(x))
+    assert by_default.shape == (len(x), 128)
+    np.testing.assert_allclose(by_default, whole, atol=1e-5)  # per-sample: the batch only moves rounding
+
+
 def test_step_months_from_dates():
     m = step_months(["2019-02-06", "2020-02-01", None, "2021-11-20"], 14)
     assert m[0].tolist() == ((1 + np.arange(14)) % 12).tolist()[:12] + [1, 2]

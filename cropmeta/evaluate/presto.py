@@ -60,7 +60,7 @@ class PrestoMethod(Method):
     #: embed the target's samples in prepare (the frozen method)
     frozen = True
 
-    def __init__(self, cfg: Any = None, weights: str | Path | None = None, batch_size: int = 4096,
+    def __init__(self, cfg: Any = None, weights: str | Path | None = None, batch_size: int | None = None,
                  device: str | None = None, cache: bool = True):
         if device is None and cfg is not None:
             from cropmeta.train.trained import resolve_device

@@ -177,12 +177,14 @@ class PrestoEncoder(nn.Module):
         return self.norm(pooled)
 
     @torch.no_grad()
-    def embed(self, inputs: "PrestoInputs", batch_size: int = 4096, device: str | torch.device | None = None
+    def embed(self, inputs: "PrestoInputs", batch_size: int | None = None, device: str | torch.device | None = None
               ) -> np.ndarray:
-        """Embeddings ``[N, 128]`` float32 of :class:`PrestoInputs`, in batches, in eval mode."""
+        """Embeddings ``[N, 128]`` float32 of :class:`PrestoInputs`, in batches (default
+        :func:`default_batch` of the device), in eval mode."""
         was = self.training
         self.eval()
         dev = torch.device(device) if device is not None else next(self.parameters()).device
+        batch_size = int(batch_size or default_batch(dev))
         out = []
         try:
             for i in range(0, len(inputs), batch_size):
@@ -191,6 +193,17 @@ class PrestoEncoder(nn.Module):
         finally:
             self.train(was)
         return np.concatenate(out) if out else np.zeros((0, D_MODEL), dtype=np.float32)
+
+
+#: pixels per encoder forward pass. On CPU small batches keep each layer's attention scores (batch ×
+#: heads × tokens²) in cache: on the 2-core EPYC, 1 thread, ``benchmarks/bench_presto.py --batch B``
+#: gave 370–420 px/s for B = 16–64 against 180–200 px/s for 4,096 (docs/presto.md). GPUs want large batches.
+CPU_BATCH, GPU_BATCH = 64, 4096
+
+
+def default_batch(device: str | torch.device | None) -> int:
+    """Pixels per Presto forward pass on ``device``: :data:`CPU_BATCH` on CPU, :data:`GPU_BATCH` otherwise."""
+    return CPU_BATCH if device is None or torch.device(device).type == "cpu" else GPU_BATCH
 
 
 def _position_table(n: int, d: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ class PrestoEmbedder:
 
     _MEMORY: dict = {}
 
-    def __init__(self, weights: str | Path | None = None, device: str | None = None, batch_size: int = 4096,
+    def __init__(self, weights: str | Path | None = None, device: str | None = None, batch_size: int | None = None,
                  cache: bool = True):
         from cropmeta.provenance import sha256_file
         from cropmeta.models.presto import load_presto
@@ -33,7 +33,7 @@ class PrestoEmbedder:
 
             self.weights = cached_weights(PRESTO)
         self.weights_sha = sha256_file(self.weights)
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)  # None: the device's default
         self.cache = bool(cache)
 
     def cache_path(self, key: str) -> Path:

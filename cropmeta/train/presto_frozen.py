@@ -83,10 +83,14 @@ def finetune_presto(encoder: torch.nn.Module, tensors: list[torch.Tensor], y: np
     return net.eval()
 
 
-def net_probabilities(net: torch.nn.Sequential, inputs, batch_size: int = 4096,
+def net_probabilities(net: torch.nn.Sequential, inputs, batch_size: int | None = None,
                       temperature: float | None = None) -> np.ndarray:
-    """Positive-class probabilities ``[N]`` float64 of a :func:`finetune_presto` network."""
+    """Positive-class probabilities ``[N]`` float64 of a :func:`finetune_presto` network, in batches
+    (default :func:`cropmeta.models.presto.default_batch` of its device)."""
+    from cropmeta.models.presto import default_batch
+
     dev = next(net.parameters()).device
+    batch_size = int(batch_size or default_batch(dev))
     out = []
     with torch.no_grad():
         for i in range(0, len(inputs), batch_size):
@@ -263,7 +267,7 @@ class PrestoFTModel(_PrestoModel):
                       lon=None, start_dates=None) -> np.ndarray:
         if self.net is None:
             raise NotFittedError("presto-ft: predict_proba called before fine-tuning")
-        return net_probabilities(self.net, self.presto_inputs(x, lat, lon, start_dates), int(batch_size or 4096),
+        return net_probabilities(self.net, self.presto_inputs(x, lat, lon, start_dates), batch_size,
                                  temperature)
 
     def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
