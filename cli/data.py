@@ -56,7 +56,7 @@ def ingest(
     source: Optional[str] = typer.Option(None, help="pixels: a GeoTIFF or folder of EE exports, a CropHarvest root, "
                                                     "or 'sim' (the simulated world; the default without --labels)"),
     labels: Optional[Path] = typer.Option(None, help="label file (GeoJSON/GPKG/SHP/zipped SHP/GeoParquet/CSV); "
-                                                     "needs --source"),
+                                                     "needs --source; with --table: a table of labels joined by sample id"),
     class_column: Optional[str] = typer.Option(None, help="label column holding the class"),
     crop_values: Optional[str] = typer.Option(None, help="comma-separated class values that mean crop"),
     file_class: Optional[str] = typer.Option(None, help="crop | non-crop: the class of every row (single-class files)"),
@@ -85,7 +85,9 @@ def ingest(
     nodata: Optional[str] = typer.Option(None, help="table: comma-separated nodata values (e.g. 65535)"),
     scale: Optional[List[str]] = typer.Option(None, "--scale", help="table: BAND=FACTOR (repeatable)"),
     step: Optional[str] = typer.Option(None, help="table: month | dekad (default: from the dates)"),
-    resample: Optional[str] = typer.Option(None, help="table: month, dekads → the mean of each month"),
+    resample: Optional[str] = typer.Option(None, help="table: month: any cadence → months (median of the clear observations)"),
+    where: Optional[List[str]] = typer.Option(None, "--where", help="table: COLUMN=VALUE, keep only those rows (repeatable; e.g. level=L2A)"),
+    strict: bool = _flag(False, "--strict", help="table: refuse incomplete samples and empty bands instead of leaving them out"),
     allow_failed: bool = _flag(False, "--allow-failed", help="skip unreadable tiles (reported) instead of stopping"),
     replace: bool = _flag(False, "--replace", help="let real and simulated datasets of a region replace each other"),
     seed: int = typer.Option(0, help="simulated world seed (with --source sim)"),
@@ -107,7 +109,7 @@ def ingest(
                                        non_crop_values=non_crop_values, crop_type_column=crop_type_column,
                                        split_column=split_column, region_column=region_column,
                                        field_column=field_column, nodata=nodata, step=step, resample=resample,
-                                       start_date=start_date)
+                                       start_date=start_date, where=where, strict=strict or None)
     else:
         opts = _label_opts(class_column=class_column, crop_values=crop_values, crop_type_column=crop_type_column,
                            id_column=id_column, layer=layer, lat_column=lat_column, lon_column=lon_column, crs=crs,

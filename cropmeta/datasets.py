@@ -86,9 +86,18 @@ def _summary(datasets: dict[str, dict], top: dict) -> dict:
     s["tiles_cached"] = top.get("tiles", {}).get("cached", 0)
     s["tiles_failed"] = top.get("tiles", {}).get("failed", 0)
     s["labels_in_failed_tiles"] = sum(r.get("labels_in_failed_tiles", 0) for r in datasets.values())
-    s["missing_values_filled"] = sum(sum(r.get("missing_values", {}).values()) for r in datasets.values())
+    s["missing_values_filled"] = (sum(sum(r.get("missing_values", {}).values()) for r in datasets.values())
+                                  + sum((top.get("table") or {}).get("missing_values", {}).values()))
     s["datasets_unchanged"] = sum(bool(r.get("unchanged")) for r in datasets.values())
     s["duplicates_dropped"] = sum(r.get("duplicates", {}).get("sample_ids_dropped", 0) for r in datasets.values())
+    table = top.get("table") or {}
+    for reason, n in (table.get("left_out") or {}).items():
+        s[f"left out: {reason}"] = n
+    for band in table.get("dropped_bands") or {}:
+        s[f"band dropped (no value anywhere): {band}"] = 1
+    if table.get("composited"):
+        c = table["composited"]
+        s["observations composited"] = f"{c['observations']} → {c['values']} ({c['rule']})"
     for split in ("train", "test"):
         for k in ("crop", "non_crop", "unlabelled"):
             s[f"{split}_{k}"] = sum(r["class_balance"].get(split, {}).get(k, 0) for r in datasets.values())

@@ -180,16 +180,21 @@ def ingest(region: Region | None = None, source: str | Path | None = None, label
     start date; ``start_date`` moves with the window; see :mod:`cropmeta.io.windows`).
     ``table``: a sample table (CSV / Parquet / GeoParquet, :mod:`cropmeta.io.tables`) read with
     ``table_mapping`` (a :class:`~cropmeta.io.table_mapping.TableMapping`) instead of tiles + labels; its
-    datasets carry the table's band schema.
+    datasets carry the table's band schema. With ``labels`` too, that file is a table of labels (one row
+    per sample id) joined to the table's series (the mapping's ``label_table``).
     """
     home = Path(home) if home is not None else workspace_home()
     if isinstance(region, str):
         region = get_region(region)
     if table is not None:
-        if source is not None or labels is not None:
-            raise InputError(f"--table {table}: a sample table holds its own pixels and labels; drop --source/--labels")
+        if source is not None:
+            raise InputError(f"--table {table}: a sample table holds its own pixels; drop --source")
         if start_month is not None:
             raise InputError("--start-month applies to Earth-Engine exports; give a table a window with --months")
+        if labels is not None:  # a table of labels, joined to the series by sample id
+            from cropmeta.io.table_mapping import TableMapping
+
+            table_mapping = (table_mapping or TableMapping()).updated("--labels", label_table=str(labels))
         return _ingest_table(Path(table), table_mapping, region, home, replace, months)
     opts = dict(label_options or {})
     polygons = opts.pop("polygons", "centroid")
@@ -304,8 +309,10 @@ def _ingest_table(path: Path, mapping, region: Region | None, home: Path, replac
     for name in sorted({n for n in names if n is not None}):
         sub = samples.subset(names == name)
         sub.meta["region"] = name
+        # the filled-value counts are the table's (top report), not each region's: summing them per
+        # dataset would count them once per region
         groups[name] = (sub, {"source": str(path), "table": {k: v for k, v in rep.items() if k != "missing_values"},
-                              "missing_values": rep.get("missing_values", {}), "schema": samples.schema.name})
+                              "schema": samples.schema.name})
     return write_groups(groups, top, home, "real", replace)
 
 

@@ -130,7 +130,7 @@ def worldcereal_of(s: SampleSet) -> pd.DataFrame:
     S1 uint16 10^((dB + 83) / 20), AgERA5 temperature K x 100, precipitation mm x 100, 65535 nodata)."""
     from cropmeta.io.table_mapping import PRESETS
 
-    inv = {b: c for c, b in {**PRESETS["worldcereal"]["bands"], **PRESETS["worldcereal"]["static"]}.items()}
+    inv = {b: c.split("|")[0] for c, b in {**PRESETS["worldcereal"]["bands"], **PRESETS["worldcereal"]["static"]}.items()}
     enc = {"VV": lambda v: 10 ** ((v + 83) / 20), "VH": lambda v: 10 ** ((v + 83) / 20),
            "temperature_2m": lambda v: v * 100, "total_precipitation": lambda v: v * 1e5}
     centre = {name: (lat, lon) for name, lat, lon, _ in REGIONS}

@@ -186,7 +186,7 @@ def test_dekads_resampled_to_months(tmp_path):
     df.loc[(df["sample_id"] == "d1") & (df["date"] == "2020-02-11"), "NDVI"] = -3000  # nodata
     p = _csv(tmp_path, df)
     s, rep = read_table(p, table_mapping("ndvi", resample="month", nodata="-3000"))
-    assert s.schema.step == "month" and s.t == 3 and "resampled" in rep
+    assert s.schema.step == "month" and s.t == 3 and "median" in rep["composited"]["rule"]
     np.testing.assert_allclose(s.x[0, :, 0], [1.0, 4.0, 7.0])  # (0+1+2)/3, (3+4+5)/3, (6+7+8)/3
     np.testing.assert_allclose(s.x[1, :, 0], [11.0, (13 + 15) / 2, 17.0])  # the nodata dekad is left out
     kept, _ = read_table(p, table_mapping("ndvi", nodata="-3000"))
@@ -199,14 +199,15 @@ def test_dekads_resampled_to_months(tmp_path):
 def test_window_of_months_from_a_longer_table(tmp_path):
     p = _csv(tmp_path, long_ndvi(months=24, first="2019-06"))
     s, rep = read_table(p, table_mapping("ndvi", months="2020-03:2021-02"))
-    assert s.t == 12 and rep["window"] == "2020-03:2021-02"
+    assert s.t == 12 and rep["window"]["rule"] == "--months 2020-03:2021-02"
     offset = 9  # 2019-06 → 2020-03
     np.testing.assert_allclose(s.x[1, :, 0], [ndvi_value(1, offset + k) for k in range(12)], rtol=1e-6)
     assert set(s.meta["start_date"]) == {"2020-03-01"}
     with pytest.raises(DataError, match=rf"{p}: window 2023-01:2023-12 lies outside the table's dates "
                                         r"\(2019-06 … 2021-05, column 'date'\)"):
         read_table(p, table_mapping("ndvi", months="2023-01:2023-12"))
-    with pytest.raises(DataError, match=rf"{p}: 4 sample\(s\) do not cover the window 2020-03:2021-12"):
+    with pytest.raises(DataError, match=rf"{p}: window 2020-03:2021-12 reaches beyond the table's dates "
+                                        r"\(2019-06 … 2021-05"):
         read_table(p, table_mapping("ndvi", months="2020-03:2021-12"))
 
 
@@ -265,11 +266,14 @@ BAD_TABLES = {
                   r"column 'split' \(split\) must hold 'train' or 'test'"),
     "bad date": (lambda d: _set(d, lambda d: d.index == 7, "date", "someday"), {}, InputError,
                  r"column 'date' holds a value that is not a date \('someday', row 8\)"),
-    "short sample": (lambda d: d[~((d["sample_id"] == "To1") & (d["date"] == "2020-12-01"))], {}, DataError,
-                     r"samples cover different numbers of months in column 'date' \('To1': 11 from 2020-01; "
-                     r"'To0': 12 from 2020-01\).*--months"),
-    "all nodata": (lambda d: _set(d, lambda d: d["sample_id"] == "To3", "NDVI", 65535), {"nodata": "65535"},
-                   DataError, r"band 'NDVI' has no value \(all nodata or missing\) at every step of 1 of 4 sample"),
+    "short sample": (lambda d: d[~((d["sample_id"] == "To1") & ~d["date"].isin(["2020-01-01", "2020-02-01"]))],
+                     {"strict": True}, DataError,
+                     r"1 sample\(s\) incomplete: band 'NDVI' missing at more than 50% of the 12 months \('To1'\); "
+                     r"--strict refuses"),
+    "all nodata": (lambda d: _set(d, lambda d: d["sample_id"] == "To3", "NDVI", 65535), {"nodata": "65535", "strict": True},
+                   DataError, r"1 sample\(s\) incomplete: no value of band 'NDVI' at any step \('To3'\)"),
+    "band nodata": (lambda d: d.assign(NDVI=65535), {"nodata": "65535"}, DataError,
+                    r"no per-step band has a value in any sample \(band 'NDVI' has no value in any sample\)"),
 }
 
 
@@ -313,7 +317,7 @@ def test_ingest_table_writes_one_dataset_per_region(tmp_path):
     assert s.schema.bands == ("NDVI",) and len(s) == 4 and set(s.meta["region"]) == {"Togo"}
     assert json.loads((res.datasets["togo"] / "schema.json").read_text())["name"] == "ndvi"
     assert load_datasets(tmp_path / "h").schema.bands == ("NDVI",)
-    with pytest.raises(InputError, match="drop --source/--labels"):
+    with pytest.raises(InputError, match="holds its own pixels; drop --source"):
         ingest(table=p, source=str(p), home=tmp_path / "h", progress=False)
 
 

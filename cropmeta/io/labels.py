@@ -25,7 +25,7 @@ import pandas as pd
 from pyproj import CRS
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.vectors import _missing_column, _read_frame, _to_points
+from cropmeta.io.vectors import missing_column, _read_frame, _to_points
 from cropmeta.schema import crop_group_of, normalise_crop
 
 #: suffixes picked up when a directory is given (``.json`` and ``.csv`` are skipped there: STAC
@@ -66,7 +66,7 @@ def _is_crop(path: Path, gdf: pd.DataFrame, class_column, crop_values, crop_type
     n = len(gdf)
     if class_column is not None:
         if class_column not in gdf.columns:
-            raise _missing_column(path, "class", class_column, gdf.columns)
+            raise missing_column(path, "class", class_column, gdf.columns)
         vals = [_norm(v) for v in gdf[class_column]]
         wanted = _split_values(crop_values)
         if wanted:
@@ -123,9 +123,9 @@ def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_valu
         raise InputError(f"{path}: declares CRS {gdf.crs.to_string()} but crs={crs!r} was given; drop one")
     for col, what in ((crop_type_column, "crop type"), (id_column, "id"), (field_column, "field id")):
         if col is not None and col not in gdf.columns:
-            raise _missing_column(path, what, col, gdf.columns)
+            raise missing_column(path, what, col, gdf.columns)
     if class_column is not None and class_column not in gdf.columns:
-        raise _missing_column(path, "class", class_column, gdf.columns)
+        raise missing_column(path, "class", class_column, gdf.columns)
     empty = gdf.geometry.isna() | gdf.geometry.is_empty
     n_empty = int(empty.sum())
     gdf = gdf[~empty.to_numpy()].copy()

@@ -22,15 +22,32 @@ VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb")
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".geoparquet")
 
 
-def _missing_column(path: Path, what: str, column: str, available: Iterable[str]) -> InputError:
+def closest_columns(column: str, available: Iterable[str], n: int = 5) -> str:
+    """A short, one-line account of ``available``: "did you mean 'X'?" when some column is close to
+    ``column``, then at most ``n`` columns (the closest first) and a count of the rest."""
+    import difflib
+
     avail = [str(c) for c in available if c != "geometry"]
-    return InputError(f"{path}: {what} column {column!r} does not exist; available columns: {', '.join(avail)}")
+    key = str(column).lower()
+    lowered = {c.lower(): c for c in avail}
+    close = [lowered[c] for c in difflib.get_close_matches(key, list(lowered), n=n, cutoff=0.6)]
+    close += [c for c in avail if c not in close and (key in c.lower() or c.lower() in key)][: max(0, n - len(close))]
+    shown = close + [c for c in avail if c not in close][: max(0, n - len(close))]
+    rest = len(avail) - len(shown)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"{hint}available columns: {', '.join(shown)}" + (f" (and {rest} more)" if rest > 0 else "")
+            if avail else "the table has no columns")
+
+
+def missing_column(path: Path, what: str, column: str, available: Iterable[str]) -> InputError:
+    """One line naming the file and the missing column, with the closest existing columns."""
+    return InputError(f"{path}: {what} column {column!r} does not exist; {closest_columns(column, available)}")
 
 
 def _points_from_table(path: Path, df: pd.DataFrame, lat_column: str, lon_column: str, crs) -> gpd.GeoDataFrame:
     for col, what in ((lat_column, "latitude"), (lon_column, "longitude")):
         if col not in df.columns:
-            raise _missing_column(path, what, col, df.columns)
+            raise missing_column(path, what, col, df.columns)
     try:
         lat = pd.to_numeric(df[lat_column], errors="raise").astype(float)
         lon = pd.to_numeric(df[lon_column], errors="raise").astype(float)
