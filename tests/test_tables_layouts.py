@@ -336,3 +336,20 @@ def test_real_worldcrops_per_date_series_ingest_through_the_cli(tmp_path, shared
     assert 1000 < np.median(b8) < 6000  # reflectance x 10 000
     bavaria = [p for p in (tmp_path / "h" / "datasets").iterdir() if p.name.startswith("bavaria")]
     assert len(bavaria) == 1 and (read_samples(bavaria[0]).meta["label"] == "maize").sum() >= 40
+
+
+@pytest.mark.parametrize("case", ["long-incomplete", "b8a-filler"])
+def test_cli_strict_refuses_in_one_line_and_writes_nothing(tmp_path, toy, case):
+    from test_issue14 import cli
+
+    df = wc_long_without_vv(toy) if case == "long-incomplete" else wc_b8a_filler(toy)
+    p = _write(df, tmp_path / "t.csv")
+    flags = ["--preset", "worldcereal", "--crop-values", WC_CODES["crop_values"], "--non-crop-values",
+             WC_CODES["non_crop_values"], "--home", str(tmp_path / "h")]
+    r = cli("ingest", "--table", str(p), "--strict", *flags)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and str(p) in r.stderr, r.stderr
+    assert ("'S1-SIGMA0-VV'" in r.stderr and "5 sample(s)" in r.stderr) if case == "long-incomplete" \
+        else "(column 'S2-L2A-B8A') has no value in any sample" in r.stderr
+    assert not (tmp_path / "h" / "datasets").exists()
+    r = cli("ingest", "--table", str(p), *flags)  # without --strict: ingests, says what it left out
+    assert r.returncode == 0 and "warning:" in r.stderr and (tmp_path / "h" / "datasets" / "uganda").exists()
