@@ -295,7 +295,6 @@ def test_each_layout_ingests_trains_and_compares(tmp_path, toy, layout):
 
 
 # ---- the real files in ../shared (skip without them) ---------------------------------------------
-MAPPINGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "mappings"
 
 
 def test_real_worldcereal_wide_table_ingests_through_the_cli(tmp_path, shared_data):
@@ -305,7 +304,7 @@ def test_real_worldcereal_wide_table_ingests_through_the_cli(tmp_path, shared_da
     from test_issue14 import cli
 
     src = shared_data / "worldcereal_canada_aafc" / "worldcereal_testdf.parquet"
-    r = cli("ingest", "--table", str(src), "--table-mapping", str(MAPPINGS / "worldcereal-landcover.toml"),
+    r = cli("ingest", "--table", str(src), "--table-mapping", "worldcereal-landcover",
             "--home", str(tmp_path / "h"))
     assert r.returncode == 0, r.stderr
     assert "no column for preset band(s) B9" in r.stderr and "left out 4 of 500 sample(s)" in r.stderr
@@ -325,7 +324,7 @@ def test_real_worldcrops_per_date_series_ingest_through_the_cli(tmp_path, shared
 
     d = shared_data / "worldcrops_s2_fis"
     r = cli("ingest", "--table", str(d / "s2_field_timeseries.parquet"), "--labels", str(d / "labels.parquet"),
-            "--table-mapping", str(MAPPINGS / "worldcrops-s2-fis.toml"), "--where", "level=L2A",
+            "--table-mapping", "worldcrops-s2-fis", "--where", "level=L2A",
             "--home", str(tmp_path / "h"))
     assert r.returncode == 0, r.stderr
     kenya = read_samples(tmp_path / "h" / "datasets" / "western_kenya__plantvillage")

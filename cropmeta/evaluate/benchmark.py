@@ -1,4 +1,4 @@
-"""Benchmarks of several targets: ``cropmeta compare --benchmark cropharvest|sim|deafrica``.
+"""Benchmarks of several targets: ``cropmeta compare --benchmark cropharvest|sim|deafrica|worldcrops``.
 
 - ``cropharvest``: a CropHarvest archive (``--root``): Kenya maize, Brazil coffee and Togo crop vs
   non-crop, trained on the archive's labels and tested on its ``test_features/`` files (their own
@@ -10,6 +10,8 @@
   into a shot pool and a test set, everything else meta-training / pretraining data. Its summary
   also averages every method over the targets at every shot count, counts per-target wins and tests
   each method against TIML across targets (:func:`across_targets`).
+- ``worldcrops``: WorldCrops' real Sentinel-2 field series (:mod:`cropmeta.evaluate.worldcrops`):
+  five crop-type targets in four regions, leave one region out, spatially separated test sets.
 
 Each target gets its own full comparison report in ``OUT/<target>/``; ``OUT/benchmark.{json,md,html}``
 put our numbers (all training labels, mean over seeds with 95 % CI) beside the published ones.
@@ -29,6 +31,12 @@ from cropmeta.evaluate.published import BENCHMARKS, PUBLISHED, PUBLISHED_SOURCE,
 from cropmeta.evaluate.report.benchmark import comparison_table, write_benchmark_report
 from cropmeta.regions import slugify
 
+#: benchmarks on real labels read from ../shared: their samples load once, and the summary compares
+#: every method across the targets
+REAL_BENCHMARKS = ("deafrica", "worldcrops")
+#: benchmarks whose targets' regions are no method's source data (leave one region out)
+HOLD_OUT_REGION = ("worldcrops",)
+
 
 def load_benchmark_samples(benchmark: str, root=None, progress: bool = True, loader=None):
     """The benchmark's samples; ``sim``: ``loader(root, progress)`` (the app layer's
@@ -37,6 +45,10 @@ def load_benchmark_samples(benchmark: str, root=None, progress: bool = True, loa
         from cropmeta.io.deafrica import load_deafrica
 
         return load_deafrica(root)
+    if benchmark == "worldcrops":
+        from cropmeta.io.worldcrops import load_worldcrops
+
+        return load_worldcrops(root)[0]
     if benchmark == "cropharvest":
         if root is None:
             raise InputError("--benchmark cropharvest needs --root PATH (a CropHarvest archive: labels.geojson, "
@@ -63,7 +75,7 @@ def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, 
     benchmark = str(benchmark).strip().lower()
     if benchmark not in BENCHMARKS:
         raise InputError(f"--benchmark {benchmark!r}: expected one of {', '.join(BENCHMARKS)}")
-    if benchmark == "deafrica" and samples is None:
+    if benchmark in REAL_BENCHMARKS and samples is None:
         samples = load_benchmark_samples(benchmark, root, progress, loader)
     every = benchmark_targets(benchmark, samples)
     want = None if targets is None else [slugify(t) for t in targets]
@@ -89,22 +101,27 @@ def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, 
     t0 = time.perf_counter()
     if benchmark == "deafrica":
         method_options = {**DEAFRICA_METHOD_OPTIONS, **(method_options or {})}
+    splits = {}
     for key, region, crop in chosen:
         if console is not None:
             console.print(f"[bold]benchmark {benchmark}: {region} {crop or 'crop vs non-crop'}[/]")
+        view = target_samples(benchmark, samples, region)
+        if isinstance(view, tuple):  # (samples, the split's summary)
+            view, splits[key] = view
         reports[key] = compare(region, crop, seeds=seeds, shots=shots or DEFAULT_SHOTS,
                                methods=methods or DEFAULT_METHODS, out=out / key, preset=preset, progress=progress,
-                               samples=target_samples(benchmark, samples, region), config=config,
+                               samples=view, config=config, hold_out_region=benchmark in HOLD_OUT_REGION,
                                calib_folds=calib_folds, method_factory=method_factory,
                                method_options=method_options, flop_seeds=flop_seeds,
                                source=_source_name(benchmark, root), world=world, oracle_n=oracle_n, n_boot=n_boot,
                                load_sim=load_sim)
-    return assemble(benchmark, root, reports, out, round(time.perf_counter() - t0, 1))
+    return assemble(benchmark, root, reports, out, round(time.perf_counter() - t0, 1), splits=splits)
 
 
-def assemble(benchmark: str, root, reports: dict, out: Path, seconds: float | None = None) -> dict:
+def assemble(benchmark: str, root, reports: dict, out: Path, seconds: float | None = None,
+             splits: dict | None = None) -> dict:
     """The benchmark result and its files (``OUT/benchmark.{json,md,html,png}``) from the targets'
-    comparison reports (key → report dict, in order)."""
+    comparison reports (key → report dict, in order); ``splits``: each target's test split summary."""
     result = {
         "kind": "cropmeta-benchmark",
         "benchmark": benchmark,
@@ -114,8 +131,11 @@ def assemble(benchmark: str, root, reports: dict, out: Path, seconds: float | No
         "targets": {k: summarize_target(r) for k, r in reports.items()},
         "seconds": seconds,
     }
-    if benchmark == "deafrica":
+    if splits:
+        result["splits"] = splits
+    if benchmark in REAL_BENCHMARKS:
         result["across_targets"] = across_targets(reports)
+    if benchmark == "deafrica":
         result["orientation"] = DEAFRICA_ORIENTATION
     result["table"] = comparison_table(result)
     result["files"] = {k: str(v) for k, v in write_benchmark_report(result, reports, Path(out)).items()}
@@ -171,6 +191,10 @@ def publish_results(src, dst, keys: list[str] | None = None) -> list[Path]:
 def benchmark_targets(benchmark: str, samples=None) -> list[tuple[str, str, str | None]]:
     """(key, region, crop) of every target of ``benchmark``: the published three, or for
     ``deafrica`` one crop-vs-non-crop target per benchmark country of ``samples``."""
+    if benchmark == "worldcrops":
+        from cropmeta.evaluate.worldcrops import worldcrops_targets
+
+        return worldcrops_targets(samples)
     if benchmark != "deafrica":
         return list(TARGETS)
     from cropmeta.io.deafrica import benchmark_countries
@@ -180,7 +204,12 @@ def benchmark_targets(benchmark: str, samples=None) -> list[tuple[str, str, str 
 
 def target_samples(benchmark: str, samples, region: str):
     """The sample set one target is compared on: deafrica's leave-one-country-out view
-    (:func:`cropmeta.evaluate.across.target_view`), the shared one otherwise."""
+    (:func:`cropmeta.evaluate.across.target_view`), worldcrops' spatially split view with its split's
+    summary (:func:`cropmeta.evaluate.worldcrops.worldcrops_view`), the shared one otherwise."""
+    if benchmark == "worldcrops":
+        from cropmeta.evaluate.worldcrops import worldcrops_view
+
+        return worldcrops_view(samples, region)
     if benchmark != "deafrica":
         return samples
     return target_view(samples, region)
@@ -189,7 +218,7 @@ def target_samples(benchmark: str, samples, region: str):
 def _source_name(benchmark: str, root):
     if benchmark == "cropharvest":
         return root
-    return f"deafrica:{root or 'shared'}" if benchmark == "deafrica" else None
+    return f"{benchmark}:{root or 'shared'}" if benchmark in REAL_BENCHMARKS else None
 
 
 def _reference_shot(report: dict) -> str:

@@ -204,6 +204,7 @@ def compare(
     n_boot: int = 1000,
     loader: Callable[[], tuple] | None = None,
     load_sim: Callable | None = None,
+    hold_out_region: bool = False,
 ) -> dict:
     """One target's comparison (:func:`cropmeta.app.compare.compare` documents the options; it
     dispatches ``benchmark=`` to :func:`cropmeta.evaluate.benchmark.run_benchmark` and loads the data).
@@ -214,7 +215,7 @@ def compare(
     if views or pretrain_source not in (None, "none"):
         methods, method_options = _variant_methods(methods, method_options, views, pretrain_source, sim_seed)
     if region is None:
-        raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest|deafrica")
+        raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest|deafrica|worldcrops")
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if not seed_list:
         raise InputError("--seeds: need at least one seed")
@@ -230,12 +231,13 @@ def compare(
     with output_dir(out):
         return _compare_target(data, samples, out, source, method_list, seed_list, shot_list, preset, config,
                                method_factory, method_options, calib_folds, progress, flop_seeds, views,
-                               pretrain_source, data_used, world, oracle_n, n_boot, load_sim)
+                               pretrain_source, data_used, world, oracle_n, n_boot, load_sim,
+                               hold_out_region=hold_out_region)
 
 
 def _compare_target(data, samples, out, source, method_list, seed_list, shot_list, preset, config, method_factory,
                     method_options, calib_folds, progress, flop_seeds, views, pretrain_source, data_used,
-                    world, oracle_n, n_boot, load_sim=None) -> dict:
+                    world, oracle_n, n_boot, load_sim=None, hold_out_region: bool = False) -> dict:
     protocol_notes, oracle_summary = [], None
     if any(METHOD_INPUTS.get(split_method(m)[0]) == ("oracle",) for m in method_list):
         from cropmeta.evaluate.oracle import ORACLE_N, sim_oracle
@@ -259,7 +261,9 @@ def _compare_target(data, samples, out, source, method_list, seed_list, shot_lis
                     why = "its generative views are made from the target's labels"
                 protocol_notes.append(f"no zero-shot row for {method_label(m)}: {why}")
     eff_shots, shot_notes = resolve_effective_shots(shot_list, len(data.y_train))
-    src = source_samples(samples, data)
+    src = source_samples(samples, data, hold_out_region)
+    if hold_out_region:
+        protocol_notes.append(f"leave one region out: no sample of {data.task.region} is source data")
     cfg_dict, factory = _resolve_config(preset, config, method_factory, method_options, load_sim)
     cells, info = run_protocol(data, src, method_list, seed_list, eff_shots, out, factory, cfg_dict,
                                calib_folds=calib_folds, progress=progress, source_hash=src.content_hash(),
@@ -272,6 +276,7 @@ def _compare_target(data, samples, out, source, method_list, seed_list, shot_lis
         "training_config": cfg_dict, "method_options": cfg_dict.get("method_options", {}),
         "data": data_used,
         "protocol_notes": protocol_notes, "oracle": oracle_summary, "n_boot": int(n_boot),
+        "hold_out_region": bool(hold_out_region),
     }
     src_summary = {"n_samples": int(len(src)), "n_regions": int(src.meta["region"].nunique()) if len(src) else 0}
     report = make_report(data, cells, config_rec, info, src_summary)

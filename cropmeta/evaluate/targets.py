@@ -112,14 +112,19 @@ def build_target(samples, region: str, crop: str | None = None) -> TargetData:
                       fields_test=fields[te].astype(str))
 
 
-def source_samples(samples, target: TargetData):
+def source_samples(samples, target: TargetData, hold_out_region: bool = False):
     """What ``prepare`` may see: every *training* sample (``split == 'train'``); test samples are
     removed everywhere, and so are any samples whose id is in the target's test set. Excluding the
     target task itself from meta-training/pretraining is the training code's job (it receives the
-    target task)."""
+    target task). ``hold_out_region``: leave the target's whole region out (its other tasks would
+    carry the target's shot-pool labels into a prior: leave-one-region-out benchmarks)."""
+    from cropmeta.tasks import region_mask
+
     meta = samples.meta
     keep = (meta["split"].astype(str).to_numpy() == "train")
     keep &= ~meta["sample_id"].astype(str).isin(set(target.ids_test)).to_numpy()
+    if hold_out_region:
+        keep &= ~region_mask(meta, target.task.region)
     return samples.subset(keep)
 
 

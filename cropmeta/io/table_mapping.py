@@ -194,11 +194,23 @@ def _json(text: str) -> dict:
 _MAPPING_PARSERS = {".toml": _toml, ".yaml": _yaml, ".yml": _yaml, ".json": _json}
 
 
+#: mapping files shipped with cropmeta, usable by name (``--table-mapping worldcrops-s2-fis``)
+SHIPPED_MAPPINGS = Path(__file__).resolve().parent / "mappings"
+
+
+def shipped_mappings() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_MAPPINGS.glob("*.toml"))
+
+
 def load_mapping_file(path: str | Path) -> dict:
-    """A mapping file (``.toml``, ``.yaml``/``.yml`` or ``.json``) → dict; never executes anything."""
+    """A mapping file (``.toml``, ``.yaml``/``.yml`` or ``.json``), or the name of a shipped one
+    (:func:`shipped_mappings`) → dict; never executes anything."""
     path = Path(path)
+    if not path.exists() and not path.suffix and (SHIPPED_MAPPINGS / f"{path.name}.toml").exists():
+        path = SHIPPED_MAPPINGS / f"{path.name}.toml"
     if not path.exists():
-        raise InputError(f"{path}: table mapping file not found")
+        raise InputError(f"{path}: table mapping file not found (shipped mappings, usable by name: "
+                         f"{', '.join(shipped_mappings())})")
     parse = _MAPPING_PARSERS.get(path.suffix.lower())
     if parse is None:
         raise InputError(f"{path}: a table mapping is a .toml, .yaml or .json file")
@@ -276,5 +288,5 @@ def optional_bands(m: TableMapping) -> set[str]:
     return set(m.bands) | set(m.static)
 
 
-__all__ = ["LAYOUTS", "PRESETS", "PRESET_VARIANTS", "STEPS", "WIDE_STEPS", "optional_bands", "TableMapping", "load_mapping_file",
+__all__ = ["LAYOUTS", "PRESETS", "PRESET_VARIANTS", "SHIPPED_MAPPINGS", "STEPS", "WIDE_STEPS", "shipped_mappings", "optional_bands", "TableMapping", "load_mapping_file",
            "mapping_from_options", "preset_of", "table_mapping"]
