@@ -154,3 +154,28 @@ def test_bad_records_are_refused(toy, workspace_weights, tmp_path):
         PrestoLRModel.from_state({**meta, "kind": "timl"}, arrays)
     with pytest.raises(ModelError, match="no zero-shot"):
         model.zero_shot()
+
+
+def test_compare_presto_method_takes_any_band_schema(toy, weights):
+    """The comparison's `presto` method on an S2-only table (WorldCrops' FIS series) embeds exactly as
+    the CropHarvest-18 samples with S1, ERA5 and SRTM missing (masked), not as a refused array."""
+    from cropmeta.bandschema import BandSchema
+    from cropmeta.evaluate.base import TargetTask
+    from cropmeta.evaluate.presto import PrestoMethod
+    from cropmeta.io.store import SampleSet
+    from cropmeta.schema import CROPHARVEST
+
+    s2 = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12", "NDVI"]
+    idx = [CROPHARVEST.index(b) for b in s2]
+    schema = BandSchema("s2-only", dynamic=tuple(s2[:-1]), derived=(("NDVI", "B8", "B4"),), t=toy.t)
+    sub = SampleSet(toy.x[:, :, idx], toy.meta, schema)
+    full = toy.x.copy()
+    full[:, :, [i for i in range(full.shape[-1]) if i not in idx]] = np.nan
+    embs = []
+    for samples in (sub, SampleSet(full, toy.meta, toy.schema)):
+        m = PrestoMethod(weights=weights, cache=False, device="cpu")
+        m.prepare_target(TargetTask(region="x", crop=None, task_info=np.zeros(13), name="x",
+                                    extra={"samples": samples}))
+        embs.append(m.target_emb)
+    assert embs[0].shape == (len(toy), 128)
+    np.testing.assert_allclose(embs[0], embs[1], atol=1e-5)

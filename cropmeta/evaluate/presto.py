@@ -73,6 +73,7 @@ class PrestoMethod(Method):
         self.target_inputs = None
         self.target_emb: np.ndarray | None = None
         self.fallback = (0.0, 0.0, None)
+        self.bands: list[str] | None = None  # the target's band schema (None: CropHarvest's 18)
         self.model = None
         self._constant: float | None = None
 
@@ -105,8 +106,9 @@ class PrestoMethod(Method):
         self.index, self.target_inputs, self.target_emb = {}, None, None
         if samples is not None and len(samples):
             meta = samples.meta
+            self.bands = list(samples.schema.bands)  # any band set: Presto masks the groups it lacks
             self.target_inputs = presto_inputs(samples.x, meta["lat"].to_numpy(), meta["lon"].to_numpy(),
-                                               meta["start_date"].tolist())
+                                               meta["start_date"].tolist(), bands=self.bands)
             self.index = {d: i for i, d in enumerate(_row_digests(samples.x))}
             if self.frozen:
                 self.target_emb = self._embedder().embed(self.target_inputs)
@@ -125,7 +127,7 @@ class PrestoMethod(Method):
         x = np.asarray(x, dtype=np.float32)
         rows, _ = self._locate(x)
         lat, lon, start = self.fallback
-        built = presto_inputs(x, lat, lon, [start] * len(x))
+        built = presto_inputs(x, lat, lon, [start] * len(x), bands=self.bands)
         if self.target_inputs is None or not (rows >= 0).any():
             return built
         known = np.where(rows >= 0)[0]
