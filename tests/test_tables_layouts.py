@@ -352,3 +352,50 @@ def test_cli_strict_refuses_in_one_line_and_writes_nothing(tmp_path, toy, case):
     assert not (tmp_path / "h" / "datasets").exists()
     r = cli("ingest", "--table", str(p), *flags)  # without --strict: ingests, says what it left out
     assert r.returncode == 0 and "warning:" in r.stderr and (tmp_path / "h" / "datasets" / "uganda").exists()
+
+
+# ---- the three real time-series sets of issue 27: fixtures in their layouts, and the real files ---
+def cawa_flat(toy) -> pd.DataFrame:
+    """CAWa's flattened MODIS table: one row per field, NDVI at X1, X17 … X353 (day of the field's
+    year), a ``year`` column, double-crop labels, no id column."""
+    rows = []
+    doys = [1 + 16 * k for k in range(23)]
+    for i, (lat, lon) in enumerate(_latlon(toy)):
+        year = 2016 + i % 3
+        r = {"region": toy.meta["region"][i], "year": year, "lat": lat, "lon": lon,
+             "label_1": ("cotton" if i % 2 else "wheat-rice") if toy.meta["is_crop"][i] == 1 else "fallow",
+             "split": toy.meta["split"][i]}
+        for d in doys:
+            month = (pd.Timestamp(year, 1, 1) + pd.Timedelta(days=d - 1)).month
+            r[f"X{d}"] = _v(toy, i, month - 1, "NDVI")
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def test_cawa_wide_modis_by_day_of_year(tmp_path, toy):
+    p = _write(cawa_flat(toy), tmp_path / "cawa_flat.parquet")
+    s, rep = read_table(p, table_mapping(mapping_file="cawa-modis-ndvi"))
+    assert s.schema.bands == ("NDVI",) and s.t == 12 and rep["sample_ids"].startswith("row numbers")
+    assert set(s.meta["start_date"]) == {"2016-01-01", "2017-01-01", "2018-01-01"}
+    np.testing.assert_allclose(s.x[:, :, 0], toy.x[:, :, CROPHARVEST.index("NDVI")], atol=1e-6)
+    assert set(s.meta["label"].dropna()) == {"cotton", "wheat"} and (s.meta["is_crop"] == 0).sum() > 0
+
+
+def test_real_time_series_sets_ingest_through_the_cli(tmp_path, shared_data):
+    """CAWa MODIS NDVI and the Canada WorldCereal long extraction (WorldCrops: above)."""
+    from cropmeta.ingest import load_datasets
+    from test_issue14 import cli
+
+    r = cli("ingest", "--table", str(shared_data / "cawa_modis_ndvi" / "cawa_flat.parquet"), "--table-mapping",
+            "cawa-modis-ndvi", "--home", str(tmp_path / "cawa"))
+    assert r.returncode == 0, r.stderr
+    cawa = load_datasets(tmp_path / "cawa")
+    assert cawa.schema.bands == ("NDVI",) and set(cawa.meta["region"]) == {"Fergana", "Samarkand", "Kashkadarya",
+                                                                           "Khorezm", "Dushanbe"}
+    assert (cawa.meta["label"] == "cotton").sum() > 3000
+    src = shared_data / "worldcereal_canada_aafc" / "test_long_parquet_2017_CAN_AAFC-ACIGTD.parquet"
+    r = cli("ingest", "--table", str(src), "--table-mapping", "worldcereal-croptype", "--home", str(tmp_path / "can"))
+    assert r.returncode == 0, r.stderr
+    can = load_datasets(tmp_path / "can")
+    assert len(can) == 3621 and can.t == 12 and (can.meta["label"] == "maize").sum() == 517
+    assert -25 < np.nanmedian(can.x[:, :, can.schema.index("VV")]) < 0
