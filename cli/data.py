@@ -88,6 +88,8 @@ def ingest(
     resample: Optional[str] = typer.Option(None, help="table: month: any cadence → months (median of the clear observations)"),
     where: Optional[List[str]] = typer.Option(None, "--where", help="table: COLUMN=VALUE, keep only those rows (repeatable; e.g. level=L2A)"),
     strict: bool = _flag(False, "--strict", help="table: refuse incomplete samples and empty bands instead of leaving them out"),
+    benchmark: Optional[str] = typer.Option(None, help="worldcrops: a real benchmark's samples with its test splits "
+                                                        "(--source: its data folder; default ../shared)"),
     allow_failed: bool = _flag(False, "--allow-failed", help="skip unreadable tiles (reported) instead of stopping"),
     replace: bool = _flag(False, "--replace", help="let real and simulated datasets of a region replace each other"),
     seed: int = typer.Option(0, help="simulated world seed (with --source sim)"),
@@ -97,6 +99,13 @@ def ingest(
     from cropmeta.ingest import ingest as run_ingest
     from cropmeta.regions import resolve_region
 
+    if benchmark is not None:
+        from cropmeta.ingest import ingest_benchmark
+
+        result = ingest_benchmark(benchmark, root=source, home=home, replace=replace)
+        for name, path in result.datasets.items():
+            console.print(f"[green]dataset[/] {name}: {path}", soft_wrap=True)
+        return
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
     mapping = opts = None
     if table is not None:

@@ -316,6 +316,27 @@ def _ingest_table(path: Path, mapping, region: Region | None, home: Path, replac
     return write_groups(groups, top, home, "real", replace)
 
 
+def ingest_benchmark(benchmark: str, root: str | Path | None = None, home: str | Path | None = None,
+                     replace: bool = False) -> IngestResult:
+    """A real benchmark's samples as workspace datasets, each region split as its targets are in
+    ``cropmeta compare --benchmark`` (``worldcrops``: every region's own spatially separated test
+    set, buffer fields left out), so ``cropmeta train --region R --crop C --shots K --seed S`` fine-tunes
+    on the very samples of that benchmark cell (``finetune_ids`` in the run's metrics.json)."""
+    from cropmeta.evaluate.worldcrops import benchmark_dataset
+
+    if str(benchmark).strip().lower() != "worldcrops":
+        raise InputError(f"ingest --benchmark {benchmark!r}: only 'worldcrops' is a benchmark of stored datasets")
+    home = Path(home) if home is not None else workspace_home()
+    samples, rep, splits = benchmark_dataset(root)
+    top: dict = {"source": f"worldcrops:{root or 'shared'}", "kind": "benchmark", "pixels": "real",
+                 "labels_read": len(samples), "table": rep, "splits": splits}
+    groups = {}
+    for name in sorted(set(samples.meta["region"])):
+        sub = samples.subset((samples.meta["region"] == name).to_numpy())
+        groups[name] = (sub, {"source": top["source"], "split": splits.get(name), "schema": samples.schema.name})
+    return write_groups(groups, top, home, "real", replace)
+
+
 def _window(samples: SampleSet, start_month: int, name: str) -> SampleSet:
     from cropmeta.schema import DEFAULT_T
 
@@ -347,5 +368,6 @@ def _read_cropharvest_cached(root: Path, home: Path) -> tuple[SampleSet, dict]:
     return samples, rep
 
 
-__all__ = ["IngestResult", "class_balance", "dataset_pixels", "describe_datasets", "ingest", "list_datasets",
+__all__ = ["IngestResult", "class_balance", "dataset_pixels", "describe_datasets", "ingest", "ingest_benchmark",
+           "list_datasets",
            "load_datasets"]

@@ -128,3 +128,24 @@ def test_real_worldcrops_loads(shared_data):
         assert (lab[test] == crop).sum() >= 10 and (lab[pool] == crop).sum() >= 5, key
         m = view.meta
         assert min_distance_m(m.loc[pool, "lat"], m.loc[pool, "lon"], m.loc[test, "lat"], m.loc[test, "lon"]) >= 500
+
+
+def test_train_on_the_ingested_benchmark_fine_tunes_on_the_cells_samples(root, tmp_path):
+    """`cropmeta ingest --benchmark worldcrops` then `train --region "Western Kenya" --crop maize
+    --shots 8 --seed 0` fine-tunes on the samples of the benchmark's (seed 0, 8 shots) cell."""
+    import json
+
+    from cropmeta.app.train import train
+    from cropmeta.evaluate.benchmark import run_benchmark
+    from cropmeta.ingest import ingest_benchmark
+
+    res = ingest_benchmark("worldcrops", root=root, home=tmp_path / "h")
+    assert sorted(res.datasets) == ["bavaria", "fergana", "samarkand", "western_kenya"]
+    out = train("Western Kenya", "maize", home=tmp_path / "h", out=tmp_path / "run", overrides=TINY, seed=0, shots=8)
+    run_ids = json.loads((tmp_path / "run" / "metrics.json").read_text())["finetune_ids"]
+    assert out["counts"]["shots"] == 8 and len(run_ids) == 8
+    run_benchmark("worldcrops", root=root, seeds=1, shots="8", methods="random-forest", out=tmp_path / "b",
+                  progress=False, config=TINY, calib_folds=0, n_boot=10, targets=["western_kenya_maize"])
+    cell = json.loads((tmp_path / "b" / "western_kenya_maize" / "cells" / "random-forest" / "seed-0" /
+                       "shots-8.json").read_text())
+    assert sorted(cell["train_ids"]) == sorted(run_ids)

@@ -42,4 +42,22 @@ def worldcrops_view(samples: SampleSet, region: str) -> tuple[SampleSet, dict]:
     return SampleSet(samples.x, meta, samples.schema).subset(keep), summary
 
 
-__all__ = ["BLOCK_KM", "BUFFER_M", "TARGET_TASKS", "TEST_FRACTION", "worldcrops_targets", "worldcrops_view"]
+def benchmark_dataset(root=None) -> tuple[SampleSet, dict, dict]:
+    """Every WorldCrops field with its region's benchmark split (test / shot pool; buffer fields
+    left out): the samples a workspace holds after ``cropmeta ingest --benchmark worldcrops``.
+    Returns (samples, the table's read report, region → split summary)."""
+    from cropmeta.io.worldcrops import load_worldcrops
+
+    samples, rep = load_worldcrops(root)
+    meta = samples.meta.copy()
+    splits = {}
+    for region in sorted(set(meta["region"])):
+        own = region_mask(meta, region)
+        split, splits[region] = block_split(meta.loc[own, "lat"].to_numpy(), meta.loc[own, "lon"].to_numpy(),
+                                            region, BLOCK_KM, BUFFER_M, TEST_FRACTION)
+        meta.loc[own, "split"] = split
+    keep = (meta["split"] != "buffer").to_numpy()
+    return SampleSet(samples.x, meta, samples.schema).subset(keep), rep, splits
+
+
+__all__ = ["BLOCK_KM", "benchmark_dataset", "BUFFER_M", "TARGET_TASKS", "TEST_FRACTION", "worldcrops_targets", "worldcrops_view"]

@@ -185,6 +185,8 @@ def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, di
                "total_s": round(time.perf_counter() - t_start, 2)}
     out_metrics = {**metrics, "target": task.name, "task_id": task.id, "seed": int(seed), "shots": shots,
                    "counts": td.counts, "learner": meta_model.kind, "timings": timings,
+                   # the labelled samples fine-tuned on: a compare cell with this seed and shot count fits on these
+                   "finetune_ids": samples.meta["sample_id"].astype(str).to_numpy()[td.train_index].tolist(),
                    "meta": {k: meta_model.info.get(k) for k in ("iterations", "best_iteration", "best_val_loss",
                                                                 "removed_tasks", "world_size")},
                    "n_meta_train_tasks": len(meta_model.info.get("train_tasks", [])),
