@@ -106,20 +106,23 @@ def _summary(datasets: dict[str, dict], top: dict) -> dict:
 
 def write_groups(groups: dict, top: dict, home: Path, pixels: str, replace: bool) -> IngestResult:
     """Write each region's ``(samples, report extras)`` as a workspace dataset, atomically, after
-    refusing to replace a dataset of the other kind (simulated vs real) unless ``replace``."""
-    # every region sampled: refuse to replace a dataset of the other kind before writing anything
+    refusing, before anything is written, to replace an existing dataset with other samples (or one
+    of the other kind, simulated vs real) unless ``replace``; the same samples again are "unchanged"."""
+    # every existing dataset this ingest would change (other samples, or simulated ↔ real) needs --replace
     clashes = {}
-    for name in groups:
+    for name, (samples, _) in groups.items():
         d = dataset_dir(slugify(name), home)
         old = read_report(d) if (d / "samples.parquet").exists() else None
-        if old is not None and dataset_pixels(old) != pixels:
+        if old is not None and (dataset_pixels(old) != pixels or old.get("store_hash") != _store_hash(samples)):
             clashes[slugify(name)] = old
     if clashes and not replace:
         slug, old = next(iter(clashes.items()))
+        more = f" (and {len(clashes) - 1} other dataset(s))" if len(clashes) > 1 else ""
         raise DataError(
             f"{dataset_dir(slug, home)}: holds the {dataset_pixels(old)} {old.get('region', slug)} dataset "
             f"({old.get('samples', '?')} samples from {old.get('source', '?')}); this {pixels} ingest would replace "
-            f"it. Nothing was written: pass --replace to replace it, or use another workspace (--home)")
+            f"it{more} with other samples. Nothing was written: pass --replace to replace it, or use another "
+            "workspace (--home)")
     if clashes:
         top["replaced"] = {slug: f"{dataset_pixels(old)} dataset, {old.get('samples', '?')} samples from "
                                  f"{old.get('source', '?')}" for slug, old in clashes.items()}

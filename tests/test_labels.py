@@ -187,3 +187,19 @@ def test_directory_and_bad_files(tmp_path):
     empty.to_file(tmp_path / "empty.geojson")
     with pytest.raises(DataError, match="no labels with a geometry"):
         read_labels(tmp_path / "empty.geojson")
+
+
+def test_crop_values_that_match_no_row_are_refused(tmp_path, caplog):
+    """Issue 28 (1): --crop-values Maize on a column holding Cropland/Grass silently made every label
+    non-crop; now it is refused with the values the column holds and a 'did you mean'."""
+    g = gpd.GeoDataFrame({"landcover": ["Cropland", "Grass", "Cropland"]},
+                         geometry=gpd.points_from_xy([1.0, 1.1, 1.2], [8.0, 8.1, 8.2]), crs="EPSG:4326")
+    g.to_file(tmp_path / "l.geojson")
+    with pytest.raises(InputError, match=r"l\.geojson: --crop-values maize match\(es\) no row of class column "
+                                         r"'landcover'; it holds 'cropland', 'grass'"):
+        read_labels(tmp_path / "l.geojson", class_column="landcover", crop_values="Maize")
+    with pytest.raises(InputError, match=r"did you mean 'cropland'\?"):
+        read_labels(tmp_path / "l.geojson", class_column="landcover", crop_values="Croplands")
+    out = read_labels(tmp_path / "l.geojson", class_column="landcover", crop_values="Cropland,Maize")
+    assert out["is_crop"].tolist() == [1, 0, 1]
+    assert any("--crop-values maize match no row" in r.getMessage() for r in caplog.records)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS
 
+from cropmeta.logs import log
 from cropmeta.errors import DataError, InputError
 from cropmeta.io.vectors import missing_column, _read_frame, _to_points
 from cropmeta.schema import crop_group_of, normalise_crop
@@ -70,6 +71,21 @@ def _is_crop(path: Path, gdf: pd.DataFrame, class_column, crop_values, crop_type
         vals = [_norm(v) for v in gdf[class_column]]
         wanted = _split_values(crop_values)
         if wanted:
+            have = {v for v in vals if v is not None}
+            missing = [w for w in wanted if w not in have]
+            if missing and len(missing) < len(wanted):  # a list for several files: say which match nothing here
+                log.warning("%s: --crop-values %s match no row of class column %r", path, ", ".join(missing),
+                            class_column)
+            elif missing and have:  # no value matches: every label would silently become non-crop
+                import difflib
+
+                near = [m for w in missing for m in difflib.get_close_matches(w, sorted(have), n=1, cutoff=0.5)]
+                shown = sorted(have)[:8]
+                raise InputError(
+                    f"{path}: --crop-values {', '.join(missing)} match(es) no row of class column {class_column!r}"
+                    f"{f' (did you mean {near[0]!r}?)' if near else ''}; it holds {', '.join(map(repr, shown))}"
+                    f"{f' and {len(have) - len(shown)} more' if len(have) > len(shown) else ''} (compared case-"
+                    "insensitively)")
             return np.array([-1 if v is None else int(v in wanted) for v in vals], dtype=np.int8)
         out = np.full(n, -1, dtype=np.int8)
         unknown = set()
