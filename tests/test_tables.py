@@ -331,3 +331,21 @@ def test_cli_ingest_table(tmp_path):
     assert s.t == 12 and set(s.meta["start_date"]) == {"2020-03-01"}
     r = cli("ingest", "--table", str(p), "--preset", "ndvi", "--months", "2030-01:2030-12", "--home", str(tmp_path / "h"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and str(p) in r.stderr and "column 'date'" in r.stderr
+
+
+def test_replacing_a_dataset_with_other_samples_needs_replace(tmp_path):
+    """Issue 28 (1): a real dataset replaced another real one silently; now only the same samples
+    again ("unchanged") pass without --replace, and nothing is written when refused."""
+    home = tmp_path / "h"
+    a = _csv(tmp_path, long_ndvi(n=4), "a.csv")
+    b = _csv(tmp_path, long_ndvi(n=6), "b.csv")
+    first = ingest(table=a, table_mapping=table_mapping("ndvi"), home=home, progress=False)
+    before = (first.datasets["togo"] / "samples.parquet").read_bytes()
+    again = ingest(table=a, table_mapping=table_mapping("ndvi"), home=home, progress=False)
+    assert again.report["summary"]["datasets_unchanged"] == 1
+    with pytest.raises(DataError, match=r"holds the real Togo dataset \(4 samples from .*a\.csv\); this real ingest "
+                                        r"would replace it with other samples\. Nothing was written: pass --replace"):
+        ingest(table=b, table_mapping=table_mapping("ndvi"), home=home, progress=False)
+    assert (first.datasets["togo"] / "samples.parquet").read_bytes() == before
+    res = ingest(table=b, table_mapping=table_mapping("ndvi"), home=home, progress=False, replace=True)
+    assert "4 samples from" in res.report["replaced"]["togo"] and len(read_samples(res.datasets["togo"])) == 6
