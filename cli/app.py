@@ -71,6 +71,12 @@ def main() -> None:
         # one line, never wrapped through a path, no markup read from the message
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
+    except OSError as e:
+        # an output or workspace that cannot be written (a file where a folder should be, no permission,
+        # a full disk): one line naming the path, as for any bad input
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        sys.stderr.write(f"error: {where}{e.strerror or e} (check --out / --home)\n")
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: stopped; temporary files were removed (finished work is kept to resume)\n")
         sys.exit(130)

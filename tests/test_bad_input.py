@@ -169,3 +169,22 @@ def test_unknown_option_and_missing_labels(store, tmp_path):
         ingest(region=KENYA, source=tmp_path / "good", home=home, progress=False)
     with pytest.raises(InputError, match=r"--source .*nowhere: no such file or directory"):
         ingest(region=KENYA, source=tmp_path / "nowhere", labels=labels, home=home, progress=False)
+
+
+@pytest.mark.parametrize("args", [
+    ("ingest", "--region", "togo", "--home", "{f}/h"),
+    ("train", "--region", "kenya", "--home", "{f}"),
+    ("compare", "--region", "kenya", "--home", "{f}"),
+    ("sim", "--out", "{f}/world"),
+], ids=["ingest", "train", "compare", "sim"])
+def test_an_unwritable_workspace_or_output_is_one_line_exit_2(tmp_path, args):
+    """Issue 28 (3): a file where the workspace or output folder should be gave a 65-line traceback
+    and exit 1; now every command says it in one line naming the path, exit 2, and writes nothing."""
+    from test_issue14 import cli
+
+    f = tmp_path / "a-file"
+    f.write_text("not a folder")
+    r = cli(*[a.format(f=f) for a in args], cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and str(f) in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and f.read_text() == "not a folder"
