@@ -82,14 +82,44 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> "Predictor":
 
 
 def predict(model, x: "np.ndarray", *, batch_size: int = 8192) -> "np.ndarray":
-    """Crop probabilities ``[N]`` of samples ``x`` (``[N, T, 18]`` raw canonical bands) from a
+    """Crop probabilities ``[N]`` of samples ``x`` (``[N, T, bands]`` raw canonical bands) from a
     model loaded by :func:`load_model` or a run directory.
+
+    Missing values (NaN, e.g. ``pixels_array(read_ee_tiff(tif))``) get the map export's rule, so a
+    pixel has one answer whichever way it is asked: a slope missing at every step takes the mean slope
+    of the given pixels (over a whole tile: the tile's, as export fills it), other gaps the pixel's
+    mean of the band over time (:func:`cropmeta.io.eetiff.fill_pixels`); a pixel with a band missing
+    at every step is unusable: NaN, and a warning counts them. Models of another band schema refuse
+    missing values (:class:`~cropmeta.errors.InputError`).
 
     >>> prob = cropmeta.predict("runs/kenya", samples.x[:10])     # doctest: +SKIP
     """
+    import numpy as np
+
+    from cropmeta.errors import InputError
+    from cropmeta.schema import BANDS
+
     if isinstance(model, (str, Path)):
         model = load_model(model)
-    return model.predict_proba(x, batch_size=batch_size)
+    x = np.asarray(x)
+    if not (x.ndim == 3 and np.isnan(x).any()):
+        return model.predict_proba(x, batch_size=batch_size)
+    if x.shape[-1] != len(BANDS) or tuple(getattr(model, "bands", BANDS)) != tuple(BANDS):
+        raise InputError(f"predict: {int(np.isnan(x).any(axis=(1, 2)).sum())} sample(s) hold missing values (NaN); the "
+                         "map export's fill rule is defined for CropHarvest's 18 bands only: fill them first")
+    from cropmeta.io.eetiff import fill_pixels
+    from cropmeta.logs import log
+
+    slope = x[:, :, BANDS.index("slope")]
+    mean_slope = float(np.nanmean(slope)) if np.isfinite(slope).any() else 0.0
+    filled, usable = fill_pixels(x.astype(np.float64), mean_slope, source="predict", unusable="mask")
+    out = np.full(len(x), np.nan, dtype=np.float64)
+    if usable.any():
+        out[usable] = model.predict_proba(filled, batch_size=batch_size)
+    if not usable.all():
+        log.warning("predict: %d of %d sample(s) miss a band at every step: their probability is NaN (the map "
+                    "export leaves such pixels nodata)", int((~usable).sum()), len(x))
+    return out
 
 
 def export_map(run_dir: str | Path, out: str | Path, inputs=None, **options: Any) -> ExportResult:

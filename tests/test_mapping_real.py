@@ -119,3 +119,36 @@ def test_real_togo_export_with_a_presto_run(eo, shared_presto, tmp_path):
                   workers=2)
     with rasterio.open(res2["map"]) as m2:
         assert np.array_equal(m2.read(1), got)
+
+
+def test_api_predict_on_raw_pixels_answers_as_the_map_does(eo, tmp_path):
+    """Issue 28 (4): `cropmeta.predict(model, pixels_array(read_ee_tiff(tif)))` returned NaN for 109
+    of the real Togo tif's 289 pixels (the slope border) while the map filled them; now both apply
+    the export's fill rule and agree on every pixel."""
+    import cropmeta
+    from cropmeta.io.eetiff import pixels_array, read_ee_tiff
+
+    run = make_double_run(tmp_path / "run", kind="lstm", hidden=8)
+    out = tmp_path / "map.tif"
+    export(run, out, inputs=[eo / TOGO], loader=LOADER, progress=False, quicklook=False, as_float=True)
+    da = read_ee_tiff(eo / TOGO)
+    x = pixels_array(da)
+    assert np.isnan(x).any(axis=(1, 2)).sum() > 100  # the slope border
+    from cropmeta.testing import load_double
+
+    double = load_double(run)
+
+    class Model:  # the test double behind the API's predict_proba(x, batch_size=…)
+        bands = double.bands if hasattr(double, "bands") else None
+
+        def predict_proba(self, x, batch_size=None):
+            return double.predict_proba(x)
+
+    model = Model()
+    if model.bands is None:
+        del Model.bands
+    prob = cropmeta.predict(model, x)
+    with rasterio.open(out) as m:
+        want = m.read(1).reshape(-1)
+    assert np.isfinite(prob).all()
+    np.testing.assert_allclose(prob, want, atol=1e-6)
