@@ -128,6 +128,35 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             os.fsync(fh.fileno())
 
 
+def finite_json(obj):
+    """``obj`` with every non-finite float (NaN, ±inf; numpy's too) replaced by None, numpy scalars
+    and arrays by Python values: what :func:`json_text` writes."""
+    import math
+
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        np = None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if np is not None and isinstance(obj, np.ndarray):
+        return finite_json(obj.tolist())
+    if np is not None and isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_text(obj, indent: int | None = 2, default=str) -> str:
+    """Strict JSON (no bare NaN or Infinity, which JSON parsers reject): missing numbers are null."""
+    import json
+
+    return json.dumps(finite_json(obj), indent=indent, allow_nan=False, default=default)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

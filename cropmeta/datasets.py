@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cropmeta._fs import atomic_write_text
+from cropmeta._fs import atomic_write_text, json_text
 from cropmeta._version import __version__
 from cropmeta.errors import DataError, InputError
 from cropmeta.io.store import SampleSet, dataset_dir, read_report, read_samples, workspace_home, write_samples
@@ -140,7 +140,7 @@ def write_groups(groups: dict, top: dict, home: Path, pixels: str, replace: bool
         if _unchanged(out, rep["store_hash"]):
             # idempotent rerun: same samples, so only the report is refreshed (one atomic file write)
             rep["unchanged"] = True
-            atomic_write_text(out / "report.json", json.dumps(rep, indent=2, default=str))
+            atomic_write_text(out / "report.json", json_text(rep))
             result.datasets[slug] = out
         else:
             result.datasets[slug] = write_samples(samples, out, report=rep)

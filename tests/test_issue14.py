@@ -438,3 +438,29 @@ def test_failed_benchmark_leaves_no_output_folder(tmp_path):
     with pytest.raises(InputError):
         compare(benchmark="cropharvest", root=tmp_path / "no-archive", out=out, progress=False)
     assert not out.exists() and not (tmp_path / "reports").exists()
+
+
+def test_json_files_are_strict_json(tmp_path):
+    """Issue 28 (5): `*.accuracy.json` held bare NaN (not JSON); every number a metric cannot give is null."""
+    from cropmeta._fs import json_text
+    from cropmeta.io.labels import label_options
+    from cropmeta.mapping.accuracy import assess
+
+    def strict(text):
+        def refuse(c):
+            raise ValueError(f"not JSON: {c}")
+        return json.loads(text, parse_constant=refuse)
+
+    run, m = ndvi_map(tmp_path, 6)
+    ceo = pd.DataFrame({"center_lon": [34.0 + 0.0001 * (i + 0.5) for i in range(4)],
+                        "center_lat": [0.5 - 0.0001 * (i + 0.5) for i in range(4)],
+                        "Land cover": ["Cropland", "Forest", "Cropland", "Grass"]})
+    ceo.to_csv(tmp_path / "ceo.csv", index=False)
+    out = tmp_path / "acc.json"
+    acc = assess(m, tmp_path / "ceo.csv", out_json=out, label_options=label_options(
+        class_column="Land cover", crop_values="Cropland", lat_column="center_lat", lon_column="center_lon"))
+    text = out.read_text()
+    doc = strict(text)
+    assert doc["n_reference"] == acc["n_reference"] == 4
+    assert strict(json_text({"a": float("nan"), "b": [np.float32(np.inf), 1.5], "c": np.arange(2)})) == \
+        {"a": None, "b": [None, 1.5], "c": [0, 1]}

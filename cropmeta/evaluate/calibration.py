@@ -172,7 +172,7 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False,
     import json
     from pathlib import Path
 
-    from cropmeta._fs import atomic_write_text
+    from cropmeta._fs import atomic_write_text, json_text
     from cropmeta.evaluate.deep import LearnerMethod
     from cropmeta.metrics import binary_metrics
     from cropmeta.tasks import Task, target_data
@@ -233,6 +233,6 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False,
                               reliability_curve(td.y_test, apply_temperature(p_test, temperature))},
                      title=f"{task.name}: reliability on the test set")
     _save(fig, run_dir / "calibration.png")
-    atomic_write_text(run_dir / "calibration.json", json.dumps(record, indent=2))
+    atomic_write_text(run_dir / "calibration.json", json_text(record))
     save_temperature(run_dir, temperature)
     return record

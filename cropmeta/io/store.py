@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from cropmeta.errors import InputError
-from cropmeta._fs import atomic_dir, recover_dir
+from cropmeta._fs import atomic_dir, json_text, recover_dir
 from cropmeta.bandschema import BandSchema
 from cropmeta.schema import CROPHARVEST
 
@@ -168,7 +168,7 @@ def write_samples(samples: SampleSet, out_dir: str | Path, report: dict | None =
         )
         da.to_dataset().to_netcdf(tmp / "arrays.nc", engine="h5netcdf",
                                   encoding={"x": {"compression": "gzip", "compression_opts": 4}})
-        (tmp / "report.json").write_text(json.dumps(report or {}, indent=2, default=str))
+        (tmp / "report.json").write_text(json_text(report or {}))
         (tmp / "schema.json").write_text(json.dumps(samples.schema.to_dict(), indent=2))
     return out_dir
 

@@ -360,7 +360,7 @@ def assess(map_path: str | Path, truth: str | Path, per_class: int | None = None
         "reference_crop_area_ha": float(ref_area[1] * ha) if raster_truth else None,
     }
     if out_json is not None:
-        from cropmeta._fs import atomic_write_text
+        from cropmeta._fs import atomic_write_text, json_text
 
-        atomic_write_text(out_json, json.dumps(result, indent=2, allow_nan=True))
+        atomic_write_text(out_json, json_text(result))
     return result

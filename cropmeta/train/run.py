@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cropmeta.errors import InputError
-from cropmeta._fs import atomic_write_text
+from cropmeta._fs import atomic_write_text, json_text
 from cropmeta.logs import log, log_file
 from cropmeta.io.store import SampleSet, workspace_home
 from cropmeta.metrics import binary_metrics
@@ -194,7 +194,7 @@ def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, di
                    "model_sha256": record["weights_sha256"]}
     if "pretrain" in meta_model.info:
         out_metrics["pretrain"] = meta_model.info["pretrain"]
-    atomic_write_text(run_dir / "metrics.json", json.dumps(out_metrics, indent=2, default=_nan_safe))
+    atomic_write_text(run_dir / "metrics.json", json_text(out_metrics, default=_nan_safe))
     save_training_points(run_dir, samples)
     return {"run_dir": str(run_dir), "target": task.to_dict(), "metrics": metrics, "counts": td.counts, "data": data_used,
             "meta": out_metrics["meta"], "timings": timings,
@@ -245,7 +245,7 @@ def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
         raise InputError(f"{run_dir}: run directory exists and is not empty; pass --resume to continue it "
                          "or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg_path, json.dumps(run_config, indent=2, default=_nan_safe))
+    atomic_write_text(cfg_path, json_text(run_config, default=_nan_safe))
 
 
 def load_meta_model(run_dir: str | Path) -> Model:
