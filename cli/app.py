@@ -36,12 +36,12 @@ def _main_options(
                                  is_eager=True, metavar=""),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="say more (-v: progress notes, -vv: debug)",
                                 metavar=""),
-    quiet: bool = _flag(False, "--quiet", "-q", help="only errors (no warnings or notes)"),
+    quiet: bool = _flag(False, "--quiet", "-q", help="no progress bars, warnings or notes (results and errors still print); anywhere on the line"),
 ) -> None:
     """cropmeta: task-informed meta-learning (TIML) for crop maps."""
     from cropmeta.logs import configure
 
-    configure(verbose=verbose, quiet=quiet)
+    configure(verbose=verbose, quiet=quiet)  # -q: no progress bars, warnings or notes; results still print
 
 
 # the commands, in the order `cropmeta --help` lists them
@@ -64,7 +64,23 @@ models_app.command("download")(model.models_download)
 models_app.command("import-timl")(model.models_import_timl)
 
 
+#: the global flags, accepted anywhere on the line (``cropmeta train -q …`` as ``cropmeta -q train …``)
+GLOBAL_FLAGS = {"-q", "--quiet", "-v", "-vv", "-vvv", "--verbose"}
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """``argv`` with the global flags that follow the command moved before it (up to a ``--``)."""
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut:]
+    else:
+        head, tail = argv, []
+    flags = [a for a in head if a in GLOBAL_FLAGS]
+    return flags + [a for a in head if a not in GLOBAL_FLAGS] + tail
+
+
 def main() -> None:
+    sys.argv[1:] = hoist_global_flags(sys.argv[1:])
     try:
         app()
     except CropmetaError as e:

@@ -29,9 +29,19 @@ def console_handlers() -> list[logging.Handler]:
     return [h for h in log.handlers if isinstance(h, _Console)]
 
 
+_QUIET = False
+
+
+def quiet() -> bool:
+    """True after ``configure(quiet=True)`` (``cropmeta -q``): progress bars and notes stay silent."""
+    return _QUIET
+
+
 def configure(verbose: int = 0, quiet: bool = False) -> None:
     """Console output of the ``cropmeta`` logger: warnings by default, info with ``-v``, debug with
-    ``-vv``, errors only with ``-q``."""
+    ``-vv``, errors only with ``-q`` (which also silences progress bars: :func:`quiet`)."""
+    global _QUIET
+    _QUIET = bool(quiet)
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     for h in console_handlers():
         log.removeHandler(h)

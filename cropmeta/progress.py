@@ -44,7 +44,9 @@ class Progress:
         self._t0, self._start = time.perf_counter(), int(start)
         self._step = max(1, -(-self.total // max(1, int(lines))))
         self._next = (self.completed // self._step + 1) * self._step
-        if not enabled:
+        from cropmeta.logs import quiet
+
+        if not enabled or quiet():
             return
         from rich.console import Console
 

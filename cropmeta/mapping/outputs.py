@@ -160,8 +160,10 @@ def remove_work(out: str | Path) -> None:
 # ------------------------------------------------------------------------------------------------
 class _Progress:
     def __init__(self, enabled: bool, total: int, label: str):
+        from cropmeta.logs import quiet
+
         self.bar = None
-        if enabled and total:
+        if enabled and total and not quiet():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
