@@ -152,3 +152,54 @@ def test_api_predict_on_raw_pixels_answers_as_the_map_does(eo, tmp_path):
         want = m.read(1).reshape(-1)
     assert np.isfinite(prob).all()
     np.testing.assert_allclose(prob, want, atol=1e-6)
+
+
+def test_map_records_what_it_maps_and_warns_when_far_or_off_season(eo, tmp_path, caplog):
+    """Issue 28 (2): the map's DATE_RANGE was the training data's range; nothing said a Kenya model
+    mapped a tile in Togo. Now: the mapped season, the training season, input hashes and versions in
+    the tags and in a STAC Item beside the map, and a warning for each mismatch."""
+    import hashlib
+    import json
+
+    import pystac
+
+    kenya = {"id": "Kenya:maize", "name": "Kenya maize", "region": "Kenya", "crop": "maize", "lat": -0.02,
+             "lon": 37.9}
+    run = make_double_run(tmp_path / "run", kind="lstm", hidden=8, task=kenya, date_range=["2019-09-01", "2019-09-01"])
+    out = tmp_path / "map.tif"
+    res = export(run, out, inputs=[eo / TOGO], loader=LOADER, progress=False)
+    tags = res["tags"]
+    assert json.loads(tags["DATE_RANGE"])[0] == "2019-02-06"  # the Togo export's own season
+    assert json.loads(tags["TRAINING_DATE_RANGE"]) == ["2019-09-01", "2019-09-01"]
+    sha = hashlib.sha256((eo / TOGO).read_bytes()).hexdigest()
+    assert json.loads(tags["INPUT_SHA256"]) == {TOGO: sha}
+    assert {"cropmeta", "rasterio", "gdal", "numpy"} <= set(json.loads(tags["SOFTWARE"]))
+    warns = res["warnings"]
+    assert any("km from the model's target 'Kenya'" in w for w in warns)
+    assert any("mapped season starts in February" in w and "September" in w for w in warns)
+    assert any("far from where it was trained" in r.getMessage() for r in caplog.records)
+    item = pystac.Item.from_file(str(res["stac_item"]))
+    assert item.properties["start_datetime"].startswith("2019-02-06")
+    assert item.properties["proj:shape"] == [17, 17] and item.properties.get("proj:epsg", 4326) == 4326
+    assert item.properties["cropmeta:model"]["target"]["region"] == "Kenya"
+    assert item.properties["cropmeta:inputs"] == {TOGO: sha} and len(item.properties["cropmeta:warnings"]) == 2
+    assert set(item.assets) >= {"map", "quicklook"} and item.assets["map"].href == "map.tif"
+    assert len(item.assets["map"].extra_fields["raster:bands"]) == 2
+    with rasterio.open(out) as m:
+        assert json.loads(m.tags()["DATE_RANGE"])[0] == "2019-02-06"
+
+
+def test_inputs_of_two_seasons_are_named(eo):
+    from cropmeta.mapping.provenance import map_provenance
+    from cropmeta.mapping.sources import open_source
+
+    tags, warns = map_provenance({"DATE_RANGE": "null", "TASK": "null"},
+                                 [open_source(eo / TOGO), open_source(eo / CROPLANDS)])
+    assert json_loads(tags["DATE_RANGE"]) == ["2016-02-07", json_loads(tags["DATE_RANGE"])[1]]
+    assert any("the inputs mix seasons: their first steps run from 2016-02-07 to 2019-02-06" in w for w in warns)
+
+
+def json_loads(s):
+    import json
+
+    return json.loads(s)

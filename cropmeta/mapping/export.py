@@ -26,6 +26,7 @@ import numpy as np
 
 from cropmeta.errors import DataError, InputError
 from cropmeta._fs import atomic_dir, output_dir, sigterm_as_interrupt
+from cropmeta.mapping.provenance import map_provenance, write_stac_item
 from cropmeta.mapping.cog import GTiffWriter, check_writable, copy_to_cog, iter_blocks, write_vrt
 from cropmeta.mapping.dask_exec import Bundle, make_executor
 from cropmeta.mapping.infer import DEFAULT_BATCH, Job, ModelSpec, part_path, read_pixels_for_budget
@@ -193,8 +194,9 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     tags = model_tags(run_dir, predictor)
     model = ModelSpec(str(run_dir.resolve()), loader, threads=1, batch_size=batch_size, device=device,
                       sha=tags["MODEL_SHA256"])
+    tags, map_warnings = map_provenance(tags, sources)  # the mapped season, input hashes, versions; warnings
     if tags["DATE_RANGE"] == "null":
-        dr = _date_range(sources)
+        dr = _date_range(sources)  # the inputs' file names, when their steps' dates are unknown
         if dr:
             tags["DATE_RANGE"] = json.dumps(dr)
     tags.update({
@@ -347,6 +349,11 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
         accuracy = assess(map_path, truth, out_json=map_path.with_suffix(".accuracy.json"), run_dir=run_dir,
                           label_options=truth_options)
 
+    stac = None
+    if not map_path.is_dir():
+        stac = write_stac_item(map_path, tags, sources, {"quicklook": png, "accuracy": map_path.with_suffix(
+            ".accuracy.json") if accuracy is not None else None},
+            metrics={k: v for k, v in (accuracy or {}).items() if isinstance(v, (int, float))} or None)
     if not keep_work:
         manifest.remove()
     total = time.perf_counter() - t0
@@ -378,8 +385,10 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
         "pixels_per_second": (stats["pixels"] / t_inf) if t_inf > 0 and stats["pixels"] else None,
         "cog_problems": problems,
         "accuracy": accuracy,
+        "stac_item": str(stac) if stac else None,
+        "warnings": json.loads(tags.get("WARNINGS") or "[]"),
         "tags": tags,
     }
 
 
-__all__ = ["export", "ExportFailed", "find_world", "scene_for_run", "remove_work"]
+__all__ = ["export", "ExportFailed", "scene_for_run"]

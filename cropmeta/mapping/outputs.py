@@ -53,7 +53,8 @@ def _refuse_existing(out: Path, mode: str, n_inputs: int, overwrite: bool) -> No
 
 def _check_not_an_input(out: Path, items: list, inputs, truth) -> None:
     """Refuse an output that is, or lies inside, an input (file or folder) or the truth file."""
-    targets = [out, out.with_suffix(".png"), out.with_suffix(".accuracy.json"), tiles_dir_for(out)]
+    targets = [out, out.with_suffix(".png"), out.with_suffix(".accuracy.json"), out.with_suffix(".stac.json"),
+               tiles_dir_for(out)]
     given = list(items)
     if inputs is not None:
         given += [i for i in (inputs if isinstance(inputs, (list, tuple)) else [inputs]) if isinstance(i, (str, Path))]

@@ -34,10 +34,17 @@ _NDVI = BAND_INDEX["NDVI"]
 
 
 def make_double_run(run_dir: str | Path, kind: str = "ndvi", t: int = DEFAULT_T, k: float = 10.0, c: float = 0.4,
-                    hidden: int = 16, seed: int = 0, delay: float = 0.0, target: str | None = None) -> Path:
+                    hidden: int = 16, seed: int = 0, delay: float = 0.0, target: str | None = None,
+                    task: dict | None = None, date_range: list | None = None) -> Path:
+    """``task`` / ``date_range``: what the double says it was trained on (its metadata: the target's
+    ``region``, ``lat``, ``lon`` …; the training series' first and last start dates)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = {"kind": kind, "t": t, "k": k, "c": c, "hidden": hidden, "seed": seed, "delay": delay}
+    if task is not None:
+        spec["task"] = task
+    if date_range is not None:
+        spec["date_range"] = list(date_range)
     atomic_write_text(run_dir / "double.json", json.dumps(spec, sort_keys=True))
     cfg = {"double": spec, "seed": seed}
     if target:
@@ -57,8 +64,8 @@ class DoublePredictor:
         self.spec = spec
         self.t = int(spec["t"])
         self.temperature = None
-        self.metadata = {"model_sha256": sha, "config": {"double": spec}, "task": {"kind": "double"},
-                         "seed": spec.get("seed", 0), "date_range": None}
+        self.metadata = {"model_sha256": sha, "config": {"double": spec}, "task": spec.get("task", {"kind": "double"}),
+                         "seed": spec.get("seed", 0), "date_range": spec.get("date_range")}
         self._net = None
         if spec["kind"] == "lstm":
             import torch
