@@ -338,8 +338,7 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
     if quicklook and not map_path.is_dir():
         from cropmeta.mapping.quicklook import quicklook as _ql
 
-        png = _ql(map_path, map_path.with_suffix(".png"), region_obj.geometry if region_obj is not None else None,
-                  title=f"{run_dir.name}: P(crop)" + (f" — {region_obj.name}" if region_obj is not None else ""))
+        png = _ql(map_path, map_path.with_suffix(".png"), region_obj.geometry if region_obj is not None else None)
 
     accuracy = None
     truth = truth if truth is not None else scene_truth
