@@ -161,7 +161,7 @@ def test_folder_of_tiles_with_tif_out_writes_that_tif(tmp_path, run):
     out = tmp_path / "maps" / "m.tif"
     res = _export(run, out, [tmp_path / "in"], quicklook=False)
     assert res["map"] == str(out)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["m.tif"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.stac.json", "m.tif"]  # the map and its STAC Item
     with pytest.raises(InputError, match=r"--mosaic vrt writes a VRT mosaic; name it .*m2\.vrt"):
         _export(run, tmp_path / "m2.tif", [tmp_path / "in"], mosaic="vrt")
     res = _export(run, tmp_path / "maps" / "v.vrt", [tmp_path / "in"], quicklook=False)
