@@ -56,6 +56,7 @@ app.command()(model.compare)
 app.command()(model.calibrate)
 app.command()(model.export)
 app.command()(model.assess)
+app.command()(model.view)
 app.command()(model.demo)
 
 models_app = typer.Typer(no_args_is_help=True, help="Pretrained models: download published weights, import TIML checkpoints.")

@@ -194,6 +194,16 @@ def assess(
     _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
 
 
+def view(
+    map_path: Path = typer.Argument(..., help="a map written by `cropmeta export` (COG or VRT)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="the HTML file to write (default: MAP.html)"),
+) -> None:
+    """Write a self-contained HTML page of a map: over an OpenStreetMap basemap when online, on its own grid offline."""
+    from cropmeta.mapping.view import write_view
+
+    console.print(f"[green]view:[/] {write_view(map_path, out)}", soft_wrap=True)
+
+
 def demo(
     region: str = typer.Option("kenya", help="region whose benchmark target is trained and mapped"),
     out: Path = typer.Option(Path("runs/demo"), help="where the run and the map go (a rerun reuses them)"),

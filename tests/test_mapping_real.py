@@ -184,7 +184,8 @@ def test_map_records_what_it_maps_and_warns_when_far_or_off_season(eo, tmp_path,
     assert item.properties["cropmeta:model"]["target"]["region"] == "Kenya"
     assert item.properties["cropmeta:inputs"] == {TOGO: sha} and len(item.properties["cropmeta:warnings"]) == 2
     assert set(item.assets) >= {"map", "quicklook"} and item.assets["map"].href == "map.tif"
-    assert len(item.assets["map"].extra_fields["raster:bands"]) == 2
+    bands = item.assets["map"].extra_fields["raster:bands"]
+    assert len(bands) == 2 and [c["color_hint"] for c in bands[1]["classification:classes"]] == ["E8E4D8", "2E7D32"]
     with rasterio.open(out) as m:
         assert json.loads(m.tags()["DATE_RANGE"])[0] == "2019-02-06"
 

@@ -195,6 +195,18 @@ def write_stac_item(map_path: Path, tags: dict[str, str], sources, extra_assets:
     pct = str(dtype) == "uint8"  # probability 0–100 (percent), else 0–1
     rast.bands = [RasterBand.create(nodata=nodata, data_type=DataType(str(dtype)), unit="percent" if pct else None),
                   RasterBand.create(nodata=nodata, data_type=DataType(str(dtype)))][: max(1, len(descriptions))]
+    # the class band's colours: GeoTIFF keeps a colour table on a single-band file only, so the
+    # two-band map states them here (STAC classification extension), as the quick-look draws them
+    from cropmeta.mapping.quicklook import CLASS_COLOURS
+
+    positive = str(task.get("crop") or "crop")
+    bands = asset.extra_fields.get("raster:bands", [])
+    if len(bands) >= 2:
+        bands[1]["classification:classes"] = [
+            {"value": 0, "name": f"not_{positive}", "description": f"not {positive}",
+             "color_hint": CLASS_COLOURS[0].lstrip("#").upper()},
+            {"value": 1, "name": positive, "description": positive, "color_hint": CLASS_COLOURS[1].lstrip("#").upper()}]
+        item.stac_extensions.append("https://stac-extensions.github.io/classification/v2.0.0/schema.json")
     for key, path in (extra_assets or {}).items():
         if path is not None and Path(path).exists():
             media = {".png": pystac.MediaType.PNG, ".json": pystac.MediaType.JSON}.get(Path(path).suffix)
