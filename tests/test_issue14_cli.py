@@ -24,7 +24,8 @@ def _files(d: Path) -> dict[str, bytes]:
 
 
 def _one_error_line(r) -> str:
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    # warnings about the run itself (e.g. a Kenya model mapping Togo) may come first; the error is one line
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("warning: ")]
     assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), (r.returncode, r.stderr)
     return lines[0]
 

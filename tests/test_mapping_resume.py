@@ -74,7 +74,8 @@ def test_sigkill_then_resume_gives_the_same_map(tmp_path):
     assert out.read_bytes() == ref.read_bytes()
     assert not work.exists()
     assert not any(f.exists() for f in stale) and live.exists() and other_host.exists()
-    assert {p.name for p in out.parent.iterdir()} == {out.name, live.name, other_host.name}
+    assert {p.name for p in out.parent.iterdir()} == {out.name, out.with_suffix(".stac.json").name, live.name,
+                                                      other_host.name}
 
 
 def test_changed_input_is_not_resumed(tmp_path):

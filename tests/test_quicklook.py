@@ -36,7 +36,7 @@ def test_crop_area_and_share_from_the_class_band(tmp_path):
 def test_title_comes_from_the_maps_tags():
     tags = {"TASK": json.dumps({"region": "Kenya", "crop": "maize"}), "CONFIG": json.dumps({"learner": "timl"}),
             "DATE_RANGE": json.dumps(["2019-02-06", "2020-01-31"])}
-    assert map_title(tags) == "Kenya maize — TIML — 2019-02 … 2020-01"
+    assert map_title(tags) == "Kenya maize — timl — 2019-02 … 2020-01"
     assert map_title({}) == "crop map"
 
 

@@ -36,7 +36,7 @@ from cropmeta.mapping.roi import overlaps, project_region
 from cropmeta.mapping.sources import check_consistent_t, open_source, window_source
 from cropmeta.mapping.validate import check_cog
 from cropmeta.mapping.inputs import (  # noqa: F401  (re-exported)
-    _date_range, _expand_inputs, model_schema, scene_for_run, source_schema, window_months)
+    _expand_inputs, model_schema, scene_for_run, source_schema, window_months)
 from cropmeta.mapping.outputs import (  # noqa: F401  (re-exported)
     _Progress, _check_not_an_input, _mosaic_mode, _refuse_existing, _renamed, _source_sig, _valid_counts, _window_touches,
     check_mosaic_size, no_valid_pixel_message, tiles_dir_for)
@@ -195,10 +195,6 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     model = ModelSpec(str(run_dir.resolve()), loader, threads=1, batch_size=batch_size, device=device,
                       sha=tags["MODEL_SHA256"])
     tags, map_warnings = map_provenance(tags, sources)  # the mapped season, input hashes, versions; warnings
-    if tags["DATE_RANGE"] == "null":
-        dr = _date_range(sources)  # the inputs' file names, when their steps' dates are unknown
-        if dr:
-            tags["DATE_RANGE"] = json.dumps(dr)
     tags.update({
         "THRESHOLD": f"{float(threshold):g}",
         "REGION": region_obj.name if region_obj is not None else "",

@@ -63,9 +63,15 @@ def input_hashes(sources) -> dict[str, str | None]:
 
 
 def source_season(source) -> tuple[str, str] | None:
-    """(first day, last day) of the months a source's steps cover, or None when its dates are unknown."""
+    """(first, last) date of a source: from its file name when it carries them (Earth-Engine exports,
+    stacks: the reader's one parser, kept up to date by a window of months), else its first step's
+    date and T steps on; None when unknown."""
+    from cropmeta.io.eenames import parse_ee_filename
     from cropmeta.schema import DAYS_PER_STEP
 
+    named = parse_ee_filename(source.name)
+    if named is not None:
+        return named.start.isoformat(), named.end.isoformat()
     first = source.first_date()
     if not first:
         return None

@@ -88,7 +88,7 @@ def map_title(tags: dict) -> str:
     what = " ".join(str(v) for v in (task.get("region") or tags.get("REGION"), task.get("crop") or
                                       ("crop" if task.get("region") else None)) if v) or "crop map"
     learner = config.get("learner") if isinstance(config, dict) else None
-    parts = [what] + ([str(learner).upper() if str(learner) in ("timl", "maml") else str(learner)] if learner else [])
+    parts = [what] + ([str(learner)] if learner else [])
     if season:
         parts.append(f"{str(season[0])[:7]} … {str(season[1])[:7]}")
     return " — ".join(parts)
