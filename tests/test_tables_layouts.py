@@ -399,3 +399,43 @@ def test_real_time_series_sets_ingest_through_the_cli(tmp_path, shared_data):
     can = load_datasets(tmp_path / "can")
     assert len(can) == 3621 and can.t == 12 and (can.meta["label"] == "maize").sum() == 517
     assert -25 < np.nanmedian(can.x[:, :, can.schema.index("VV")]) < 0
+
+
+def test_a_quality_column_keeps_only_clear_observations(tmp_path, toy):
+    """MODIS-style pixel reliability: rows whose quality is not one of quality_values are not used."""
+    df = modis(toy)
+    df["reliability"] = 0
+    cloudy = df.index % 2 == 1
+    df.loc[cloudy, "reliability"] = 3
+    df.loc[cloudy, "nir"] = 99999  # what a cloudy composite would hold
+    p = _write(df, tmp_path / "q.csv")
+    s, rep = read_table(p, table_mapping(quality_column="reliability", quality_values="0,1", **MODIS_MAP))
+    assert rep["rows_not_clear"] == int(cloudy.sum()) and rep["clear_rule"] == "column 'reliability' in ['0', '1']"
+    assert np.nanmax(s.x[:, :, s.schema.index("B8")]) < 99999
+    with pytest.raises(InputError, match=r"quality_column 'reliability' needs quality_values"):
+        read_table(p, table_mapping(quality_column="reliability", **MODIS_MAP))
+
+
+def test_wide_per_date_geoparquet_becomes_months(tmp_path, toy):
+    """Acquisition dates in the column names (NDVI_2021-01-04 …), points as GeoParquet geometry."""
+    import geopandas as gpd
+
+    rows = []
+    for i, (lat, lon) in enumerate(_latlon(toy)):
+        r = {"sample_id": toy.meta["sample_id"][i], "label": "maize" if toy.meta["is_crop"][i] == 1 else "non-crop",
+             "split": toy.meta["split"][i], "lat": lat, "lon": lon}
+        for k in range(12):
+            v = _v(toy, i, k, "NDVI")
+            r[f"NDVI_2021-{k + 1:02d}-05"] = v - 0.01
+            r[f"NDVI_2021-{k + 1:02d}-20"] = v + 0.01
+        rows.append(r)
+    df = pd.DataFrame(rows)
+    g = gpd.GeoDataFrame(df.drop(columns=["lat", "lon"]), geometry=gpd.points_from_xy(df["lon"], df["lat"]),
+                         crs="EPSG:4326")
+    p = tmp_path / "wide.geoparquet"
+    g.to_parquet(p)
+    s, rep = read_table(p, table_mapping("ndvi", layout="wide"))
+    assert s.t == 12 and rep["composited"]["most_rows_in_one_step"] == 2
+    order = {sid: i for i, sid in enumerate(toy.meta["sample_id"])}
+    idx = np.array([order[sid] for sid in s.meta["sample_id"]])
+    np.testing.assert_allclose(s.x[:, :, 0], toy.x[idx, :, CROPHARVEST.index("NDVI")], atol=1e-5)
