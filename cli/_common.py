@@ -3,6 +3,7 @@ options and the small Rich printers."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -28,9 +29,9 @@ console = Console()
 HOME_HELP = "workspace folder (default $CROPMETA_HOME or ./cropmeta-data)"
 
 
-def _flag(default: bool, *decls: str, help: str):
+def _flag(default: bool, *decls: str, help: str, **kw):
     """An on/off flag, shown as a flag (no value type) in the help."""
-    return typer.Option(default, *decls, help=help, metavar="")
+    return typer.Option(default, *decls, help=help, metavar="", **kw)
 
 
 def _home_option():
@@ -63,3 +64,30 @@ def _print_dict_table(title: str, d: dict) -> None:
         table.add_row(str(k), f"{v:.4f}" if isinstance(v, float) else str(v))
     console.print(table)
 
+
+
+def _one_run(positional: Optional[Path], option: Optional[Path]) -> Path:
+    """The run of a command that takes it as ``RUN`` or ``--run RUN`` (docs/cli.md: the run is ``--run``)."""
+    from cropmeta.errors import InputError
+
+    if positional is not None and option is not None and Path(positional) != Path(option):
+        raise InputError(f"two runs given ({positional} and --run {option}); give one")
+    run = option if option is not None else positional
+    if run is None:
+        raise InputError("no run given: --run RUN_DIR (a trained run directory)")
+    return run
+
+
+def config_with_sets(config, sets: Optional[list[str]]):
+    """``--config FILE`` plus ``--set SECTION.KEY=VALUE`` overrides → what the library takes: the file,
+    or a dict of the file's keys with the overrides on top (one validation: the library's)."""
+    if not sets:
+        return config
+    from cropmeta.train.config import parse_assignments
+
+    base: dict = {}
+    if config is not None:
+        from cropmeta.train.config import load_config_file
+
+        base = dict(load_config_file(config))
+    return {**base, **parse_assignments(sets)}  # the overrides last; the library resolves every spelling

@@ -17,7 +17,7 @@ from cropmeta.errors import CropmetaError
 from . import data, model
 from ._common import _flag, console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="cropmeta: task-informed meta-learning (TIML) for crop maps.")
 
@@ -80,10 +80,33 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + [a for a in head if a not in GLOBAL_FLAGS] + tail
 
 
+#: what Ctrl-C prints (docs/cli.md)
+INTERRUPTED = "interrupted: stopped; temporary files were removed (finished work is kept to resume)"
+
+
 def main() -> None:
     sys.argv[1:] = hoist_global_flags(sys.argv[1:])
     try:
-        app()
+        command = typer.main.get_command(app)
+        code = command.main(args=sys.argv[1:], prog_name="cropmeta", standalone_mode=False)
+        if code == 130:  # Typer turned Ctrl-C (KeyboardInterrupt) into this exit code
+            sys.stderr.write(INTERRUPTED + "\n")
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Exit as e:  # --help, --version
+        sys.exit(e.exit_code)
+    except typer.Abort:  # Ctrl-C inside a prompt or the parser's own handling
+        sys.stderr.write(INTERRUPTED + "\n")
+        sys.exit(130)
+    except typer.TyperException as e:
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:  # `cropmeta` alone: the help
+            typer.echo(ctx.get_help())
+            sys.exit(2)
+        # a usage error (unknown option, missing value, bad choice): one line like every other error
+        where = f"{ctx.command_path}: " if ctx is not None and ctx.command_path else ""
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None and ctx.command_path else ""
+        sys.stderr.write(f"error: {where}{e.format_message()}{hint}\n")
+        sys.exit(2)
     except CropmetaError as e:
         # one line, never wrapped through a path, no markup read from the message
         sys.stderr.write(f"error: {e}\n")
@@ -95,7 +118,7 @@ def main() -> None:
         sys.stderr.write(f"error: {where}{e.strerror or e} (check --out / --home)\n")
         sys.exit(2)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: stopped; temporary files were removed (finished work is kept to resume)\n")
+        sys.stderr.write(INTERRUPTED + "\n")
         sys.exit(130)
 
 

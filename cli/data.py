@@ -8,6 +8,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from cropmeta.io.table_mapping import PRESETS, shipped_mappings
+
 from ._common import HOME_HELP, _csv, _flag, _home_option, _label_opts, _print_dict_table, console
 
 
@@ -21,7 +23,7 @@ def doctor(home: Optional[Path] = _home_option()) -> None:
     raise typer.Exit(0 if run_doctor(console) else 1)
 
 
-def regions(contains: Optional[str] = typer.Argument(None, help="only names containing this text")) -> None:
+def regions(contains: Optional[str] = typer.Argument(None, metavar="[TEXT]", help="only names containing this text")) -> None:
     """List the named regions (every country, Natural Earth 50m)."""
     from cropmeta.regions import list_regions
 
@@ -37,7 +39,7 @@ def regions(contains: Optional[str] = typer.Argument(None, help="only names cont
 
 
 def sim(
-    out: Path = typer.Option(..., "--out", help="directory to write the world to"),
+    out: Path = typer.Option(..., "--out", "-o", help="the folder to create for the world"),
     seed: int = typer.Option(0, help="world seed"),
     scene_size: int = typer.Option(128, help="scene size in pixels (square)"),
     overwrite: bool = _flag(False, "--overwrite", help="replace an existing world at --out"),
@@ -71,34 +73,40 @@ def ingest(
     start_date: Optional[str] = typer.Option(None, help="first time step (YYYY-MM-DD) when file names carry no dates"),
     start_month: Optional[int] = typer.Option(None, help="keep the 12 time steps from this step (1-based) of longer exports"),
     months: Optional[str] = typer.Option(None, help="keep the months START:END (YYYY-MM:YYYY-MM) of longer series (tifs and tables)"),
-    table: Optional[Path] = typer.Option(None, help="a sample table (CSV/Parquet/GeoParquet, long or wide) instead of --source/--labels"),
-    table_mapping: Optional[Path] = typer.Option(None, help="TOML/YAML file saying which table column is what (docs/data-formats.md)"),
-    preset: Optional[str] = typer.Option(None, help="table preset: worldcereal | ndvi"),
+    table: Optional[Path] = typer.Option(None, help="a sample table (CSV/Parquet/GeoParquet, long or wide) instead of --source/--labels", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    table_mapping: Optional[Path] = typer.Option(None, help="TOML/YAML file saying which table column is what (docs/data-formats.md), or a shipped mapping: " + " | ".join(shipped_mappings()), rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    preset: Optional[str] = typer.Option(None, help="table preset: " + " | ".join(PRESETS), rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
     layout: Optional[str] = typer.Option(None, help="table layout: long | wide (default: long when it has the date column)"),
-    date_column: Optional[str] = typer.Option(None, help="table: date column of a long table (default date)"),
-    wide_pattern: Optional[str] = typer.Option(None, help="table: wide column names, default {band}_{step}"),
-    band: Optional[List[str]] = typer.Option(None, "--band", help="table: COLUMN=BAND, a per-step band (repeatable)"),
-    static_band: Optional[List[str]] = typer.Option(None, "--static-band", help="table: COLUMN=BAND, a static band (repeatable)"),
-    non_crop_values: Optional[str] = typer.Option(None, help="table: comma-separated label values that mean non-crop"),
-    split_column: Optional[str] = typer.Option(None, help="table: column holding train/test"),
-    region_column: Optional[str] = typer.Option(None, help="table: column holding each sample's region"),
-    nodata: Optional[str] = typer.Option(None, help="table: comma-separated nodata values (e.g. 65535)"),
-    scale: Optional[List[str]] = typer.Option(None, "--scale", help="table: BAND=FACTOR (repeatable)"),
-    step: Optional[str] = typer.Option(None, help="table: month | dekad (default: from the dates)"),
-    resample: Optional[str] = typer.Option(None, help="table: month: any cadence → months (median of the clear observations)"),
-    where: Optional[List[str]] = typer.Option(None, "--where", help="table: COLUMN=VALUE, keep only those rows (repeatable; e.g. level=L2A)"),
-    strict: bool = _flag(False, "--strict", help="table: refuse incomplete samples and empty bands instead of leaving them out"),
+    date_column: Optional[str] = typer.Option(None, help="table: date column of a long table (default date)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    wide_pattern: Optional[str] = typer.Option(None, help="table: wide column names, default {band}_{step}", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    band: Optional[List[str]] = typer.Option(None, "--band", help="table: COLUMN=BAND, a per-step band (repeatable)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    static_band: Optional[List[str]] = typer.Option(None, "--static-band", help="table: COLUMN=BAND, a static band (repeatable)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    non_crop_values: Optional[str] = typer.Option(None, help="table: comma-separated label values that mean non-crop", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    split_column: Optional[str] = typer.Option(None, help="table: column holding train/test", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    region_column: Optional[str] = typer.Option(None, help="table: column holding each sample's region", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    nodata: Optional[str] = typer.Option(None, help="table: comma-separated nodata values (e.g. 65535)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    scale: Optional[List[str]] = typer.Option(None, "--scale", help="table: BAND=FACTOR (repeatable)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    step: Optional[str] = typer.Option(None, help="table: month | dekad (default: from the dates)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    resample: Optional[str] = typer.Option(None, help="table: month: any cadence → months (median of the clear observations)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    where: Optional[List[str]] = typer.Option(None, "--where", help="table: COLUMN=VALUE, keep only those rows (repeatable; e.g. level=L2A)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    strict: bool = _flag(False, "--strict", help="table: refuse incomplete samples and empty bands instead of leaving them out", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
     benchmark: Optional[str] = typer.Option(None, help="worldcrops: a real benchmark's samples with its test splits "
                                                         "(--source: its data folder; default ../shared)"),
     allow_failed: bool = _flag(False, "--allow-failed", help="skip unreadable tiles (reported) instead of stopping"),
     replace: bool = _flag(False, "--replace", help="let real and simulated datasets of a region replace each other"),
     seed: int = typer.Option(0, help="simulated world seed (with --source sim)"),
-    home: Optional[Path] = typer.Option(None, "--home", "--out", help=HOME_HELP),
+    home: Optional[Path] = typer.Option(None, "--home", help=HOME_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", hidden=True, help="refused: the workspace is --home"),
 ) -> None:
     """Build a region's samples into the workspace (idempotent, resumable, atomic)."""
     from cropmeta.ingest import ingest as run_ingest
     from cropmeta.regions import resolve_region
 
+    if out is not None:
+        from cropmeta.errors import InputError
+
+        raise InputError(f"ingest --out {out}: the workspace is --home now (--out names what a command creates); "
+                         f"use --home {out}")
     if benchmark is not None:
         from cropmeta.ingest import ingest_benchmark
 
@@ -134,19 +142,19 @@ def ingest(
 
 
 def fetch(
-    out: Path = typer.Option(..., "--out", help="folder for the Earth-Engine-layout tifs and manifest.json"),
+    out: Path = typer.Option(..., "--out", "-o", help="the folder to create for the Earth-Engine-layout tifs and manifest.json"),
     labels: Optional[Path] = typer.Option(None, help="label file: one small box per label point"),
     region: Optional[str] = typer.Option(None, help="country name: tiles over the region (for maps)"),
     region_file: Optional[Path] = typer.Option(None, help="polygon file: tiles over it"),
     bbox: Optional[str] = typer.Option(None, help="min_lon,min_lat,max_lon,max_lat: tiles over it"),
-    year: Optional[int] = typer.Option(None, help="season: --t 30-day steps ending YEAR+1-02-01 (default: labels' start_date)"),
+    year: Optional[int] = typer.Option(None, help="season: --steps 30-day steps ending YEAR+1-02-01 (default: labels' start_date)"),
     source: str = typer.Option("stac", help="stac (no account) | ee (Earth Engine)"),
     catalog: Optional[str] = typer.Option(None, help="planetary-computer (default) | earth-search | STAC URL | local catalog.json"),
     preset: str = typer.Option("planetary-computer", help="asset keys and default URL: planetary-computer | earth-search"),
     catalog_for: Optional[list[str]] = typer.Option(None, "--catalog-for", help="KIND=URL: another catalogue for s2, s1, dem or era5"),
     collection: Optional[list[str]] = typer.Option(None, "--collection", help="KIND=NAME: collection name for s2, s1, dem or era5"),
     s1_pad_days: int = typer.Option(0, help="widen each window by N days for Sentinel-1"),
-    t: int = typer.Option(12, "--t", help="number of 30-day steps"),
+    t: int = typer.Option(12, "--steps", help="number of 30-day steps"),
     box_metres: float = typer.Option(80.0, help="half-size of a label box in metres (CropHarvest: 80)"),
     tile_px: int = typer.Option(512, help="region tile size in pixels"),
     class_column: Optional[str] = typer.Option(None, help="label column holding the class"),
@@ -180,8 +188,8 @@ def fetch(
 
 
 def era5_catalogue(
-    netcdf: list[Path] = typer.Argument(..., help="CDS ERA5(-Land) monthly means netCDF file(s) with t2m and tp"),
-    out: Path = typer.Option(..., "--out", help="folder for the catalogue (then --catalog-for era5=OUT/catalog.json)"),
+    netcdf: list[Path] = typer.Argument(..., metavar="NETCDF...", help="CDS ERA5(-Land) monthly means netCDF file(s) with t2m and tp"),
+    out: Path = typer.Option(..., "--out", "-o", help="the folder to create for the catalogue (then --catalog-for era5=OUT/catalog.json)"),
 ) -> None:
     """Turn a Climate Data Store ERA5 monthly download into a local STAC catalogue for `fetch`."""
     from cropmeta.fetch.catalogue import era5_catalogue as build

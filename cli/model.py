@@ -9,7 +9,10 @@ from typing import List, Optional
 
 import typer
 
-from ._common import _csv, _flag, _home_option, _label_opts, _print_data, _print_dict_table, console
+from cropmeta.evaluate.names import ALL_METHODS
+from cropmeta.learners.base import BUILTIN_KINDS
+
+from ._common import _csv, _flag, _home_option, _label_opts, _one_run, _print_data, _print_dict_table, config_with_sets, console
 
 
 def train(
@@ -24,7 +27,7 @@ def train(
     datasets: Optional[str] = typer.Option(None, help="comma-separated stored datasets to use (default: all)"),
     preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (full TIML schedule)"),
     seed: int = typer.Option(0, help="random seed (task sampling, initialisation, shot subset)"),
-    out: Optional[Path] = typer.Option(None, help="run directory (default <home>/runs/<target>-<preset>-s<seed>)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="the run directory to create (default <home>/runs/<target>-<preset>-s<seed>)"),
     resume: bool = _flag(False, "--resume", help="continue from the last checkpoint in --out"),
     first_order: Optional[bool] = typer.Option(None, "--first-order/--second-order", metavar="",
                                                help="MAML order (default: the preset's; quick = first, paper = second)"),
@@ -33,8 +36,7 @@ def train(
     nprocs: int = typer.Option(1, help="torch.distributed ranks (task-parallel meta-batches), >= 1"),
     shots: Optional[int] = typer.Option(None, help="fine-tune on N >= 2 training labels in total (class-balanced, "
                                                    "N/2 positives) instead of all"),
-    learner: Optional[str] = typer.Option(None, help="a registered learner: timl (default) | maml | concat | "
-                                          "pretrained | scratch | in-context (cropmeta.learners.kinds())"),
+    learner: Optional[str] = typer.Option(None, help="a registered learner (default timl): " + " | ".join(BUILTIN_KINDS)),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: train on the simulated world first, then on this data"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
     home: Optional[Path] = _home_option(),
@@ -65,8 +67,8 @@ def compare(
     seeds: int = typer.Option(5, help="number of seeds (0 … N-1) per method and shot count"),
     shots: str = typer.Option("20,32,64,128,256,all", help="comma-separated shot counts ('all' = every label, 0 = zero-shot)"),
     methods: str = typer.Option("timl,maml,pretrained,scratch,random-forest",
-                                help="any of timl, maml, pretrained, scratch, random-forest, in-context, presto (+sim / +views variants); --zero-shot and --oracle add their rows"),
-    out: Optional[Path] = typer.Option(None, help="report directory"),
+                                help="comma-separated, any of " + ", ".join(ALL_METHODS) + " (+sim / +views variants); --zero-shot and --oracle add their rows"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="the report folder to create"),
     source: Optional[str] = typer.Option(None, help="ingest this first and compare on it only; default: the stored "
                                                     "datasets"),
     datasets: Optional[str] = typer.Option(None, help="comma-separated stored datasets to use (default: all)"),
@@ -79,6 +81,8 @@ def compare(
     flop_seeds: Optional[str] = typer.Option(None, help="comma-separated seeds whose cells also count adaptation FLOPs "
                                                         "(default: the first seed; 'none': no FLOP counting, faster)"),
     config: Optional[Path] = typer.Option(None, help="TOML/YAML file overriding the deep methods' training preset"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="option override SECTION.KEY=VALUE of the deep methods' "
+                                             "configuration, repeatable (as train's; docs/configuration.md)"),
     calib_folds: int = typer.Option(3, help="folds of the training labels used to fit the temperature"),
     views: int = typer.Option(0, help="also fit each method on its labels + N generative views of each ('<method> + views' rows)"),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: also pretrain each meta/pretrained method on the simulated world first ('(sim → real)' rows)"),
@@ -97,7 +101,8 @@ def compare(
     use_workspace(home)
     kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
-                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, calib_folds=calib_folds,
+                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config_with_sets(config, set_),
+                  calib_folds=calib_folds,
                   zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n)
     if datasets:
         kwargs["datasets"] = _csv(datasets)
@@ -111,7 +116,8 @@ def compare(
 
 
 def calibrate(
-    run: Path = typer.Argument(..., help="trained run directory"),
+    run_arg: Optional[Path] = typer.Argument(None, metavar="[RUN]", help="trained run directory (or --run RUN)"),
+    run: Optional[Path] = typer.Option(None, "--run", help="trained run directory"),
     folds: int = typer.Option(3, help="folds of the run's training labels (never its test set)"),
     home: Optional[Path] = _home_option(),
 ) -> None:
@@ -121,14 +127,14 @@ def calibrate(
     from cropmeta.io.store import use_workspace
 
     use_workspace(home)
-
+    run = _one_run(run_arg, run)
     _print_dict_table("calibration", {k: v for k, v in calibrate_run(run, folds=folds, loader=load_samples).items()
                                       if isinstance(v, (int, float))})
 
 
 def export(
     run: Path = typer.Option(..., "--run", help="trained run directory"),
-    out: Path = typer.Option(..., "--out", help="output map: NAME.tif (one COG) or NAME.vrt (VRT over per-tile COGs)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the map to create: NAME.tif (one COG) or NAME.vrt (VRT over per-tile COGs)"),
     inputs: Optional[list[Path]] = typer.Option(None, "--input", help="EE GeoTIFF tile(s) or dir, or a dir / list file of dated one-band images (e.g. NDVI_2020-03-01.tif); default: the simulated scene"),
     region: Optional[str] = typer.Option(None, help="map only inside this country (see `cropmeta regions`)"),
     region_file: Optional[Path] = typer.Option(None, help="map only inside the polygon(s) of this file"),
@@ -176,7 +182,7 @@ def export(
 
 
 def assess(
-    map_path: Path = typer.Argument(..., help="a map written by `cropmeta export`"),
+    map_path: Path = typer.Argument(..., metavar="MAP", help="a map written by `cropmeta export`"),
     truth: Path = typer.Option(..., help="truth raster (0/1) or label file (e.g. a Collect Earth Online CSV)"),
     out: Optional[Path] = typer.Option(None, help="write the accuracy report here (JSON)"),
     class_column: Optional[str] = typer.Option(None, help="label file: column holding the class"),
@@ -195,7 +201,7 @@ def assess(
 
 
 def view(
-    map_path: Path = typer.Argument(..., help="a map written by `cropmeta export` (COG or VRT)"),
+    map_path: Path = typer.Argument(..., metavar="MAP", help="a map written by `cropmeta export` (COG or VRT)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="the HTML file to write (default: MAP.html)"),
 ) -> None:
     """Write a self-contained HTML page of a map: over an OpenStreetMap basemap when online, on its own grid offline."""
@@ -220,7 +226,7 @@ def demo(
 
 
 def models_download(
-    name: str = typer.Argument(..., help="model name: presto"),
+    name: str = typer.Argument(..., metavar="NAME", help="model name: presto"),
     weights: Optional[Path] = typer.Option(None, help="install this local file instead of downloading"),
     url: Optional[str] = typer.Option(None, help="another location of the published file (its SHA-256 must match)"),
     home: Optional[Path] = typer.Option(None, help="workspace (default $CROPMETA_HOME or ./cropmeta-data)"),
@@ -232,9 +238,9 @@ def models_download(
 
 
 def models_import_timl(
-    classifier: Path = typer.Argument(..., help="the TIML paper code's classifier state_dict.pth"),
-    encoder: Optional[Path] = typer.Argument(None, help="its encoder_state_dict.pth (omit for a model without one)"),
-    out: Path = typer.Option(..., "--out", help="run directory to write"),
+    classifier: Path = typer.Argument(..., metavar="CLASSIFIER", help="the TIML paper code's classifier state_dict.pth"),
+    encoder: Optional[Path] = typer.Argument(None, metavar="[ENCODER]", help="its encoder_state_dict.pth (omit for a model without one)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the run directory to create"),
     normalization: Path = typer.Option(..., "--normalization",
                                        help='JSON {"mean": [18], "std": [18]} the model was trained with (CropHarvest band order)'),
     region: Optional[str] = typer.Option(None, help="target region (task information)"),

@@ -33,7 +33,7 @@ import numpy as np
 
 from cropmeta.errors import ConfigError, ModelError, NotFittedError
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "RESUME_FORMAT", "Model", "Learner", "register", "unregister",
+__all__ = ["BUILTIN_KINDS", "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "RESUME_FORMAT", "Model", "Learner", "register", "unregister",
            "sample_context",
            "get_learner", "learner_class", "model_class", "kinds", "check_record", "model_from_state"]
 
@@ -49,6 +49,8 @@ _BUILTIN = {"timl": "cropmeta.learners.timl", "maml": "cropmeta.learners.timl", 
             "in-context": "cropmeta.learners.incontext", "presto-timl": "cropmeta.learners.presto_timl",
             "presto-maml": "cropmeta.learners.presto_timl", "presto": "cropmeta.learners.presto",
             "presto-ft": "cropmeta.learners.presto"}
+#: the built-in kinds, in their documented order, known without importing them (the CLI's help lists them)
+BUILTIN_KINDS = tuple(_BUILTIN)
 _REGISTRY: dict[str, type["Learner"]] = {}
 
 

@@ -1,0 +1,84 @@
+"""One CLI grammar (issue 28, item 6; docs/cli.md): usage errors are one `error:` line like every
+other error, exit 2; `--out`/`-o` names what a command creates and `--home` is only the workspace;
+the run is `--run` everywhere; `--set` wherever a configuration applies; help lists every registered
+learner and method; shell completion; Ctrl-C prints the documented line and exits 130."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_issue14 import REPO, cli
+
+
+def _error_line(r) -> str:
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), (r.returncode, r.stderr)
+    return r.stderr.strip()
+
+
+def test_usage_errors_are_one_line_with_a_suggestion():
+    line = _error_line(cli("train", "--regoin", "kenya"))
+    assert "cropmeta train: No such option: --regoin" in line and "--region" in line and "--help" in line
+    line = _error_line(cli("models", "download"))
+    assert "Missing argument 'NAME'" in line
+
+
+def test_out_is_what_a_command_creates_and_home_the_workspace(tmp_path):
+    line = _error_line(cli("ingest", "--region", "togo", "--out", str(tmp_path / "ws")))
+    assert "the workspace is --home now" in line and f"--home {tmp_path / 'ws'}" in line
+    assert not (tmp_path / "ws").exists()
+    for cmd in (["train"], ["compare"], ["export"], ["sim"], ["fetch"], ["era5-catalogue"], ["view"],
+                ["models", "import-timl"]):
+        r = cli(*cmd, "--help")
+        assert r.returncode == 0 and "-o" in r.stdout and "--out" in r.stdout, cmd
+
+
+def test_the_run_is_run_everywhere():
+    line = _error_line(cli("calibrate"))
+    assert "no run given: --run RUN_DIR" in line
+    for cmd in ("calibrate", "export", "assess"):
+        assert "--run" in cli(cmd, "--help").stdout, cmd
+
+
+def test_help_lists_every_learner_and_method_from_the_registries():
+    from cropmeta.evaluate.names import ALL_METHODS
+    from cropmeta.learners import kinds
+
+    text = " ".join(cli("train", "--help").stdout.split())
+    assert all(k in text for k in kinds()), text
+    text = " ".join(cli("compare", "--help").stdout.split())
+    assert all(m in text for m in ALL_METHODS) and "--set" in text
+    assert "--install-completion" in cli("--help").stdout
+
+
+def test_compare_set_overrides_the_config_file(tmp_path):
+    from cropmeta_cli._common import config_with_sets
+
+    f = tmp_path / "c.toml"
+    f.write_text('preset = "quick"\nthreads = 1\n[finetune]\nsteps = 100\nlr = 0.01\n')
+    assert config_with_sets(f, None) == f
+    from cropmeta.evaluate.deep import resolve_train_config
+
+    cfg, _ = resolve_train_config("quick", config_with_sets(f, ["finetune.steps=40", "meta.iterations=3"]))
+    assert (cfg.ft_steps, cfg.ft_lr, cfg.threads, cfg.iterations) == (40, 0.01, 1, 3)
+
+
+def test_ctrl_c_prints_the_documented_line_and_exits_130(tmp_path):
+    from cropmeta_cli.app import INTERRUPTED
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="80")
+    p = subprocess.Popen([sys.executable, "-c", "from cropmeta_cli.app import main; main()", "ingest", "--region",
+                          "kenya", "--home", str(tmp_path / "h")], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True, env=env, cwd=tmp_path)
+    time.sleep(4.0)
+    if p.poll() is not None:
+        pytest.skip("the ingest finished before it could be interrupted")
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == INTERRUPTED
