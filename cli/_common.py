@@ -91,3 +91,20 @@ def config_with_sets(config, sets: Optional[list[str]]):
 
         base = dict(load_config_file(config))
     return {**base, **parse_assignments(sets)}  # the overrides last; the library resolves every spelling
+
+
+#: ``--json`` (a global flag, anywhere on the line): commands print their result as one JSON object
+JSON_OUTPUT = {"on": False}
+
+
+def emit(result, human=None) -> None:
+    """A command's result: one strict-JSON object on stdout with ``--json``, else ``human()`` (Rich)."""
+    if JSON_OUTPUT["on"]:
+        import sys
+
+        from cropmeta._fs import json_text
+
+        sys.stdout.write(json_text(result, indent=2) + "\n")
+        sys.stdout.flush()
+    elif human is not None:
+        human()

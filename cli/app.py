@@ -15,7 +15,7 @@ import typer
 from cropmeta.errors import CropmetaError
 
 from . import data, model
-from ._common import _flag, console
+from ._common import JSON_OUTPUT, _flag, console
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -37,9 +37,13 @@ def _main_options(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="say more (-v: progress notes, -vv: debug)",
                                 metavar=""),
     quiet: bool = _flag(False, "--quiet", "-q", help="no progress bars, warnings or notes (results and errors still print); anywhere on the line"),
+    json_output: bool = _flag(False, "--json", help="print each command's result as one JSON object on stdout (for scripts); anywhere on the line"),
 ) -> None:
     """cropmeta: task-informed meta-learning (TIML) for crop maps."""
     from cropmeta.logs import configure
+
+    JSON_OUTPUT["on"] = bool(json_output)
+    console.quiet = bool(json_output)  # stdout carries only the JSON
 
     configure(verbose=verbose, quiet=quiet)  # -q: no progress bars, warnings or notes; results still print
 
@@ -66,7 +70,7 @@ models_app.command("import-timl")(model.models_import_timl)
 
 
 #: the global flags, accepted anywhere on the line (``cropmeta train -q …`` as ``cropmeta -q train …``)
-GLOBAL_FLAGS = {"-q", "--quiet", "-v", "-vv", "-vvv", "--verbose"}
+GLOBAL_FLAGS = {"-q", "--quiet", "-v", "-vv", "-vvv", "--verbose", "--json"}
 
 
 def hoist_global_flags(argv: list[str]) -> list[str]:

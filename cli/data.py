@@ -10,7 +10,7 @@ from rich.table import Table
 
 from cropmeta.io.table_mapping import PRESETS, shipped_mappings
 
-from ._common import HOME_HELP, _csv, _flag, _home_option, _label_opts, _print_dict_table, console
+from ._common import HOME_HELP, _csv, _flag, _home_option, _label_opts, _print_dict_table, console, emit
 
 
 def doctor(home: Optional[Path] = _home_option()) -> None:
@@ -20,6 +20,16 @@ def doctor(home: Optional[Path] = _home_option()) -> None:
 
     use_workspace(home)
 
+    from ._common import JSON_OUTPUT
+
+    if JSON_OUTPUT["on"]:
+        from cropmeta.doctor import run_checks
+
+        checks = run_checks()
+        ok = not [c for c in checks if c.required and not c.ok]
+        emit({"ok": ok, "checks": [{"check": c.name, "ok": bool(c.ok), "required": bool(c.required), "detail": c.detail}
+                                   for c in checks]})
+        raise typer.Exit(0 if ok else 1)
     raise typer.Exit(0 if run_doctor(console) else 1)
 
 
@@ -30,12 +40,17 @@ def regions(contains: Optional[str] = typer.Argument(None, metavar="[TEXT]", hel
     gdf = list_regions()
     if contains:
         gdf = gdf[gdf["name"].str.lower().str.contains(contains.lower())]
-    table = Table(title=f"{len(gdf)} regions")
-    for col in ("name", "iso_a3", "continent"):
-        table.add_column(col)
-    for _, r in gdf.iterrows():
-        table.add_row(r["name"], str(r["iso_a3"]), str(r["continent"]))
-    console.print(table)
+    rows = [{"name": r["name"], "iso_a3": str(r["iso_a3"]), "continent": str(r["continent"])} for _, r in gdf.iterrows()]
+
+    def human():
+        table = Table(title=f"{len(gdf)} regions")
+        for col in ("name", "iso_a3", "continent"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["name"], r["iso_a3"], r["continent"])
+        console.print(table)
+
+    emit({"regions": rows}, human)
 
 
 def sim(
@@ -48,7 +63,7 @@ def sim(
     from cropmeta.sim import generate_world
 
     path = generate_world(out, seed=seed, scene_size=scene_size, overwrite=overwrite)
-    console.print(f"[green]world written:[/] {path}")
+    emit({"world": str(path)}, lambda: console.print(f"[green]world written:[/] {path}"))
 
 
 def ingest(
@@ -111,8 +126,8 @@ def ingest(
         from cropmeta.ingest import ingest_benchmark
 
         result = ingest_benchmark(benchmark, root=source, home=home, replace=replace)
-        for name, path in result.datasets.items():
-            console.print(f"[green]dataset[/] {name}: {path}", soft_wrap=True)
+        emit({"datasets": {k: str(v) for k, v in result.datasets.items()}, "report": result.report},
+             lambda: [console.print(f"[green]dataset[/] {n}: {p}", soft_wrap=True) for n, p in result.datasets.items()])
         return
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
     mapping = opts = None
@@ -134,11 +149,15 @@ def ingest(
     result = run_ingest(region=reg, source=source, labels=labels, seed=seed, home=home, label_options=opts,
                         progress=True, start_date=start_date, allow_failed=allow_failed, replace=replace,
                         start_month=start_month, months=months, table=table, table_mapping=mapping)
-    for name, path in result.datasets.items():
-        console.print(f"[green]dataset[/] {name}: {path}", soft_wrap=True)
     summary = result.report.get("summary", {}) if isinstance(result.report, dict) else {}
-    if summary:
-        _print_dict_table(f"ingest report ({result.report.get('pixels', '?')} pixels)", summary)
+
+    def human():
+        for name, path in result.datasets.items():
+            console.print(f"[green]dataset[/] {name}: {path}", soft_wrap=True)
+        if summary:
+            _print_dict_table(f"ingest report ({result.report.get('pixels', '?')} pixels)", summary)
+
+    emit({"datasets": {k: str(v) for k, v in result.datasets.items()}, "summary": summary}, human)
 
 
 def fetch(
@@ -181,10 +200,14 @@ def fetch(
     result = run_fetch(out, labels=labels, region=reg, year=year, source=source, t=t, box_metres=box_metres,
                        tile_px=tile_px, stac=stac, ee=ee, label_options={k: v for k, v in opts.items() if v} or None,
                        progress=True)
-    console.print(f"[green]fetched[/] {len(result.written)} file(s), {len(result.skipped)} already complete"
-                  + (f", {len(result.queued)} Earth Engine task(s) queued" if result.queued else "")
-                  + f": {result.out}")
-    console.print(f"manifest: {result.manifest}")
+    def human():
+        console.print(f"[green]fetched[/] {len(result.written)} file(s), {len(result.skipped)} already complete"
+                      + (f", {len(result.queued)} Earth Engine task(s) queued" if result.queued else "")
+                      + f": {result.out}")
+        console.print(f"manifest: {result.manifest}")
+
+    emit({"out": str(result.out), "written": [str(w) for w in result.written], "skipped": [str(w) for w in result.skipped],
+          "queued": [str(q) for q in (result.queued or [])], "manifest": str(result.manifest)}, human)
 
 
 def era5_catalogue(
@@ -194,4 +217,5 @@ def era5_catalogue(
     """Turn a Climate Data Store ERA5 monthly download into a local STAC catalogue for `fetch`."""
     from cropmeta.fetch.catalogue import era5_catalogue as build
 
-    console.print(f"[green]ERA5 catalogue:[/] {build(list(netcdf), out)}")
+    cat = build(list(netcdf), out)
+    emit({"catalogue": str(cat)}, lambda: console.print(f"[green]ERA5 catalogue:[/] {cat}"))

@@ -12,7 +12,8 @@ import typer
 from cropmeta.evaluate.names import ALL_METHODS
 from cropmeta.learners.base import BUILTIN_KINDS
 
-from ._common import _csv, _flag, _home_option, _label_opts, _one_run, _print_data, _print_dict_table, config_with_sets, console
+from ._common import (_csv, _flag, _home_option, _label_opts, _one_run, _print_data, _print_dict_table, config_with_sets,
+                      console, emit)
 
 
 def train(
@@ -56,9 +57,13 @@ def train(
                          datasets=_csv(datasets), labels=labels, label_options=opts, home=home,
                          overrides=parse_assignments(set_))
     if result is not None:
-        _print_data(result.data)
-        _print_dict_table(f"held-out metrics — {result.target.get('name', region)}", dict(result.table))
-        console.print(f"[green]run directory:[/] {result.run_dir}", soft_wrap=True)
+        def human():
+            _print_data(result.data)
+            _print_dict_table(f"held-out metrics — {result.target.get('name', region)}", dict(result.table))
+            console.print(f"[green]run directory:[/] {result.run_dir}", soft_wrap=True)
+
+        emit({"run_dir": str(result.run_dir), "target": result.target, "metrics": dict(result.table),
+              "data": result.data}, human)
 
 
 def compare(
@@ -111,8 +116,13 @@ def compare(
     if flop_seeds:
         kwargs["flop_seeds"] = [] if flop_seeds.strip().lower() == "none" else [int(v) for v in _csv(flop_seeds)]
     report = run_compare(**kwargs)
-    _print_data((report.get("config") or {}).get("data"))
-    print_summary(report, console)
+
+    def human():
+        _print_data((report.get("config") or {}).get("data"))
+        print_summary(report, console)
+
+    emit({k: report.get(k) for k in ("kind", "target", "targets", "summary", "across_targets", "files") if k in report},
+         human)
 
 
 def calibrate(
@@ -128,8 +138,8 @@ def calibrate(
 
     use_workspace(home)
     run = _one_run(run_arg, run)
-    _print_dict_table("calibration", {k: v for k, v in calibrate_run(run, folds=folds, loader=load_samples).items()
-                                      if isinstance(v, (int, float))})
+    rec = calibrate_run(run, folds=folds, loader=load_samples)
+    emit(rec, lambda: _print_dict_table("calibration", {k: v for k, v in rec.items() if isinstance(v, (int, float))}))
 
 
 def export(
@@ -170,15 +180,19 @@ def export(
                         mosaic=mosaic, progress=True, overwrite=overwrite, max_mosaic_gb=max_mosaic_gb,
                         start_month=start_month, truth_options=opts, months=months,
                         dask_processes=worker_processes, read_budget_mb=read_budget_mb)
-    console.print(f"[green]map:[/] {result.get('map', out)}", soft_wrap=True)
-    console.print(f"valid pixels: {result['pixels_valid']:,} of {result['pixels']:,} ({result['valid_share']:.1%})")
-    for name in result.get("inputs_without_valid_pixel") or []:
-        console.print(f"[yellow]warning:[/] {name}: no valid pixel (nodata in the map)", soft_wrap=True)
-    if result.get("quicklook"):
-        console.print(f"[green]quick-look:[/] {result['quicklook']}", soft_wrap=True)
-    if result.get("accuracy"):
-        acc = result["accuracy"]
-        _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
+    def human():
+        console.print(f"[green]map:[/] {result.get('map', out)}", soft_wrap=True)
+        console.print(f"valid pixels: {result['pixels_valid']:,} of {result['pixels']:,} ({result['valid_share']:.1%})")
+        for name in result.get("inputs_without_valid_pixel") or []:
+            console.print(f"[yellow]warning:[/] {name}: no valid pixel (nodata in the map)", soft_wrap=True)
+        for key, what in (("quicklook", "quick-look"), ("stac_item", "STAC Item")):
+            if result.get(key):
+                console.print(f"[green]{what}:[/] {result[key]}", soft_wrap=True)
+        if result.get("accuracy"):
+            acc = result["accuracy"]
+            _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
+
+    emit({k: v for k, v in result.items() if k != "tags"}, human)
 
 
 def assess(
@@ -197,7 +211,7 @@ def assess(
     opts = _label_opts(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
                        lon_column=lon_column)
     acc = run_assess(map_path, truth, out_json=out, label_options=opts, run_dir=run)
-    _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
+    emit(acc, lambda: _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))}))
 
 
 def view(
@@ -207,7 +221,8 @@ def view(
     """Write a self-contained HTML page of a map: over an OpenStreetMap basemap when online, on its own grid offline."""
     from cropmeta.mapping.view import write_view
 
-    console.print(f"[green]view:[/] {write_view(map_path, out)}", soft_wrap=True)
+    page = write_view(map_path, out)
+    emit({"view": str(page)}, lambda: console.print(f"[green]view:[/] {page}", soft_wrap=True))
 
 
 def demo(
@@ -222,7 +237,7 @@ def demo(
     use_workspace(home)
 
     result = run_demo(region=region, out=out, progress=True)
-    console.print_json(json.dumps(result, default=str))
+    emit(result, lambda: console.print_json(json.dumps(result, default=str)))
 
 
 def models_download(
@@ -234,7 +249,8 @@ def models_download(
     """Download a model's published weights (SHA-256 checked) into the workspace cache."""
     from cropmeta.models.weights import download_weights
 
-    console.print(f"[green]weights:[/] {download_weights(name, weights=weights, home=home, url=url)}")
+    path = download_weights(name, weights=weights, home=home, url=url)
+    emit({"weights": str(path)}, lambda: console.print(f"[green]weights:[/] {path}"))
 
 
 def models_import_timl(
@@ -257,4 +273,5 @@ def models_import_timl(
     meta = import_timl(classifier, encoder, out, normalization=normalization, region=region, crop=crop,
                        task_info=_csv(task_info), ndvi=ndvi,
                        channels_per_group=channels_per_group, t=t, overwrite=overwrite)
-    console.print(f"[green]run directory:[/] {out} ({meta['kind']}, T={meta['t']}, NDVI {meta['ndvi']})")
+    emit({"run_dir": str(out), **{k: meta.get(k) for k in ("kind", "t", "ndvi")}},
+         lambda: console.print(f"[green]run directory:[/] {out} ({meta['kind']}, T={meta['t']}, NDVI {meta['ndvi']})"))

@@ -82,3 +82,32 @@ def test_ctrl_c_prints_the_documented_line_and_exits_130(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == INTERRUPTED
+
+
+def test_json_on_every_reporting_command(tmp_path):
+    """`--json` anywhere: stdout is one strict JSON object (issue 28, item 5)."""
+    import json
+
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    def parse(r):
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+    assert parse(cli("regions", "togo", "--json"))["regions"][0]["iso_a3"] == "TGO"
+    assert parse(cli("--json", "doctor"))["checks"][0]["check"] == "cropmeta"
+    m = tmp_path / "m.tif"
+    with rasterio.open(m, "w", driver="GTiff", width=4, height=4, count=2, dtype="uint8", nodata=255,
+                       crs="EPSG:4326", transform=from_origin(1.0, 8.0, 0.001, 0.001)) as d:
+        d.write(np.full((2, 4, 4), 1, np.uint8))
+    assert parse(cli("view", str(m), "--json"))["view"] == str(m.with_suffix(".html"))
+    p = tmp_path / "t.csv"
+    import pandas as pd
+
+    pd.DataFrame({"sample_id": ["a", "a", "b", "b"], "lon": [1.2] * 4, "lat": [8.6] * 4,
+                  "date": ["2020-01-01", "2020-02-01"] * 2, "NDVI": [0.1, 0.2, 0.3, 0.4],
+                  "label": ["maize", "maize", "non-crop", "non-crop"]}).to_csv(p, index=False)
+    out = parse(cli("ingest", "--table", str(p), "--preset", "ndvi", "--home", str(tmp_path / "h"), "--json"))
+    assert out["summary"]["samples"] == 2 and list(out["datasets"]) == ["togo"]
