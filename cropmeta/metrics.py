@@ -64,3 +64,20 @@ def binary_metrics(y_true, y_prob, threshold: float = 0.5, n_bins: int = 10) -> 
         "n": int(len(y_true)),
         "n_pos": int(y_true.sum()),
     }
+
+
+#: fewer test labels of a class than this: held-out metrics are reported with a warning
+SMALL_TEST = 20
+
+
+def small_test_set(y) -> str | None:
+    """A warning when a test set is too small to judge a model by (fewer than :data:`SMALL_TEST`
+    labels of a class), else None."""
+    import numpy as np
+
+    y = np.asarray(y)
+    pos, neg = int((y == 1).sum()), int((y == 0).sum())
+    if min(pos, neg) >= SMALL_TEST:
+        return None
+    return (f"the held-out metrics come from {pos + neg} test labels ({pos} positive, {neg} negative): too few to "
+            f"judge a model by (AUC and F1 from < {SMALL_TEST} labels of a class swing widely); label more test points")

@@ -464,3 +464,24 @@ def test_json_files_are_strict_json(tmp_path):
     assert doc["n_reference"] == acc["n_reference"] == 4
     assert strict(json_text({"a": float("nan"), "b": [np.float32(np.inf), 1.5], "c": np.arange(2)})) == \
         {"a": None, "b": [None, 1.5], "c": [0, 1]}
+
+
+def test_small_samples_say_so(tmp_path, caplog):
+    """Issue 28 (8): 4 test labels gave "AUC 0.2500" and 4 reference points "nan" areas with no word."""
+    from cropmeta.io.labels import label_options
+    from cropmeta.mapping.accuracy import assess
+    from cropmeta.metrics import small_test_set
+
+    assert small_test_set([1, 0, 1, 0]).startswith("the held-out metrics come from 4 test labels (2 positive")
+    assert small_test_set([1] * 25 + [0] * 25) is None
+    run, m = ndvi_map(tmp_path, 6)
+    ceo = pd.DataFrame({"center_lon": [34.0 + 0.0001 * (i + 0.5) for i in range(4)],
+                        "center_lat": [0.5 - 0.0001 * (i + 0.5) for i in range(4)],
+                        "Land cover": ["Cropland", "Forest", "Cropland", "Grass"]})
+    ceo.to_csv(tmp_path / "ceo.csv", index=False)
+    acc = assess(m, tmp_path / "ceo.csv", label_options=label_options(
+        class_column="Land cover", crop_values="Cropland", lat_column="center_lat", lon_column="center_lon"))
+    assert any("reference point(s): accuracies and areas from so few points are unreliable" in n for n in acc["notes"])
+    if not np.isfinite(acc["adjusted_crop_area_ha"]):
+        assert any(n.startswith("no error-adjusted area (null)") for n in acc["notes"])
+    assert any("unreliable" in r.getMessage() for r in caplog.records)

@@ -110,7 +110,15 @@ def test_benchmark_runs_end_to_end_on_a_worldcrops_layout(root, tmp_path):
     assert any("leave one region out" in n for n in rep["config"]["protocol_notes"])
     aucs = {(c["method"], str(c["shots"])): c["metrics"]["auc_roc"] for c in rep["cells"]}
     assert ("random-forest-source", "0") in aucs and all(0 <= v <= 1 for v in aucs.values())
-    assert (tmp_path / "b" / "benchmark.md").exists()
+    # issue 28 (8): the answer first, links that work, no interval or test from one seed
+    page = (tmp_path / "b" / "benchmark.html").read_text()
+    assert page.index("<h2>") < page.index("Notes (generated text)") and "<details>" in page
+    import re
+
+    for href in re.findall(r"href='([^']+)'", page):
+        assert (tmp_path / "b" / href).exists(), href
+    md = (tmp_path / "b" / "benchmark.md").read_text()
+    assert "[n/a: one seed]" in md and md.index("## Notes (generated)") > md.index("## Per-target reports")
 
 
 def test_real_worldcrops_loads(shared_data):

@@ -17,7 +17,6 @@ random from each map class, Olofsson's stratified random design) or the label po
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from pyproj import Transformer
 from rasterio.windows import Window
 from sklearn import metrics as skm
 
+from cropmeta.logs import log
 from cropmeta.errors import InputError
 from cropmeta.regions import EQUAL_AREA_CRS
 
@@ -35,6 +35,31 @@ Z95 = 1.959963984540054
 # ------------------------------------------------------------------------------------------------
 # the stratified estimator
 # ------------------------------------------------------------------------------------------------
+#: fewer reference points of a class than this: the report says its metrics are unreliable
+SMALL_SAMPLE = 30
+
+
+def small_sample_notes(counts) -> list[str]:
+    """Why some numbers are missing or unreliable for a confusion matrix ``counts`` (reference ×
+    map): a mapped class with fewer than 2 reference points has no error-adjusted area; fewer than
+    :data:`SMALL_SAMPLE` points of a reference class give wide, unreliable accuracies."""
+    counts = np.asarray(counts)
+    notes = []
+    per_map = counts.sum(axis=0)
+    per_ref = counts.sum(axis=1)
+    names = ("non-crop", "crop")
+    short = [names[k] for k in range(2) if per_map[k] < 2]
+    if short:
+        notes.append(f"no error-adjusted area (null): the map class(es) {', '.join(short)} hold fewer than 2 "
+                     f"reference points ({int(per_map[0])} non-crop, {int(per_map[1])} crop); Olofsson's estimator "
+                     "needs 2 in every mapped class")
+    few = [f"{int(per_ref[k])} {names[k]}" for k in range(2) if per_ref[k] < SMALL_SAMPLE]
+    if few:
+        notes.append(f"only {', '.join(few)} reference point(s): accuracies and areas from so few points are "
+                     f"unreliable (≥ {SMALL_SAMPLE} per class is a common minimum)")
+    return notes
+
+
 def olofsson_area(counts, mapped_area, z: float = Z95) -> dict:
     """Stratified area estimator of Olofsson et al. (2014).
 
@@ -359,6 +384,10 @@ def assess(map_path: str | Path, truth: str | Path, per_class: int | None = None
         "overall_accuracy_area_weighted": est["overall_accuracy"],
         "reference_crop_area_ha": float(ref_area[1] * ha) if raster_truth else None,
     }
+    notes = small_sample_notes(counts)
+    result["notes"] = notes
+    for n in notes:
+        log.warning("%s: %s", map_path, n)
     if out_json is not None:
         from cropmeta._fs import atomic_write_text, json_text
 

@@ -28,7 +28,7 @@ from cropmeta.errors import InputError
 from cropmeta._fs import atomic_write_text, json_text
 from cropmeta.logs import log, log_file
 from cropmeta.io.store import SampleSet, workspace_home
-from cropmeta.metrics import binary_metrics
+from cropmeta.metrics import binary_metrics, small_test_set
 from cropmeta.regions import slugify
 from cropmeta.tasks import Task, check_shots, resolve_target, target_data
 from cropmeta.train import checkpoint as ck
@@ -176,6 +176,9 @@ def _train_in(run_dir, samples, task, td, cfg, seed, shots, resume, progress, di
                              **sample_context(meta_model, samples.meta, td.train_index))
     prob = model.predict_proba(td.x_test, **sample_context(model, samples.meta, td.test_index))
     metrics = binary_metrics(td.y_test, prob)
+    few = small_test_set(td.y_test)
+    if few:
+        log.warning("%s: %s", task.name, few)
     t_ft = time.perf_counter() - t0
     model.info.update({"task": task.to_dict(), "shots": shots})
     extra = {"task": task.to_dict(), "seed": int(seed), "data_hash": samples.content_hash(),

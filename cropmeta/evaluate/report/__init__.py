@@ -20,8 +20,8 @@ from cropmeta._fs import atomic_write_text
 from cropmeta.evaluate.report.narrative import calibration_flags, narrative
 from cropmeta.evaluate.report.plots import PLOTS, method_style
 from cropmeta.evaluate.report.render import _clean_json, _json_default, render_html, render_md
-from cropmeta.evaluate.report.tables import (_fmt, _shot_label, best_methods, data_table, difference_table, label,
-                                             results_table, stat_at)
+from cropmeta.evaluate.report.tables import (_shot_label, best_methods, data_table, difference_table, label,
+                                             mean_ci_text, results_table, stat_at)
 
 __all__ = ["PLOTS", "best_methods", "calibration_flags", "data_table", "difference_table", "label", "method_style",
            "narrative", "print_summary", "render_html", "render_md", "results_table", "write_report"]
@@ -75,7 +75,7 @@ def print_summary(report: dict, console) -> None:
         for k in shots:
             for met in ("auc_roc", "f1"):
                 s = stat_at(report, k, m, met)
-                txt = f"{_fmt(s['mean'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]" if s["n"] else "–"
+                txt = mean_ci_text(s)
                 row.append(f"[bold]{txt}[/]" if m in best_methods(report["summary"][k], met) else txt)
         tab.add_row(*row)
     console.print(tab)

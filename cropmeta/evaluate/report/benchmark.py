@@ -23,6 +23,14 @@ from cropmeta.evaluate.report.tables import html_table, label, md_table
 def _f(v) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.3f}"
 
+def _mean_ci(r: dict) -> str:
+    """"mean [low, high]", or "mean [n/a]" where one seed gives no interval."""
+    n = r.get("n")
+    if (n is not None and n < 2) or r.get("ci_low") is None or r.get("ci_low") == r.get("ci_high"):
+        return f"{_f(r['mean'])} [n/a: one seed]" if (n is not None and n < 2) else f"{_f(r['mean'])} [n/a]"
+    return f"{_f(r['mean'])} [{_f(r['ci_low'])}, {_f(r['ci_high'])}]"
+
+
 def comparison_table(result: dict) -> list[list[str]]:
     """Rows (header first): target, method, our F1 and AUC (mean [CI]), published F1 and AUC."""
     rows = [["Target", "Method", "F1 (ours)", "AUC-ROC (ours)", "F1 (published)", "AUC-ROC (published)"]]
@@ -32,8 +40,7 @@ def comparison_table(result: dict) -> list[list[str]]:
             pub = result["published"].get(key, {}).get(m, {})
             rows.append([
                 name, label(m),
-                f"{_f(r['f1']['mean'])} [{_f(r['f1']['ci_low'])}, {_f(r['f1']['ci_high'])}]",
-                f"{_f(r['auc_roc']['mean'])} [{_f(r['auc_roc']['ci_low'])}, {_f(r['auc_roc']['ci_high'])}]",
+                _mean_ci(r["f1"]), _mean_ci(r["auc_roc"]),
                 _f(pub.get("f1")), _f(pub.get("auc_roc")),
             ])
     if not result.get("published"):  # no published numbers (deafrica): no empty columns
@@ -44,7 +51,7 @@ def plot_benchmark(result: dict, path: Path) -> Path:
     plt = _plt()
     keys = list(result["targets"])
     methods = list(next(iter(result["targets"].values()))["methods"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(max(12, 0.55 * len(keys) * 2), 4.4))
     width = 0.8 / max(1, len(methods))
     xs = np.arange(len(keys))
     for ax, met in zip(axes, ("f1", "auc_roc")):
@@ -61,7 +68,10 @@ def plot_benchmark(result: dict, path: Path) -> Path:
             if any(p is not None for p in pub):
                 ax.scatter(pos, [np.nan if p is None else p for p in pub], marker="D", color="black", s=18, zorder=3,
                            label="published" if j == 0 else None)
-        ax.set_xticks(xs, [result["targets"][k]["target"]["region"] for k in keys])
+        names = [f"{result['targets'][k]['target']['region']} {result['targets'][k]['target']['crop'] or ''}".strip()
+                 for k in keys]
+        ax.set_xticks(xs, names, rotation=35 if len(keys) > 4 else 0, ha="right" if len(keys) > 4 else "center",
+                      fontsize=7 if len(keys) > 8 else 8)
         ax.set_ylim(0, 1.05)
         ax.set_title(("F1" if met == "f1" else "AUC-ROC") + " with all training labels (◆ = published)", fontsize=9)
     axes[0].legend(fontsize=7, ncol=2)
@@ -92,7 +102,7 @@ def benchmark_narrative(result: dict, reports: dict) -> list[str]:
         paras.append("Real labels (Digital Earth Africa crop mask), leave one country out: each target's labels are split "
                      "once 50/50 by class into the shot pool and the test set; every other sample is source data. "
                      "There are no fields: each test point is its own cluster in the bootstrap intervals. No published "
-                     "numbers exist for these targets; the issue's random-forest run is quoted for orientation.")
+                     "numbers exist for these targets; an earlier random-forest run on this data is quoted for orientation.")
     if result["benchmark"] == "sim":
         paras.append("These are simulated targets: the published numbers are real-data results, shown only as the "
                      "reference the simulator's difficulty was calibrated against (random-forest AUC), not as "
@@ -153,6 +163,13 @@ def _table_heading(result: dict) -> tuple[str, str]:
     return "All training labels, per target", f"{ours} No published numbers exist for these targets."
 
 
+def _target_page(out: Path, key: str) -> tuple[str, str]:
+    """(HTML link, Markdown link) to a target's report: its report.html where it exists (a run's
+    folder), else its report.md (a published results folder keeps only that)."""
+    has_html = (Path(out) / key / "report.html").exists()
+    return (f"{key}/report.html" if has_html else f"{key}/report.md"), f"{key}/report.md"
+
+
 def write_benchmark_report(result: dict, reports: dict, out: Path) -> dict[str, Path]:
     out = Path(out)
     img = plot_benchmark(result, out / "benchmark.png")
@@ -160,23 +177,27 @@ def write_benchmark_report(result: dict, reports: dict, out: Path) -> dict[str, 
     result["summary_text"] = paras
     title = f"cropmeta benchmark — {result['benchmark']}"
     extra = across_targets_tables(result)
-    md = [f"# {title}", "", *[p + "\n" for p in paras]]
+    # the answer first: the tables and the chart; the generated prose after them (collapsed in HTML)
+    table_name, table_note = _table_heading(result)
+    links = {k: _target_page(out, k) for k in result["targets"]}
+    md = [f"# {title}", ""]
     for name, rows in extra:
         md += [f"## {name}", "", md_table(rows), ""]
-    table_name, table_note = _table_heading(result)
     md += [f"## {table_name}", "", table_note, "", md_table(result["table"]), "", f"![benchmark]({img.name})", "",
            "## Per-target reports", ""]
-    md += [f"- [{k}]({k}/report.md)" for k in result["targets"]] + [""]
+    md += [f"- [{k}]({links[k][1]})" for k in result["targets"]] + [""]
+    md += ["## Notes (generated)", "", *[p + "\n" for p in paras]]
     atomic_write_text(out / "benchmark.md", "\n".join(md))
     h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
          f"</head><body><h1>{html.escape(title)}</h1>"]
-    h += [f"<p>{html.escape(p)}</p>" for p in paras]
     for name, rows in extra:
         h += [f"<h2>{html.escape(name)}</h2>", html_table(rows)]
     h += [f"<h2>{html.escape(table_name)}</h2>", f"<p>{html.escape(table_note)}</p>", html_table(result["table"]),
           _img(img, "benchmark"),
           "<h2>Per-target reports</h2><ul>"]
-    h += [f"<li>{html.escape(k)}/report.html</li>" for k in result["targets"]] + ["</ul></body></html>"]
+    h += [f"<li><a href='{html.escape(links[k][0])}'>{html.escape(k)}</a></li>" for k in result["targets"]] + ["</ul>"]
+    h += ["<details><summary>Notes (generated text)</summary>", *[f"<p>{html.escape(p)}</p>" for p in paras],
+          "</details></body></html>"]
     atomic_write_text(out / "benchmark.html", "".join(h))
     files = {"benchmark.png": img, "benchmark.md": out / "benchmark.md", "benchmark.html": out / "benchmark.html",
              "benchmark.json": out / "benchmark.json"}

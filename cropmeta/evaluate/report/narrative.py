@@ -38,20 +38,22 @@ def narrative(report: dict) -> list[str]:
             order = sorted(means, key=lambda m: -means[m])
             best = order[0]
             s = summ[best]["raw"][met]
+            ci = (f"95 % CI {_fmt(s['ci_low'])}–{_fmt(s['ci_high'])}" if s.get("n", 0) >= 2
+                  else "one seed: no interval")
             txt = (f"With {_shot_label(k)} labels, {label(best)} had the highest mean {METRIC_LABELS[met]} "
-                   f"({_fmt(s['mean'])}, 95 % CI {_fmt(s['ci_low'])}–{_fmt(s['ci_high'])})")
+                   f"({_fmt(s['mean'])}, {ci})")
             if ref in means and best != ref:
                 baseline_wins.append((k, met, best, means[best] - means[ref]))
                 w = report.get("wilcoxon", {}).get(k, {}).get(met, {}).get(best)
                 txt += (f"; {label(ref)} reached {_fmt(means[ref])}, {means[best] - means[ref]:.3f} lower")
-                if w and w["n"]:
+                if w and w["n"] >= 2:
                     txt += (f" ({label(ref)} better on {w['wins']} of {w['n']} seeds, Wilcoxon p = {_fmt(w['p_value'])})")
             elif ref in means and len(order) > 1:
                 ref_best.append((k, met))
                 second = order[1]
                 w = report.get("wilcoxon", {}).get(k, {}).get(met, {}).get(second)
                 txt += f", {means[ref] - means[second]:.3f} above the next best, {label(second)}"
-                if w and w["n"]:
+                if w and w["n"] >= 2:
                     txt += (f" ({label(ref)} better on {w['wins']} of {w['n']} seeds, "
                             f"Wilcoxon p = {_fmt(w['p_value'])})")
             d = (summ.get(best, {}).get("vs_reference") or {}).get(met) if best != ref else None

@@ -75,6 +75,17 @@ def _ci_text(ci: dict | None, signed: bool = False) -> str:
     return f"{head} [{_fmt(ci['ci_low'])}, {_fmt(ci['ci_high'])}]"
 
 
+def mean_ci_text(s: dict, with_std: bool = False) -> str:
+    """A seed summary as text: "mean ± std [low, high]", or "mean [n/a: one seed]" — one seed gives
+    no interval (its bounds would both be the mean)."""
+    if not s.get("n"):
+        return "–"
+    if s["n"] < 2:
+        return f"{_fmt(s['mean'])} [n/a: one seed]"
+    std = f" ± {_fmt(s['std'])}" if with_std and "std" in s else ""
+    return f"{_fmt(s['mean'])}{std} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]"
+
+
 def _finite(v) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
@@ -106,7 +117,7 @@ def results_table(report: dict, k: str, metrics=METRIC_NAMES, variant: str = "ra
         row = [label(m)]
         for met in metrics:
             s = summ[m][variant][met]
-            txt = f"{_fmt(s['mean'])} ± {_fmt(s['std'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]"
+            txt = mean_ci_text(s, with_std=True)
             if s["n"] < len(report["seeds"]):
                 txt += f" (n={s['n']})"
             if m in best[met]:
@@ -160,7 +171,8 @@ def wilcoxon_table(report: dict, k: str, metrics=("auc_roc", "f1")) -> list[list
         for met in metrics:
             t = tests[met][other]
             row.append(f"{t['median_diff']:+.3f}, {t['wins']}/{t['losses']}/{t['ties']}, "
-                       f"p={_fmt(t['p_value'])} ({_fmt(t['p_holm'])})" if t["n"] else "–")
+                       f"p={_fmt(t['p_value'])} ({_fmt(t['p_holm'])})" if t["n"] >= 2 else
+                       ("n/a (one seed: no test)" if t["n"] == 1 else "–"))
         rows.append(row)
     return rows
 
