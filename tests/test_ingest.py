@@ -274,7 +274,7 @@ def test_cli_ingest_exit_code(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(repo))
     code = "import sys; from cli.app import main; sys.argv = ['cropmeta'] + sys.argv[1:]; main()"
     p = subprocess.run([sys.executable, "-c", code, "ingest", "--source", str(d), "--labels", str(labels),
-                        "--class-column", "nope", "--out", str(tmp_path / "h")], capture_output=True, text=True,
+                        "--class-column", "nope", "--home", str(tmp_path / "h")], capture_output=True, text=True,
                        env=env, cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     assert "class column 'nope' does not exist; available columns: k" in " ".join(p.stderr.split())

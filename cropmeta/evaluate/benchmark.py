@@ -158,7 +158,10 @@ def assemble_from_reports(benchmark: str, out, keys: list[str], root=None) -> di
                 reports[k] = json.load(fh)
         else:
             raise InputError(f"{p}: no report for target {k!r} (not finished?)")
-    return assemble(benchmark, root, reports, out)
+    prior = {}
+    if (out / "benchmark.json").exists():  # what the run recorded beside the reports: its splits and duration
+        prior = json.loads((out / "benchmark.json").read_text())
+    return assemble(benchmark, root, reports, out, prior.get("seconds"), splits=prior.get("splits"))
 
 
 def publish_results(src, dst, keys: list[str] | None = None) -> list[Path]:

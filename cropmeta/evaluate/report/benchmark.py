@@ -73,9 +73,12 @@ def plot_benchmark(result: dict, path: Path) -> Path:
         ax.set_xticks(xs, names, rotation=35 if len(keys) > 4 else 0, ha="right" if len(keys) > 4 else "center",
                       fontsize=7 if len(keys) > 8 else 8)
         ax.set_ylim(0, 1.05)
-        ax.set_title(("F1" if met == "f1" else "AUC-ROC") + " with all training labels (◆ = published)", fontsize=9)
-    axes[0].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+        has_pub = any(result["published"].get(k) for k in keys)
+        ax.set_title(("F1" if met == "f1" else "AUC-ROC") + " with all training labels"
+                     + (" (◆ = published)" if has_pub else ""), fontsize=9)
+    handles, labels_ = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels_, loc="lower center", ncol=min(5, len(labels_)), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return _save(fig, path)
 
 def benchmark_narrative(result: dict, reports: dict) -> list[str]:
