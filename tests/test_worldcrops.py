@@ -157,3 +157,25 @@ def test_train_on_the_ingested_benchmark_fine_tunes_on_the_cells_samples(root, t
     cell = json.loads((tmp_path / "b" / "western_kenya_maize" / "cells" / "random-forest" / "seed-0" /
                        "shots-8.json").read_text())
     assert sorted(cell["train_ids"]) == sorted(run_ids)
+
+
+def test_the_committed_summary_follows_from_its_per_target_records(tmp_path):
+    """docs/results/worldcrops: the across-target means in benchmark.json are recomputed from the
+    per-target report.json.gz records (every cell's test probabilities)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from cropmeta.evaluate.benchmark import assemble_from_reports
+
+    src = Path(__file__).resolve().parents[1] / "docs" / "results" / "worldcrops"
+    keys = ["western_kenya_maize", "bavaria_maize", "bavaria_wheat", "fergana_cotton", "samarkand_cotton"]
+    for k in keys:
+        (tmp_path / k).mkdir()
+        shutil.copy(src / k / "report.json.gz", tmp_path / k / "report.json.gz")
+    got = assemble_from_reports("worldcrops", tmp_path, keys)["across_targets"]
+    want = json.loads((src / "benchmark.json").read_text())["across_targets"]
+    for k in ("20", "all"):
+        for m in ("timl", "random-forest", "presto"):
+            assert abs(got["summary"][k][m]["auc_roc"]["mean"] - want["summary"][k][m]["auc_roc"]["mean"]) < 1e-9
+    assert round(want["summary"]["20"]["random-forest"]["auc_roc"]["mean"], 3) == 0.896
