@@ -79,3 +79,30 @@ def test_export_simulated_kenya_scene(kenya_run, tmp_path):
     expect = np.rint(load_predictor(run).predict_proba(px) * 100).reshape(prob.shape)
     diff = np.abs(prob.astype(int) - expect.astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+def test_view_of_the_demo_map_shows_it_in_a_browser(kenya_run, tmp_path):
+    """Issue 28 (7): `cropmeta view` of the demo's map (a trained Kenya maize run's export of its
+    simulated scene), screenshotted in headless Chromium, shows the map."""
+    import shutil
+    import subprocess
+
+    from cropmeta.mapping.view import write_view
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless browser (chromium) installed: `apt-get install chromium` runs this test")
+    import matplotlib.image as mpimg
+
+    run, _ = kenya_run
+    out = tmp_path / "kenya_map.tif"
+    export(run, out, progress=False)
+    page = write_view(out)
+    assert "Kenya maize" in page.read_text()
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=900,700", "--virtual-time-budget=4000", f"--screenshot={shot}",
+                    page.resolve().as_uri()], capture_output=True, timeout=120, check=False)
+    img = mpimg.imread(shot)[..., :3]
+    greenish = (img[..., 1] > img[..., 2] + 0.1) & (img[..., 1] > 0.3)
+    assert greenish.sum() > 20_000  # the map fills much of the 900 x 700 page
