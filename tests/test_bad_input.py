@@ -176,7 +176,15 @@ def test_unknown_option_and_missing_labels(store, tmp_path):
     ("train", "--region", "kenya", "--home", "{f}"),
     ("compare", "--region", "kenya", "--home", "{f}"),
     ("sim", "--out", "{f}/world"),
-], ids=["ingest", "train", "compare", "sim"])
+    ("export", "--run", "{f}", "--out", "{f}/map.tif"),
+    ("calibrate", "--run", "{f}"),
+    ("assess", "{f}", "--truth", "{f}", "--out", "{f}/acc.json"),
+    ("view", "{f}", "-o", "{f}/v.html"),
+    ("fetch", "--out", "{f}/tifs", "--region", "togo", "--year", "2020"),
+    ("models", "download", "presto", "--home", "{f}"),
+    ("era5-catalogue", "{f}", "--out", "{f}/cat"),
+], ids=["ingest", "train", "compare", "sim", "export", "calibrate", "assess", "view", "fetch", "models-download",
+        "era5-catalogue"])
 def test_an_unwritable_workspace_or_output_is_one_line_exit_2(tmp_path, args):
     """Issue 28 (3): a file where the workspace or output folder should be gave a 65-line traceback
     and exit 1; now every command says it in one line naming the path, exit 2, and writes nothing."""

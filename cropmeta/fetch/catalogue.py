@@ -83,7 +83,8 @@ def era5_catalogue(netcdf: str | Path | list, out: str | Path) -> Path:
     try:
         ds = xr.merge([xr.open_dataset(p) for p in paths])
     except Exception as e:  # noqa: BLE001 - unreadable or inconsistent files: name them
-        raise InputError(f"{', '.join(map(str, paths))}: cannot read as ERA5 netCDF ({type(e).__name__}: {e})") from e
+        first = (str(e).strip().splitlines() or [""])[0]  # the reader's first line: the error stays one line
+        raise InputError(f"{', '.join(map(str, paths))}: cannot read as ERA5 netCDF ({type(e).__name__}: {first})") from e
     missing = [v for v in ERA5_VARIABLES if v not in ds]
     if missing:
         raise InputError(f"{paths[0]}: ERA5 variable(s) {missing} missing (have {sorted(ds.data_vars)}); download "
