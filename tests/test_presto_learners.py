@@ -179,3 +179,35 @@ def test_compare_presto_method_takes_any_band_schema(toy, weights):
         embs.append(m.target_emb)
     assert embs[0].shape == (len(toy), 128)
     np.testing.assert_allclose(embs[0], embs[1], atol=1e-5)
+
+
+def _s2_only(toy):
+    """The toy samples in an S2-only schema (WorldCrops' FIS series have no S1, ERA5 or SRTM)."""
+    from cropmeta.bandschema import BandSchema
+    from cropmeta.io.store import SampleSet
+    from cropmeta.schema import CROPHARVEST
+
+    s2 = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12", "NDVI"]
+    schema = BandSchema("s2-only", dynamic=tuple(s2[:-1]), derived=(("NDVI", "B8", "B4"),), t=toy.t)
+    return SampleSet(toy.x[:, :, [CROPHARVEST.index(b) for b in s2]], toy.meta, schema)
+
+
+@pytest.mark.parametrize("learner", ["presto", "presto-timl"])
+def test_presto_learners_train_and_reload_on_any_band_schema(toy, workspace_weights, tmp_path, learner):
+    """`cropmeta train --learner presto|presto-timl` on an S2-only table: was refused "samples must be
+    [N, T, 18]"; now the run records its bands, masks the missing groups, and reloads to the same answers."""
+    from cropmeta.app.train import train
+    from cropmeta.learners.base import sample_context
+    from cropmeta.tasks import resolve_target, target_data
+    from cropmeta.train import checkpoint as ck
+
+    s2 = _s2_only(toy)
+    over = _overrides(iterations=2, tasks_per_step=2, val_every=2, checkpoint_every=2, k_support=4, k_query=2)
+    res = train("kenya", samples=s2, learner=learner, overrides=over, out=tmp_path / "run", seed=0)
+    assert 0.0 <= res["metrics"]["auc_roc"] <= 1.0
+    model, meta = ck.load_model(tmp_path / "run")
+    assert meta["bands"] == list(s2.schema.bands) and model.bands == tuple(s2.schema.bands)
+    td = target_data(s2, resolve_target(s2, "kenya", None))
+    ctx = sample_context(model, s2.meta, td.test_index)
+    pred = ck.load_predictor(tmp_path / "run")
+    assert np.allclose(pred.predict_proba(td.x_test, calibrated=False, **ctx), model.predict_proba(td.x_test, **ctx))

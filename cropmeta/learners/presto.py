@@ -18,7 +18,7 @@ class _PrestoLearner(Learner):
 
     def fit(self, samples, target=None, seed: int = 0, **_):
         """The published encoder for ``samples``' T (the samples are not read)."""
-        return self.start(samples.t, seed)
+        return self.start(samples.t, seed, samples.schema)
 
     def start(self, t: int, seed: int = 0, schema=None):
         from cropmeta.models.presto_embed import PrestoEmbedder
@@ -26,8 +26,10 @@ class _PrestoLearner(Learner):
 
         device = self.options.get("device") or str(resolve_device(self.cfg.device))
         embedder = PrestoEmbedder(self.options.get("weights"), device=device)
+        from cropmeta.train.presto_base import schema_bands
+
         return self.model_class(presto_sha256=embedder.weights_sha, config=self.cfg, t=int(t),
-                                info={"seed": int(seed)}, embedder=embedder)
+                                info={"seed": int(seed)}, embedder=embedder, bands=schema_bands(schema))
 
 
 @register

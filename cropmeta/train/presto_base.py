@@ -16,7 +16,16 @@ import numpy as np
 
 from cropmeta.errors import InputError, ModelError
 
-__all__ = ["PrestoBacked", "check_labels", "xyz_to_latlon"]
+__all__ = ["PrestoBacked", "check_labels", "schema_bands", "xyz_to_latlon"]
+
+
+def schema_bands(schema) -> tuple | None:
+    """A band schema's bands for a Presto model: None for CropHarvest's 18 (the default), else the tuple."""
+    from cropmeta.schema import BANDS
+
+    if schema is None or tuple(schema.bands) == tuple(BANDS):
+        return None
+    return tuple(schema.bands)
 
 
 def check_labels(y, n: int, what: str) -> np.ndarray:
@@ -44,15 +53,18 @@ class PrestoBacked:
     uses_locations: ClassVar[bool] = True
 
     def presto_inputs(self, x: np.ndarray, lat=None, lon=None, start_dates=None):
-        """Presto's inputs of raw canonical samples ``x [N, T, 18]``; ``lat``/``lon`` default to the
-        centre of the task's region (from its task vector), ``start_dates`` to February."""
+        """Presto's inputs of raw samples ``x [N, T, bands]`` in the model's band schema (``bands``:
+        None = CropHarvest's 18; Presto masks the channel groups a schema lacks); ``lat``/``lon``
+        default to the centre of the task's region (from its task vector), ``start_dates`` to February."""
         from cropmeta.models.presto_layout import presto_inputs
 
         if lat is None or lon is None:
             if self.task_info is None:
                 raise InputError(f"{self.kind}: give the samples' lat/lon (the model has no target task vector)")
             lat, lon = xyz_to_latlon(self.task_info)
-        return presto_inputs(np.asarray(x, dtype=np.float32), lat, lon, start_dates)
+        bands = getattr(self, "bands", None)
+        return presto_inputs(np.asarray(x, dtype=np.float32), lat, lon, start_dates,
+                             bands=list(bands) if bands else None)
 
     def embed(self, x: np.ndarray, lat=None, lon=None, start_dates=None) -> np.ndarray:
         """Frozen Presto embeddings ``[N, 128]`` of raw samples (:meth:`presto_inputs`); not cached on

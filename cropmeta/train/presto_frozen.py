@@ -108,6 +108,7 @@ class _PrestoModel(PrestoBacked, Model):
     t: int = 12
     task_info: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    bands: tuple | None = None  # the samples' band schema (None: CropHarvest's 18)
     embedder: object | None = field(default=None, repr=False, compare=False)  # not saved
 
     kind: ClassVar[str] = ""
@@ -133,7 +134,7 @@ class _PrestoModel(PrestoBacked, Model):
 
     def _record(self, adapted: bool) -> dict:
         return {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "kind": self.kind,
-                "bands": list(BANDS), "t": int(self.t), "adapted": bool(adapted),
+                "bands": list(self.bands or BANDS), "t": int(self.t), "adapted": bool(adapted),
                 "backbone": {"name": "presto", "weights_sha256": self.presto_sha256},
                 "task_info": [float(v) for v in self.task_info] if self.task_info is not None else None,
                 "config": self.config.to_dict(), "info": self.info}
@@ -151,8 +152,9 @@ class _PrestoModel(PrestoBacked, Model):
         cfg = config_from_dict({k: v for k, v in (meta.get("config") or {}).items() if k in fields_},
                                f"{source} (config)")
         ti = np.asarray(meta["task_info"], dtype=np.float32) if meta.get("task_info") is not None else None
+        bands = tuple(meta.get("bands") or BANDS)
         return {"presto_sha256": sha, "config": cfg, "t": int(meta.get("t", 12)), "task_info": ti,
-                "info": dict(meta.get("info") or {})}
+                "info": dict(meta.get("info") or {}), "bands": None if bands == tuple(BANDS) else bands}
 
 
 @dataclass

@@ -51,7 +51,7 @@ from cropmeta.models.presto_head import EMBED_DIM, PrestoFiLMHead
 from cropmeta.models.timl import TaskEncoder
 from cropmeta.schema import BANDS, TASK_INFO_DIM
 from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
-from cropmeta.train.presto_base import PrestoBacked, check_labels, xyz_to_latlon
+from cropmeta.train.presto_base import PrestoBacked, check_labels, schema_bands, xyz_to_latlon
 from cropmeta.train.trained import resolve_device, seeded_init, torch_dtype
 
 __all__ = ["KINDS", "EMBED_DIM", "PrestoFiLMHead", "PrestoTIMLModel", "build_head",
@@ -92,6 +92,7 @@ class PrestoTIMLModel(PrestoBacked, Model):
     task_info: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     embedder: object | None = field(default=None, repr=False, compare=False)  # not saved
+    bands: tuple | None = None  # the samples' band schema (None: CropHarvest's 18)
 
     @property
     def kind(self) -> str:
@@ -220,7 +221,7 @@ class PrestoTIMLModel(PrestoBacked, Model):
         arrays["embedding.std"] = np.ascontiguousarray(self.emb_std, dtype=np.float32)
         meta = {
             "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "kind": self.kind,
-            "bands": list(BANDS), "backbone": {"name": "presto", "weights_sha256": self.presto_sha256},
+            "bands": list(self.bands or BANDS), "backbone": {"name": "presto", "weights_sha256": self.presto_sha256},
             "arch": {"head": self.head.arch(), "encoder": self.encoder.arch() if self.encoder is not None else None},
             "task_info": [float(v) for v in self.task_info] if self.task_info is not None else None,
             "config": self.config.to_dict(), "info": self.info,
@@ -271,7 +272,9 @@ class PrestoTIMLModel(PrestoBacked, Model):
         head.eval()
         if enc is not None:
             enc.eval()
-        return cls(head, enc, mean, std, cfg, sha, ti, dict(meta.get("info") or {}))
+        bands = tuple(meta.get("bands") or BANDS)
+        return cls(head, enc, mean, std, cfg, sha, ti, dict(meta.get("info") or {}),
+                   bands=None if bands == tuple(BANDS) else bands)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,8 +290,9 @@ def source_embeddings(samples, embedder, rows: np.ndarray) -> np.ndarray:
     h = hashlib.sha256(f"{INPUTS_VERSION}:{samples.content_hash()}:".encode())
     h.update(rows.tobytes())
     meta = samples.meta.iloc[rows]
+    bands = schema_bands(getattr(samples, "schema", None))
     inputs = presto_inputs(samples.x[rows], meta["lat"].to_numpy(), meta["lon"].to_numpy(),
-                           meta["start_date"].tolist())
+                           meta["start_date"].tolist(), bands=list(bands) if bands else None)
     return embedder.embed(inputs, key=f"source-{h.hexdigest()[:24]}")
 
 
@@ -322,6 +326,6 @@ def meta_train_presto(samples, target=None, cfg: TrainConfig | None = None, seed
                          progress=progress, callback=callback, model=(head, enc), features=features)
     info = {**trained.info, "learner": KINDS[0] if task_info else KINDS[1], "t": int(samples.t)}
     model = PrestoTIMLModel(trained.classifier, trained.encoder, stats["mean"], stats["std"], cfg,
-                            embedder.weights_sha, None, info)
+                            embedder.weights_sha, None, info, bands=schema_bands(samples.schema))
     model.embedder = embedder
     return model
