@@ -29,7 +29,6 @@ are no fields: each point is its own cluster in the bootstrap.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +68,10 @@ def data_root(root: str | Path | None = None) -> Path:
     """The ``deafrica_cropmask`` folder: ``root`` (that folder, or a ``shared`` folder holding
     ``data/deafrica_cropmask``), else ``$CROPMETA_SHARED/data/deafrica_cropmask``, else the
     project's sibling ``../shared``. :class:`InputError` when none exists."""
-    cands = []
-    if root is not None:
-        cands += [Path(root), Path(root) / "data" / "deafrica_cropmask"]
-    else:
-        if os.environ.get("CROPMETA_SHARED"):
-            cands.append(Path(os.environ["CROPMETA_SHARED"]) / "data" / "deafrica_cropmask")
-        cands.append(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "deafrica_cropmask")
-    for c in cands:
-        if (c / "raw").is_dir():
-            return c
-    raise InputError("DE Africa crop-mask data not found (looked in " + ", ".join(str(c) for c in cands)
-                     + "); pass --root FOLDER (the deafrica_cropmask folder with raw/) or set CROPMETA_SHARED")
+    from cropmeta.io.shared_data import shared_folder
+
+    return shared_folder("deafrica_cropmask", root, lambda c: (c / "raw").is_dir(), "DE Africa crop-mask data",
+                         "pass --root FOLDER (the deafrica_cropmask folder with raw/) or set CROPMETA_SHARED")
 
 
 def natural_earth_file(root: Path) -> Path:

@@ -11,10 +11,7 @@ the labels translated to cropmeta's crop names; the regions get short names (:da
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-from cropmeta.errors import InputError
 
 SERIES = "s2_field_timeseries.parquet"
 LABELS = "labels.parquet"
@@ -28,18 +25,10 @@ def data_root(root: str | Path | None = None) -> Path:
     """The ``worldcrops_s2_fis`` folder: ``root`` (that folder, or a ``shared`` folder holding
     ``data/worldcrops_s2_fis``), else ``$CROPMETA_SHARED/data/worldcrops_s2_fis``, else the project's
     sibling ``../shared``. :class:`InputError` when none holds the two files."""
-    cands = []
-    if root is not None:
-        cands += [Path(root), Path(root) / "data" / "worldcrops_s2_fis"]
-    else:
-        if os.environ.get("CROPMETA_SHARED"):
-            cands.append(Path(os.environ["CROPMETA_SHARED"]) / "data" / "worldcrops_s2_fis")
-        cands.append(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "worldcrops_s2_fis")
-    for c in cands:
-        if (c / SERIES).exists() and (c / LABELS).exists():
-            return c
-    raise InputError(f"WorldCrops series not found (looked for {SERIES} and {LABELS} in "
-                     f"{', '.join(map(str, cands))}); pass --root FOLDER")
+    from cropmeta.io.shared_data import shared_folder
+
+    return shared_folder("worldcrops_s2_fis", root, lambda c: (c / SERIES).exists() and (c / LABELS).exists(),
+                         f"WorldCrops series ({SERIES} and {LABELS})", "pass --root FOLDER")
 
 
 def load_worldcrops(root: str | Path | None = None, level: str = "L1C"):
