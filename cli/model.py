@@ -97,6 +97,7 @@ def compare(
     oracle: bool = typer.Option(False, help="also the oracle rows (simulated world only): RF and LSTM on correctly labelled samples of the test districts and year"),
     world: Optional[Path] = typer.Option(None, help="simulated world of the oracle rows (default: the default source's world)"),
     oracle_n: Optional[int] = typer.Option(None, help="oracle samples per target (default 4000)"),
+    hold_out_region: bool = _flag(False, "--hold-out-region", help="leave the target's whole region out of every method's source data (its other tasks would carry the shot pool's labels into a prior)"),
 ) -> None:
     """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
     from cropmeta.app.compare import compare as run_compare
@@ -108,7 +109,7 @@ def compare(
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
                   pretrain_source=pretrain_source, sim_seed=sim_seed, config=config_with_sets(config, set_),
                   calib_folds=calib_folds,
-                  zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n)
+                  zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n, hold_out_region=hold_out_region)
     if datasets:
         kwargs["datasets"] = _csv(datasets)
     if targets:

@@ -179,3 +179,18 @@ def test_the_committed_summary_follows_from_its_per_target_records(tmp_path):
         for m in ("timl", "random-forest", "presto"):
             assert abs(got["summary"][k][m]["auc_roc"]["mean"] - want["summary"][k][m]["auc_roc"]["mean"]) < 1e-9
     assert round(want["summary"]["20"]["random-forest"]["auc_roc"]["mean"], 3) == 0.896
+
+
+def test_compare_hold_out_region_from_the_api_and_cli(root, tmp_path):
+    """`cropmeta compare --hold-out-region` (and the API's hold_out_region) on a user's own datasets."""
+    from cropmeta.app.compare import compare
+    from cropmeta.ingest import ingest_benchmark
+
+    ingest_benchmark("worldcrops", root=root, home=tmp_path / "h")
+    rep = compare("Western Kenya", "maize", home=tmp_path / "h", seeds=1, shots=["8"], methods=["random-forest"],
+                  calib_folds=0, progress=False, n_boot=10, out=tmp_path / "c", hold_out_region=True)
+    assert rep["config"]["hold_out_region"] is True
+    assert any("leave one region out" in n for n in rep["config"]["protocol_notes"])
+    from test_issue14 import cli
+
+    assert "--hold-out-region" in cli("compare", "--help").stdout

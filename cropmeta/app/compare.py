@@ -46,6 +46,7 @@ def compare(
     oracle_n: int | None = None,
     n_boot: int = 1000,
     targets: list[str] | None = None,
+    hold_out_region: bool = False,
 ) -> dict:
     """Run the comparison and write the report (json, md, html, png) to ``out``.
 
@@ -71,7 +72,9 @@ def compare(
     test districts and test year; simulated world only: ``world``, default the world the default
     source ingests — absent with a note for other data). ``n_boot``: resamples of the
     field-clustered test-set bootstrap (0: none). ``targets``: with ``benchmark``, a subset of its
-    target keys (e.g. ``["kenya", "nigeria"]``). Returns the report dict (also report.json).
+    target keys (e.g. ``["kenya", "nigeria"]``). ``hold_out_region``: no sample of the target's region
+    is any method's source data (the worldcrops benchmark always does this). Returns the report dict
+    (also report.json).
     """
     from cropmeta.app.samples import load_samples, load_sim_samples, select_samples
 
@@ -100,4 +103,4 @@ def compare(
                           pretrain_source=pretrain_source, sim_seed=sim_seed, flop_seeds=flop_seeds,
                           zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n, n_boot=n_boot,
                           loader=lambda: select_samples(source, 0, progress, datasets=datasets, home=home),
-                          load_sim=load_sim_samples)
+                          load_sim=load_sim_samples, hold_out_region=hold_out_region)
