@@ -63,6 +63,12 @@ def test_open_a_monthly_sinusoidal_stack(tmp_path):
     np.testing.assert_allclose(x[6, :, 0], 0.8 + 0.01 * np.arange(24), rtol=1e-6)  # pixel (0, 6)
     w = open_stack(folder, months="2020-03:2021-02")
     assert w.t == 12 and w.start_date == "2020-03-01" and w.name == "ndvi_2020-03-01_2021-02-01.tif"
+    # the window's first step is its first month (a Presto map reads each pixel's start from it; it was
+    # moved on a second time by the window's offset: 2020-11-26)
+    from cropmeta.mapping.stacks import window_stack
+
+    cut = window_stack(s, "2020-03:2021-02")  # what export --months does
+    assert w.first_date() == cut.first_date() == "2020-03-01" and s.first_date() == "2019-06-01"
     xw, _ = w.read(Window(0, 0, 7, 6))
     np.testing.assert_allclose(xw, x[:, 9:21])
     with pytest.raises(DataError, match=r"ndvi: window 2022-01:2022-12 is outside the images' dates "

@@ -148,6 +148,12 @@ class StackSource(Source):
     scale: float | None = None
     start_date: str | None = None
 
+    def first_date(self) -> str | None:
+        """ISO date of the first step read: ``start_date`` itself — a window of months
+        (:func:`window_stack`) moves it to the window's first month and indexes the steps with
+        ``t_start``, so it is not moved on again (a Presto map reads each pixel's start from it)."""
+        return self.start_date
+
     def _ds(self, path: str):
         try:
             return cached(("stack",) + file_key(path), lambda: rasterio.open(path))
