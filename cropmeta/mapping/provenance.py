@@ -18,38 +18,12 @@ import math
 from pathlib import Path
 
 from cropmeta.logs import log
+from cropmeta.provenance import sha256_file, software_versions
 
 #: a map whose centre lies farther than this from the model's target centre gets a warning
 FAR_KM = 1000.0
 #: inputs whose first steps lie this many days apart or more are different seasons
 SEASON_DAYS = 120
-
-
-def _software() -> dict[str, str]:
-    import numpy
-    import rasterio
-
-    from cropmeta._version import __version__
-
-    out = {"cropmeta": __version__, "numpy": numpy.__version__, "rasterio": rasterio.__version__,
-           "gdal": rasterio.__gdal_version__}
-    try:
-        import torch
-
-        out["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return out
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def input_hashes(sources) -> dict[str, str | None]:
@@ -58,7 +32,7 @@ def input_hashes(sources) -> dict[str, str | None]:
     for s in sources:
         ref = getattr(s, "ref", None)
         p = Path(ref) if isinstance(ref, (str, Path)) else None
-        out[s.name] = _sha256(p) if p is not None and p.is_file() else None
+        out[s.name] = sha256_file(p) if p is not None and p.is_file() else None
     return out
 
 
@@ -113,7 +87,10 @@ def map_provenance(model_tags: dict[str, str], sources) -> tuple[dict[str, str],
     tags["TRAINING_DATE_RANGE"] = model_tags.get("DATE_RANGE", "null")
     tags["DATE_RANGE"] = json.dumps(mapped)
     tags["INPUT_SHA256"] = json.dumps(input_hashes(sources), sort_keys=True)
-    tags["SOFTWARE"] = json.dumps(_software(), sort_keys=True)
+    import rasterio
+
+    tags["SOFTWARE"] = json.dumps({**software_versions(("numpy", "rasterio", "torch")), "gdal": rasterio.__gdal_version__},
+                                  sort_keys=True)
     warnings = []
     task = json.loads(model_tags.get("TASK") or "null") or {}
     if task.get("lat") is not None and task.get("lon") is not None:

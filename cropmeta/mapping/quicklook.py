@@ -50,33 +50,29 @@ def _parts(map_path: Path) -> list[str]:
     return [str(map_path)]
 
 
-def _pixel_area_ha(path: str) -> np.ndarray | float:
-    """Area of one pixel in hectares (per row for a geographic CRS: cos(latitude))."""
-    with rasterio.open(path) as ds:
-        t, crs = ds.transform, ds.crs
-        if crs is not None and crs.is_geographic:
-            rows = np.arange(ds.height) + 0.5
-            lat = t.f + t.e * rows
-            return np.abs(t.a * t.e) * (111.32e3 * 110.57e3) * np.cos(np.deg2rad(lat)) / 1e4
-        if crs is not None and crs.is_projected:
-            return abs(t.a * t.e) * (crs.linear_units_factor[1] if crs.linear_units_factor else 1.0) ** 2 / 1e4
-    return float("nan")
+def crop_area(map_path: str | Path, rows: int = 512) -> dict:
+    """Mapped pixels, crop pixels, crop share and crop area (ha; each pixel's equal-area size, as
+    :func:`cropmeta.mapping.accuracy.pixel_areas` measures it for ``assess``; NaN without a CRS) of a
+    map, every part of a mosaic, read in strips of ``rows`` rows."""
+    from rasterio.windows import Window
 
+    from cropmeta.mapping.accuracy import pixel_areas
 
-def crop_area(map_path: str | Path) -> dict:
-    """Mapped pixels, crop pixels, crop share and crop area (ha) of a map (every part of a mosaic)."""
     n = crop = 0
     area = 0.0
     for part in _parts(Path(map_path)):
         with rasterio.open(part) as ds:
-            cls = ds.read(2 if ds.count >= 2 else 1, masked=True)
-        ha = _pixel_area_ha(part)
-        valid = ~np.ma.getmaskarray(cls)
-        is_crop = valid & (np.ma.filled(cls, 0) >= 1)
-        n += int(valid.sum())
-        crop += int(is_crop.sum())
-        per_row = is_crop.sum(axis=1)
-        area += float(np.sum(per_row * ha)) if np.ndim(ha) else float(per_row.sum() * ha)
+            for r in range(0, ds.height, rows):
+                win = Window(0, r, ds.width, min(rows, ds.height - r))
+                cls = ds.read(2 if ds.count >= 2 else 1, window=win, masked=True)
+                valid = ~np.ma.getmaskarray(cls)
+                is_crop = valid & (np.ma.filled(cls, 0) >= 1)
+                n += int(valid.sum())
+                crop += int(is_crop.sum())
+                if ds.crs is None:
+                    area = float("nan")
+                elif is_crop.any() and np.isfinite(area):
+                    area += float(pixel_areas(ds.transform, ds.crs, win)[is_crop].sum()) / 1e4
     return {"pixels": n, "crop_pixels": crop, "crop_share": crop / n if n else float("nan"), "crop_area_ha": area}
 
 
