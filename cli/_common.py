@@ -78,21 +78,6 @@ def _one_run(positional: Optional[Path], option: Optional[Path]) -> Path:
     return run
 
 
-def config_with_sets(config, sets: Optional[list[str]]):
-    """``--config FILE`` plus ``--set SECTION.KEY=VALUE`` overrides → what the library takes: the file,
-    or a dict of the file's keys with the overrides on top (one validation: the library's)."""
-    if not sets:
-        return config
-    from cropmeta.train.config import parse_assignments
-
-    base: dict = {}
-    if config is not None:
-        from cropmeta.train.config import load_config_file
-
-        base = dict(load_config_file(config))
-    return {**base, **parse_assignments(sets)}  # the overrides last; the library resolves every spelling
-
-
 #: ``--json`` (a global flag, anywhere on the line): commands print their result as one JSON object
 JSON_OUTPUT = {"on": False}
 

@@ -23,13 +23,11 @@ def doctor(home: Optional[Path] = _home_option()) -> None:
     from ._common import JSON_OUTPUT
 
     if JSON_OUTPUT["on"]:
-        from cropmeta.doctor import run_checks
+        from cropmeta.doctor import doctor_report
 
-        checks = run_checks()
-        ok = not [c for c in checks if c.required and not c.ok]
-        emit({"ok": ok, "checks": [{"check": c.name, "ok": bool(c.ok), "required": bool(c.required), "detail": c.detail}
-                                   for c in checks]})
-        raise typer.Exit(0 if ok else 1)
+        report = doctor_report()
+        emit(report)
+        raise typer.Exit(0 if report["ok"] else 1)
     raise typer.Exit(0 if run_doctor(console) else 1)
 
 

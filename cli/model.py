@@ -12,7 +12,7 @@ import typer
 from cropmeta.evaluate.names import ALL_METHODS
 from cropmeta.learners.base import BUILTIN_KINDS
 
-from ._common import (_csv, _flag, _home_option, _label_opts, _one_run, _print_data, _print_dict_table, config_with_sets,
+from ._common import (_csv, _flag, _home_option, _label_opts, _one_run, _print_data, _print_dict_table,
                       console, emit)
 
 
@@ -103,11 +103,12 @@ def compare(
     from cropmeta.app.compare import compare as run_compare
     from cropmeta.evaluate.report import print_summary
     from cropmeta.io.store import use_workspace
+    from cropmeta.train.config import parse_assignments
 
     use_workspace(home)
     kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
-                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config_with_sets(config, set_),
+                  pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, overrides=parse_assignments(set_),
                   calib_folds=calib_folds,
                   zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n, hold_out_region=hold_out_region)
     if datasets:

@@ -136,6 +136,15 @@ def run_checks() -> list[Check]:
     return checks
 
 
+def doctor_report() -> dict:
+    """The checks as data: ``{"ok": every required check passed, "checks": [{check, ok, required, detail}]}``
+    (``cropmeta doctor --json``)."""
+    checks = run_checks()
+    return {"ok": not [c for c in checks if c.required and not c.ok],
+            "checks": [{"check": c.name, "ok": bool(c.ok), "required": bool(c.required), "detail": c.detail}
+                       for c in checks]}
+
+
 def run_doctor(console=None) -> bool:
     """Print the checks as a Rich table; True when every required check passes."""
     from rich.console import Console

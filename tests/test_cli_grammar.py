@@ -57,14 +57,16 @@ def test_help_lists_every_learner_and_method_from_the_registries():
 
 
 def test_compare_set_overrides_the_config_file(tmp_path):
-    from cropmeta_cli._common import config_with_sets
+    from cropmeta.train.config import config_with_overrides
+    from cropmeta.train.config_base import parse_assignments
 
     f = tmp_path / "c.toml"
     f.write_text('preset = "quick"\nthreads = 1\n[finetune]\nsteps = 100\nlr = 0.01\n')
-    assert config_with_sets(f, None) == f
+    assert config_with_overrides(f, parse_assignments(None)) == f
     from cropmeta.evaluate.deep import resolve_train_config
 
-    cfg, _ = resolve_train_config("quick", config_with_sets(f, ["finetune.steps=40", "meta.iterations=3"]))
+    cfg, _ = resolve_train_config("quick", config_with_overrides(f, parse_assignments(["finetune.steps=40",
+                                                                                      "meta.iterations=3"])))
     assert (cfg.ft_steps, cfg.ft_lr, cfg.threads, cfg.iterations) == (40, 0.01, 1, 3)
 
 

@@ -47,6 +47,7 @@ def compare(
     n_boot: int = 1000,
     targets: list[str] | None = None,
     hold_out_region: bool = False,
+    overrides: dict | None = None,
 ) -> dict:
     """Run the comparison and write the report (json, md, html, png) to ``out``.
 
@@ -73,9 +74,13 @@ def compare(
     source ingests — absent with a note for other data). ``n_boot``: resamples of the
     field-clustered test-set bootstrap (0: none). ``targets``: with ``benchmark``, a subset of its
     target keys (e.g. ``["kenya", "nigeria"]``). ``hold_out_region``: no sample of the target's region
-    is any method's source data (the worldcrops benchmark always does this). Returns the report dict
-    (also report.json).
+    is any method's source data (the worldcrops benchmark always does this). ``overrides``: options on
+    top of ``config`` in any spelling (``cropmeta compare --set``). Returns the report dict (also
+    report.json).
     """
+    from cropmeta.train.config import config_with_overrides
+
+    config = config_with_overrides(config, overrides)
     from cropmeta.app.samples import load_samples, load_sim_samples, select_samples
 
     if benchmark is not None or targets is not None:

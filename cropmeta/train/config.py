@@ -49,7 +49,7 @@ from cropmeta.train.config_base import (  # noqa: F401  (re-exported)
     parse_assignments,
 )
 
-__all__ = ["TrainConfig", "InContextOptions", "PRESETS", "SECTIONS", "RESUME_MAY_CHANGE",
+__all__ = ["config_with_overrides", "TrainConfig", "InContextOptions", "PRESETS", "SECTIONS", "RESUME_MAY_CHANGE",
            "resolve_config", "load_config_file", "config_from_dict", "config_changes", "in_context_keys",
            "parse_assignments"]
 
@@ -230,6 +230,16 @@ def _canonical(d: dict, source: str) -> dict:
         else:
             raise _unknown(key, source, _spellings())
     return out
+
+
+def config_with_overrides(config, overrides: dict | None):
+    """A config file (or dict of options) plus option overrides in any spelling (``--set``): the
+    config unchanged without overrides, else one dict, the overrides last (resolved and validated
+    by :func:`resolve_config` where it is used)."""
+    if not overrides:
+        return config
+    base = dict(config) if isinstance(config, dict) else (load_config_file(config) if config is not None else {})
+    return {**base, **overrides}
 
 
 def load_config_file(path: str | Path) -> dict:
