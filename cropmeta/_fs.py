@@ -70,8 +70,11 @@ def sweep_stale_temps(path: str | Path) -> list[Path]:
     if not path.parent.is_dir():
         return removed
     for p in path.parent.glob(f"{glob.escape(head)}*"):
-        pid, host, *rest = p.name[len(head):].split("-", 2)
-        if not rest or host != _host_tag() or not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+        parts = p.name[len(head):].split("-", 2)  # ".<name>.old" and other siblings have no pid-host part
+        if len(parts) < 3:
+            continue
+        pid, host, _ = parts
+        if host != _host_tag() or not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
             if p.is_dir():

@@ -136,3 +136,21 @@ def test_optimizer_state_roundtrip(trained):
     for p in params:
         for k in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(opt.state[p][k], opt2.state[p][k])
+
+
+def test_stale_temp_sweep_skips_the_old_copy_and_removes_a_dead_writers_temp(tmp_path):
+    """A process killed between atomic_dir's two renames leaves ``.<name>.old`` beside the target;
+    the next save must not choke on it (it crashed parsing it as ``<pid>-<host>-…``) and must still
+    clear a dead writer's temporary directory."""
+    from cropmeta._fs import _host_tag, atomic_dir
+
+    target = tmp_path / "checkpoint"
+    target.mkdir()
+    (target / "a").write_text("1")
+    (tmp_path / ".checkpoint.old").mkdir()
+    dead = tmp_path / f".checkpoint.999999999-{_host_tag()}-x.tmp"  # a pid no process has
+    dead.mkdir()
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("2")
+    assert (target / "a").read_text() == "2"
+    assert not dead.exists()
