@@ -98,6 +98,7 @@ def compare(
     world: Optional[Path] = typer.Option(None, help="simulated world of the oracle rows (default: the default source's world)"),
     oracle_n: Optional[int] = typer.Option(None, help="oracle samples per target (default 4000)"),
     hold_out_region: bool = _flag(False, "--hold-out-region", help="leave the target's whole region out of every method's source data (its other tasks would carry the shot pool's labels into a prior)"),
+    split: Optional[str] = typer.Option(None, help="with --benchmark deafrica: the test split, blocks (spatially separated, default) or random"),
 ) -> None:
     """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
     from cropmeta.app.compare import compare as run_compare
@@ -110,7 +111,8 @@ def compare(
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
                   pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, overrides=parse_assignments(set_),
                   calib_folds=calib_folds,
-                  zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n, hold_out_region=hold_out_region)
+                  zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n, hold_out_region=hold_out_region,
+                  split=split)
     if datasets:
         kwargs["datasets"] = _csv(datasets)
     if targets:

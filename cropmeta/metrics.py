@@ -66,6 +66,20 @@ def binary_metrics(y_true, y_prob, threshold: float = 0.5, n_bins: int = 10) -> 
     }
 
 
+def f1_threshold(y_true, y_prob) -> float | None:
+    """The probability threshold that maximises F1 on labelled predictions (e.g. a method's
+    out-of-fold predictions of its own shots): the midpoint between the chosen score and the next
+    lower one; None with fewer than one label of each class."""
+    y_true, y_prob = _clean(y_true, y_prob)
+    if len(np.unique(y_true)) < 2:
+        return None
+    prec, rec, thr = skm.precision_recall_curve(y_true, y_prob)
+    f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-300), 0.0)[:-1]
+    i = int(np.argmax(f1))
+    lower = np.max(y_prob[y_prob < thr[i]], initial=-np.inf)
+    return float(thr[i] if not np.isfinite(lower) else (thr[i] + lower) / 2)
+
+
 #: fewer test labels of a class than this: held-out metrics are reported with a warning
 SMALL_TEST = 20
 

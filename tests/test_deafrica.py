@@ -85,7 +85,8 @@ def test_task_list_leaves_the_target_out(samples):
     targets = benchmark_targets("deafrica", samples)
     assert [t[1] for t in targets] == COUNTRIES and all(t[2] == "crop" for t in targets)
     for key, country, crop in (targets[0], targets[7]):  # Algeria, Kenya (whose default crop would be maize)
-        view = target_samples("deafrica", samples, country)
+        view, split = target_samples("deafrica", samples, country)  # the spatial split by default
+        assert split["test"] + split["pool"] + split["buffer"] == int((samples.meta["region"] == country).sum())
         data = build_target(view, country, crop)
         assert data.task.crop is None  # crop vs non-crop, not a default crop (kenya → maize)
         src = source_samples(view, data)

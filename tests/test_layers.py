@@ -34,8 +34,8 @@ writer; schema sits above bandschema, whose default instance it defines, and abo
 names it re-exports; regions reads schema.)
 
 ``ALLOWED`` names imports that another engineer is removing right now, each with the reason; they
-are left out of both checks. ``OVERSIZED`` names today's modules over the line limit that belong to
-other engineers' work. The lead empties both lists after merging that work.
+are left out of the checks. The lead empties it after merging that work. (There is no line limit:
+modules are split where concepts split — issue 24 retired the old 400-line rule.)
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ import collections
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MAX_LINES = 400
 
 #: (rank, layer name, module prefixes); the longest matching prefix names a module's layer
 LAYERS = [
@@ -78,9 +77,6 @@ LAYERS = [
 
 #: (importer, imported): reason. Imports being removed by work in progress elsewhere (issue 12).
 ALLOWED: dict = {}
-
-#: module path: reason. Modules over MAX_LINES that other engineers are editing now.
-OVERSIZED: dict = {}
 
 
 def _modules() -> dict[str, Path]:
@@ -210,26 +206,3 @@ def test_allow_list_names_real_imports():
     mods = _modules()
     stale = [f"{a} -> {b}" for a, b in ALLOWED if a not in mods or b not in _imports(a, mods[a], mods)]
     assert not stale, "ALLOWED entries whose import is gone; delete them:\n  " + "\n  ".join(stale)
-
-
-def test_no_module_over_the_line_limit():
-    over, fixed = [], []
-    for p in sorted(_modules().values()):
-        rel = p.relative_to(REPO).as_posix()
-        n = len(p.read_text().splitlines())
-        if n > MAX_LINES and rel not in OVERSIZED:
-            over.append(f"  {rel}: {n} lines")
-        elif n <= MAX_LINES and rel in OVERSIZED:
-            fixed.append(f"  {rel}: {n} lines")
-    assert not over, f"modules over {MAX_LINES} lines (split them along a real seam):\n" + "\n".join(over)
-    assert not fixed, "OVERSIZED entries now within the limit; delete them:\n" + "\n".join(fixed)
-
-
-def test_pyproject_lists_every_package():
-    """A package missing from pyproject's explicit list imports in the source tree but not from a wheel."""
-    import tomllib
-
-    root = Path(__file__).resolve().parents[1]
-    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "cropmeta").rglob("__init__.py")}
-    assert found - listed == set(), f"packages missing from pyproject.toml: {sorted(found - listed)}"

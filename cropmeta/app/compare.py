@@ -48,6 +48,7 @@ def compare(
     targets: list[str] | None = None,
     hold_out_region: bool = False,
     overrides: dict | None = None,
+    split: str | None = None,
 ) -> dict:
     """Run the comparison and write the report (json, md, html, png) to ``out``.
 
@@ -75,7 +76,8 @@ def compare(
     field-clustered test-set bootstrap (0: none). ``targets``: with ``benchmark``, a subset of its
     target keys (e.g. ``["kenya", "nigeria"]``). ``hold_out_region``: no sample of the target's region
     is any method's source data (the worldcrops benchmark always does this). ``overrides``: options on
-    top of ``config`` in any spelling (``cropmeta compare --set``). Returns the report dict (also
+    top of ``config`` in any spelling (``cropmeta compare --set``). ``split``: with ``benchmark="deafrica"``,
+    the test split: "blocks" (spatially separated, the default) or "random". Returns the report dict (also
     report.json).
     """
     from cropmeta.train.config import config_with_overrides
@@ -97,7 +99,9 @@ def compare(
                              method_options=method_options, flop_seeds=flop_seeds, world=world,
                              oracle_n=oracle_n, n_boot=n_boot, targets=targets,
                              loader=lambda src, prog: load_samples(src, seed=0, progress=prog),
-                             load_sim=load_sim_samples)
+                             load_sim=load_sim_samples, split=split)
+    if split is not None:
+        raise InputError("compare: --split chooses the test split of --benchmark deafrica; give --benchmark too")
     if targets is not None:
         raise InputError("compare: --targets selects targets of a --benchmark; give --benchmark too")
     from cropmeta.evaluate.compare import compare as compare_target

@@ -75,6 +75,11 @@ def aggregate(cells: list[dict], methods: list[str], shots: list, reference: str
                     vals = [by[(m, mk, s)][key][met] if (m, mk, s) in by else None for s in seeds]
                     vals = [np.nan if v is None else v for v in vals]
                     row[variant][met] = stats.summarize(vals, confidence=confidence)
+            # F1 at the threshold each method chose on its own shots (cells with calibration folds)
+            own = [(by[(m, mk, s)].get("metrics_own_threshold") or {}).get("f1") if (m, mk, s) in by else None
+                   for s in seeds]
+            row["f1_own_threshold"] = (stats.summarize([np.nan if v is None else v for v in own], confidence=confidence)
+                                       if any(v is not None for v in own) else None)
             temps = [by[(m, mk, s)]["temperature"] for s in seeds if (m, mk, s) in by]
             row["temperature"] = [t for t in temps]
             # wall times: cells whose FLOPs were counted ran under torch's FLOP counter (several times

@@ -66,11 +66,12 @@ def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, 
                   progress: bool = True, config=None, calib_folds: int = 3, method_factory=None, console=None,
                   samples=None, targets: list[str] | None = None, method_options: dict | None = None,
                   flop_seeds: list[int] | None = None, world=None, oracle_n: int | None = None,
-                  n_boot: int = 1000, loader=None, load_sim=None) -> dict:
+                  n_boot: int = 1000, loader=None, load_sim=None, split: str | None = None) -> dict:
     """Run :func:`cropmeta.evaluate.compare.compare` on each published target and write the
     benchmark summary. ``targets``: a subset of kenya, brazil, togo (default all three). ``methods``
     may hold the protocol's zero-shot and oracle rows (``world``, ``oracle_n``: where they come from;
-    see :func:`~cropmeta.app.compare.compare`). ``loader``: see :func:`load_benchmark_samples`; ``load_sim``: as compare's."""
+    see :func:`~cropmeta.app.compare.compare`). ``loader``: see :func:`load_benchmark_samples`; ``load_sim``: as compare's.
+    ``split``: deafrica's test split, "blocks" (spatially separated, the default) or "random"."""
 
     benchmark = str(benchmark).strip().lower()
     if benchmark not in BENCHMARKS:
@@ -87,12 +88,12 @@ def run_benchmark(benchmark: str, root=None, seeds=5, shots=None, methods=None, 
     with output_dir(out):
         return _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, config, calib_folds,
                             method_factory, console, samples, chosen, method_options, flop_seeds, world, oracle_n,
-                            n_boot, loader, load_sim)
+                            n_boot, loader, load_sim, split)
 
 
 def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, config, calib_folds,
                  method_factory, console, samples, chosen, method_options, flop_seeds, world, oracle_n,
-                 n_boot, loader=None, load_sim=None) -> dict:
+                 n_boot, loader=None, load_sim=None, split=None) -> dict:
     from cropmeta.evaluate.compare import DEFAULT_METHODS, DEFAULT_SHOTS, compare
 
     if samples is None:
@@ -105,7 +106,7 @@ def _run_targets(benchmark, root, seeds, shots, methods, out, preset, progress, 
     for key, region, crop in chosen:
         if console is not None:
             console.print(f"[bold]benchmark {benchmark}: {region} {crop or 'crop vs non-crop'}[/]")
-        view = target_samples(benchmark, samples, region)
+        view = target_samples(benchmark, samples, region, split)
         if isinstance(view, tuple):  # (samples, the split's summary)
             view, splits[key] = view
         reports[key] = compare(region, crop, seeds=seeds, shots=shots or DEFAULT_SHOTS,
@@ -205,17 +206,18 @@ def benchmark_targets(benchmark: str, samples=None) -> list[tuple[str, str, str 
     return [(slugify(c), c, "crop") for c in benchmark_countries(samples.meta)]
 
 
-def target_samples(benchmark: str, samples, region: str):
+def target_samples(benchmark: str, samples, region: str, split: str | None = None):
     """The sample set one target is compared on: deafrica's leave-one-country-out view
     (:func:`cropmeta.evaluate.across.target_view`), worldcrops' spatially split view with its split's
-    summary (:func:`cropmeta.evaluate.worldcrops.worldcrops_view`), the shared one otherwise."""
+    summary (:func:`cropmeta.evaluate.worldcrops.worldcrops_view`), the shared one otherwise.
+    ``split``: deafrica's test split, "blocks" (default) or "random" (:func:`~cropmeta.evaluate.across.target_view`)."""
     if benchmark == "worldcrops":
         from cropmeta.evaluate.worldcrops import worldcrops_view
 
         return worldcrops_view(samples, region)
     if benchmark != "deafrica":
         return samples
-    return target_view(samples, region)
+    return target_view(samples, region, split or "blocks")
 
 
 def _source_name(benchmark: str, root):

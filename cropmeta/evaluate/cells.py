@@ -15,7 +15,7 @@ import numpy as np
 from cropmeta.evaluate.calibration import apply_temperature, checked_temperature, out_of_fold
 from cropmeta.evaluate.methods import FIXED_SHOTS, METHOD_INPUTS, Method, is_zero, split_method
 from cropmeta._fs import atomic_write_text
-from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_error
+from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_error, f1_threshold
 from cropmeta.evaluate.targets import TargetData, shot_indices
 
 
@@ -57,12 +57,15 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
     raw = binary_metrics(data.y_test, p_test)
     t2 = time.perf_counter()
     temperature, calib = None, {"folds": 0, "note": ""}
+    threshold = None
     if no_labels:
         calib["note"] = "no target labels: not calibrated"
     elif calib_folds and calib_folds >= 2:
         oof, used = out_of_fold(method, x, y, seed, calib_folds)
         calib["folds"] = used
         if used:
+            # F1 at the threshold the method chooses on its own shots (their out-of-fold predictions)
+            threshold = f1_threshold(y, oof)
             temperature, calib["note"] = checked_temperature(oof, y)
             if temperature is not None:
                 calib["oof_ece_before"] = _r(expected_calibration_error(y, oof))
@@ -73,6 +76,7 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
         calib["note"] = "calibration disabled"
     p_cal = apply_temperature(p_test, temperature)
     cal = binary_metrics(data.y_test, p_cal)
+    own = binary_metrics(data.y_test, p_test, threshold=threshold) if threshold is not None else None
     return {
         "method": method.name,
         "seed": int(seed),
@@ -83,6 +87,10 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
         "metrics": {m: _r(raw[m]) for m in METRIC_NAMES} | {"n": raw["n"], "n_pos": raw["n_pos"]},
         "metrics_calibrated": {m: _r(cal[m]) for m in METRIC_NAMES},
         "temperature": _r(temperature),
+        # F1 … at the F1-best threshold of the out-of-fold predictions of the shots (None: no calibration folds)
+        "threshold": _r(threshold),
+        "metrics_own_threshold": None if own is None else {m: _r(own[m]) for m in ("f1", "precision", "recall",
+                                                                                  "accuracy", "iou", "kappa")},
         "calibration": calib,
         "prob_test": [round(float(v), 6) for v in p_test],
         "seconds": {"fit": round(t_fit, 3), "predict": round(t_pred, 3),

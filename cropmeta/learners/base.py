@@ -48,7 +48,7 @@ _BUILTIN = {"timl": "cropmeta.learners.timl", "maml": "cropmeta.learners.timl", 
             "pretrained": "cropmeta.learners.pretrain", "scratch": "cropmeta.learners.scratch",
             "in-context": "cropmeta.learners.incontext", "presto-timl": "cropmeta.learners.presto_timl",
             "presto-maml": "cropmeta.learners.presto_timl", "presto": "cropmeta.learners.presto",
-            "presto-ft": "cropmeta.learners.presto"}
+            "presto-ft": "cropmeta.learners.presto", "ensemble": "cropmeta.learners.ensemble"}
 #: the built-in kinds, in their documented order, known without importing them (the CLI's help lists them)
 BUILTIN_KINDS = tuple(_BUILTIN)
 _REGISTRY: dict[str, type["Learner"]] = {}
@@ -74,6 +74,25 @@ class Model:
         """A model adapted to the target's labelled samples ``x [N, T, bands]``, ``y`` 0/1 (a new
         object: ``self`` is reused for other shot counts)."""
         raise NotImplementedError
+
+    def adapt_with_oof(self, x: np.ndarray, y: np.ndarray, folds, *, task_info=None, cfg=None, seed: int = 0,
+                       **context) -> tuple["Model", np.ndarray | None]:
+        """(:meth:`adapt` on every sample, the out-of-fold probabilities of each sample): for each
+        validation index array of ``folds`` (None: no out-of-fold predictions), a copy adapted to the
+        other samples predicts it. ``context``: the samples' ``lat``, ``lon``, ``start_dates`` for a
+        model that ``uses_locations``. A model whose adaptation already cross-validates on the same
+        folds (the auto fine-tuning budget) overrides this and reuses its predictions."""
+        full = self.adapt(x, y, task_info=task_info, cfg=cfg, seed=seed, **context)
+        if folds is None:
+            return full, None
+        x = np.asarray(x)
+        oof = np.empty(len(y))
+        for val in folds:
+            tr = np.setdiff1d(np.arange(len(y)), val)
+            part = self.adapt(x[tr], np.asarray(y)[tr], task_info=task_info, cfg=cfg, seed=seed,
+                              **{k: _rows(v, tr) for k, v in context.items()})
+            oof[val] = part.predict_proba(x[val], **{k: _rows(v, val) for k, v in context.items()})
+        return full, oof
 
     def predict_proba(self, x, *, batch_size: int | None = None, temperature: float | None = None) -> np.ndarray:
         """Probability of the positive class, ``[N]``, of raw samples; ``temperature`` divides the
@@ -103,6 +122,13 @@ class Model:
     def to(self, device=None, dtype=None) -> "Model":
         """Move tensors (a model without any: nothing to do)."""
         return self
+
+
+def _rows(v, idx):
+    """Rows ``idx`` of a per-sample context value (array, list or None)."""
+    if v is None:
+        return None
+    return [v[i] for i in idx] if isinstance(v, list) else np.asarray(v)[idx]
 
 
 class Learner:

@@ -7,7 +7,9 @@ Sections (:data:`SECTIONS`; every option with its meaning in docs/configuration.
     [meta]        tasks_per_step, iterations, epochs, inner_lr, inner_steps, first_order, outer_lr,
                   encoder_lr, min_lr, task_noise, remove_auc, remove_lookback, val_every, val_repeats,
                   checkpoint_every
-    [finetune]    lr, steps, batch                       (flat: ft_lr, ft_steps, ft_batch)
+    [finetune]    lr, steps, batch, budget, auto_lr, max_steps, folds   (flat: ft_lr, ft_steps, …;
+                  giving steps or lr without budget means budget = "fixed")
+    [ensemble]    prior, trees                            (flat: ens_prior, ens_trees)
     [pretrain]    lr, steps, val_every, patience         (flat: pt_lr, pt_steps, pt_val_every, pt_patience)
     [execution]   device, dtype, vectorize, threads
     [in_context]  d_model, layers, heads, ff, ...        (flat: ic_d_model, …; the in-context learner's own)
@@ -88,6 +90,13 @@ class TrainConfig:
     ft_lr: float = 1e-3  #: SGD
     ft_steps: int = 250
     ft_batch: int = 10  #: per class
+    ft_budget: str = "fixed"  #: fixed (ft_steps at ft_lr) | auto (chosen from the shots by inner cross-validation)
+    ft_auto_lr: float = 1e-2  #: SGD learning rate of the auto budget
+    ft_max_steps: int = 3200  #: the auto budget's longest candidate (candidates 25, 50, 100, … doubling)
+    ft_folds: int = 3  #: inner cross-validation folds of the auto budget (stratified over the shots)
+    # ---- the ensemble learner (a prior + a random forest on the local labels) -------------------
+    ens_prior: str = "pretrained"  #: the learner whose model is the ensemble's prior
+    ens_trees: int = 300  #: trees of the ensemble's random forest
     # ---- plain supervised pretraining (baseline) ---------------------------------------------------
     pt_lr: float = 1e-3
     pt_steps: int = 3000
@@ -156,7 +165,9 @@ SECTIONS: dict[str, dict[str, str]] = {
     "meta": _same("tasks_per_step", "iterations", "epochs", "inner_lr", "inner_steps", "first_order", "outer_lr",
                   "encoder_lr", "min_lr", "task_noise", "remove_auc", "remove_lookback", "val_every",
                   "val_repeats", "checkpoint_every"),
-    "finetune": {"lr": "ft_lr", "steps": "ft_steps", "batch": "ft_batch"},
+    "finetune": {"lr": "ft_lr", "steps": "ft_steps", "batch": "ft_batch", "budget": "ft_budget",
+                 "auto_lr": "ft_auto_lr", "max_steps": "ft_max_steps", "folds": "ft_folds"},
+    "ensemble": {"prior": "ens_prior", "trees": "ens_trees"},
     "pretrain": {"lr": "pt_lr", "steps": "pt_steps", "val_every": "pt_val_every", "patience": "pt_patience"},
     "execution": _same("device", "dtype", "vectorize", "threads"),
 }
@@ -312,7 +323,7 @@ def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
     for name in _FIELDS:
         setattr(cfg, name, _coerce(name, getattr(cfg, name), source))
     positive = ["hidden", "k_support", "k_query", "tasks_per_step", "epochs", "inner_steps", "val_every",
-                "val_repeats", "checkpoint_every", "ft_steps", "ft_batch", "pt_steps", "pt_val_every",
+                "val_repeats", "checkpoint_every", "ft_steps", "ft_batch", "ft_max_steps", "ens_trees", "pt_steps", "pt_val_every",
                 "pt_patience", "remove_lookback", "encoder_channels_per_group"]
     for name in positive:
         if getattr(cfg, name) < 1:
@@ -320,7 +331,14 @@ def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
     for name in ("lstm_dropout", "encoder_dropout"):
         if not 0 <= getattr(cfg, name) < 1:
             raise ConfigError(f"{source}: option {name!r} must be in [0, 1), got {getattr(cfg, name)}")
-    for name in ("inner_lr", "outer_lr", "encoder_lr", "ft_lr", "pt_lr"):
+    if cfg.ft_budget not in ("fixed", "auto"):
+        raise ConfigError(f"{source}: finetune.budget must be fixed or auto, got {cfg.ft_budget!r}")
+    if cfg.ft_folds < 2:
+        raise ConfigError(f"{source}: finetune.folds must be ≥ 2, got {cfg.ft_folds}")
+    if cfg.ft_max_steps < 25:
+        raise ConfigError(f"{source}: finetune.max_steps must be ≥ 25 (the auto budget's shortest candidate), "
+                          f"got {cfg.ft_max_steps}")
+    for name in ("inner_lr", "outer_lr", "encoder_lr", "ft_lr", "ft_auto_lr", "pt_lr"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{source}: option {name!r} must be > 0, got {getattr(cfg, name)}")
     if not 0 <= cfg.val_fraction < 1:
@@ -380,8 +398,10 @@ def resolve_config(preset: str | None = "quick", config_file: str | Path | None 
         close = difflib.get_close_matches(name, list(PRESETS), n=2)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown preset {name!r}{hint}; presets: {', '.join(PRESETS)}")
-    values = {**PRESETS[name], **{k: v for k, v in file_vals.items() if k != "preset"},
-              **{k: v for k, v in over.items() if k != "preset"}, "preset": name}
+    given = {**{k: v for k, v in file_vals.items() if k != "preset"}, **{k: v for k, v in over.items() if k != "preset"}}
+    if ("ft_steps" in given or "ft_lr" in given) and "ft_budget" not in given:
+        given["ft_budget"] = "fixed"  # a number of steps or a learning rate asked for is what is run
+    values = {**PRESETS[name], **given, "preset": name}
     return _build(values, str(config_file) if config_file else "config")
 
 

@@ -104,6 +104,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pt_steps": 800,
         "pt_val_every": 25,
         "pt_patience": 6,
+        # fine-tuning as long as the target's shots show it helps (inner cross-validation; issue 26)
+        "ft_budget": "auto",
     },
 }
 

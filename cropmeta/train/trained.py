@@ -121,6 +121,17 @@ class TrainedModel(Model):
 
         return finetune(self, x, y, task_info=task_info, cfg=cfg, seed=seed)
 
+    def adapt_with_oof(self, x, y, folds, *, task_info=None, cfg: TrainConfig | None = None, seed: int = 0,
+                       **context):
+        """With the auto budget, its inner cross-validation's out-of-fold predictions (the same
+        folds: :func:`cropmeta.train.finetune.shot_folds` of the shots and seed)."""
+        cfg = cfg or self.config
+        if cfg.ft_budget != "auto":
+            return super().adapt_with_oof(x, y, folds, task_info=task_info, cfg=cfg, seed=seed)
+        from cropmeta.train.finetune import auto_finetune
+
+        return auto_finetune(self, x, y, task_info=task_info, cfg=cfg, seed=seed)
+
     def predict_proba(self, x, *, batch_size: int | None = None, temperature: float | None = None,
                       task_info=None) -> np.ndarray:
         """:func:`predict_proba` of this model."""

@@ -147,7 +147,8 @@ def difference_table(report: dict, k: str, metrics=("auc_roc", "f1")) -> list[li
 
 def calibration_table(report: dict, k: str) -> list[list[str]]:
     summ = report["summary"][k]
-    rows = [["Method", "Temperature (per seed)", "ECE before → after", "Brier before → after", "F1 before → after"]]
+    rows = [["Method", "Temperature (per seed)", "ECE before → after", "Brier before → after", "F1 before → after",
+             "F1 at its own threshold"]]
     for m in rows_at(report, k):
         r = summ[m]
         temps = ", ".join(_fmt(t, 2) for t in r["temperature"]) or "–"
@@ -156,6 +157,7 @@ def calibration_table(report: dict, k: str) -> list[list[str]]:
             f"{_fmt(r['raw']['ece']['mean'])} → {_fmt(r['calibrated']['ece']['mean'])}",
             f"{_fmt(r['raw']['brier']['mean'])} → {_fmt(r['calibrated']['brier']['mean'])}",
             f"{_fmt(r['raw']['f1']['mean'])} → {_fmt(r['calibrated']['f1']['mean'])}",
+            _fmt((r.get("f1_own_threshold") or {}).get("mean")) if r.get("f1_own_threshold") else "–",
         ])
     return rows
 
