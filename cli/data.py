@@ -103,7 +103,7 @@ def ingest(
     resample: Optional[str] = typer.Option(None, help="table: month: any cadence → months (median of the clear observations)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
     where: Optional[List[str]] = typer.Option(None, "--where", help="table: COLUMN=VALUE, keep only those rows (repeatable; e.g. level=L2A)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
     strict: bool = _flag(False, "--strict", help="table: refuse incomplete samples and empty bands instead of leaving them out", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
-    benchmark: Optional[str] = typer.Option(None, help="worldcrops: a real benchmark's samples with its test splits "
+    benchmark: Optional[str] = typer.Option(None, help="worldcrops | cawa: a real benchmark's samples with its test splits "
                                                         "(--source: its data folder; default ../shared)"),
     allow_failed: bool = _flag(False, "--allow-failed", help="skip unreadable tiles (reported) instead of stopping"),
     replace: bool = _flag(False, "--replace", help="let real and simulated datasets of a region replace each other"),

@@ -78,7 +78,7 @@ def compare(
                                                     "datasets"),
     datasets: Optional[str] = typer.Option(None, help="comma-separated stored datasets to use (default: all)"),
     preset: str = typer.Option("quick", help="training preset of the deep methods: quick or paper"),
-    benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim | deafrica | worldcrops"),
+    benchmark: Optional[str] = typer.Option(None, help="cropharvest | sim | deafrica | worldcrops | cawa"),
     root: Optional[Path] = typer.Option(None, help="CropHarvest archive root (with --benchmark cropharvest); the "
                                                    "deafrica_cropmask folder (with --benchmark deafrica; default ../shared)"),
     targets: Optional[str] = typer.Option(None, help="with --benchmark: comma-separated target keys (default all), "

@@ -320,20 +320,27 @@ def ingest_benchmark(benchmark: str, root: str | Path | None = None, home: str |
                      replace: bool = False) -> IngestResult:
     """A real benchmark's samples as workspace datasets, each region split as its targets are in
     ``cropmeta compare --benchmark`` (``worldcrops``: every region's own spatially separated test
-    set, buffer fields left out), so ``cropmeta train --region R --crop C --shots K --seed S`` fine-tunes
-    on the very samples of that benchmark cell (``finetune_ids`` in the run's metrics.json)."""
-    from cropmeta.evaluate.worldcrops import benchmark_dataset
-
-    if str(benchmark).strip().lower() != "worldcrops":
-        raise InputError(f"ingest --benchmark {benchmark!r}: only 'worldcrops' is a benchmark of stored datasets")
+    set, buffer fields left out; ``cawa`` likewise, its datasets named ``cawa-<region>`` beside
+    WorldCrops' regions of the same names), so ``cropmeta train --region R --crop C --shots K --seed S``
+    fine-tunes on the very samples of that benchmark cell (``finetune_ids`` in the run's metrics.json)."""
+    prefixes = {"worldcrops": "", "cawa": "cawa-"}
+    name = str(benchmark).strip().lower()
+    if name not in prefixes:
+        raise InputError(f"ingest --benchmark {benchmark!r}: a benchmark of stored datasets is one of "
+                         f"{', '.join(prefixes)}")
     home = Path(home) if home is not None else workspace_home()
+    if name == "cawa":
+        from cropmeta.evaluate.cawa import benchmark_dataset
+    else:
+        from cropmeta.evaluate.worldcrops import benchmark_dataset
     samples, rep, splits = benchmark_dataset(root)
-    top: dict = {"source": f"worldcrops:{root or 'shared'}", "kind": "benchmark", "pixels": "real",
+    top: dict = {"source": f"{name}:{root or 'shared'}", "kind": "benchmark", "pixels": "real",
                  "labels_read": len(samples), "table": rep, "splits": splits}
     groups = {}
-    for name in sorted(set(samples.meta["region"])):
-        sub = samples.subset((samples.meta["region"] == name).to_numpy())
-        groups[name] = (sub, {"source": top["source"], "split": splits.get(name), "schema": samples.schema.name})
+    for region in sorted(set(samples.meta["region"])):
+        sub = samples.subset((samples.meta["region"] == region).to_numpy())
+        groups[prefixes[name] + region] = (sub, {"source": top["source"], "split": splits.get(region),
+                                                 "schema": samples.schema.name})
     return write_groups(groups, top, home, "real", replace)
 
 

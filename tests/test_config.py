@@ -60,9 +60,11 @@ def test_flags_win_over_the_file_and_file_over_the_preset(tmp_path):
 def test_default_config_keeps_its_flat_saved_form():
     """Run directories, checkpoints and compare's cache keys hash ``to_dict()``: an untouched
     in-context section leaves it as it was before sections existed."""
-    d = resolve_config("quick").to_dict()
+    d = resolve_config("paper").to_dict()
     assert "in_context" not in d and "hidden" in d and "ft_steps" in d and not any(isinstance(v, dict) for v in d.values())
-    assert resolve_config("quick", overrides={"ic_d_model": 16}).to_dict()["in_context"]["d_model"] == 16
+    assert resolve_config("paper", overrides={"ic_d_model": 16}).to_dict()["in_context"]["d_model"] == 16
+    # the quick preset gives the in-context learner its own, longer schedule (issue 26)
+    assert resolve_config("quick").to_dict()["in_context"]["iterations"] == 2000
 
 
 @pytest.mark.parametrize("text, match", [

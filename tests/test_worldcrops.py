@@ -77,14 +77,14 @@ def test_block_split_keeps_every_pool_point_away_from_the_test_set():
 
 def test_leave_one_region_out_removes_the_region_from_the_sources(root):
     from cropmeta.evaluate.targets import build_target, source_samples
-    from cropmeta.evaluate.worldcrops import worldcrops_view
+    from cropmeta.evaluate.worldcrops import WORLDCROPS
     from cropmeta.io.worldcrops import load_worldcrops
 
     samples, rep = load_worldcrops(root)
     assert set(samples.meta["region"]) == {"Western Kenya", "Bavaria", "Fergana", "Samarkand"}
     assert rep["rows_not_clear"] == rep["rows"] // 3 and samples.t == 12
     assert (samples.meta.loc[samples.meta["region"] == "Bavaria", "label"] == "maize").sum() == 24
-    view, split = worldcrops_view(samples, "Western Kenya")
+    view, split = WORLDCROPS.view(samples, "Western Kenya")
     assert split["test"] + split["pool"] + split["buffer"] == 80
     data = build_target(view, "Western Kenya", "maize")
     kept = source_samples(view, data)
@@ -122,13 +122,13 @@ def test_benchmark_runs_end_to_end_on_a_worldcrops_layout(root, tmp_path):
 
 
 def test_real_worldcrops_loads(shared_data):
-    from cropmeta.evaluate.worldcrops import worldcrops_targets, worldcrops_view
+    from cropmeta.evaluate.worldcrops import WORLDCROPS
     from cropmeta.io.worldcrops import load_worldcrops
 
     samples, rep = load_worldcrops(shared_data / "worldcrops_s2_fis")
     assert rep["samples_in_table"] == 4496 and len(samples) == 4336 and samples.schema.name == "s2-fis"
-    for key, region, crop in worldcrops_targets():
-        view, split = worldcrops_view(samples, region)
+    for key, region, crop in WORLDCROPS.targets():
+        view, split = WORLDCROPS.view(samples, region)
         own = view.meta["region"] == region
         test, pool = own & (view.meta["split"] == "test"), own & (view.meta["split"] == "train")
         lab = view.meta["label"]

@@ -1,4 +1,4 @@
-"""Benchmarks of several targets: ``cropmeta compare --benchmark cropharvest|sim|deafrica|worldcrops``.
+"""Benchmarks of several targets: ``cropmeta compare --benchmark cropharvest|sim|deafrica|worldcrops|cawa``.
 
 - ``cropharvest``: a CropHarvest archive (``--root``): Kenya maize, Brazil coffee and Togo crop vs
   non-crop, trained on the archive's labels and tested on its ``test_features/`` files (their own
@@ -12,6 +12,8 @@
   each method against TIML across targets (:func:`across_targets`).
 - ``worldcrops``: WorldCrops' real Sentinel-2 field series (:mod:`cropmeta.evaluate.worldcrops`):
   five crop-type targets in four regions, leave one region out, spatially separated test sets.
+- ``cawa``: CAWa's real MODIS NDVI field series in Central Asia (:mod:`cropmeta.evaluate.cawa`):
+  cotton in five regions, leave one region out, spatially separated test sets.
 
 Each target gets its own full comparison report in ``OUT/<target>/``; ``OUT/benchmark.{json,md,html}``
 put our numbers (all training labels, mean over seeds with 95 % CI) beside the published ones.
@@ -33,9 +35,9 @@ from cropmeta.regions import slugify
 
 #: benchmarks on real labels read from ../shared: their samples load once, and the summary compares
 #: every method across the targets
-REAL_BENCHMARKS = ("deafrica", "worldcrops")
+REAL_BENCHMARKS = ("deafrica", "worldcrops", "cawa")
 #: benchmarks whose targets' regions are no method's source data (leave one region out)
-HOLD_OUT_REGION = ("worldcrops",)
+HOLD_OUT_REGION = ("worldcrops", "cawa")
 
 
 def load_benchmark_samples(benchmark: str, root=None, progress: bool = True, loader=None):
@@ -49,6 +51,10 @@ def load_benchmark_samples(benchmark: str, root=None, progress: bool = True, loa
         from cropmeta.io.worldcrops import load_worldcrops
 
         return load_worldcrops(root)[0]
+    if benchmark == "cawa":
+        from cropmeta.io.cawa import load_cawa
+
+        return load_cawa(root)[0]
     if benchmark == "cropharvest":
         if root is None:
             raise InputError("--benchmark cropharvest needs --root PATH (a CropHarvest archive: labels.geojson, "
@@ -195,10 +201,8 @@ def publish_results(src, dst, keys: list[str] | None = None) -> list[Path]:
 def benchmark_targets(benchmark: str, samples=None) -> list[tuple[str, str, str | None]]:
     """(key, region, crop) of every target of ``benchmark``: the published three, or for
     ``deafrica`` one crop-vs-non-crop target per benchmark country of ``samples``."""
-    if benchmark == "worldcrops":
-        from cropmeta.evaluate.worldcrops import worldcrops_targets
-
-        return worldcrops_targets(samples)
+    if benchmark in ("worldcrops", "cawa"):
+        return _region_benchmark(benchmark).targets(samples)
     if benchmark != "deafrica":
         return list(TARGETS)
     from cropmeta.io.deafrica import benchmark_countries
@@ -208,16 +212,25 @@ def benchmark_targets(benchmark: str, samples=None) -> list[tuple[str, str, str 
 
 def target_samples(benchmark: str, samples, region: str, split: str | None = None):
     """The sample set one target is compared on: deafrica's leave-one-country-out view
-    (:func:`cropmeta.evaluate.across.target_view`), worldcrops' spatially split view with its split's
-    summary (:func:`cropmeta.evaluate.worldcrops.worldcrops_view`), the shared one otherwise.
+    (:func:`cropmeta.evaluate.across.target_view`), worldcrops' and cawa's spatially split view with its
+    split's summary (:meth:`cropmeta.evaluate.splits.RegionBenchmark.view`), the shared one otherwise.
     ``split``: deafrica's test split, "blocks" (default) or "random" (:func:`~cropmeta.evaluate.across.target_view`)."""
-    if benchmark == "worldcrops":
-        from cropmeta.evaluate.worldcrops import worldcrops_view
-
-        return worldcrops_view(samples, region)
+    if benchmark in ("worldcrops", "cawa"):
+        return _region_benchmark(benchmark).view(samples, region)
     if benchmark != "deafrica":
         return samples
     return target_view(samples, region, split or "blocks")
+
+
+def _region_benchmark(benchmark: str):
+    """The :class:`~cropmeta.evaluate.splits.RegionBenchmark` of ``worldcrops`` or ``cawa``."""
+    if benchmark == "cawa":
+        from cropmeta.evaluate.cawa import CAWA
+
+        return CAWA
+    from cropmeta.evaluate.worldcrops import WORLDCROPS
+
+    return WORLDCROPS
 
 
 def _source_name(benchmark: str, root):

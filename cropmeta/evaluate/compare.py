@@ -215,7 +215,7 @@ def compare(
     if views or pretrain_source not in (None, "none"):
         methods, method_options = _variant_methods(methods, method_options, views, pretrain_source, sim_seed)
     if region is None:
-        raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest|deafrica|worldcrops")
+        raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest|deafrica|worldcrops|cawa")
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if not seed_list:
         raise InputError("--seeds: need at least one seed")

@@ -8,4 +8,4 @@ __all__ = ["TARGETS", "PUBLISHED", "PUBLISHED_SOURCE", "BENCHMARKS"]
 
 #: (key, region, crop) of the published targets
 TARGETS = [(key, region, crop) for key, (region, crop) in BENCHMARK_TARGETS.items()]
-BENCHMARKS = ("cropharvest", "sim", "deafrica", "worldcrops")
+BENCHMARKS = ("cropharvest", "sim", "deafrica", "worldcrops", "cawa")

@@ -10,6 +10,7 @@ test point, so each pool point is at least ``buffer_m`` from every test point.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,6 +62,62 @@ def block_split(lat: np.ndarray, lon: np.ndarray, key: str, block_km: float = 2.
     return out.astype(str), summary
 
 
+def region_split_view(samples, region: str, block_km: float, buffer_m: float, test_fraction: float = 0.5):
+    """(the samples with ``region``'s points split by :func:`block_split` — test / shot pool, buffer
+    points dropped — and every other sample training data; the split's summary). The real time-series
+    benchmarks' target view (WorldCrops, CAWa)."""
+    from cropmeta.io.store import SampleSet
+    from cropmeta.tasks import region_mask
+
+    meta = samples.meta.copy()
+    own = region_mask(meta, region)
+    split, summary = block_split(meta.loc[own, "lat"].to_numpy(), meta.loc[own, "lon"].to_numpy(), region,
+                                 block_km, buffer_m, test_fraction)
+    meta["split"] = "train"
+    meta.loc[own, "split"] = split
+    keep = (meta["split"] != "buffer").to_numpy()
+    return SampleSet(samples.x, meta, samples.schema).subset(keep), summary
+
+
+@dataclass(frozen=True)
+class RegionBenchmark:
+    """A real benchmark of crop-type targets in several regions, leave one region out, each region's
+    points split once by :func:`block_split` (WorldCrops, CAWa): its targets ``(region, crop)`` and
+    split settings, and the views :mod:`cropmeta.evaluate.benchmark` compares on."""
+
+    name: str
+    tasks: tuple  # ((region, crop), ...) in the order they run
+    block_km: float
+    buffer_m: float
+    test_fraction: float = 0.5
+
+    def targets(self, samples=None) -> list[tuple[str, str, str]]:
+        """(key, region, crop) of every target."""
+        from cropmeta.regions import slugify
+
+        return [(f"{slugify(r)}_{c}", r, c) for r, c in self.tasks]
+
+    def view(self, samples, region: str):
+        """(the samples one target of ``region`` is compared on, its split's summary): :func:`region_split_view`."""
+        return region_split_view(samples, region, self.block_km, self.buffer_m, self.test_fraction)
+
+    def dataset(self, samples):
+        """(every sample with its region's benchmark split — buffer points left out —, region → split
+        summary): what ``cropmeta ingest --benchmark`` stores."""
+        from cropmeta.io.store import SampleSet
+        from cropmeta.tasks import region_mask
+
+        meta = samples.meta.copy()
+        splits = {}
+        for region in dict.fromkeys(r for r, _ in self.tasks):
+            own = region_mask(meta, region)
+            meta.loc[own, "split"], splits[region] = block_split(
+                meta.loc[own, "lat"].to_numpy(), meta.loc[own, "lon"].to_numpy(), region, self.block_km,
+                self.buffer_m, self.test_fraction)
+        keep = (meta["split"] != "buffer").to_numpy()
+        return SampleSet(samples.x, meta, samples.schema).subset(keep), splits
+
+
 def min_distance_m(lat_a, lon_a, lat_b, lon_b) -> float:
     """The smallest great-circle distance (m) between a point of A and a point of B."""
     from sklearn.neighbors import BallTree
@@ -70,4 +127,4 @@ def min_distance_m(lat_a, lon_a, lat_b, lon_b) -> float:
     return float(d.min() * EARTH_RADIUS_M)
 
 
-__all__ = ["block_split", "min_distance_m"]
+__all__ = ["RegionBenchmark", "block_split", "min_distance_m", "region_split_view"]

@@ -401,6 +401,8 @@ def resolve_config(preset: str | None = "quick", config_file: str | Path | None 
     given = {**{k: v for k, v in file_vals.items() if k != "preset"}, **{k: v for k, v in over.items() if k != "preset"}}
     if ("ft_steps" in given or "ft_lr" in given) and "ft_budget" not in given:
         given["ft_budget"] = "fixed"  # a number of steps or a learning rate asked for is what is run
+    if "iterations" in given and "ic_iterations" not in given:
+        given["ic_iterations"] = None  # a schedule asked for is every learner's (the preset's own in-context length aside)
     values = {**PRESETS[name], **given, "preset": name}
     return _build(values, str(config_file) if config_file else "config")
 

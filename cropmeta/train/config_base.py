@@ -106,6 +106,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pt_patience": 6,
         # fine-tuning as long as the target's shots show it helps (inner cross-validation; issue 26)
         "ft_budget": "auto",
+        # the in-context learner ignores its support labels after 200 outer steps and reads them after
+        # 2,000 (benchmarks/diagnose_incontext.py, docs/learners.md §1.1)
+        "ic_iterations": 2000,
     },
 }
 
