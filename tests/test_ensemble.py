@@ -209,10 +209,38 @@ def test_train_and_compare_take_the_ensemble_like_any_learner(data, tmp_path):
     assert rep["summary"]["all"]["random-forest"]["f1_own_threshold"]["n"] == 1
 
 
+def test_random_forest_learner_trains_saves_and_refuses_like_any_learner(data, tmp_path):
+    """Issue 24: the forest the real benchmarks favour is a learner: `train --learner random-forest`
+    makes a run (safetensors node table, no pickle) whose predictions are scikit-learn's."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from cropmeta.app.train import train
+
+    s, task, td = data
+    res = train("kenya", samples=s, learner="random-forest", overrides={**TINY, "forest.trees": 15},
+                out=tmp_path / "run", progress=False)
+    model, meta = load_model(tmp_path / "run")
+    assert meta["kind"] == "random-forest" and model.info["fit"]["trees"] == 15
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["learner"] == "random-forest" and "auc_roc" in res["metrics"]
+    rf = RandomForestClassifier(n_estimators=15, random_state=0, n_jobs=1).fit(
+        td.x_train.reshape(len(td.x_train), -1).astype(np.float64), td.y_train)
+    np.testing.assert_allclose(load_predictor(tmp_path / "run").predict_proba(td.x_test, calibrated=False),
+                               rf.predict_proba(td.x_test.reshape(len(td.x_test), -1).astype(np.float64))[:, 1])
+    unfitted = get_learner("random-forest", resolve_config("quick", overrides=TINY)).fit(s, task)
+    with pytest.raises(Exception, match="never fitted"):
+        unfitted.predict_proba(td.x_test)
+    save_model(tmp_path / "bare", unfitted, {"seed": 0})
+    with pytest.raises(ModelError, match="never fitted"):
+        load_predictor(tmp_path / "bare")
+    with pytest.raises(Exception, match="T=4"):
+        model.predict_proba(td.x_test[:, :3])
+
+
 @pytest.mark.shared
-def test_ensemble_maps_the_real_togo_tif_serially_and_on_two_dask_workers(shared_data, tmp_path):
-    """An ensemble adapted on toy samples of the CropHarvest layout maps the real Togo export: the map
-    is the model's probability of each pixel, the same on 2 Dask workers."""
+@pytest.mark.parametrize("learner", ["ensemble", "random-forest"])
+def test_maps_of_the_real_togo_tif_serially_and_on_two_dask_workers(shared_data, tmp_path, learner):
+    """An ensemble and a random forest adapted on toy samples of the CropHarvest layout map the real
+    Togo export: the map is the model's probability of each pixel, the same on 2 Dask workers."""
     import rasterio
 
     from cropmeta.mapping.export import export
@@ -225,8 +253,8 @@ def test_ensemble_maps_the_real_togo_tif_serially_and_on_two_dask_workers(shared
     y = toy.meta["is_crop"].to_numpy().astype(int)
     over = {**TINY, "finetune.max_steps": 25}
     c = resolve_config("quick", overrides=over)
-    ens = get_learner("ensemble", resolve_config("quick", overrides={**over, "ensemble.prior": "scratch"}))
-    assert not ens.needs_source  # a scratch prior: nothing to fit before the target
+    ens = get_learner(learner, resolve_config("quick", overrides={**over, "ensemble.prior": "scratch"}))
+    assert not ens.needs_source  # a scratch prior / a forest: nothing to fit before the target
     model = ens.start(12, 0, toy.schema).adapt(toy.x, y, cfg=c, seed=0)
     run = tmp_path / "run"
     save_model(run, model, {"seed": 0, "date_range": ["2019-02-06", "2020-02-01"]})

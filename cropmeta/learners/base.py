@@ -48,7 +48,8 @@ _BUILTIN = {"timl": "cropmeta.learners.timl", "maml": "cropmeta.learners.timl", 
             "pretrained": "cropmeta.learners.pretrain", "scratch": "cropmeta.learners.scratch",
             "in-context": "cropmeta.learners.incontext", "presto-timl": "cropmeta.learners.presto_timl",
             "presto-maml": "cropmeta.learners.presto_timl", "presto": "cropmeta.learners.presto",
-            "presto-ft": "cropmeta.learners.presto", "ensemble": "cropmeta.learners.ensemble"}
+            "presto-ft": "cropmeta.learners.presto", "ensemble": "cropmeta.learners.ensemble",
+            "random-forest": "cropmeta.learners.forest"}
 #: the built-in kinds, in their documented order, known without importing them (the CLI's help lists them)
 BUILTIN_KINDS = tuple(_BUILTIN)
 _REGISTRY: dict[str, type["Learner"]] = {}

@@ -10,6 +10,7 @@ Sections (:data:`SECTIONS`; every option with its meaning in docs/configuration.
     [finetune]    lr, steps, batch, budget, auto_lr, max_steps, folds   (flat: ft_lr, ft_steps, …;
                   giving steps or lr without budget means budget = "fixed")
     [ensemble]    prior, trees                            (flat: ens_prior, ens_trees)
+    [forest]      trees                                   (flat: rf_trees; the random-forest learner)
     [pretrain]    lr, steps, val_every, patience         (flat: pt_lr, pt_steps, pt_val_every, pt_patience)
     [execution]   device, dtype, vectorize, threads
     [in_context]  d_model, layers, heads, ff, ...        (flat: ic_d_model, …; the in-context learner's own)
@@ -97,6 +98,8 @@ class TrainConfig:
     # ---- the ensemble learner (a prior + a random forest on the local labels) -------------------
     ens_prior: str = "pretrained"  #: the learner whose model is the ensemble's prior
     ens_trees: int = 300  #: trees of the ensemble's random forest
+    # ---- the random-forest learner (cropmeta train --learner random-forest) ------------------------
+    rf_trees: int = 100  #: trees (scikit-learn's default, CropHarvest's baseline)
     # ---- plain supervised pretraining (baseline) ---------------------------------------------------
     pt_lr: float = 1e-3
     pt_steps: int = 3000
@@ -168,6 +171,7 @@ SECTIONS: dict[str, dict[str, str]] = {
     "finetune": {"lr": "ft_lr", "steps": "ft_steps", "batch": "ft_batch", "budget": "ft_budget",
                  "auto_lr": "ft_auto_lr", "max_steps": "ft_max_steps", "folds": "ft_folds"},
     "ensemble": {"prior": "ens_prior", "trees": "ens_trees"},
+    "forest": {"trees": "rf_trees"},
     "pretrain": {"lr": "pt_lr", "steps": "pt_steps", "val_every": "pt_val_every", "patience": "pt_patience"},
     "execution": _same("device", "dtype", "vectorize", "threads"),
 }
@@ -323,7 +327,7 @@ def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
     for name in _FIELDS:
         setattr(cfg, name, _coerce(name, getattr(cfg, name), source))
     positive = ["hidden", "k_support", "k_query", "tasks_per_step", "epochs", "inner_steps", "val_every",
-                "val_repeats", "checkpoint_every", "ft_steps", "ft_batch", "ft_max_steps", "ens_trees", "pt_steps", "pt_val_every",
+                "val_repeats", "checkpoint_every", "ft_steps", "ft_batch", "ft_max_steps", "ens_trees", "rf_trees", "pt_steps", "pt_val_every",
                 "pt_patience", "remove_lookback", "encoder_channels_per_group"]
     for name in positive:
         if getattr(cfg, name) < 1:
