@@ -251,3 +251,30 @@ def test_export_with_a_presto_timl_run(trained, tmp_path):
     assert got.dtype == np.float32 and np.allclose(got[valid], want, atol=1e-6)
     centre = model.predict_proba(xs)  # the region centre instead: another map
     assert not np.allclose(centre, want, atol=1e-4)
+
+
+def test_the_head_takes_the_auto_budget_from_its_shots(trained, cfg):
+    """Issue 26: under ``finetune.budget = "auto"`` the head's number of steps is chosen by inner
+    cross-validation on the shots' embeddings, recorded, and gives the out-of-fold predictions an
+    ensemble weighs it with."""
+    import dataclasses
+
+    from cropmeta.schema import task_info
+    from cropmeta.train.finetune import shot_folds
+
+    model, _, _ = trained
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(12), np.zeros(12)].astype(int)
+    e = rng.normal(size=(24, 128)).astype(np.float32) + y[:, None] * 0.8
+    auto = dataclasses.replace(cfg, ft_budget="auto", ft_max_steps=100)
+    ti = task_info(0.2, 37.9, "cereals")
+    m, oof = model.with_task(ti)._adapt_embeddings(e, y, ti, auto, 0)
+    rec = m.info["finetune"]["budget"]
+    assert rec["rule"] == "auto" and rec["chosen_steps"] in (25, 50, 100)
+    assert m.info["finetune"]["steps"] == rec["chosen_steps"]
+    assert m.info["finetune"]["lr"] == auto.ft_auto_lr and oof.shape == (24,) and len(shot_folds(y, 3, 0)) == 3
+    from sklearn.metrics import roc_auc_score
+
+    chosen = next(c for c in rec["candidates"] if c["steps"] == rec["chosen_steps"])
+    assert roc_auc_score(y, oof) == pytest.approx(chosen["oof_auc"], abs=1e-4)
+    assert model.with_task(ti).adapt_embeddings(e, y, ti, cfg, 0).info["finetune"]["budget"] == {"rule": "fixed"}

@@ -19,7 +19,7 @@ from cropmeta.schema import Normalizer
 from cropmeta.train.common import check_labelled, resolve_device, torch_dtype
 from cropmeta.train.config import TrainConfig
 
-__all__ = ["SGDRun", "auto_finetune", "auto_steps", "balanced_batch", "finetune", "sgd_finetune", "shot_folds"]
+__all__ = ["SGDRun", "auto_finetune", "choose_steps", "auto_steps", "balanced_batch", "finetune", "sgd_finetune", "shot_folds"]
 
 
 def balanced_batch(pos: np.ndarray, neg: np.ndarray, n_pos: int, n_neg: int, g: torch.Generator) -> np.ndarray:
@@ -120,26 +120,42 @@ def auto_finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cf
     fixed budget was used). The choice and every candidate's score go to ``info["finetune"]["budget"]``."""
     cfg = cfg or model.config
     x, y = check_labelled(x, y, model.t, "fine-tuning", model.schema)
-    folds = shot_folds(y, cfg.ft_folds, seed)
-    if folds is None:
-        rec = {"rule": "fixed", "why": "a class has fewer than 2 shots: nothing to validate the budget on"}
-        return _fixed_finetune(model, x, y, task_info, cfg, seed, cfg.ft_steps, cfg.ft_lr, rec), None
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    grid = auto_steps(cfg.ft_max_steps)
-    runs = []
-    for f, val in enumerate(folds):
-        tr = np.setdiff1d(np.arange(len(y)), val)
+
+    def fold_run(f: int, tr: np.ndarray):
         m, xt, film, info = _prepared(model, x[tr], task_info, cfg)
-        runs.append((m, SGDRun(m.classifier, xt, y[tr], film, info, cfg, seed * 1000 + f + 1, lr=cfg.ft_auto_lr), val))
+        run = SGDRun(m.classifier, xt, y[tr], film, info, cfg, seed * 1000 + f + 1, lr=cfg.ft_auto_lr)
+
+        def predict(val):
+            m.classifier.eval()
+            return m.predict_proba(x[val])
+
+        return run, predict
+
+    rec, oof = choose_steps(y, cfg, seed, fold_run, patience)
+    if rec["rule"] == "fixed":
+        return _fixed_finetune(model, x, y, task_info, cfg, seed, cfg.ft_steps, cfg.ft_lr, rec), None
+    return _fixed_finetune(model, x, y, task_info, cfg, seed, rec["chosen_steps"], cfg.ft_auto_lr, rec), oof
+
+
+def choose_steps(y: np.ndarray, cfg: TrainConfig, seed: int, fold_run, patience: int = 2) -> tuple[dict, np.ndarray | None]:
+    """The auto budget's choice (:func:`auto_finetune`), for any network trained by :class:`SGDRun`:
+    ``fold_run(f, train_indices) -> (run, predict)`` builds fold ``f``'s copy trained on those shots
+    and ``predict(val_indices)`` its probabilities of the held-out shots. Returns (the record:
+    ``rule`` "auto" with ``chosen_steps`` and every candidate's out-of-fold AUC / log-loss, or "fixed"
+    with ``why`` when a class has < 2 shots; the out-of-fold probabilities at the chosen length)."""
+    folds = shot_folds(y, cfg.ft_folds, seed)
+    if folds is None:
+        return {"rule": "fixed", "why": "a class has fewer than 2 shots: nothing to validate the budget on"}, None
+    grid = auto_steps(cfg.ft_max_steps)
+    runs = [(*fold_run(f, np.setdiff1d(np.arange(len(y)), val)), val) for f, val in enumerate(folds)]
     scores, oofs, best, done = [], [], -1, 0
     for i, s in enumerate(grid):
         oof = np.empty(len(y))
-        for m, run, val in runs:
+        for run, predict, val in runs:
             run.run(s - done)
-            m.classifier.eval()
-            oof[val] = m.predict_proba(x[val])
-            m.classifier.train()
+            oof[val] = predict(val)
         done = s
         auc, loss = _auc_and_loss(y, oof)
         scores.append({"steps": s, "oof_auc": round(auc, 4), "oof_log_loss": round(loss, 4)})
@@ -148,9 +164,8 @@ def auto_finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cf
             best = i
         elif i - best >= patience:
             break
-    steps = grid[best]
-    rec = {"rule": "auto", "lr": cfg.ft_auto_lr, "folds": len(folds), "chosen_steps": steps, "candidates": scores}
-    return _fixed_finetune(model, x, y, task_info, cfg, seed, steps, cfg.ft_auto_lr, rec), oofs[best]
+    return ({"rule": "auto", "lr": cfg.ft_auto_lr, "folds": len(folds), "chosen_steps": grid[best],
+             "candidates": scores}, oofs[best])
 
 
 class SGDRun:

@@ -159,23 +159,44 @@ class PrestoTIMLModel(PrestoBacked, Model):
     def adapt_embeddings(self, emb: np.ndarray, y: np.ndarray, task_info=None, cfg: TrainConfig | None = None,
                          seed: int = 0) -> "PrestoTIMLModel":
         """A fine-tuned copy (the original untouched): every head weight trained with the shared
-        protocol on the target's embeddings ``emb [N, 128]`` and 0/1 labels ``y``; the task encoder's
-        FiLM from ``task_info`` (default: the model's) stays fixed."""
-        from cropmeta.train.finetune import sgd_finetune
+        protocol on the target's embeddings ``emb [N, 128]`` and 0/1 labels ``y`` — ``ft_steps`` at
+        ``ft_lr``, or under ``finetune.budget = "auto"`` a number of steps chosen from the shots
+        (:func:`cropmeta.train.finetune.choose_steps`); the task encoder's FiLM from ``task_info``
+        (default: the model's) stays fixed."""
+        return self._adapt_embeddings(emb, y, task_info, cfg, seed)[0]
+
+    def _adapt_embeddings(self, emb, y, task_info, cfg, seed):
+        from cropmeta.train.finetune import SGDRun, choose_steps
 
         cfg = cfg or self.config
         y = check_labels(y, len(emb), "fine-tuning")
         n_pos = int((y == 1).sum())
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
-        m = self.copy()
-        m.to(device=resolve_device(cfg.device), dtype=torch_dtype(cfg.dtype))
-        if task_info is not None:
-            m.task_info = np.asarray(task_info, dtype=np.float32).ravel()
-        last = sgd_finetune(m.head, m.standardise(emb), y, m.film(), None, cfg, seed, cfg.ft_steps)
-        m.info = {**m.info, "finetune": {"n_train": int(len(y)), "n_pos": n_pos, "steps": int(cfg.ft_steps),
-                                         "lr": cfg.ft_lr, "seed": int(seed), "final_loss": last}}
-        return m
+
+        def copy_for_target():
+            m = self.copy()
+            m.to(device=resolve_device(cfg.device), dtype=torch_dtype(cfg.dtype))
+            if task_info is not None:
+                m.task_info = np.asarray(task_info, dtype=np.float32).ravel()
+            return m
+
+        steps, lr, budget, oof = int(cfg.ft_steps), cfg.ft_lr, {"rule": "fixed"}, None
+        if cfg.ft_budget == "auto":  # the head's length chosen from the shots (cropmeta.train.finetune.auto_finetune)
+            def fold_run(f, tr):
+                m = copy_for_target()
+                run = SGDRun(m.head, m.standardise(emb[tr]), y[tr], m.film(), None, cfg, seed * 1000 + f + 1,
+                             lr=cfg.ft_auto_lr)
+                return run, lambda val: m.predict_embeddings(emb[val])
+
+            budget, oof = choose_steps(y, cfg, seed, fold_run)
+            if budget["rule"] == "auto":
+                steps, lr = int(budget["chosen_steps"]), cfg.ft_auto_lr
+        m = copy_for_target()
+        last = SGDRun(m.head, m.standardise(emb), y, m.film(), None, cfg, seed, lr=lr).run(steps).finish()
+        m.info = {**m.info, "finetune": {"n_train": int(len(y)), "n_pos": n_pos, "steps": steps, "lr": float(lr),
+                                         "seed": int(seed), "final_loss": last, "budget": budget}}
+        return m, oof
 
     def adapt(self, x, y, *, task_info=None, cfg: TrainConfig | None = None, seed: int = 0, lat=None, lon=None,
               start_dates=None) -> "PrestoTIMLModel":
@@ -183,6 +204,16 @@ class PrestoTIMLModel(PrestoBacked, Model):
         ``lat``/``lon``, at the centre of the task's region)."""
         m = self if task_info is None else self.with_task(task_info)
         return m.adapt_embeddings(m.embed(x, lat, lon, start_dates), y, task_info, cfg, seed)
+
+    def adapt_with_oof(self, x, y, folds, *, task_info=None, cfg: TrainConfig | None = None, seed: int = 0,
+                       lat=None, lon=None, start_dates=None):
+        """With the auto budget, its cross-validation's out-of-fold predictions (the same folds)."""
+        cfg = cfg or self.config
+        if cfg.ft_budget != "auto":
+            return super().adapt_with_oof(x, y, folds, task_info=task_info, cfg=cfg, seed=seed, lat=lat, lon=lon,
+                                          start_dates=start_dates)
+        m = self if task_info is None else self.with_task(task_info)
+        return m._adapt_embeddings(m.embed(x, lat, lon, start_dates), y, task_info, cfg, seed)
 
     def zero_shot(self, task_info=None) -> "PrestoTIMLModel":
         return self.with_task(self.task_info if task_info is None else task_info)
