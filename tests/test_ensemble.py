@@ -83,7 +83,8 @@ def test_auto_budget_is_chosen_from_the_shots_and_recorded(data, cfg):
     base = get_learner("pretrained", cfg).fit(s, task, seed=0)
     model, oof = auto_finetune(base, td.x_train, td.y_train, task.info, cfg, seed=1)
     rec = model.info["finetune"]["budget"]
-    assert rec["rule"] == "auto" and rec["chosen_steps"] in auto_steps(cfg.ft_max_steps) == [25, 50, 100]
+    assert auto_steps(cfg.ft_max_steps) == [25, 50, 100]
+    assert rec["rule"] == "auto" and rec["chosen_steps"] in [0, 25, 50, 100]  # 0: the pretrained prior as it is
     assert model.info["finetune"]["steps"] == rec["chosen_steps"] and model.info["finetune"]["lr"] == cfg.ft_auto_lr
     best = max(rec["candidates"], key=lambda c: (c["oof_auc"], -c["oof_log_loss"]))
     assert best["steps"] == rec["chosen_steps"]
@@ -96,6 +97,37 @@ def test_auto_budget_is_chosen_from_the_shots_and_recorded(data, cfg):
     again = base.adapt(td.x_train, td.y_train, task_info=task.info, cfg=cfg, seed=1)
     np.testing.assert_array_equal(again.predict_proba(td.x_test), model.predict_proba(td.x_test))
     assert base.info.get("finetune") is None  # the prior itself is untouched
+
+
+def test_choose_steps_keeps_a_prior_that_fine_tuning_spoils_and_stops_early():
+    """With 0 steps a candidate, a prior whose out-of-fold AUC only falls with training is kept as it
+    is; without it (from scratch) the shortest candidate wins; the folds stop ``patience`` candidates
+    after the best."""
+    from cropmeta.train.finetune import choose_steps
+
+    y = np.r_[np.ones(9), np.zeros(9)].astype(int)
+    noise = np.random.default_rng(0).normal(size=len(y))
+    calls = []
+
+    class Run:
+        def __init__(self):
+            self.steps = 0
+
+        def run(self, n):
+            self.steps += n
+            calls.append(self.steps)
+            return self
+
+    def fold_run(f, tr):
+        r = Run()
+        return r, lambda val: (y[val] * np.exp(-r.steps / 30) + noise[val] * (1 + r.steps / 10)).clip(-50, 50)
+
+    cfg = resolve_config("quick", overrides={"finetune.max_steps": 3200})
+    rec, oof = choose_steps(y, cfg, 0, fold_run)
+    assert rec["chosen_steps"] == 0 and [c["steps"] for c in rec["candidates"]] == [0, 25, 50]  # stopped early
+    assert max(calls) == 50 and oof.shape == y.shape
+    rec, _ = choose_steps(y, cfg, 0, fold_run, with_zero=False)
+    assert rec["chosen_steps"] == 25 and [c["steps"] for c in rec["candidates"]] == [25, 50, 100]
 
 
 def test_auto_budget_falls_back_to_the_fixed_one_without_two_shots_of_a_class(data, cfg):

@@ -111,7 +111,8 @@ def auto_finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cf
        (:func:`auto_steps`: 25, 50, 100, … ``cfg.ft_max_steps``);
     2. the candidate with the highest AUC of the pooled out-of-fold predictions wins (ties: the lower
        log-loss, then the fewer steps); the folds stop once ``patience`` candidates in a row have not
-       improved on the best;
+       improved on the best. A model fitted before the target (not from scratch) also has the
+       candidate 0 steps: left as it is, when fine-tuning on these shots does not help it;
     3. the model is fine-tuned on every shot for the chosen number of steps.
 
     25 steps at lr 1e-2 is about the fixed budget's 250 at 1e-3, so what works with few labels stays
@@ -133,22 +134,25 @@ def auto_finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cf
 
         return run, predict
 
-    rec, oof = choose_steps(y, cfg, seed, fold_run, patience)
+    # a model fitted before the target (TIML, MAML, pretraining) may be best left as it is: 0 steps is a candidate
+    rec, oof = choose_steps(y, cfg, seed, fold_run, patience, with_zero=model.kind != "scratch")
     if rec["rule"] == "fixed":
         return _fixed_finetune(model, x, y, task_info, cfg, seed, cfg.ft_steps, cfg.ft_lr, rec), None
     return _fixed_finetune(model, x, y, task_info, cfg, seed, rec["chosen_steps"], cfg.ft_auto_lr, rec), oof
 
 
-def choose_steps(y: np.ndarray, cfg: TrainConfig, seed: int, fold_run, patience: int = 2) -> tuple[dict, np.ndarray | None]:
+def choose_steps(y: np.ndarray, cfg: TrainConfig, seed: int, fold_run, patience: int = 2,
+                 with_zero: bool = True) -> tuple[dict, np.ndarray | None]:
     """The auto budget's choice (:func:`auto_finetune`), for any network trained by :class:`SGDRun`:
     ``fold_run(f, train_indices) -> (run, predict)`` builds fold ``f``'s copy trained on those shots
-    and ``predict(val_indices)`` its probabilities of the held-out shots. Returns (the record:
+    and ``predict(val_indices)`` its probabilities of the held-out shots. ``with_zero``: 0 steps (the
+    model as it is) is a candidate too — for a model fitted before the target. Returns (the record:
     ``rule`` "auto" with ``chosen_steps`` and every candidate's out-of-fold AUC / log-loss, or "fixed"
     with ``why`` when a class has < 2 shots; the out-of-fold probabilities at the chosen length)."""
     folds = shot_folds(y, cfg.ft_folds, seed)
     if folds is None:
         return {"rule": "fixed", "why": "a class has fewer than 2 shots: nothing to validate the budget on"}, None
-    grid = auto_steps(cfg.ft_max_steps)
+    grid = ([0] if with_zero else []) + auto_steps(cfg.ft_max_steps)
     runs = [(*fold_run(f, np.setdiff1d(np.arange(len(y)), val)), val) for f, val in enumerate(folds)]
     scores, oofs, best, done = [], [], -1, 0
     for i, s in enumerate(grid):
