@@ -110,9 +110,10 @@ def auto_finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cf
        all folds in step, and predicts its held-out fold at each candidate length
        (:func:`auto_steps`: 25, 50, 100, … ``cfg.ft_max_steps``);
     2. the candidate with the highest AUC of the pooled out-of-fold predictions wins (ties: the lower
-       log-loss, then the fewer steps); the folds stop once ``patience`` candidates in a row have not
-       improved on the best. A model fitted before the target (not from scratch) also has the
-       candidate 0 steps: left as it is, when fine-tuning on these shots does not help it;
+       log-loss, then the fewer steps); the folds stop once ``patience`` trained candidates in a row
+       have not improved on the best trained one. A model fitted before the target (not from
+       scratch) also has the candidate 0 steps — left as it is, when no length of fine-tuning on
+       these shots beats it (it never stops the search: fine-tuning often gets worse before better);
     3. the model is fine-tuned on every shot for the chosen number of steps.
 
     25 steps at lr 1e-2 is about the fixed budget's 250 at 1e-3, so what works with few labels stays
@@ -154,7 +155,12 @@ def choose_steps(y: np.ndarray, cfg: TrainConfig, seed: int, fold_run, patience:
         return {"rule": "fixed", "why": "a class has fewer than 2 shots: nothing to validate the budget on"}, None
     grid = ([0] if with_zero else []) + auto_steps(cfg.ft_max_steps)
     runs = [(*fold_run(f, np.setdiff1d(np.arange(len(y)), val)), val) for f, val in enumerate(folds)]
-    scores, oofs, best, done = [], [], -1, 0
+    scores, oofs, done = [], [], 0
+    best_trained = -1  # the search over lengths stops `patience` candidates after its best; "0 steps" does not stop it
+
+    def better(i, j):
+        return j < 0 or (scores[i]["oof_auc"], -scores[i]["oof_log_loss"]) > (scores[j]["oof_auc"], -scores[j]["oof_log_loss"])
+
     for i, s in enumerate(grid):
         oof = np.empty(len(y))
         for run, predict, val in runs:
@@ -164,10 +170,15 @@ def choose_steps(y: np.ndarray, cfg: TrainConfig, seed: int, fold_run, patience:
         auc, loss = _auc_and_loss(y, oof)
         scores.append({"steps": s, "oof_auc": round(auc, 4), "oof_log_loss": round(loss, 4)})
         oofs.append(oof)
-        if best < 0 or (auc, -loss) > (scores[best]["oof_auc"], -scores[best]["oof_log_loss"]):
+        if s > 0:
+            if better(i, best_trained):
+                best_trained = i
+            elif i - best_trained >= patience:
+                break
+    best = 0
+    for i in range(1, len(scores)):
+        if better(i, best):
             best = i
-        elif i - best >= patience:
-            break
     return ({"rule": "auto", "lr": cfg.ft_auto_lr, "folds": len(folds), "chosen_steps": grid[best],
              "candidates": scores}, oofs[best])
 
