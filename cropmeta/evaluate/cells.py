@@ -55,6 +55,7 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
     if count_flops and (f_fit or f_pred):
         flops = {"fit": f_fit, "predict": f_pred, "adapt_predict": f_fit + f_pred}
     raw = binary_metrics(data.y_test, p_test)
+    adapted = adaptation_record(method)  # before the calibration folds refit the method
     t2 = time.perf_counter()
     temperature, calib = None, {"folds": 0, "note": ""}
     threshold = None
@@ -96,7 +97,27 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
         "seconds": {"fit": round(t_fit, 3), "predict": round(t_pred, 3),
                     "calibrate": round(time.perf_counter() - t2, 3)},
         "flops": flops,
+        "adaptation": adapted,
     }
+
+
+def adaptation_record(method: Method) -> dict | None:
+    """What the fitted model chose from its shots (issue 26), for the report: the fine-tuning budget
+    (rule, steps, learning rate, the auto budget's candidates) and an ensemble's weight and its
+    members' out-of-fold AUC; None for a method whose model records none."""
+    info = getattr(getattr(method, "model", None), "info", None)
+    if not isinstance(info, dict):
+        return None
+    out = {}
+    ft = info.get("finetune") or info.get("prior_finetune")
+    if isinstance(ft, dict):
+        budget = ft.get("budget") or {"rule": "fixed"}
+        out["finetune"] = {"steps": ft.get("steps"), "lr": ft.get("lr"), "rule": budget.get("rule"),
+                           "candidates": budget.get("candidates")}
+    for k in ("weight_prior", "oof_auc_prior", "oof_auc_forest", "members", "why"):
+        if k in info:
+            out[k] = info[k]
+    return out or None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cropmeta.evaluate.report.narrative import narrative
-from cropmeta.evaluate.report.tables import (shot_label, calibration_table, data_table, difference_table, html_table,
+from cropmeta.evaluate.report.tables import (shot_label, calibration_table, chosen_table, data_table, difference_table, html_table,
                                              md_table, results_table, wilcoxon_table)
 
 
@@ -87,6 +87,12 @@ def render_md(report: dict, images: dict[str, Path]) -> str:
               "## Bar chart with confidence intervals", "", f"![bars]({images['bars_ci'].name})", "",
               "## ROC curves", "", f"![ROC]({images['roc_curves'].name})", "",
               "## Calibration", ""]
+    chosen = chosen_table(report)
+    if chosen:
+        lines[-2:-2] = ["## What each learner chose from its shots", "",
+                        "Fine-tuning steps per seed (the auto budget's choice by inner cross-validation on the "
+                        "shots) and the ensemble's weight `w` of its prior against its forest.", "",
+                        md_table(chosen), ""]
     for k in shots:
         lines += [f"### {shot_label(k)} labelled samples", "", md_table(calibration_table(report, k)), ""]
     lines += [f"![reliability]({images['reliability'].name})", "", "## Caveats", ""]
@@ -129,6 +135,9 @@ def render_html(report: dict, images: dict[str, Path]) -> str:
     parts += ["<h2>k-shot curves</h2>", img_tag(images["kshot_curves"], "k-shot curves"),
               "<h2>Bar chart with confidence intervals</h2>", img_tag(images["bars_ci"], "bars"),
               "<h2>ROC curves</h2>", img_tag(images["roc_curves"], "ROC curves"), "<h2>Calibration</h2>"]
+    chosen = chosen_table(report)
+    if chosen:
+        parts[-1:-1] = ["<h2>What each learner chose from its shots</h2>", html_table(chosen)]
     for k in shots:
         parts += [f"<h3>{shot_label(k)} labelled samples</h3>", html_table(calibration_table(report, k))]
     parts += [img_tag(images["reliability"], "reliability diagrams"), "<h2>Caveats</h2><ul>"]

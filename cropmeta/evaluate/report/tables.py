@@ -162,6 +162,31 @@ def calibration_table(report: dict, k: str) -> list[list[str]]:
     return rows
 
 
+def chosen_table(report: dict) -> list[list[str]]:
+    """What each learner chose from its own shots, per shot count (issue 26): the fine-tuning steps
+    of each seed (rule "auto": chosen by inner cross-validation) and an ensemble's weight of its
+    prior. Empty when no row recorded a choice."""
+    shots = [k for k in report["summary"]]
+    rows = []
+    for m in dict.fromkeys(m for k in shots for m in report["summary"][k]):
+        cells, any_choice = [], False
+        for k in shots:
+            ch = (report["summary"][k].get(m) or {}).get("chosen")
+            if not ch:
+                cells.append("–")
+                continue
+            any_choice = True
+            parts = []
+            if ch.get("finetune_steps"):
+                parts.append("steps " + "/".join(str(v) for v in ch["finetune_steps"]))
+            if ch.get("weight_prior"):
+                parts.append("w " + "/".join(f"{v:.1f}" for v in ch["weight_prior"]))
+            cells.append("; ".join(parts))
+        if any_choice:
+            rows.append([label(m)] + cells)
+    return [["Method"] + [shot_label(k) for k in shots]] + rows if rows else []
+
+
 def wilcoxon_table(report: dict, k: str, metrics=("auc_roc", "f1")) -> list[list[str]]:
     ref = report.get("reference", "timl")
     tests = report.get("wilcoxon", {}).get(k)
