@@ -29,34 +29,34 @@ console = Console()
 HOME_HELP = "workspace folder (default $CROPMETA_HOME or ./cropmeta-data)"
 
 
-def _flag(default: bool, *decls: str, help: str, **kw):
+def flag_option(default: bool, *decls: str, help: str, **kw):
     """An on/off flag, shown as a flag (no value type) in the help."""
     return typer.Option(default, *decls, help=help, metavar="", **kw)
 
 
-def _home_option():
+def home_option():
     return typer.Option(None, "--home", help=HOME_HELP)
 
 
 
-def _print_data(rows) -> None:
+def print_data(rows) -> None:
     """Which datasets a command used (simulated or real pixels)."""
     for d in rows or []:
         console.print(f"data: {d.get('dataset')} ({d.get('pixels')} pixels, T={d.get('t')}, {d.get('samples')} samples)",
                       soft_wrap=True)
 
 
-def _label_opts(**kw) -> Optional[dict]:
+def label_option_set(**kw) -> Optional[dict]:
     from cropmeta.io.labels import label_options
 
     return label_options(**kw) or None
 
 
-def _csv(value: Optional[str]) -> Optional[list[str]]:
+def csv_list(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _print_dict_table(title: str, d: dict) -> None:
+def print_dict_table(title: str, d: dict) -> None:
     table = Table(title=title)
     table.add_column("key")
     table.add_column("value")
@@ -66,7 +66,7 @@ def _print_dict_table(title: str, d: dict) -> None:
 
 
 
-def _one_run(positional: Optional[Path], option: Optional[Path]) -> Path:
+def one_run(positional: Optional[Path], option: Optional[Path]) -> Path:
     """The run of a command that takes it as ``RUN`` or ``--run RUN`` (docs/cli.md: the run is ``--run``)."""
     from cropmeta.errors import InputError
 

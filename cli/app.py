@@ -15,7 +15,7 @@ import typer
 from cropmeta.errors import CropmetaError
 
 from . import data, model
-from ._common import JSON_OUTPUT, _flag, console
+from ._common import JSON_OUTPUT, flag_option, console
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -36,8 +36,8 @@ def _main_options(
                                  is_eager=True, metavar=""),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="say more (-v: progress notes, -vv: debug)",
                                 metavar=""),
-    quiet: bool = _flag(False, "--quiet", "-q", help="no progress bars, warnings or notes (results and errors still print); anywhere on the line"),
-    json_output: bool = _flag(False, "--json", help="print each command's result as one JSON object on stdout (for scripts); anywhere on the line"),
+    quiet: bool = flag_option(False, "--quiet", "-q", help="no progress bars, warnings or notes (results and errors still print); anywhere on the line"),
+    json_output: bool = flag_option(False, "--json", help="print each command's result as one JSON object on stdout (for scripts); anywhere on the line"),
 ) -> None:
     """cropmeta: task-informed meta-learning (TIML) for crop maps."""
     from cropmeta.logs import configure

@@ -10,10 +10,10 @@ from rich.table import Table
 
 from cropmeta.io.table_mapping import PRESETS, shipped_mappings
 
-from ._common import HOME_HELP, _csv, _flag, _home_option, _label_opts, _print_dict_table, console, emit
+from ._common import HOME_HELP, csv_list, flag_option, home_option, label_option_set, print_dict_table, console, emit
 
 
-def doctor(home: Optional[Path] = _home_option()) -> None:
+def doctor(home: Optional[Path] = home_option()) -> None:
     """Check the installation: versions, device, learn2learn, GDAL COG driver, data directory."""
     from cropmeta.doctor import run_doctor
     from cropmeta.io.store import use_workspace
@@ -55,7 +55,7 @@ def sim(
     out: Path = typer.Option(..., "--out", "-o", help="the folder to create for the world"),
     seed: int = typer.Option(0, help="world seed"),
     scene_size: int = typer.Option(128, help="scene size in pixels (square)"),
-    overwrite: bool = _flag(False, "--overwrite", help="replace an existing world at --out"),
+    overwrite: bool = flag_option(False, "--overwrite", help="replace an existing world at --out"),
 ) -> None:
     """Write a simulated world (tiles, labels, scenes) to disk for inspection."""
     from cropmeta.sim import generate_world
@@ -102,11 +102,11 @@ def ingest(
     step: Optional[str] = typer.Option(None, help="table: month | dekad (default: from the dates)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
     resample: Optional[str] = typer.Option(None, help="table: month: any cadence → months (median of the clear observations)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
     where: Optional[List[str]] = typer.Option(None, "--where", help="table: COLUMN=VALUE, keep only those rows (repeatable; e.g. level=L2A)", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
-    strict: bool = _flag(False, "--strict", help="table: refuse incomplete samples and empty bands instead of leaving them out", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
+    strict: bool = flag_option(False, "--strict", help="table: refuse incomplete samples and empty bands instead of leaving them out", rich_help_panel="Sample tables (--table; or keys of a --table-mapping file)"),
     benchmark: Optional[str] = typer.Option(None, help="worldcrops | cawa: a real benchmark's samples with its test splits "
                                                         "(--source: its data folder; default ../shared)"),
-    allow_failed: bool = _flag(False, "--allow-failed", help="skip unreadable tiles (reported) instead of stopping"),
-    replace: bool = _flag(False, "--replace", help="let real and simulated datasets of a region replace each other"),
+    allow_failed: bool = flag_option(False, "--allow-failed", help="skip unreadable tiles (reported) instead of stopping"),
+    replace: bool = flag_option(False, "--replace", help="let real and simulated datasets of a region replace each other"),
     seed: int = typer.Option(0, help="simulated world seed (with --source sim)"),
     home: Optional[Path] = typer.Option(None, "--home", help=HOME_HELP),
     out: Optional[Path] = typer.Option(None, "--out", hidden=True, help="refused: the workspace is --home"),
@@ -141,7 +141,7 @@ def ingest(
                                        field_column=field_column, nodata=nodata, step=step, resample=resample,
                                        start_date=start_date, where=where, strict=strict or None)
     else:
-        opts = _label_opts(class_column=class_column, crop_values=crop_values, crop_type_column=crop_type_column,
+        opts = label_option_set(class_column=class_column, crop_values=crop_values, crop_type_column=crop_type_column,
                            id_column=id_column, layer=layer, lat_column=lat_column, lon_column=lon_column, crs=crs,
                            file_class=file_class, polygons=polygons, field_column=field_column)
     result = run_ingest(region=reg, source=source, labels=labels, seed=seed, home=home, label_options=opts,
@@ -153,7 +153,7 @@ def ingest(
         for name, path in result.datasets.items():
             console.print(f"[green]dataset[/] {name}: {path}", soft_wrap=True)
         if summary:
-            _print_dict_table(f"ingest report ({result.report.get('pixels', '?')} pixels)", summary)
+            print_dict_table(f"ingest report ({result.report.get('pixels', '?')} pixels)", summary)
 
     emit({"datasets": {k: str(v) for k, v in result.datasets.items()}, "summary": summary}, human)
 
@@ -190,7 +190,7 @@ def fetch(
     from cropmeta.regions import resolve_region
 
     reg = None if (region is None and region_file is None and bbox is None) else resolve_region(region, region_file, bbox)
-    opts = {"class_column": class_column, "crop_values": _csv(crop_values), "id_column": id_column}
+    opts = {"class_column": class_column, "crop_values": csv_list(crop_values), "id_column": id_column}
     stac = stac_config(preset, catalog=catalog, catalogs=catalog_for, collections=collection, s1_pad_days=s1_pad_days) \
         if source == "stac" else None
     ee = EEConfig(project=ee_project, mode=ee_mode, folder=folder, bucket=bucket, max_tasks=max_tasks,

@@ -12,7 +12,7 @@ import typer
 from cropmeta.evaluate.names import ALL_METHODS
 from cropmeta.learners.base import BUILTIN_KINDS
 
-from ._common import (_csv, _flag, _home_option, _label_opts, _one_run, _print_data, _print_dict_table,
+from ._common import (csv_list, flag_option, home_option, label_option_set, one_run, print_data, print_dict_table,
                       console, emit)
 
 
@@ -29,7 +29,7 @@ def train(
     preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (full TIML schedule)"),
     seed: int = typer.Option(0, help="random seed (task sampling, initialisation, shot subset)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="the run directory to create (default <home>/runs/<target>-<preset>-s<seed>)"),
-    resume: bool = _flag(False, "--resume", help="continue from the last checkpoint in --out"),
+    resume: bool = flag_option(False, "--resume", help="continue from the last checkpoint in --out"),
     first_order: Optional[bool] = typer.Option(None, "--first-order/--second-order", metavar="",
                                                help="MAML order (default: the preset's; quick = first, paper = second)"),
     device: Optional[str] = typer.Option(None, help="auto|cpu|cuda (default: the preset's, auto)"),
@@ -40,7 +40,7 @@ def train(
     learner: Optional[str] = typer.Option(None, help="a registered learner (default timl): " + " | ".join(BUILTIN_KINDS)),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: train on the simulated world first, then on this data"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
-    home: Optional[Path] = _home_option(),
+    home: Optional[Path] = home_option(),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="option override SECTION.KEY=VALUE, repeatable "
                                              "(e.g. finetune.steps=100, meta.remove_auc=false; docs/configuration.md)"),
 ) -> None:
@@ -50,16 +50,16 @@ def train(
     from cropmeta.train.config import parse_assignments
 
     use_workspace(home)
-    opts = _label_opts(class_column=class_column, crop_values=crop_values, file_class=file_class)
+    opts = label_option_set(class_column=class_column, crop_values=crop_values, file_class=file_class)
     result = train_model(region, crop, source=source, preset=preset, seed=seed, out=out, resume=resume,
                          first_order=first_order, device=device, config=config, nprocs=nprocs, shots=shots,
                          learner=learner, progress=True, pretrain_source=pretrain_source, sim_seed=sim_seed,
-                         datasets=_csv(datasets), labels=labels, label_options=opts, home=home,
+                         datasets=csv_list(datasets), labels=labels, label_options=opts, home=home,
                          overrides=parse_assignments(set_))
     if result is not None:
         def human():
-            _print_data(result.data)
-            _print_dict_table(f"held-out metrics — {result.target.get('name', region)}", dict(result.table))
+            print_data(result.data)
+            print_dict_table(f"held-out metrics — {result.target.get('name', region)}", dict(result.table))
             console.print(f"[green]run directory:[/] {result.run_dir}", soft_wrap=True)
 
         emit({"run_dir": str(result.run_dir), "target": result.target, "metrics": dict(result.table),
@@ -92,12 +92,12 @@ def compare(
     views: int = typer.Option(0, help="also fit each method on its labels + N generative views of each ('<method> + views' rows)"),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: also pretrain each meta/pretrained method on the simulated world first ('(sim → real)' rows)"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
-    home: Optional[Path] = _home_option(),
+    home: Optional[Path] = home_option(),
     zero_shot: bool = typer.Option(False, help="also the zero-shot column (shots 0): meta-trained/pretrained models without fine-tuning, a random forest on other regions"),
     oracle: bool = typer.Option(False, help="also the oracle rows (simulated world only): RF and LSTM on correctly labelled samples of the test districts and year"),
     world: Optional[Path] = typer.Option(None, help="simulated world of the oracle rows (default: the default source's world)"),
     oracle_n: Optional[int] = typer.Option(None, help="oracle samples per target (default 4000)"),
-    hold_out_region: bool = _flag(False, "--hold-out-region", help="leave the target's whole region out of every method's source data (its other tasks would carry the shot pool's labels into a prior)"),
+    hold_out_region: bool = flag_option(False, "--hold-out-region", help="leave the target's whole region out of every method's source data (its other tasks would carry the shot pool's labels into a prior)"),
     split: Optional[str] = typer.Option(None, help="with --benchmark deafrica: the test split, blocks (spatially separated, default) or random"),
 ) -> None:
     """Compare TIML against the baselines over seeds and shot counts; write report.json/.md/.html."""
@@ -107,22 +107,22 @@ def compare(
     from cropmeta.train.config import parse_assignments
 
     use_workspace(home)
-    kwargs = dict(region=region, crop=crop, seeds=seeds, shots=_csv(shots), methods=_csv(methods), out=out,
+    kwargs = dict(region=region, crop=crop, seeds=seeds, shots=csv_list(shots), methods=csv_list(methods), out=out,
                   source=source, preset=preset, benchmark=benchmark, root=root, progress=True, views=views,
                   pretrain_source=pretrain_source, sim_seed=sim_seed, config=config, overrides=parse_assignments(set_),
                   calib_folds=calib_folds,
                   zero_shot=zero_shot, oracle=oracle, world=world, oracle_n=oracle_n, hold_out_region=hold_out_region,
                   split=split)
     if datasets:
-        kwargs["datasets"] = _csv(datasets)
+        kwargs["datasets"] = csv_list(datasets)
     if targets:
-        kwargs["targets"] = _csv(targets)
+        kwargs["targets"] = csv_list(targets)
     if flop_seeds:
-        kwargs["flop_seeds"] = [] if flop_seeds.strip().lower() == "none" else [int(v) for v in _csv(flop_seeds)]
+        kwargs["flop_seeds"] = [] if flop_seeds.strip().lower() == "none" else [int(v) for v in csv_list(flop_seeds)]
     report = run_compare(**kwargs)
 
     def human():
-        _print_data((report.get("config") or {}).get("data"))
+        print_data((report.get("config") or {}).get("data"))
         print_summary(report, console)
 
     emit({k: report.get(k) for k in ("kind", "target", "targets", "summary", "across_targets", "files") if k in report},
@@ -133,7 +133,7 @@ def calibrate(
     run_arg: Optional[Path] = typer.Argument(None, metavar="[RUN]", help="trained run directory (or --run RUN)"),
     run: Optional[Path] = typer.Option(None, "--run", help="trained run directory"),
     folds: int = typer.Option(3, help="folds of the run's training labels (never its test set)"),
-    home: Optional[Path] = _home_option(),
+    home: Optional[Path] = home_option(),
 ) -> None:
     """Fit a temperature on out-of-fold predictions of the run's training labels; export uses it."""
     from cropmeta.app.samples import load_samples
@@ -141,9 +141,9 @@ def calibrate(
     from cropmeta.io.store import use_workspace
 
     use_workspace(home)
-    run = _one_run(run_arg, run)
+    run = one_run(run_arg, run)
     rec = calibrate_run(run, folds=folds, loader=load_samples)
-    emit(rec, lambda: _print_dict_table("calibration", {k: v for k, v in rec.items() if isinstance(v, (int, float))}))
+    emit(rec, lambda: print_dict_table("calibration", {k: v for k, v in rec.items() if isinstance(v, (int, float))}))
 
 
 def export(
@@ -154,10 +154,10 @@ def export(
     region_file: Optional[Path] = typer.Option(None, help="map only inside the polygon(s) of this file"),
     bbox: Optional[str] = typer.Option(None, help="map only inside min_lon,min_lat,max_lon,max_lat"),
     threshold: float = typer.Option(0.5, help="probability at or above which the class band says crop (0-1)"),
-    as_float: bool = _flag(False, "--float", help="float32 probabilities instead of uint8 0–100"),
+    as_float: bool = flag_option(False, "--float", help="float32 probabilities instead of uint8 0–100"),
     workers: Optional[int] = typer.Option(None, help="local Dask workers (>= 1)"),
     scheduler: Optional[str] = typer.Option(None, help="tcp://HOST:PORT of an existing Dask scheduler (same tasks as --workers)"),
-    worker_processes: bool = _flag(False, "--worker-processes",
+    worker_processes: bool = flag_option(False, "--worker-processes",
                                    help="--workers as separate processes (default: threads of this process)"),
     read_budget_mb: Optional[float] = typer.Option(None, help="working memory of one read strip per worker (MB)"),
     truth: Optional[Path] = typer.Option(None, help="truth raster or label file: report map accuracy"),
@@ -169,15 +169,15 @@ def export(
     max_mosaic_gb: float = typer.Option(4.0, help="largest one-COG mosaic written (GB, uncompressed)"),
     start_month: Optional[int] = typer.Option(None, help="inputs longer than the model: use the window from this step (1-based)"),
     months: Optional[str] = typer.Option(None, help="inputs longer than the model: use the months START:END (YYYY-MM:YYYY-MM)"),
-    overwrite: bool = _flag(False, "--overwrite", help="replace an existing map at --out"),
-    home: Optional[Path] = _home_option(),
+    overwrite: bool = flag_option(False, "--overwrite", help="replace an existing map at --out"),
+    home: Optional[Path] = home_option(),
 ) -> None:
     """Write a Cloud-Optimised GeoTIFF crop map (+ PNG quick-look, + accuracy with --truth)."""
     from cropmeta.io.store import use_workspace
     from cropmeta.mapping.export import export as run_export
 
     use_workspace(home)
-    opts = _label_opts(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
+    opts = label_option_set(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
                        lon_column=lon_column)
     result = run_export(run, out, inputs=inputs, region=region, region_file=region_file, bbox=bbox,
                         threshold=threshold, as_float=as_float, workers=workers, scheduler=scheduler, truth=truth,
@@ -194,7 +194,7 @@ def export(
                 console.print(f"[green]{what}:[/] {result[key]}", soft_wrap=True)
         if result.get("accuracy"):
             acc = result["accuracy"]
-            _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
+            print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))})
 
     emit({k: v for k, v in result.items() if k != "tags"}, human)
 
@@ -212,10 +212,10 @@ def assess(
     """Map accuracy: confusion matrix, F1, AUC, crop area and its error-adjusted estimate (ha)."""
     from cropmeta.mapping.accuracy import assess as run_assess
 
-    opts = _label_opts(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
+    opts = label_option_set(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
                        lon_column=lon_column)
     acc = run_assess(map_path, truth, out_json=out, label_options=opts, run_dir=run)
-    emit(acc, lambda: _print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))}))
+    emit(acc, lambda: print_dict_table("map accuracy", {k: v for k, v in acc.items() if isinstance(v, (int, float))}))
 
 
 def view(
@@ -232,7 +232,7 @@ def view(
 def demo(
     region: str = typer.Option("kenya", help="region whose benchmark target is trained and mapped"),
     out: Path = typer.Option(Path("runs/demo"), help="where the run and the map go (a rerun reuses them)"),
-    home: Optional[Path] = _home_option(),
+    home: Optional[Path] = home_option(),
 ) -> None:
     """Ingest the simulated world, train on REGION (quick preset), export its map with accuracy."""
     from cropmeta.io.store import use_workspace
@@ -275,7 +275,7 @@ def models_import_timl(
     from cropmeta.train.import_timl import import_timl
 
     meta = import_timl(classifier, encoder, out, normalization=normalization, region=region, crop=crop,
-                       task_info=_csv(task_info), ndvi=ndvi,
+                       task_info=csv_list(task_info), ndvi=ndvi,
                        channels_per_group=channels_per_group, t=t, overwrite=overwrite)
     emit({"run_dir": str(out), **{k: meta.get(k) for k in ("kind", "t", "ndvi")}},
          lambda: console.print(f"[green]run directory:[/] {out} ({meta['kind']}, T={meta['t']}, NDVI {meta['ndvi']})"))

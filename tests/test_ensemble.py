@@ -249,6 +249,12 @@ def test_train_and_compare_take_the_ensemble_like_any_learner(data, tmp_path):
     c = cells[("random-forest", "all")]
     assert c["threshold"] is not None and 0 <= c["threshold"] <= 1 and "f1" in c["metrics_own_threshold"]
     assert rep["summary"]["all"]["random-forest"]["f1_own_threshold"]["n"] == 1
+    # what the ensemble chose from its shots is in its cells, the summary and the report
+    ad = cells[("ensemble", "all")]["adaptation"]
+    assert ad["weight_prior"] in WEIGHTS and ad["finetune"]["rule"] == "auto" and ad["finetune"]["steps"] in (0, 25, 50, 100)
+    assert rep["summary"]["all"]["ensemble"]["chosen"]["weight_prior"] == [ad["weight_prior"]]
+    assert cells[("random-forest", "all")]["adaptation"] is None
+    assert "What each learner chose from its shots" in (tmp_path / "cmp" / "report.md").read_text()
 
 
 def test_random_forest_learner_trains_saves_and_refuses_like_any_learner(data, tmp_path):

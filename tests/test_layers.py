@@ -206,3 +206,17 @@ def test_allow_list_names_real_imports():
     mods = _modules()
     stale = [f"{a} -> {b}" for a, b in ALLOWED if a not in mods or b not in _imports(a, mods[a], mods)]
     assert not stale, "ALLOWED entries whose import is gone; delete them:\n  " + "\n  ".join(stale)
+
+
+def test_no_private_name_is_imported_across_modules():
+    """Issue 24: a name another module needs is public; ``from cropmeta.x import _helper`` (or a
+    relative import of one) fails here, naming the importer."""
+    bad = []
+    for p in sorted([*(REPO / "cropmeta").rglob("*.py"), *(REPO / "cli").rglob("*.py")]):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("cropmeta")):
+                names = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if names:
+                    bad.append(f"  {p.relative_to(REPO).as_posix()}: from {'.' * node.level}{node.module or ''} "
+                               f"import {', '.join(names)}")
+    assert not bad, "private names imported across modules (make them public where they are defined):\n" + "\n".join(bad)

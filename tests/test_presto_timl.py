@@ -143,15 +143,15 @@ def test_compare_rows_with_zero_shot(toy, weights, cfg, tmp_path):
 
 
 def test_compare_fingerprint_follows_weights_content_not_path(tmp_path):
-    from cropmeta.evaluate.compare import _backbone_fingerprint
+    from cropmeta.evaluate.compare import backbone_fingerprint
 
     path = _random_presto(tmp_path / "w.safetensors", 0)
     cfg = {"method_options": {"presto-timl": {"weights": str(path)}}}
-    a = _backbone_fingerprint("presto-timl", cfg)
+    a = backbone_fingerprint("presto-timl", cfg)
     _random_presto(path, 1)  # other weights, same path
-    b = _backbone_fingerprint("presto-timl", cfg)
+    b = backbone_fingerprint("presto-timl", cfg)
     assert a != b and None not in a.values()
-    assert _backbone_fingerprint("timl", cfg) == {}  # other methods' fingerprints unchanged
+    assert backbone_fingerprint("timl", cfg) == {}  # other methods' fingerprints unchanged
 
 
 def test_train_learner_presto_timl_and_predictor(toy, weights, cfg, tmp_path):

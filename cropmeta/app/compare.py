@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from cropmeta.errors import InputError
-from cropmeta.evaluate.compare import DEFAULT_METHODS, DEFAULT_SHOTS, _variant_methods, protocol_rows
+from cropmeta.evaluate.compare import DEFAULT_METHODS, DEFAULT_SHOTS, variant_methods, protocol_rows
 from cropmeta.evaluate.methods import Method
 
 __all__ = ["compare"]
@@ -89,7 +89,7 @@ def compare(
         # the protocol's rows first: their errors come before the benchmark's (as in one compare())
         methods, shots = protocol_rows(methods, shots, zero_shot, oracle)
         if views or pretrain_source not in (None, "none"):
-            methods, method_options = _variant_methods(methods, method_options, views, pretrain_source, sim_seed)
+            methods, method_options = variant_methods(methods, method_options, views, pretrain_source, sim_seed)
     if benchmark is not None:
         from cropmeta.evaluate.benchmark import run_benchmark
 

@@ -80,6 +80,13 @@ def aggregate(cells: list[dict], methods: list[str], shots: list, reference: str
                    for s in seeds]
             row["f1_own_threshold"] = (stats.summarize([np.nan if v is None else v for v in own], confidence=confidence)
                                        if any(v is not None for v in own) else None)
+            # what the fitted models chose from their shots (fine-tuning steps, an ensemble's weight)
+            ad = [by[(m, mk, s)].get("adaptation") or {} for s in seeds if (m, mk, s) in by]
+            steps = [a["finetune"]["steps"] for a in ad if (a.get("finetune") or {}).get("steps") is not None]
+            weights = [a["weight_prior"] for a in ad if a.get("weight_prior") is not None]
+            row["chosen"] = ({"finetune_steps": steps, "weight_prior": weights,
+                              "rule": sorted({(a.get("finetune") or {}).get("rule") for a in ad} - {None})}
+                             if steps or weights else None)
             temps = [by[(m, mk, s)]["temperature"] for s in seeds if (m, mk, s) in by]
             row["temperature"] = [t for t in temps]
             # wall times: cells whose FLOPs were counted ran under torch's FLOP counter (several times

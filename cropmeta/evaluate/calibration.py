@@ -224,15 +224,15 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False,
                  "brier_after": after["brier"], "f1_before": before["f1"], "f1_after": after["f1"],
                  "n": before["n"]},
     }
-    from cropmeta.evaluate.report.figures import _plt, _save
+    from cropmeta.evaluate.report.figures import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 4))
     plot_reliability(ax, {f"before (test ECE {before['ece']:.3f})": reliability_curve(td.y_test, p_test),
                           f"after T={temperature:.2f} (test ECE {after['ece']:.3f})":
                               reliability_curve(td.y_test, apply_temperature(p_test, temperature))},
                      title=f"{task.name}: reliability on the test set")
-    _save(fig, run_dir / "calibration.png")
+    save_figure(fig, run_dir / "calibration.png")
     atomic_write_text(run_dir / "calibration.json", json_text(record))
     save_temperature(run_dir, temperature)
     return record

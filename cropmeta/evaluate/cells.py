@@ -55,6 +55,7 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
     if count_flops and (f_fit or f_pred):
         flops = {"fit": f_fit, "predict": f_pred, "adapt_predict": f_fit + f_pred}
     raw = binary_metrics(data.y_test, p_test)
+    adapted = adaptation_record(method)  # before the calibration folds refit the method
     t2 = time.perf_counter()
     temperature, calib = None, {"folds": 0, "note": ""}
     threshold = None
@@ -96,13 +97,33 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
         "seconds": {"fit": round(t_fit, 3), "predict": round(t_pred, 3),
                     "calibrate": round(time.perf_counter() - t2, 3)},
         "flops": flops,
+        "adaptation": adapted,
     }
+
+
+def adaptation_record(method: Method) -> dict | None:
+    """What the fitted model chose from its shots (issue 26), for the report: the fine-tuning budget
+    (rule, steps, learning rate, the auto budget's candidates) and an ensemble's weight and its
+    members' out-of-fold AUC; None for a method whose model records none."""
+    info = getattr(getattr(method, "model", None), "info", None)
+    if not isinstance(info, dict):
+        return None
+    out = {}
+    ft = info.get("finetune") or info.get("prior_finetune")
+    if isinstance(ft, dict):
+        budget = ft.get("budget") or {"rule": "fixed"}
+        out["finetune"] = {"steps": ft.get("steps"), "lr": ft.get("lr"), "rule": budget.get("rule"),
+                           "candidates": budget.get("candidates")}
+    for k in ("weight_prior", "oof_auc_prior", "oof_auc_forest", "members", "why"):
+        if k in info:
+            out[k] = info[k]
+    return out or None
 
 
 # --------------------------------------------------------------------------------------------------
 # Caching (resume)
 # --------------------------------------------------------------------------------------------------
-def _fingerprint(obj: Any) -> str:
+def fingerprint_of(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -110,7 +131,7 @@ def cell_path(out: Path, method: str, seed: int, k) -> Path:
     return Path(out) / "cells" / method / f"seed-{seed}" / f"shots-{k}.json"
 
 
-def _read_cell(path: Path, fingerprint: str) -> dict | None:
+def read_cell(path: Path, fingerprint: str) -> dict | None:
     try:
         d = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -128,13 +149,13 @@ def prepared_workdir(out: Path, method: str, seed: int, fingerprint: str) -> Pat
     return Path(out) / "prepared" / f"{method}-seed-{seed}-{fingerprint}.work"
 
 
-def _prep_name(method: str) -> str:
+def prepared_name(method: str) -> str:
     """Whose prepared weights a method uses: ``timl+views`` fits views on TIML's (cached once)."""
     base, variants = split_method(method)
     return "+".join([base] + [v for v in variants if v != "views"])
 
 
-def _save_prepared(out: Path, method: Method, seed: int, fingerprint: str, seconds: float) -> None:
+def save_prepared(out: Path, method: Method, seed: int, fingerprint: str, seconds: float) -> None:
     state = method.prepared_state()
     if state is None:
         return
@@ -143,14 +164,14 @@ def _save_prepared(out: Path, method: Method, seed: int, fingerprint: str, secon
 
     from cropmeta._fs import atomic_path
 
-    jpath, spath = _prepared_paths(out, _prep_name(method.name), seed)
+    jpath, spath = _prepared_paths(out, prepared_name(method.name), seed)
     with atomic_path(spath) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
     atomic_write_text(jpath, json.dumps({"fingerprint": fingerprint, "seconds": seconds, "meta": meta}, default=str))
 
 
-def _load_prepared(out: Path, method: Method, seed: int, fingerprint: str) -> float | None:
-    jpath, spath = _prepared_paths(out, _prep_name(method.name), seed)
+def load_prepared(out: Path, method: Method, seed: int, fingerprint: str) -> float | None:
+    jpath, spath = _prepared_paths(out, prepared_name(method.name), seed)
     if not (jpath.exists() and spath.exists()):
         return None
     try:
@@ -166,13 +187,13 @@ def _load_prepared(out: Path, method: Method, seed: int, fingerprint: str) -> fl
     return None
 
 
-def _inputs_fingerprint(method: str, data: TargetData) -> dict:
+def inputs_fingerprint(method: str, data: TargetData) -> dict:
     """What a method reads beyond the shots (:data:`~cropmeta.evaluate.methods.METHOD_INPUTS`), by hash."""
     need = METHOD_INPUTS.get(split_method(method)[0], ())
     return {f"input:{k}": getattr(data.task.extra.get(k), "hash", None) for k in need}
 
 
-def _backbone_fingerprint(method: str, config: dict) -> dict:
+def backbone_fingerprint(method: str, config: dict) -> dict:
     """The Presto methods' weights by SHA-256 (their ``weights`` option is a path, which says
     nothing of the file's content); empty for every other method, whose fingerprints stay as they were."""
     base = split_method(method)[0]

@@ -61,13 +61,13 @@ from cropmeta.evaluate.methods import (
 from cropmeta._fs import atomic_write_text, output_dir
 from cropmeta.evaluate.targets import TargetData, build_target, parse_shots, shot_indices, source_samples  # noqa: F401  (re-exported)
 from cropmeta.evaluate.cells import (  # noqa: F401  (re-exported)
-    _backbone_fingerprint,
-    _fingerprint,
-    _inputs_fingerprint,
-    _load_prepared,
-    _prep_name,
-    _read_cell,
-    _save_prepared,
+    backbone_fingerprint,
+    fingerprint_of,
+    inputs_fingerprint,
+    load_prepared,
+    prepared_name,
+    read_cell,
+    save_prepared,
     cell_path,
     prepared_workdir,
     run_cell,
@@ -127,14 +127,14 @@ def run_protocol(
     try:
         for s in seeds:
             for m in methods:
-                backbone = _backbone_fingerprint(m, config)
-                fp = _fingerprint(base | {"method": m, "seed": s} | _inputs_fingerprint(m, data) | backbone)
+                backbone = backbone_fingerprint(m, config)
+                fp = fingerprint_of(base | {"method": m, "seed": s} | inputs_fingerprint(m, data) | backbone)
                 # the prepared weights depend on the source data, configuration, target task and seed only
-                fp_prep = _fingerprint({"protocol": PROTOCOL_VERSION, "source": source_hash, "config": config,
-                                        "task": data.task.name, "method": _prep_name(m), "seed": s} | backbone)
+                fp_prep = fingerprint_of({"protocol": PROTOCOL_VERSION, "source": source_hash, "config": config,
+                                        "task": data.task.name, "method": prepared_name(m), "seed": s} | backbone)
                 pending = []
                 for k in method_shots(m, shots):
-                    c = _read_cell(cell_path(out, m, s, k), fp)
+                    c = read_cell(cell_path(out, m, s, k), fp)
                     if c is not None:
                         cells.append(c)
                         info["reused"] += 1
@@ -149,15 +149,15 @@ def run_protocol(
                 secs = None
                 if method.needs_source:
                     method.set_target(data.task, s)
-                    secs = _load_prepared(out, method, s, fp_prep)
+                    secs = load_prepared(out, method, s, fp_prep)
                 if secs is None:
                     method.prepare(source if method.needs_source else None, data.task, s,
-                                   workdir=prepared_workdir(out, _prep_name(m), s, fp_prep) if method.needs_source
+                                   workdir=prepared_workdir(out, prepared_name(m), s, fp_prep) if method.needs_source
                                    else None)
                     secs = time.perf_counter() - t0
                     if method.needs_source:
                         info["prepared"] += 1
-                        _save_prepared(out, method, s, fp_prep, secs)
+                        save_prepared(out, method, s, fp_prep, secs)
                 else:
                     info["prepared_reused"] += 1
                 info["prepare_seconds"][f"{m}/seed-{s}"] = round(secs, 3)
@@ -213,7 +213,7 @@ def compare(
     Returns the report dict (also report.json)."""
     methods, shots = protocol_rows(methods, shots, zero_shot, oracle)
     if views or pretrain_source not in (None, "none"):
-        methods, method_options = _variant_methods(methods, method_options, views, pretrain_source, sim_seed)
+        methods, method_options = variant_methods(methods, method_options, views, pretrain_source, sim_seed)
     if region is None:
         raise InputError("compare: give --region (e.g. kenya) or --benchmark sim|cropharvest|deafrica|worldcrops|cawa")
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
@@ -308,7 +308,7 @@ def default_sim_world() -> Path:
     return Path(ensure_world(seed=0))
 
 
-def _variant_methods(methods, method_options, views: int, pretrain_source, sim_seed: int) -> tuple[list[str], dict]:
+def variant_methods(methods, method_options, views: int, pretrain_source, sim_seed: int) -> tuple[list[str], dict]:
     """The expanded method rows (:func:`cropmeta.evaluate.methods.expand_methods`) and their options:
     a variant gets its base method's options plus ``n_views`` / ``sim_seed`` (which therefore enter
     the cache fingerprints)."""

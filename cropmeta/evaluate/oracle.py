@@ -22,7 +22,7 @@ import numpy as np
 
 from cropmeta.errors import CropmetaError
 from cropmeta.schema import Normalizer
-from cropmeta.sim.calibrate import ORACLE_MIN_AUC, ORACLE_N, _target, rf_proba, target_labels, world_samples
+from cropmeta.sim.calibrate import ORACLE_MIN_AUC, ORACLE_N, calibration_target, rf_proba, target_labels, world_samples
 
 
 @dataclass
@@ -129,7 +129,7 @@ def oracle_auc(world: str | Path, target: str, n: int = ORACLE_N, random_state: 
 
     from cropmeta.sim.world import generate_oracle
 
-    t = _target(world, target)
+    t = calibration_target(world, target)
     odir = generate_oracle(world, target, n)
     xo, mo = world_samples(world, labels=odir / "labels.parquet")
     yo = target_labels(mo, t["crop"])

@@ -26,7 +26,7 @@ from pyproj import CRS
 
 from cropmeta.logs import log
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.vectors import missing_column, _read_frame, _to_points
+from cropmeta.io.vectors import missing_column, read_vector_frame, to_points
 from cropmeta.schema import crop_group_of, normalise_crop
 
 #: suffixes picked up when a directory is given (``.json`` and ``.csv`` are skipped there: STAC
@@ -43,7 +43,7 @@ OUTPUT_COLUMNS = ["sample_id", "lat", "lon", "is_crop", "label", "crop_group", "
                   "start_date", "class_value", "source_file"]
 
 
-def _norm(v) -> str | None:
+def normalised_value(v) -> str | None:
     """A class value as a comparable string (None for missing); 1.0 → '1'."""
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
         return None
@@ -59,7 +59,7 @@ def _split_values(values) -> list[str] | None:
         return None
     if isinstance(values, str):
         values = values.split(",")
-    out = [_norm(v) for v in values]
+    out = [normalised_value(v) for v in values]
     return [v for v in out if v]
 
 
@@ -68,7 +68,7 @@ def _is_crop(path: Path, gdf: pd.DataFrame, class_column, crop_values, crop_type
     if class_column is not None:
         if class_column not in gdf.columns:
             raise missing_column(path, "class", class_column, gdf.columns)
-        vals = [_norm(v) for v in gdf[class_column]]
+        vals = [normalised_value(v) for v in gdf[class_column]]
         wanted = _split_values(crop_values)
         if wanted:
             have = {v for v in vals if v is not None}
@@ -125,7 +125,7 @@ def _is_crop(path: Path, gdf: pd.DataFrame, class_column, crop_values, crop_type
 def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_values, crop_type_column, layer,
               lat_column, lon_column, crs, id_column, default_is_crop,
               field_column=None) -> tuple[gpd.GeoDataFrame, int]:
-    gdf = _read_frame(path, layer, lat_column, lon_column, crs)
+    gdf = read_vector_frame(path, layer, lat_column, lon_column, crs)
     if len(gdf) == 0:
         raise DataError(f"{path}: the file has no features (no rows)")
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name not in gdf.columns:
@@ -146,25 +146,25 @@ def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_valu
     n_empty = int(empty.sum())
     gdf = gdf[~empty.to_numpy()].copy()
     gdf["_row"] = np.arange(len(gdf)) if n_empty == 0 else np.where(~empty.to_numpy())[0]
-    gdf = _to_points(path, gdf)
+    gdf = to_points(path, gdf)
 
     is_crop = _is_crop(path, gdf, class_column, crop_values, crop_type_column, default_is_crop)
     if len(is_crop) and (is_crop < 0).all():
         col = class_column or "is_crop"
         raise DataError(f"{path}: no labelled rows ({len(is_crop)} rows, all missing in column {col!r})")
-    class_value = ([_norm(v) for v in gdf[class_column]] if class_column is not None else [None] * len(gdf))
+    class_value = ([normalised_value(v) for v in gdf[class_column]] if class_column is not None else [None] * len(gdf))
 
     if crop_type_column is not None:
-        labels = [normalise_crop(_norm(v)) for v in gdf[crop_type_column]]
+        labels = [normalise_crop(normalised_value(v)) for v in gdf[crop_type_column]]
     elif "label" in gdf.columns:
-        labels = [normalise_crop(_norm(v)) for v in gdf["label"]]
+        labels = [normalise_crop(normalised_value(v)) for v in gdf["label"]]
     elif class_column is not None and _split_values(crop_values):
         labels = [None if v in GENERIC_CROP_WORDS else normalise_crop(v) for v in class_value]
     else:
         labels = [None] * len(gdf)
     labels = [lab if c == 1 else None for lab, c in zip(labels, is_crop)]
     if "crop_group" in gdf.columns and crop_type_column is None:
-        groups = [None if _norm(g) is None else str(g) for g in gdf["crop_group"]]
+        groups = [None if normalised_value(g) is None else str(g) for g in gdf["crop_group"]]
     else:
         groups = [crop_group_of(lab) for lab in labels]
     groups = ["non_crop" if c == 0 else (g if c == 1 else None) for g, c in zip(groups, is_crop)]
@@ -189,7 +189,7 @@ def _read_one(path: Path, tag: str, dataset: str | None, class_column, crop_valu
         ds = gdf["dataset"].astype(str).to_numpy() if "dataset" in gdf.columns else np.full(len(gdf), tag.split(":")[0])
     else:
         ds = np.full(len(gdf), dataset)
-    start = (gdf["start_date"].map(lambda v: None if _norm(v) is None else str(v)[:10])
+    start = (gdf["start_date"].map(lambda v: None if normalised_value(v) is None else str(v)[:10])
              if "start_date" in gdf.columns else [None] * len(gdf))
 
     out = pd.DataFrame({

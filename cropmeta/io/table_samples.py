@@ -14,7 +14,7 @@ import pandas as pd
 from pyproj import CRS
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.io.labels import _norm
+from cropmeta.io.labels import normalised_value
 from cropmeta.io.store import make_meta
 from cropmeta.io.table_layout import Table, read_frame
 from cropmeta.io.table_mapping import TableMapping
@@ -80,15 +80,15 @@ def _label_values(tb: Table, m: TableMapping, first: np.ndarray) -> tuple[np.nda
         if m.label_column:
             raise missing_column(tb.path, "label", m.label_column, df.columns)
         raise InputError(f"{tb.path}: no label column (is_crop, label or class); name it with --class-column COLUMN")
-    rename = {_norm(k): _norm(v) for k, v in (m.crop_names or {}).items()}  # the table's names → cropmeta's
-    vals = [rename.get(v, v) for v in (_norm(v) for v in df[col].iloc[first])]
-    crop = {v for v in map(_norm, m.crop_values or []) if v}
-    non = {v for v in map(_norm, m.non_crop_values or []) if v}
-    skip = {v for v in map(_norm, m.unlabelled_values or []) if v}
+    rename = {normalised_value(k): normalised_value(v) for k, v in (m.crop_names or {}).items()}  # the table's names → cropmeta's
+    vals = [rename.get(v, v) for v in (normalised_value(v) for v in df[col].iloc[first])]
+    crop = {v for v in map(normalised_value, m.crop_values or []) if v}
+    non = {v for v in map(normalised_value, m.non_crop_values or []) if v}
+    skip = {v for v in map(normalised_value, m.unlabelled_values or []) if v}
     ctype = None
     if m.crop_type_column:
         c2 = tb.col(m.crop_type_column, "crop type")
-        ctype = [normalise_crop(rename.get(_norm(v), _norm(v))) for v in df[c2].iloc[first]]
+        ctype = [normalise_crop(rename.get(normalised_value(v), normalised_value(v))) for v in df[c2].iloc[first]]
     is_crop = np.full(len(vals), -1, dtype=np.int8)
     labels: list = [None] * len(vals)
     unknown: set = set()

@@ -60,7 +60,7 @@ def _points_from_table(path: Path, df: pd.DataFrame, lat_column: str, lon_column
     return gdf
 
 
-def _read_frame(path: Path, layer, lat_column: str, lon_column: str, crs) -> gpd.GeoDataFrame:
+def read_vector_frame(path: Path, layer, lat_column: str, lon_column: str, crs) -> gpd.GeoDataFrame:
     suffix = path.suffix.lower()
     if suffix == ".zip":  # a zipped shapefile (or other vector file): GDAL reads it in place
         try:
@@ -117,7 +117,7 @@ def metric_centroids(geoms: gpd.GeoSeries) -> gpd.GeoSeries:
     return out
 
 
-def _to_points(path: Path, gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def to_points(path: Path, gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Points stay, multi-points explode, polygons → metric centroid (+ footprint); EPSG:4326."""
     types = set(gdf.geom_type.unique())
     bad = types - {"Point", "MultiPoint", "Polygon", "MultiPolygon"}

@@ -36,9 +36,9 @@ from cropmeta.mapping.roi import overlaps, project_region
 from cropmeta.mapping.sources import check_consistent_t, open_source, window_source
 from cropmeta.mapping.validate import check_cog
 from cropmeta.mapping.inputs import (  # noqa: F401  (re-exported)
-    _expand_inputs, model_schema, scene_for_run, source_schema, window_months)
+    expand_inputs, model_schema, scene_for_run, source_schema, window_months)
 from cropmeta.mapping.outputs import (  # noqa: F401  (re-exported)
-    _Progress, _check_not_an_input, _mosaic_mode, _refuse_existing, _renamed, _source_sig, _valid_counts, _window_touches,
+    BlockProgress, check_not_an_input, mosaic_mode, refuse_existing, renamed_output, source_signature, valid_counts, window_touches,
     check_mosaic_size, no_valid_pixel_message, tiles_dir_for)
 
 MOSAICS = ("auto", "vrt", "cog", "none")
@@ -126,8 +126,8 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
         raise InputError(f"--out {out}: a map is written as {' or '.join(MAP_SUFFIXES)} (got "
                          f"{suffix or 'no suffix'!r}); the quick-look PNG and the accuracy JSON are "
                          "written beside it")
-    items = _expand_inputs(inputs)
-    _check_not_an_input(out, items, inputs, truth)
+    items = expand_inputs(inputs)
+    check_not_an_input(out, items, inputs, truth)
     check_writable(out)
 
     # ---- model (once, in the driver: validation + provenance) ------------------------------------
@@ -151,8 +151,8 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
             raise InputError(f"{s.ref}: the images make {s.t} {s.schema.step} steps from {s.start_date}, but the "
                              f"model in {run_dir} takes T={model_t}; choose a window with --months YYYY-MM:YYYY-MM")
     check_consistent_t(sources, model_t, str(run_dir))
-    mode = _mosaic_mode(mosaic, out, len(sources))
-    _refuse_existing(out, mode, len(sources), overwrite)
+    mode = mosaic_mode(mosaic, out, len(sources))
+    refuse_existing(out, mode, len(sources), overwrite)
     if mode == "cog" and len(sources) > 1:
         check_mosaic_size(sources, out, as_float, max_mosaic_gb)
 
@@ -181,14 +181,14 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
         for s in sources:
             n = seen.get(s.name, 0)
             seen[s.name] = n + 1
-            renamed.append(s if n == 0 else _renamed(s, f"{Path(s.name).stem}_{n}{Path(s.name).suffix}"))
+            renamed.append(s if n == 0 else renamed_output(s, f"{Path(s.name).stem}_{n}{Path(s.name).suffix}"))
         sources = renamed
 
     # ---- plan --------------------------------------------------------------------------------------
     jobs: list[Job] = []
     for ti, s in enumerate(sources):
         for w in iter_blocks(s.grid.width, s.grid.height):
-            if roi[ti] is not None and not _window_touches(roi[ti], s, w):
+            if roi[ti] is not None and not window_touches(roi[ti], s, w):
                 continue
             jobs.append(Job(ti, int(w.row_off), int(w.col_off), int(w.height), int(w.width)))
     tags = model_tags(run_dir, predictor)
@@ -204,7 +204,7 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     })
     signature = {
         "model": tags["MODEL_SHA256"], "run": model.run_dir, "loader": loader, "batch": batch_size, "device": device,
-        "inputs": [_source_sig(s) for s in sources],
+        "inputs": [source_signature(s) for s in sources],
         "roi": [None if g is None else g.wkb_hex for g in roi],
     }
     if read_budget_mb is not None:  # other strips: the same map up to float32 rounding, not resumed across
@@ -238,7 +238,7 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
 
     # ---- compute -----------------------------------------------------------------------------------
     stats = {"pixels": 0, "valid": 0}
-    bar = _Progress(progress, len(todo), f"mapping {len(sources)} input(s)")
+    bar = BlockProgress(progress, len(todo), f"mapping {len(sources)} input(s)")
 
     def on_result(job: Job, prob: np.ndarray) -> None:
         manifest.record(job.key, part_path(work, job), prob)
@@ -261,7 +261,7 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
             executor.close()
     t_inf = time.perf_counter() - t_inf
     if not failures:
-        valid_per_tile = _valid_counts(jobs, work, len(sources))
+        valid_per_tile = valid_counts(jobs, work, len(sources))
     if failures:
         names = sorted({f.tile for f in failures})
         detail = "\n  ".join(f.describe() for f in failures[:10])

@@ -13,7 +13,7 @@ from cropmeta.mapping.sources import Source, window_source
 # ------------------------------------------------------------------------------------------------
 # inputs
 # ------------------------------------------------------------------------------------------------
-def _expand_inputs(inputs) -> list:
+def expand_inputs(inputs) -> list:
     if inputs is None:
         return []
     if isinstance(inputs, (str, Path)) or not isinstance(inputs, (list, tuple)):

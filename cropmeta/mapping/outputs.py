@@ -25,7 +25,7 @@ def tiles_dir_for(out: Path) -> Path:
     return out.parent / f"{out.stem}.tiles"
 
 
-def _mosaic_mode(mosaic: str, out: Path, n_inputs: int) -> str:
+def mosaic_mode(mosaic: str, out: Path, n_inputs: int) -> str:
     """``auto`` → ``vrt`` for an ``.vrt`` output, else one COG; a VRT is only written at a ``.vrt`` name."""
     is_vrt = out.suffix.lower() == ".vrt"
     if mosaic == "auto":
@@ -40,7 +40,7 @@ def _mosaic_mode(mosaic: str, out: Path, n_inputs: int) -> str:
     return mosaic
 
 
-def _refuse_existing(out: Path, mode: str, n_inputs: int, overwrite: bool) -> None:
+def refuse_existing(out: Path, mode: str, n_inputs: int, overwrite: bool) -> None:
     """An existing map (or tiles folder) at the output is replaced only with ``overwrite``."""
     if overwrite:
         return
@@ -51,7 +51,7 @@ def _refuse_existing(out: Path, mode: str, n_inputs: int, overwrite: bool) -> No
         raise InputError(f"{existing[0]}: exists; pass --overwrite to replace it (or choose another --out)")
 
 
-def _check_not_an_input(out: Path, items: list, inputs, truth) -> None:
+def check_not_an_input(out: Path, items: list, inputs, truth) -> None:
     """Refuse an output that is, or lies inside, an input (file or folder) or the truth file."""
     targets = [out, out.with_suffix(".png"), out.with_suffix(".accuracy.json"), out.with_suffix(".stac.json"),
                tiles_dir_for(out)]
@@ -99,7 +99,7 @@ def check_mosaic_size(sources: list[Source], out: Path, as_float: bool, max_gb: 
             "per-tile maps only (--mosaic none), or raise --max-mosaic-gb")
 
 
-def _valid_counts(jobs: list[Job], work: Path, n_tiles: int) -> list[int]:
+def valid_counts(jobs: list[Job], work: Path, n_tiles: int) -> list[int]:
     counts = [0] * n_tiles
     for j in jobs:
         counts[j.tile] += int(np.isfinite(load_part(part_path(work, j))).sum())
@@ -127,13 +127,13 @@ def no_valid_pixel_message(sources: list[Source], roi: list) -> str:
             "the map would have no valid pixel")
 
 
-def _renamed(s: Source, name: str) -> Source:
+def renamed_output(s: Source, name: str) -> Source:
     import dataclasses
 
     return dataclasses.replace(s, name=name)
 
 
-def _source_sig(s: Source) -> Any:
+def source_signature(s: Source) -> Any:
     if getattr(s, "files", None):  # a per-date stack: every image counts (and the months read)
         return [[str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns] for f in s.files] + \
             [s.t_start, s.t]
@@ -144,7 +144,7 @@ def _source_sig(s: Source) -> Any:
     return f"in-memory:{id(s.ref)}:{time.time_ns()}"  # never resumed
 
 
-def _window_touches(geom, s: Source, w) -> bool:
+def window_touches(geom, s: Source, w) -> bool:
     from rasterio.windows import bounds as wbounds
 
     x0, y0, x1, y1 = wbounds(w, s.grid.affine)
@@ -159,7 +159,7 @@ def remove_work(out: str | Path) -> None:
 # ------------------------------------------------------------------------------------------------
 # progress
 # ------------------------------------------------------------------------------------------------
-class _Progress:
+class BlockProgress:
     def __init__(self, enabled: bool, total: int, label: str):
         from cropmeta.logs import quiet
 

@@ -243,7 +243,7 @@ def _months_tensor(month, b: int, t: int, dev) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 # Loading weights
 # --------------------------------------------------------------------------------------------------
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
+def read_presto_state(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -280,7 +280,7 @@ def load_presto(path: str | Path | None = None, device: str | torch.device = "cp
     if not path.is_file():
         raise InputError(f"{path}: Presto weights not found (run `cropmeta models download presto` "
                          "or pass --weights PATH)")
-    state = _read_state(path)
+    state = read_presto_state(path)
     enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     model = PrestoEncoder()
     want = model.state_dict()

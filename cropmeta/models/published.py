@@ -39,7 +39,7 @@ PRESTO = WeightsSpec(
 WEIGHTS = {PRESTO.name: PRESTO}
 
 
-def _spec(name: str | WeightsSpec) -> WeightsSpec:
+def published_spec(name: str | WeightsSpec) -> WeightsSpec:
     if isinstance(name, WeightsSpec):
         return name
     key = str(name).strip().lower()
@@ -51,12 +51,12 @@ def _spec(name: str | WeightsSpec) -> WeightsSpec:
 def weights_dir(name: str | WeightsSpec, home: str | Path | None = None) -> Path:
     from cropmeta.io.store import workspace_home
 
-    return Path(home or workspace_home()) / "models" / _spec(name).name
+    return Path(home or workspace_home()) / "models" / published_spec(name).name
 
 
 def cached_weights(name: str | WeightsSpec, home: str | Path | None = None) -> Path:
     """The cached safetensors weights, or :class:`InputError` saying how to get them."""
-    spec = _spec(name)
+    spec = published_spec(name)
     path = weights_dir(spec, home) / spec.safetensors_name
     if not path.is_file():
         raise InputError(f"{path}: {spec.name} weights are not in the workspace; run `cropmeta models download "

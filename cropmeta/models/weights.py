@@ -20,7 +20,7 @@ from typing import Callable
 from cropmeta._fs import atomic_path, atomic_write_text
 from cropmeta.provenance import sha256_file
 from cropmeta.errors import InputError
-from cropmeta.models.published import PRESTO, WEIGHTS, WeightsSpec, _spec, cached_weights, weights_dir
+from cropmeta.models.published import PRESTO, WEIGHTS, WeightsSpec, published_spec, cached_weights, weights_dir
 
 __all__ = ["PRESTO", "WEIGHTS", "WeightsSpec", "cached_weights", "download_weights", "weights_dir"]
 
@@ -37,10 +37,10 @@ def _to_safetensors(spec: WeightsSpec, src: Path, dest: Path) -> str:
     import torch
     from safetensors.torch import save_file
 
-    from cropmeta.models.presto import _read_state, load_presto
+    from cropmeta.models.presto import read_presto_state, load_presto
 
     load_presto(src)  # refuses files that are not these weights, naming the key
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in _read_state(src).items() if torch.is_tensor(v)}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in read_presto_state(src).items() if torch.is_tensor(v)}
     with atomic_path(dest) as tmp:
         save_file(state, str(tmp), metadata={"source": spec.url, "source_sha256": sha256_file(src),
                                               "licence": spec.licence})
@@ -57,7 +57,7 @@ def download_weights(name: str | WeightsSpec = "presto", weights: str | Path | N
     checked by SHA-256; ``.safetensors`` = the same keys and shapes). ``url``: another location of
     the published file (e.g. a mirror or ``file://``); its SHA-256 must still match. ``fetch``: the
     downloader (tests)."""
-    spec = _spec(name)
+    spec = published_spec(name)
     out_dir = weights_dir(spec, home)
     dest = out_dir / spec.safetensors_name
     if weights is not None:

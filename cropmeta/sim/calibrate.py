@@ -71,7 +71,7 @@ def target_labels(meta, crop: str | None) -> np.ndarray:
     return ((meta["is_crop"].to_numpy() == 1) & (meta["label"].to_numpy() == crop)).astype(int)
 
 
-def _target(world, target: str) -> dict:
+def calibration_target(world, target: str) -> dict:
     doc = load_world(world)
     if target not in doc["targets"]:
         raise InputError(f"{doc['path']}: no target {target!r}; targets: {', '.join(doc['targets'])}")
@@ -93,7 +93,7 @@ def rf_auc(world: str | Path, target: str, random_state: int = 0) -> dict:
     """The CropHarvest random-forest protocol on one target of a world → AUC-ROC and counts."""
     from sklearn.metrics import roc_auc_score
 
-    t = _target(world, target)
+    t = calibration_target(world, target)
     x, meta = world_samples(world, t["region"])
     y = target_labels(meta, t["crop"])
     train = (meta["split"] == "train").to_numpy()

@@ -40,7 +40,7 @@ def write_ee_tiff(path, dynamic, static, transform, tags=None):
 
 
 # random streams of a region (independent, so that e.g. more tiles do not change the climate)
-_POS, _LAYOUT, _PTS, _PHYS, _LABEL, _TERRAIN, _SCENE = range(7)
+STREAM_POS, STREAM_LAYOUT, STREAM_PTS, STREAM_PHYS, STREAM_LABEL, STREAM_TERRAIN, STREAM_SCENE = range(7)
 
 
 def region_rng(seed: int, key: str, stream: int) -> np.random.Generator:
@@ -56,14 +56,14 @@ def dates_of(region: dict, year_offset: int = 0) -> tuple[str, str]:
     return (end - _dt.timedelta(days=EXPORT_DAYS)).isoformat(), end.isoformat()
 
 
-def _snap(lat: np.ndarray, lon: np.ndarray, pix: float) -> tuple[np.ndarray, np.ndarray]:
+def snap_to_grid(lat: np.ndarray, lon: np.ndarray, pix: float) -> tuple[np.ndarray, np.ndarray]:
     """Top-left corners snapped to the global pixel grid."""
     lon0 = np.floor((np.asarray(lon) + 180.0) / pix) * pix - 180.0
     lat0 = 90.0 - np.floor((90.0 - np.asarray(lat)) / pix) * pix
     return lat0, lon0
 
 
-def _zone_geometry(name: str, region: dict):
+def zone_geometry(name: str, region: dict):
     geom = get_region(name).geometry
     z = region["zone"]
     g = geom.intersection(box(z[0], z[1], z[2], z[3]))

@@ -22,7 +22,7 @@ from cropmeta._fs import atomic_path
 from cropmeta.io.eenames import ee_filename
 from cropmeta.io.eewrite import write_ee_tiff
 import cropmeta.sim.physics as physics
-from cropmeta.sim.common import _PHYS, _SCENE, _TERRAIN, _snap, _zone_geometry, dates_of, get_region, region_rng
+from cropmeta.sim.common import STREAM_PHYS, STREAM_SCENE, STREAM_TERRAIN, snap_to_grid, zone_geometry, dates_of, get_region, region_rng
 from cropmeta.sim.params import SimParams, tile_settings
 from cropmeta.sim.render import make_layout, render
 from cropmeta.sim.tiles import climate_and_terrain, year_weather
@@ -33,7 +33,7 @@ TRUTH_BANDS = ["target", "is_crop", "cover"]
 def scene_centre(name: str, region: dict) -> tuple[float, float]:
     if "scene" in region:
         return float(region["scene"][0]), float(region["scene"][1])
-    c = _zone_geometry(name, region).representative_point()
+    c = zone_geometry(name, region).representative_point()
     return float(c.y), float(c.x)
 
 
@@ -49,14 +49,14 @@ def make_scene(p: SimParams, target: str, name: str, seed: int, size: int, root:
     start_doy = physics.doy(start)
     lat, lon = scene_centre(name, region)
     half = size * pix / 2
-    lat0, lon0 = _snap(np.array([lat + half]), np.array([lon - half]), pix)
-    layout = make_layout(p, region, region_rng(seed, key, 200 + _SCENE), lat0, lon0, size,
+    lat0, lon0 = snap_to_grid(np.array([lat + half]), np.array([lon - half]), pix)
+    layout = make_layout(p, region, region_rng(seed, key, 200 + STREAM_SCENE), lat0, lon0, size,
                          np.array([region["crop_frac"]]), np.array([False]))
     elev, slope, clim = climate_and_terrain(p, name, region, seed, lat0, lon0, size, start_doy,
-                                            region_rng(seed, key, 200 + _TERRAIN), region_rng(seed, key, 200 + _PHYS),
+                                            region_rng(seed, key, 200 + STREAM_TERRAIN), region_rng(seed, key, 200 + STREAM_PHYS),
                                             year_shift=np.array([y_shift]), rain_factor=np.array([y_rain]))
     dynamic, static = render(p, region, layout, clim, elev, slope, start_doy, p.t,
-                             region_rng(seed, key, 250 + _PHYS))
+                             region_rng(seed, key, 250 + STREAM_PHYS))
     names = p.cover_names
     cover_idx = layout.fields["cover"][layout.field[0]]  # [S, S]
     is_crop = np.array([p.covers[c].is_crop for c in names])[cover_idx]

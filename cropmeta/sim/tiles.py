@@ -20,7 +20,7 @@ from cropmeta.io.eenames import ee_filename
 from cropmeta.schema import CROP_TO_GROUP
 import cropmeta.sim.physics as physics
 import cropmeta.sim.sensors as sensors
-from cropmeta.sim.common import (_LABEL, _LAYOUT, _PHYS, _POS, _PTS, _TERRAIN, _snap, _zone_geometry, dates_of,
+from cropmeta.sim.common import (STREAM_LABEL, STREAM_LAYOUT, STREAM_PHYS, STREAM_POS, STREAM_PTS, STREAM_TERRAIN, snap_to_grid, zone_geometry, dates_of,
                                  get_region, region_rng, write_ee_tiff)
 from cropmeta.sim.params import SimParams, tile_settings
 from cropmeta.sim.render import interior_points, make_layout, render
@@ -58,7 +58,7 @@ def _test_tile_corners(rng, region: dict, geom, S: int, pix: float) -> tuple[np.
     tile_deg = S * pix
     if not sites:
         lat, lon = _sample_positions(rng, geom, n, [])
-        return _snap(lat + tile_deg / 2, lon - tile_deg / 2, pix)
+        return snap_to_grid(lat + tile_deg / 2, lon - tile_deg / 2, pix)
     half = float(region.get("test_box", 0.003))
     m = max(1, math.ceil(half / tile_deg))
     per = math.ceil(n / len(sites))
@@ -66,7 +66,7 @@ def _test_tile_corners(rng, region: dict, geom, S: int, pix: float) -> tuple[np.
     for lat, lon in sites:
         cells = [(i, j) for i in range(-m, m) for j in range(-m, m)]
         pick = rng.choice(len(cells), min(per, len(cells)), replace=False)
-        la, lo = _snap(np.array([lat]), np.array([lon]), pix)
+        la, lo = snap_to_grid(np.array([lat]), np.array([lon]), pix)
         for k in sorted(pick):
             i, j = cells[k]
             lat0s.append(la[0] - j * tile_deg)
@@ -86,13 +86,13 @@ def climate_and_terrain(p: SimParams, name: str, region: dict, seed: int, lat0, 
                         rng_terrain, rng_climate, year_shift=None, rain_factor=None):
     """SRTM fields and per-tile climate of tiles with top-left corners ``lat0, lon0``."""
     pix = float(p.world["pixel_deg"])
-    rr = region_rng(seed, region["key"], 100 + _TERRAIN)  # the region's fixed large-scale relief
+    rr = region_rng(seed, region["key"], 100 + STREAM_TERRAIN)  # the region's fixed large-scale relief
     elev, slope = sensors.terrain(p, region, rr, rng_terrain, lat0, lon0, S, pix)
     bases = [c.p["base"] for c in p.covers.values() if c.kind == "annual"]
     lat_c, lon_c = lat0 - S * pix / 2, lon0 + S * pix / 2
     clim = physics.simulate_climate(p, region, lat_c, elev.reshape(len(lat0), -1).mean(axis=1), start_doy,
                                     p.t, rng_climate, bases, lon=lon_c,
-                                    rng_region=region_rng(seed, region["key"], 100 + _PHYS),
+                                    rng_region=region_rng(seed, region["key"], 100 + STREAM_PHYS),
                                     year_shift=year_shift, rain_factor=rain_factor)
     return elev, slope, clim
 
@@ -144,7 +144,7 @@ def _choose_whole_tiles(ti: np.ndarray, n_tiles: int, n: int, rng: np.random.Gen
     return np.sort(full)
 
 
-def _simulate_group(p: SimParams, name: str, seed: int, root: Path, group: str, lat0, lon0, n_points: int,
+def simulate_group(p: SimParams, name: str, seed: int, root: Path, group: str, lat0, lon0, n_points: int,
                     first_index: int, subdir: str) -> tuple[pd.DataFrame, int] | None:
     """Render one group of a region's tiles ('test', 'train' or 'oracle') and write them; returns
     their label rows and the number of tiles written, or None when the tiles hold too few points."""
@@ -157,13 +157,13 @@ def _simulate_group(p: SimParams, name: str, seed: int, root: Path, group: str, 
     test = group != "train"
     n = len(lat0)
     frac = base.get("test_crop_frac", base["crop_frac"]) if test else region["crop_frac"]
-    layout = make_layout(p, region, region_rng(seed, key, off + _LAYOUT), lat0, lon0, S, np.full(n, frac),
+    layout = make_layout(p, region, region_rng(seed, key, off + STREAM_LAYOUT), lat0, lon0, S, np.full(n, frac),
                          np.full(n, test))
     k = points_per_field(p, base, test)
-    ti, row, col, fld = interior_points(layout, np.full(n, k), region_rng(seed, key, off + _PTS))
+    ti, row, col, fld = interior_points(layout, np.full(n, k), region_rng(seed, key, off + STREAM_PTS))
     if len(ti) < n_points:
         return None
-    rng_pts = region_rng(seed, key, off + _PTS + 50)
+    rng_pts = region_rng(seed, key, off + STREAM_PTS + 50)
     if group == "test":
         chosen = _choose_spread(ti, n_points, math.ceil(n_points / max(1, n)), rng_pts)
     else:
@@ -176,7 +176,7 @@ def _simulate_group(p: SimParams, name: str, seed: int, root: Path, group: str, 
     fld = layout.field[ti, row, col]  # field indices change with the subset: read them back
     gps = float(region["difficulty"]["gps_px"])
     if gps > 0:  # the surveyor's GPS error: the label is the field visited, the pixel where the point fell
-        g = region_rng(seed, key, off + _PTS + 60)
+        g = region_rng(seed, key, off + STREAM_PTS + 60)
         r2 = np.clip(row + np.round(g.normal(0, gps, len(row))).astype(int), 1, S - 2)  # never on the tile edge
         c2 = np.clip(col + np.round(g.normal(0, gps, len(col))).astype(int), 1, S - 2)
         while True:  # two points never share a pixel: a colliding point keeps its true position
@@ -199,10 +199,10 @@ def _simulate_group(p: SimParams, name: str, seed: int, root: Path, group: str, 
     start0, _ = dates_of(base)
     start_doy = physics.doy(start0)
     elev, slope, clim = climate_and_terrain(p, name, region, seed, layout.lat0, layout.lon0, S, start_doy,
-                                            region_rng(seed, key, off + _TERRAIN), region_rng(seed, key, off + _PHYS),
+                                            region_rng(seed, key, off + STREAM_TERRAIN), region_rng(seed, key, off + STREAM_PHYS),
                                             year_shift=ys, rain_factor=yr)
     dynamic, static = render(p, region, layout, clim, elev, slope, start_doy, p.t,
-                             region_rng(seed, key, off + _PHYS + 50))
+                             region_rng(seed, key, off + STREAM_PHYS + 50))
     slug = get_region(name).slug
     ds = "sim-" + slug.replace("_", "-") + {"train": "", "test": "-eval", "oracle": "-oracle"}[group]
     out_dir = root / subdir / slug
@@ -216,7 +216,7 @@ def _simulate_group(p: SimParams, name: str, seed: int, root: Path, group: str, 
         paths.append(rel)
         starts.append(start)
     labels = _labels(p, region, name, layout, ti, row, col, fld, paths, ds, np.array(starts)[ti], group,
-                     first_index, region_rng(seed, key, off + _LABEL))
+                     first_index, region_rng(seed, key, off + STREAM_LABEL))
     return labels, int(layout.n)
 
 
@@ -230,16 +230,16 @@ def simulate_region(p: SimParams, name: str, seed: int, root: Path) -> tuple[pd.
     pix = float(p.world["pixel_deg"])
     tile_deg = S * pix
     start, end = dates_of(region)
-    geom = _zone_geometry(name, region)
+    geom = zone_geometry(name, region)
     n_train = int(region.get("n_train", p.world["n_train"]))
     n_test = int(region.get("n_test", 0))
 
-    rng_pos = region_rng(seed, key, _POS)
+    rng_pos = region_rng(seed, key, STREAM_POS)
     frames, n_tiles = [], 0
     excl = []
     if n_test:
         t_lat0, t_lon0 = _test_tile_corners(rng_pos, region, geom, S, pix)
-        res = _simulate_group(p, name, seed, root, "test", t_lat0, t_lon0, n_test, 0, "tiles")
+        res = simulate_group(p, name, seed, root, "test", t_lat0, t_lon0, n_test, 0, "tiles")
         if res is None:
             raise DataError(f"{name}: the test tiles hold fewer usable points than n_test={n_test}; "
                             "raise test_tiles in data/sim/regions.toml")
@@ -251,8 +251,8 @@ def simulate_region(p: SimParams, name: str, seed: int, root: Path) -> tuple[pd.
     n_cand = int(math.ceil(n_train / est * 1.3)) + 2
     for _attempt in range(6):
         lat, lon = _sample_positions(rng_pos, geom, n_cand, excl)
-        c_lat0, c_lon0 = _snap(lat + tile_deg / 2, lon - tile_deg / 2, pix)
-        res = _simulate_group(p, name, seed, root, "train", c_lat0, c_lon0, n_train, n_tiles, "tiles")
+        c_lat0, c_lon0 = snap_to_grid(lat + tile_deg / 2, lon - tile_deg / 2, pix)
+        res = simulate_group(p, name, seed, root, "train", c_lat0, c_lon0, n_train, n_tiles, "tiles")
         if res is not None:
             break
         n_cand *= 2
@@ -278,10 +278,10 @@ def oracle_positions(p: SimParams, name: str, seed: int, n_tiles: int) -> tuple[
     S = int(p.world["tile_px"])
     pix = float(p.world["pixel_deg"])
     tile_deg = S * pix
-    geom = _zone_geometry(name, region)
-    t_lat0, t_lon0 = _test_tile_corners(region_rng(seed, region["key"], _POS), region, geom, S, pix)
+    geom = zone_geometry(name, region)
+    t_lat0, t_lon0 = _test_tile_corners(region_rng(seed, region["key"], STREAM_POS), region, geom, S, pix)
     excl = _exclusions(region, t_lat0, t_lon0, tile_deg)
-    rng = region_rng(seed, region["key"], _GROUP_STREAM["oracle"] + _POS)
+    rng = region_rng(seed, region["key"], _GROUP_STREAM["oracle"] + STREAM_POS)
     if region.get("test_sites"):
         half = float(region.get("test_box", 0.003))
         r = float(region.get("district_box", 0.1))
@@ -289,7 +289,7 @@ def oracle_positions(p: SimParams, name: str, seed: int, n_tiles: int) -> tuple[
         geom = shapely.union_all([box(lo - r, la - r, lo + r, la + r) for la, lo in region["test_sites"]]
                                  ).intersection(get_region(name).geometry)
     lat, lon = _sample_positions(rng, geom, n_tiles, excl)
-    return _snap(lat + tile_deg / 2, lon - tile_deg / 2, pix)
+    return snap_to_grid(lat + tile_deg / 2, lon - tile_deg / 2, pix)
 
 
 def _labels(p: SimParams, region: dict, name: str, layout, ti, row, col, fld, paths, ds, starts, group: str,

@@ -27,7 +27,7 @@ from cropmeta.errors import DataError, InputError
 from cropmeta.sim.common import get_region
 from cropmeta.sim.params import load_params
 from cropmeta.sim.scenes import make_scene
-from cropmeta.sim.tiles import _simulate_group, oracle_positions, points_per_field, simulate_region
+from cropmeta.sim.tiles import simulate_group, oracle_positions, points_per_field, simulate_region
 
 WORLD_KIND = "cropmeta-sim-world"
 
@@ -174,7 +174,7 @@ def generate_oracle(world: str | Path, target: str, n: int = 4000) -> Path:
     with atomic_dir(out) as tmp:
         for _attempt in range(6):
             lat0, lon0 = oracle_positions(p, name, seed, n_tiles)
-            res = _simulate_group(p, name, seed, tmp, "oracle", lat0, lon0, n, 0, "tiles")
+            res = simulate_group(p, name, seed, tmp, "oracle", lat0, lon0, n, 0, "tiles")
             if res is not None:
                 break
             n_tiles *= 2

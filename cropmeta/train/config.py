@@ -47,7 +47,7 @@ from cropmeta.train.config_base import (  # noqa: F401  (re-exported)
     InContextOptions,
     PRESETS,
     RESUME_MAY_CHANGE,
-    _IC_OPTIONAL,
+    IC_OPTIONAL,
     config_changes,
     parse_assignments,
 )
@@ -378,7 +378,7 @@ def _build(values: dict, source: str) -> TrainConfig:
     for k, v in values.items():
         if k.startswith("ic_"):
             name = k[3:]
-            if v is None and name not in _IC_OPTIONAL:
+            if v is None and name not in IC_OPTIONAL:
                 raise ConfigError(f"{source}: in-context option {name!r} cannot be empty")
             setattr(opts, name, v)
         else:

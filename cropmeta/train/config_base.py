@@ -114,7 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 #: in-context options whose ``None`` means something (see :class:`InContextOptions`)
-_IC_OPTIONAL = ("lr", "iterations", "max_support")
+IC_OPTIONAL = ("lr", "iterations", "max_support")
 
 
 #: options a ``--resume`` may change (how the run executes, not what it computes); the one list the

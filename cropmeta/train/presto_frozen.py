@@ -279,7 +279,7 @@ class PrestoFTModel(_PrestoModel):
     @classmethod
     def from_state(cls, meta: dict, arrays: dict, source: str = "model", t: int | None = None) -> "PrestoFTModel":
         from cropmeta.models.presto import PrestoEncoder
-        from cropmeta.train.trained import _load_module
+        from cropmeta.train.trained import load_module_state
 
         common = cls._common(meta, source)
         net = None
@@ -291,7 +291,7 @@ class PrestoFTModel(_PrestoModel):
             if set(arrays) != known:
                 raise ModelError(f"{source}: weights differ from a fine-tuned Presto's "
                                  f"({sorted(set(arrays) ^ known)[:4]})")
-            _load_module(net, "", arrays, source)
+            load_module_state(net, "", arrays, source)
             net.eval()
         elif arrays:
             raise ModelError(f"{source}: an unadapted {cls.kind} model carries no weights")

@@ -262,7 +262,7 @@ class PrestoTIMLModel(PrestoBacked, Model):
     @classmethod
     def from_state(cls, meta: dict, arrays: dict, source: str = "model", t: int | None = None) -> "PrestoTIMLModel":
         """Rebuild from :meth:`to_state`; refuses another format, kind or weight shapes."""
-        from cropmeta.train.trained import _load_module
+        from cropmeta.train.trained import load_module_state
 
         if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
             raise ModelError(f"{source}: not a cropmeta model")
@@ -284,9 +284,9 @@ class PrestoTIMLModel(PrestoBacked, Model):
             raise ModelError(f"{source}: model architecture record is incomplete ({e})") from e
         if (meta["kind"] == KINDS[0]) != (enc is not None):
             raise ModelError(f"{source}: kind {meta['kind']!r} does not match its task-encoder record")
-        _load_module(head, "head.", arrays, source)
+        load_module_state(head, "head.", arrays, source)
         if enc is not None:
-            _load_module(enc, "encoder.", arrays, source)
+            load_module_state(enc, "encoder.", arrays, source)
         known = {f"head.{k}" for k in head.state_dict()} | {"embedding.mean", "embedding.std"}
         known |= {f"encoder.{k}" for k in enc.state_dict()} if enc is not None else set()
         if set(arrays) != known:

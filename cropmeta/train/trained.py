@@ -210,9 +210,9 @@ class TrainedModel(Model):
         if clf.n_bands != schema.n_bands:
             raise ModelError(f"{source}: the model expects {clf.n_bands} bands per step, its band schema "
                              f"{schema.name!r} has {schema.n_bands}")
-        _load_module(clf, "classifier.", arrays, source)
+        load_module_state(clf, "classifier.", arrays, source)
         if enc is not None:
-            _load_module(enc, "encoder.", arrays, source)
+            load_module_state(enc, "encoder.", arrays, source)
         extra = set(arrays) - {f"classifier.{k}" for k in clf.state_dict()} - (
             {f"encoder.{k}" for k in enc.state_dict()} if enc is not None else set())
         if extra:
@@ -264,7 +264,7 @@ def schema_of_record(meta: dict, source: str, t: int | None = None) -> tuple[Ban
     return schema, mt
 
 
-def _load_module(mod: torch.nn.Module, prefix: str, arrays: dict, source: str) -> None:
+def load_module_state(mod: torch.nn.Module, prefix: str, arrays: dict, source: str) -> None:
     sd = mod.state_dict()
     new = {}
     for k, ref in sd.items():

@@ -19,8 +19,8 @@ from pathlib import Path
 from cropmeta._fs import atomic_write_text
 from cropmeta.evaluate.report.narrative import calibration_flags, narrative
 from cropmeta.evaluate.report.plots import PLOTS, method_style
-from cropmeta.evaluate.report.render import _clean_json, _json_default, render_html, render_md
-from cropmeta.evaluate.report.tables import (_shot_label, best_methods, data_table, difference_table, label,
+from cropmeta.evaluate.report.render import clean_json, json_default, render_html, render_md
+from cropmeta.evaluate.report.tables import (shot_label, best_methods, data_table, difference_table, label,
                                              mean_ci_text, results_table, stat_at)
 
 __all__ = ["PLOTS", "best_methods", "calibration_flags", "data_table", "difference_table", "label", "method_style",
@@ -41,7 +41,7 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     files["report.json"] = out / "report.json"
     body = {k: v for k, v in report.items() if k != "files"}
     body["files"] = {k: Path(v).name for k, v in files.items()}  # relative to the report's folder
-    atomic_write_text(out / "report.json", json.dumps(_clean_json(body), indent=1, default=_json_default,
+    atomic_write_text(out / "report.json", json.dumps(clean_json(body), indent=1, default=json_default,
                                                       allow_nan=False))
     return files
 
@@ -68,8 +68,8 @@ def print_summary(report: dict, console) -> None:
                       f"{te['positive'] + te['negative']} test samples{fields}")
     tab.add_column("Method")
     for k in shots:
-        tab.add_column(f"AUC-ROC @ {_shot_label(k)}")
-        tab.add_column(f"F1 @ {_shot_label(k)}")
+        tab.add_column(f"AUC-ROC @ {shot_label(k)}")
+        tab.add_column(f"F1 @ {shot_label(k)}")
     for m in report["config"]["methods"]:
         row = [label(m)]
         for k in shots:

@@ -14,9 +14,9 @@ import numpy as np
 from cropmeta._fs import atomic_write_text
 from cropmeta.evaluate.methods import shot_mode
 from cropmeta.evaluate.published import PUBLISHED_SOURCE
-from cropmeta.evaluate.report.figures import _plt, _save
+from cropmeta.evaluate.report.figures import pyplot, save_figure
 from cropmeta.evaluate.report.narrative import narrative
-from cropmeta.evaluate.report.render import CSS, _clean_json, _img
+from cropmeta.evaluate.report.render import CSS, clean_json, img_tag
 from cropmeta.evaluate.report.tables import html_table, label, md_table
 
 
@@ -48,7 +48,7 @@ def comparison_table(result: dict) -> list[list[str]]:
     return rows
 
 def plot_benchmark(result: dict, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     keys = list(result["targets"])
     methods = list(next(iter(result["targets"].values()))["methods"])
     fig, axes = plt.subplots(1, 2, figsize=(max(12, 0.55 * len(keys) * 2), 4.4))
@@ -79,7 +79,7 @@ def plot_benchmark(result: dict, path: Path) -> Path:
     handles, labels_ = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels_, loc="lower center", ncol=min(5, len(labels_)), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 def benchmark_narrative(result: dict, reports: dict) -> list[str]:
     paras = []
@@ -196,7 +196,7 @@ def write_benchmark_report(result: dict, reports: dict, out: Path) -> dict[str, 
     for name, rows in extra:
         h += [f"<h2>{html.escape(name)}</h2>", html_table(rows)]
     h += [f"<h2>{html.escape(table_name)}</h2>", f"<p>{html.escape(table_note)}</p>", html_table(result["table"]),
-          _img(img, "benchmark"),
+          img_tag(img, "benchmark"),
           "<h2>Per-target reports</h2><ul>"]
     h += [f"<li><a href='{html.escape(links[k][0])}'>{html.escape(k)}</a></li>" for k in result["targets"]] + ["</ul>"]
     h += ["<details><summary>Notes (generated text)</summary>", *[f"<p>{html.escape(p)}</p>" for p in paras],
@@ -206,7 +206,7 @@ def write_benchmark_report(result: dict, reports: dict, out: Path) -> dict[str, 
              "benchmark.json": out / "benchmark.json"}
     body = dict(result)
     body["files"] = {k: Path(v).name for k, v in files.items()}  # relative to the benchmark folder
-    atomic_write_text(out / "benchmark.json", json.dumps(_clean_json(body), indent=1, allow_nan=False, default=str))
+    atomic_write_text(out / "benchmark.json", json.dumps(clean_json(body), indent=1, allow_nan=False, default=str))
     return files
 
 def print_table(result: dict, console: Any) -> None:

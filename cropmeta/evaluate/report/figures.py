@@ -7,7 +7,7 @@ from pathlib import Path
 from cropmeta._fs import atomic_path
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,8 +16,8 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    _plt().close(fig)
+    pyplot().close(fig)
     return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cropmeta.evaluate.report.tables import _finite, _fmt, _shot_label, label, METRIC_LABELS, rows_at, stat_at
+from cropmeta.evaluate.report.tables import is_finite, fmt_value, shot_label, label, METRIC_LABELS, rows_at, stat_at
 
 
 def narrative(report: dict) -> list[str]:
@@ -24,7 +24,7 @@ def narrative(report: dict) -> list[str]:
         f"Target: {what}; {t['train']['positive'] + t['train']['negative']} training labels "
         f"({t['train']['positive']} positive), {t['test']['positive'] + t['test']['negative']} test labels "
         f"({t['test']['positive']} positive){fields_txt}. {len(methods)} methods, {n_seeds} seed(s), "
-        f"shot counts {', '.join(_shot_label(k) for k in shots)}."
+        f"shot counts {', '.join(shot_label(k) for k in shots)}."
     )
     sentences = []
     ref_best, baseline_wins = [], []
@@ -32,22 +32,22 @@ def narrative(report: dict) -> list[str]:
         summ = report["summary"][k]
         for met in ("auc_roc", "f1"):
             means = {m: summ[m]["raw"][met]["mean"] for m in rows_at(report, k)
-                     if not summ[m].get("fixed") and _finite(summ[m]["raw"][met]["mean"])}
+                     if not summ[m].get("fixed") and is_finite(summ[m]["raw"][met]["mean"])}
             if not means:
                 continue
             order = sorted(means, key=lambda m: -means[m])
             best = order[0]
             s = summ[best]["raw"][met]
-            ci = (f"95 % CI {_fmt(s['ci_low'])}–{_fmt(s['ci_high'])}" if s.get("n", 0) >= 2
+            ci = (f"95 % CI {fmt_value(s['ci_low'])}–{fmt_value(s['ci_high'])}" if s.get("n", 0) >= 2
                   else "one seed: no interval")
-            txt = (f"With {_shot_label(k)} labels, {label(best)} had the highest mean {METRIC_LABELS[met]} "
-                   f"({_fmt(s['mean'])}, {ci})")
+            txt = (f"With {shot_label(k)} labels, {label(best)} had the highest mean {METRIC_LABELS[met]} "
+                   f"({fmt_value(s['mean'])}, {ci})")
             if ref in means and best != ref:
                 baseline_wins.append((k, met, best, means[best] - means[ref]))
                 w = report.get("wilcoxon", {}).get(k, {}).get(met, {}).get(best)
-                txt += (f"; {label(ref)} reached {_fmt(means[ref])}, {means[best] - means[ref]:.3f} lower")
+                txt += (f"; {label(ref)} reached {fmt_value(means[ref])}, {means[best] - means[ref]:.3f} lower")
                 if w and w["n"] >= 2:
-                    txt += (f" ({label(ref)} better on {w['wins']} of {w['n']} seeds, Wilcoxon p = {_fmt(w['p_value'])})")
+                    txt += (f" ({label(ref)} better on {w['wins']} of {w['n']} seeds, Wilcoxon p = {fmt_value(w['p_value'])})")
             elif ref in means and len(order) > 1:
                 ref_best.append((k, met))
                 second = order[1]
@@ -55,11 +55,11 @@ def narrative(report: dict) -> list[str]:
                 txt += f", {means[ref] - means[second]:.3f} above the next best, {label(second)}"
                 if w and w["n"] >= 2:
                     txt += (f" ({label(ref)} better on {w['wins']} of {w['n']} seeds, "
-                            f"Wilcoxon p = {_fmt(w['p_value'])})")
+                            f"Wilcoxon p = {fmt_value(w['p_value'])})")
             d = (summ.get(best, {}).get("vs_reference") or {}).get(met) if best != ref else None
             if d:
                 txt += (f"; {label(best)} − {label(ref)} = {d['mean_diff']:+.3f}, 95 % CI over test fields "
-                        f"{_fmt(d['ci_low'])} to {_fmt(d['ci_high'])}")
+                        f"{fmt_value(d['ci_low'])} to {fmt_value(d['ci_high'])}")
             sentences.append(txt + ".")
     paras.append(" ".join(sentences))
     fixed = [m for m in methods if any(report["summary"][k].get(m, {}).get("fixed") for k in shots)]
@@ -68,8 +68,8 @@ def narrative(report: dict) -> list[str]:
         parts = []
         for m in fixed:
             s, ci = stat_at(report, k0, m, "auc_roc"), (report["summary"][k0][m].get("test_ci") or {}).get("auc_roc")
-            parts.append(f"{label(m)} AUC-ROC {_fmt(s['mean'])}" + (f" (95 % CI over test fields {_fmt(ci['ci_low'])}–"
-                                                                  f"{_fmt(ci['ci_high'])})" if ci else ""))
+            parts.append(f"{label(m)} AUC-ROC {fmt_value(s['mean'])}" + (f" (95 % CI over test fields {fmt_value(ci['ci_low'])}–"
+                                                                  f"{fmt_value(ci['ci_high'])})" if ci else ""))
         o = report["config"].get("oracle") or {}
         paras.append(f"Oracle (trained on {o.get('n', '?')} correctly labelled samples of the target's test districts "
                      f"and test year, never the test points; no target shots, so the same at every shot count): "
@@ -77,7 +77,7 @@ def narrative(report: dict) -> list[str]:
     if ref in methods:
         n_cmp = len(shots) * 2
         if baseline_wins:
-            wins = "; ".join(f"{label(m)} on {METRIC_LABELS[met]} at {_shot_label(k)} labels (by {d:.3f})"
+            wins = "; ".join(f"{label(m)} on {METRIC_LABELS[met]} at {shot_label(k)} labels (by {d:.3f})"
                              for k, met, m, d in baseline_wins)
             paras.append(f"A baseline beat {label(ref)} in {len(baseline_wins)} of {n_cmp} (shot count, metric) "
                          f"settings for AUC-ROC and F1: {wins}.")
@@ -85,11 +85,11 @@ def narrative(report: dict) -> list[str]:
             paras.append(f"{label(ref)} had the best mean AUC-ROC and F1 at every shot count.")
         sig = [(k, met, m) for k in shots for met in ("auc_roc", "f1")
                for m, w in report.get("wilcoxon", {}).get(k, {}).get(met, {}).items()
-               if _finite(w.get("p_holm")) and w["p_holm"] < 0.05]
+               if is_finite(w.get("p_holm")) and w["p_holm"] < 0.05]
         min_p = 2.0 / 2**n_seeds
         if sig:
             paras.append("Differences significant at 5 % after Holm's correction: " + "; ".join(
-                f"{label(ref)} vs {label(m)} on {METRIC_LABELS[met]} at {_shot_label(k)} labels" for k, met, m in sig) + ".")
+                f"{label(ref)} vs {label(m)} on {METRIC_LABELS[met]} at {shot_label(k)} labels" for k, met, m in sig) + ".")
         else:
             paras.append(
                 f"No difference between {label(ref)} and another method is significant at 5 % after Holm's correction"
@@ -99,7 +99,7 @@ def narrative(report: dict) -> list[str]:
     # calibration
     pairs = [(report["summary"][k][m]["raw"]["ece"]["mean"], report["summary"][k][m]["calibrated"]["ece"]["mean"])
              for k in shots for m in rows_at(report, k)]
-    pairs = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
+    pairs = [(a, b) for a, b in pairs if is_finite(a) and is_finite(b)]
     if report["config"].get("calib_folds") == 0:
         paras.append("Calibration: off (calibration folds 0): the calibrated columns repeat the raw ones.")
     elif pairs:

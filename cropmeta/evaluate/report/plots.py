@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cropmeta.evaluate.report.figures import _plt, _save
-from cropmeta.evaluate.report.tables import _fmt, _shot_label, cells_at, label, LOWER_IS_BETTER, METRIC_LABELS, stat_at
+from cropmeta.evaluate.report.figures import pyplot, save_figure
+from cropmeta.evaluate.report.tables import fmt_value, shot_label, cells_at, label, LOWER_IS_BETTER, METRIC_LABELS, stat_at
 from cropmeta.metrics import METRIC_NAMES
 
 
@@ -35,7 +35,7 @@ BAR_HATCH = {"-": None, "--": "//", ":": "..", "-.": "xx"}
 
 
 def plot_kshot(report: dict, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     shots = [str(k) for k in report["config"]["shots_run"]]
     methods = report["config"]["methods"]
     fig, axes = plt.subplots(3, 3, figsize=(12, 9))
@@ -48,13 +48,13 @@ def plot_kshot(report: dict, path: Path) -> Path:
             hi = np.array([v["ci_high"] for v in s], dtype=float)
             ax.plot(xs, mean, marker="o", ms=3, label=label(m), **method_style(m, methods))
             ax.fill_between(xs, lo, hi, alpha=0.15, color=method_style(m, methods)["color"])
-        ax.set_xticks(xs, [_shot_label(k) for k in shots])
+        ax.set_xticks(xs, [shot_label(k) for k in shots])
         ax.set_title(METRIC_LABELS[met] + (" (lower is better)" if met in LOWER_IS_BETTER else ""), fontsize=9)
         ax.set_xlabel("labelled target samples (shots)", fontsize=8)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("k-shot curves: mean over seeds, band = 95 % bootstrap CI", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def mean_roc(y: np.ndarray, probs: list[np.ndarray], grid: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ def mean_roc(y: np.ndarray, probs: list[np.ndarray], grid: np.ndarray) -> np.nda
 
 
 def plot_roc(report: dict, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     shots = [str(k) for k in report["config"]["shots_run"]]
     methods = report["config"]["methods"]
     y = np.asarray(report["y_test"])
@@ -87,22 +87,22 @@ def plot_roc(report: dict, path: Path) -> Path:
             if not probs or len(np.unique(y[keep])) < 2:
                 continue
             auc = report["summary"][k][m]["raw"]["auc_roc"]["mean"]
-            ax.plot(grid, mean_roc(y[keep], probs, grid), label=f"{label(m)} ({_fmt(auc)})", **method_style(m, methods))
+            ax.plot(grid, mean_roc(y[keep], probs, grid), label=f"{label(m)} ({fmt_value(auc)})", **method_style(m, methods))
         ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
-        ax.set_title(f"ROC, {_shot_label(k)} labels (mean over seeds)", fontsize=9)
+        ax.set_title(f"ROC, {shot_label(k)} labels (mean over seeds)", fontsize=9)
         ax.set_xlabel("false-positive rate", fontsize=8)
         ax.set_ylabel("true-positive rate", fontsize=8)
         ax.legend(fontsize=7, loc="lower right")
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability_grid(report: dict, path: Path) -> Path:
     from cropmeta.evaluate.calibration import apply_temperature, plot_reliability, reliability_curve
 
-    plt = _plt()
+    plt = pyplot()
     shots = [str(k) for k in report["config"]["shots_run"]]
     sel = [shots[0]] if len(shots) == 1 else [shots[0], shots[-1]]
     methods = report["config"]["methods"]
@@ -119,16 +119,16 @@ def plot_reliability_grid(report: dict, path: Path) -> Path:
             yy = np.tile(y, len(cells))
             s = report["summary"][k][m]
             plot_reliability(axes[i, j], {
-                f"before (ECE {_fmt(s['raw']['ece']['mean'])})": reliability_curve(yy, raw),
-                f"after (ECE {_fmt(s['calibrated']['ece']['mean'])})": reliability_curve(yy, cal),
-            }, title=f"{label(m)}, {_shot_label(k)} labels")
+                f"before (ECE {fmt_value(s['raw']['ece']['mean'])})": reliability_curve(yy, raw),
+                f"after (ECE {fmt_value(s['calibrated']['ece']['mean'])})": reliability_curve(yy, cal),
+            }, title=f"{label(m)}, {shot_label(k)} labels")
     fig.suptitle("Reliability diagrams on the test set (seeds pooled), before/after temperature scaling", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_bars(report: dict, path: Path, metrics=("auc_roc", "f1", "ece")) -> Path:
-    plt = _plt()
+    plt = pyplot()
     shots = [str(k) for k in report["config"]["shots_run"]]
     methods = report["config"]["methods"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
@@ -145,17 +145,17 @@ def plot_bars(report: dict, path: Path, metrics=("auc_roc", "f1", "ece")) -> Pat
             st = method_style(m, methods)
             ax.bar(xs + (j - (len(methods) - 1) / 2) * width, mean, width, yerr=err, capsize=2, label=label(m),
                    color=st["color"], hatch=BAR_HATCH[st["ls"]], edgecolor="white", linewidth=0)
-        ax.set_xticks(xs, [_shot_label(k) for k in shots])
+        ax.set_xticks(xs, [shot_label(k) for k in shots])
         ax.set_xlabel("labelled target samples", fontsize=8)
         ax.set_title(METRIC_LABELS[met] + (" (lower is better)" if met in LOWER_IS_BETTER else "") +
                      ", error bar = 95 % CI", fontsize=9)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_data_summary(report: dict, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     t = report["target"]
     fig, ax = plt.subplots(figsize=(4.5, 3))
     splits = ["train", "test"]
@@ -169,7 +169,7 @@ def plot_data_summary(report: dict, path: Path) -> Path:
     ax.set_title(f"Target task data: {t['region']} {t.get('crop') or 'crop vs non-crop'}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 PLOTS = {

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from cropmeta.evaluate.report.narrative import narrative
-from cropmeta.evaluate.report.tables import (_shot_label, calibration_table, data_table, difference_table, html_table,
+from cropmeta.evaluate.report.tables import (shot_label, calibration_table, chosen_table, data_table, difference_table, html_table,
                                              md_table, results_table, wilcoxon_table)
 
 
-def _json_default(o):
+def json_default(o):
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
@@ -26,12 +26,12 @@ def _json_default(o):
     return str(o)
 
 
-def _clean_json(o):
+def clean_json(o):
     """NaN/inf → None so report.json is strict JSON."""
     if isinstance(o, dict):
-        return {str(k): _clean_json(v) for k, v in o.items()}
+        return {str(k): clean_json(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_clean_json(v) for v in o]
+        return [clean_json(v) for v in o]
     if isinstance(o, (float, np.floating)):
         return float(o) if math.isfinite(o) else None
     if isinstance(o, np.integer):
@@ -75,7 +75,7 @@ def render_md(report: dict, images: dict[str, Path]) -> str:
               f"![data summary]({images['data_summary'].name})", ""]
     lines += ["## Results (mean ± std over seeds [95 % bootstrap CI]; best in bold)", ""]
     for k in shots:
-        lines += [f"### {_shot_label(k)} labelled samples", "", md_table(results_table(report, k)), ""]
+        lines += [f"### {shot_label(k)} labelled samples", "", md_table(results_table(report, k)), ""]
         w = wilcoxon_table(report, k)
         if w:
             lines += ["Paired Wilcoxon (by seed):", "", md_table(w), ""]
@@ -87,12 +87,18 @@ def render_md(report: dict, images: dict[str, Path]) -> str:
               "## Bar chart with confidence intervals", "", f"![bars]({images['bars_ci'].name})", "",
               "## ROC curves", "", f"![ROC]({images['roc_curves'].name})", "",
               "## Calibration", ""]
+    chosen = chosen_table(report)
+    if chosen:
+        lines[-2:-2] = ["## What each learner chose from its shots", "",
+                        "Fine-tuning steps per seed (the auto budget's choice by inner cross-validation on the "
+                        "shots) and the ensemble's weight `w` of its prior against its forest.", "",
+                        md_table(chosen), ""]
     for k in shots:
-        lines += [f"### {_shot_label(k)} labelled samples", "", md_table(calibration_table(report, k)), ""]
+        lines += [f"### {shot_label(k)} labelled samples", "", md_table(calibration_table(report, k)), ""]
     lines += [f"![reliability]({images['reliability'].name})", "", "## Caveats", ""]
     lines += [f"- {c}" for c in CAVEATS] + [""]
     cfg = report["config"]
-    lines += ["## Configuration", "", "```json", json.dumps(cfg, indent=2, default=_json_default), "```", "",
+    lines += ["## Configuration", "", "```json", json.dumps(cfg, indent=2, default=json_default), "```", "",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
     return "\n".join(lines)
 
@@ -102,7 +108,7 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}th,td{border:
 th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}"""
 
 
-def _img(path: Path, alt: str) -> str:
+def img_tag(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
@@ -114,10 +120,10 @@ def render_html(report: dict, images: dict[str, Path]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><h2>Summary</h2>"]
     parts += [f"<p>{html.escape(p)}</p>" for p in narrative(report)]
-    parts += ["<h2>Target task data</h2>", html_table(data_table(report)), _img(images["data_summary"], "data summary")]
+    parts += ["<h2>Target task data</h2>", html_table(data_table(report)), img_tag(images["data_summary"], "data summary")]
     parts += ["<h2>Results (mean ± std over seeds [95 % bootstrap CI]; best in bold)</h2>"]
     for k in shots:
-        parts += [f"<h3>{_shot_label(k)} labelled samples</h3>",
+        parts += [f"<h3>{shot_label(k)} labelled samples</h3>",
                   html_table(results_table(report, k, fmt="html"), escaped=True)]
         w = wilcoxon_table(report, k)
         if w:
@@ -126,14 +132,17 @@ def render_html(report: dict, images: dict[str, Path]) -> str:
         if d:
             parts += ["<p>Paired differences (row − reference, mean over seeds; field-clustered bootstrap):</p>",
                       html_table(d)]
-    parts += ["<h2>k-shot curves</h2>", _img(images["kshot_curves"], "k-shot curves"),
-              "<h2>Bar chart with confidence intervals</h2>", _img(images["bars_ci"], "bars"),
-              "<h2>ROC curves</h2>", _img(images["roc_curves"], "ROC curves"), "<h2>Calibration</h2>"]
+    parts += ["<h2>k-shot curves</h2>", img_tag(images["kshot_curves"], "k-shot curves"),
+              "<h2>Bar chart with confidence intervals</h2>", img_tag(images["bars_ci"], "bars"),
+              "<h2>ROC curves</h2>", img_tag(images["roc_curves"], "ROC curves"), "<h2>Calibration</h2>"]
+    chosen = chosen_table(report)
+    if chosen:
+        parts[-1:-1] = ["<h2>What each learner chose from its shots</h2>", html_table(chosen)]
     for k in shots:
-        parts += [f"<h3>{_shot_label(k)} labelled samples</h3>", html_table(calibration_table(report, k))]
-    parts += [_img(images["reliability"], "reliability diagrams"), "<h2>Caveats</h2><ul>"]
+        parts += [f"<h3>{shot_label(k)} labelled samples</h3>", html_table(calibration_table(report, k))]
+    parts += [img_tag(images["reliability"], "reliability diagrams"), "<h2>Caveats</h2><ul>"]
     parts += [f"<li>{html.escape(c)}</li>" for c in CAVEATS] + ["</ul>"]
-    parts += ["<h2>Configuration</h2><pre>", html.escape(json.dumps(report["config"], indent=2, default=_json_default)),
+    parts += ["<h2>Configuration</h2><pre>", html.escape(json.dumps(report["config"], indent=2, default=json_default)),
               "</pre><p>Versions: ", html.escape(", ".join(f"{k} {v}" for k, v in report["versions"].items())),
               "</p></body></html>"]
     return "".join(parts)

@@ -27,19 +27,19 @@ def cost_cells(row: dict) -> list[str]:
     did not do the work, e.g. the random forest)."""
     sec = (row.get("seconds_adapt") or {}).get("mean")
     fl = (row.get("flops") or {}).get("adapt_predict") if row.get("flops") else None
-    return [_fmt(sec, 2) if sec is not None else "–", f"{fl / 1e9:.3g}" if fl else "–"]
+    return [fmt_value(sec, 2) if sec is not None else "–", f"{fl / 1e9:.3g}" if fl else "–"]
 
 
 COST_HEADER = ["Adapt + predict (s)", "GFLOP / task"]
 
 
-def _fmt(v, nd: int = 3) -> str:
+def fmt_value(v, nd: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     return f"{v:.{nd}f}"
 
 
-def _shot_label(k) -> str:
+def shot_label(k) -> str:
     return {"all": "all", "0": "0 (zero-shot)"}.get(str(k), str(k))
 
 
@@ -71,8 +71,8 @@ def _ci_text(ci: dict | None, signed: bool = False) -> str:
     if not ci:
         return "–"
     v = ci.get("mean_diff", ci.get("mean"))
-    head = f"{v:+.3f}" if signed and _finite(v) else _fmt(v)
-    return f"{head} [{_fmt(ci['ci_low'])}, {_fmt(ci['ci_high'])}]"
+    head = f"{v:+.3f}" if signed and is_finite(v) else fmt_value(v)
+    return f"{head} [{fmt_value(ci['ci_low'])}, {fmt_value(ci['ci_high'])}]"
 
 
 def mean_ci_text(s: dict, with_std: bool = False) -> str:
@@ -81,12 +81,12 @@ def mean_ci_text(s: dict, with_std: bool = False) -> str:
     if not s.get("n"):
         return "–"
     if s["n"] < 2:
-        return f"{_fmt(s['mean'])} [n/a: one seed]"
-    std = f" ± {_fmt(s['std'])}" if with_std and "std" in s else ""
-    return f"{_fmt(s['mean'])}{std} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]"
+        return f"{fmt_value(s['mean'])} [n/a: one seed]"
+    std = f" ± {fmt_value(s['std'])}" if with_std and "std" in s else ""
+    return f"{fmt_value(s['mean'])}{std} [{fmt_value(s['ci_low'])}, {fmt_value(s['ci_high'])}]"
 
 
-def _finite(v) -> bool:
+def is_finite(v) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
 
@@ -97,7 +97,7 @@ def best_methods(summary_k: dict, metric: str, variant: str = "raw") -> set[str]
     """Methods with the best mean for ``metric`` at one shot count (ties all bold). Fixed rows (the
     oracle: a ceiling, not a competitor) are never marked best."""
     means = {m: row[variant][metric]["mean"] for m, row in summary_k.items() if not row.get("fixed")}
-    means = {m: v for m, v in means.items() if _finite(v)}
+    means = {m: v for m, v in means.items() if is_finite(v)}
     if not means:
         return set()
     target = min(means.values()) if metric in LOWER_IS_BETTER else max(means.values())
@@ -151,15 +151,40 @@ def calibration_table(report: dict, k: str) -> list[list[str]]:
              "F1 at its own threshold"]]
     for m in rows_at(report, k):
         r = summ[m]
-        temps = ", ".join(_fmt(t, 2) for t in r["temperature"]) or "–"
+        temps = ", ".join(fmt_value(t, 2) for t in r["temperature"]) or "–"
         rows.append([
             label(m), temps,
-            f"{_fmt(r['raw']['ece']['mean'])} → {_fmt(r['calibrated']['ece']['mean'])}",
-            f"{_fmt(r['raw']['brier']['mean'])} → {_fmt(r['calibrated']['brier']['mean'])}",
-            f"{_fmt(r['raw']['f1']['mean'])} → {_fmt(r['calibrated']['f1']['mean'])}",
-            _fmt((r.get("f1_own_threshold") or {}).get("mean")) if r.get("f1_own_threshold") else "–",
+            f"{fmt_value(r['raw']['ece']['mean'])} → {fmt_value(r['calibrated']['ece']['mean'])}",
+            f"{fmt_value(r['raw']['brier']['mean'])} → {fmt_value(r['calibrated']['brier']['mean'])}",
+            f"{fmt_value(r['raw']['f1']['mean'])} → {fmt_value(r['calibrated']['f1']['mean'])}",
+            fmt_value((r.get("f1_own_threshold") or {}).get("mean")) if r.get("f1_own_threshold") else "–",
         ])
     return rows
+
+
+def chosen_table(report: dict) -> list[list[str]]:
+    """What each learner chose from its own shots, per shot count (issue 26): the fine-tuning steps
+    of each seed (rule "auto": chosen by inner cross-validation) and an ensemble's weight of its
+    prior. Empty when no row recorded a choice."""
+    shots = [k for k in report["summary"]]
+    rows = []
+    for m in dict.fromkeys(m for k in shots for m in report["summary"][k]):
+        cells, any_choice = [], False
+        for k in shots:
+            ch = (report["summary"][k].get(m) or {}).get("chosen")
+            if not ch:
+                cells.append("–")
+                continue
+            any_choice = True
+            parts = []
+            if ch.get("finetune_steps"):
+                parts.append("steps " + "/".join(str(v) for v in ch["finetune_steps"]))
+            if ch.get("weight_prior"):
+                parts.append("w " + "/".join(f"{v:.1f}" for v in ch["weight_prior"]))
+            cells.append("; ".join(parts))
+        if any_choice:
+            rows.append([label(m)] + cells)
+    return [["Method"] + [shot_label(k) for k in shots]] + rows if rows else []
 
 
 def wilcoxon_table(report: dict, k: str, metrics=("auc_roc", "f1")) -> list[list[str]]:
@@ -173,7 +198,7 @@ def wilcoxon_table(report: dict, k: str, metrics=("auc_roc", "f1")) -> list[list
         for met in metrics:
             t = tests[met][other]
             row.append(f"{t['median_diff']:+.3f}, {t['wins']}/{t['losses']}/{t['ties']}, "
-                       f"p={_fmt(t['p_value'])} ({_fmt(t['p_holm'])})" if t["n"] >= 2 else
+                       f"p={fmt_value(t['p_value'])} ({fmt_value(t['p_holm'])})" if t["n"] >= 2 else
                        ("n/a (one seed: no test)" if t["n"] == 1 else "–"))
         rows.append(row)
     return rows
