@@ -36,6 +36,10 @@ def _target_values(report: dict, k: str) -> dict[str, dict[str, float]]:
     return out
 
 
+#: the fallback reference row of the paired tests (the compare row of the local random forest)
+LOCAL_FOREST = "random-forest"
+
+
 def across_targets(reports: dict, reference: str = "timl") -> dict:
     """Every method at every shot count over the targets: mean (and median) of the targets' seed-mean
     AUC-ROC and F1, how many targets it was best on (highest seed-mean among the non-fixed rows;
@@ -56,7 +60,7 @@ def across_targets(reports: dict, reference: str = "timl") -> dict:
     for k in shots:
         vals = {key: _target_values(reports[key], k if k in reports[key]["summary"] else "all") for key in keys}
         present = [m for m in methods if any(m in v for v in vals.values())]
-        ref = reference if reference in present else ("random-forest" if "random-forest" in present else None)
+        ref = reference if reference in present else (LOCAL_FOREST if LOCAL_FOREST in present else None)
         col, wins = {}, {met: {m: 0.0 for m in present} for met in ("auc_roc", "f1")}
         for met in ("auc_roc", "f1"):
             for key in keys:

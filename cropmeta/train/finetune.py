@@ -135,8 +135,9 @@ def auto_finetune(model: Model, x: np.ndarray, y: np.ndarray, task_info=None, cf
 
         return run, predict
 
-    # a model fitted before the target (TIML, MAML, pretraining) may be best left as it is: 0 steps is a candidate
-    rec, oof = choose_steps(y, cfg, seed, fold_run, patience, with_zero=model.kind != "scratch")
+    # a model fitted before the target (TIML, MAML, pretraining: it carries the source data's normaliser;
+    # from scratch has none until fine-tuned) may be best left as it is: 0 steps is a candidate
+    rec, oof = choose_steps(y, cfg, seed, fold_run, patience, with_zero=model.normalizer is not None)
     if rec["rule"] == "fixed":
         return _fixed_finetune(model, x, y, task_info, cfg, seed, cfg.ft_steps, cfg.ft_lr, rec), None
     return _fixed_finetune(model, x, y, task_info, cfg, seed, rec["chosen_steps"], cfg.ft_auto_lr, rec), oof
