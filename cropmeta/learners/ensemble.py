@@ -62,13 +62,6 @@ def _features(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def _subset_context(ctx: dict, idx: np.ndarray) -> dict:
-    out = {}
-    for k, v in ctx.items():
-        out[k] = None if v is None else [v[i] for i in idx] if isinstance(v, list) else np.asarray(v)[idx]
-    return out
-
-
 @dataclasses.dataclass
 class EnsembleModel(Model):
     """A prior model plus (once adapted) a forest on the local labels and the combination rule."""
