@@ -1,175 +1,259 @@
-"""Inference cost per pixel: the Presto encoder against the TIML LSTM, in one run, on the same pixels.
+"""Presto at the speed of the hardware (issue 29), in one run on one machine.
 
-For ``--pixels`` canonical samples (the toy generator's, T = ``--t``), on ``--device``:
+Prints and writes (JSON, default ``benchmarks/results/presto.json``):
 
-- **TIML**: :func:`cropmeta.train.trained.predict_proba` of a TIML classifier with its task encoder
-  (random initial weights: the cost does not depend on their values), normalisation included;
-- **Presto**: the encoder's embedding (:meth:`PrestoEncoder.embed`), alone and end to end with
-  :func:`~cropmeta.models.presto.presto_inputs` (normalisation, masks, months). A frozen-embedding
-  classifier adds one 128-number dot product per pixel on top.
+- **the machine's matmul rates**: a 2048² ``torch.mm`` on ``--threads`` threads in float32 and
+  bfloat16 (GFLOP/s);
+- **the encoder** (:meth:`PrestoEncoder.embed`, T = ``--t``, Dynamic World missing as in every
+  cropmeta sample) and **the map path** (what ``cropmeta export`` calls per block: a ``presto`` run's
+  predictor on raw pixels with their lat/lon and date — inputs built, embedded, classified): pixels/s,
+  FLOPs per pixel (``torch.utils.flop_counter``: matrix products, attention included) and their
+  share of the float32 matmul rate, each repetition timed right after one matmul (the load hits both
+  sides of the share). ``before``: the attention written out (:meth:`Attention.reference`, the code
+  before issue 29); ``fp32``: the fused kernel; ``bf16``: bfloat16 autocast (only where the CPU has
+  it natively; elsewhere reported as not native and skipped);
+- **map agreement of bfloat16** with float32 on ``--tif`` (default: the real Togo export of
+  ``../shared``): a logistic regression fitted on the tif's own pixels (labels: mean NDVI above its
+  median) — the largest probability difference and the share of equal classes, what the export's
+  gate (:func:`cropmeta.mapping.precision.check_reduced_precision`) decides on;
+- **presto-ft seconds per fit** (``--adapt-shots`` labels, ``--adapt-steps`` SGD steps of 10 + 10):
+  before (reference attention, float32, every weight), after (fused, float32), after in bfloat16,
+  and the option ``presto_ft.train_blocks = 1`` (first block frozen and cached) in both precisions;
+- **Dask maps per core**: ``cropmeta export`` of a ``presto`` run over a ``--map-size``² simulated
+  EE tile, serial and on ``--workers`` one-thread Dask workers: pixels/s per worker.
 
-**Adaptation cost per task** (``--adapt-shots`` labelled samples, default 64, the fine-tuning
-protocol of ``quick``: 250 SGD steps of 10 + 10): TIML's fine-tuning of its classifier
-(:func:`cropmeta.train.finetune.finetune`), ``presto`` (embed the shots + logistic regression) and
-``presto-ft`` (:func:`cropmeta.train.presto_frozen.finetune_presto`: the encoder and head). One timed
-run each (``--adapt-reps``), after a warm-up of 5 steps.
-
-Reported: pixels/s (median of ``--reps`` timed runs after one warm-up), FLOPs/pixel
-(``torch.utils.flop_counter``: matrix products only, so LayerNorm, softmax and activations are not
-counted), their ratios, and what a 100 km² map at 10 m (10⁶ pixels) costs at those rates. Writes
-JSON (default ``benchmarks/results/presto.json``).
-
-    python benchmarks/bench_presto.py                          # 4096 pixels, 1 thread, CPU
-    python benchmarks/bench_presto.py --pixels 256 --reps 1 --out /tmp/presto.json   # a smoke run
-    python benchmarks/bench_presto.py --device cuda --pixels 65536 --batch 16384
+    python benchmarks/bench_presto.py --weights ../shared/models/presto/default_model.safetensors
+    python benchmarks/bench_presto.py --pixels 256 --reps 1 --adapt-steps 5 --map-size 16 --out /tmp/p.json  # smoke
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from _common import machine  # noqa: E402
+from benchmarks._common import REPO, command_line, interleaved_shares, machine, mm_rate, write_result  # noqa: E402
 
-MAP_PIXELS_100KM2 = 10**6  # 100 km² at 10 m
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+TOGO = REPO.parent / "shared" / "data" / "cropharvest_eo_tifs" / "98-togo_2019-02-06_2020-02-01.tif"
 
 
-def _measure(fn, n: int, reps: int, device: str) -> dict:
-    """Median wall time of ``fn()`` over ``reps`` runs after a warm-up, and its FLOPs."""
-    fn()
-    _sync(device)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
+@contextlib.contextmanager
+def reference_attention(on: bool = True):
+    """Presto's attention as written before issue 29 (scores, mask, softmax, product) while inside."""
+    from cropmeta.models.presto import Attention
+
+    fused = Attention.forward
+    if on:
+        Attention.forward = Attention.reference
+    try:
+        yield
+    finally:
+        Attention.forward = fused
+
+
+def flops_per_pixel(fn, n: int) -> float:
     with FlopCounterMode(display=False) as fc:
         fn()
-    sec = statistics.median(times)
-    return {"seconds": round(sec, 5), "pixels_per_s": round(n / sec, 1), "flops_per_pixel": fc.get_total_flops() / n,
-            "map_100km2_seconds": round(MAP_PIXELS_100KM2 / (n / sec), 1)}
+    return fc.get_total_flops() / n
 
 
-def _timed(fn, reps: int) -> dict:
-    times = []
-    for _ in range(max(1, reps)):
+def presto_run(home: Path, weights: Path, x, y, ctx) -> tuple[Path, object]:
+    """A ``presto`` run dir (logistic regression on ``x``'s embeddings) reading ``weights`` from ``home``."""
+    from cropmeta.learners import get_learner
+    from cropmeta.models.weights import PRESTO, weights_dir
+    from cropmeta.schema import CROPHARVEST
+    from cropmeta.train.checkpoint import load_predictor, save_model
+    from cropmeta.train.config import resolve_config
+
+    os.environ["CROPMETA_HOME"] = str(home)
+    dest = weights_dir(PRESTO) / PRESTO.safetensors_name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(weights, dest)
+    cfg = resolve_config("quick", overrides={"threads": torch.get_num_threads(), "device": "cpu"})
+    model = get_learner("presto", cfg).start(x.shape[1], 0, CROPHARVEST).adapt(x, y, cfg=cfg, seed=0, **ctx)
+    run = home / "run"
+    save_model(run, model, {"seed": 0, "date_range": ["2021-01-01", "2021-12-31"]})
+    return run, load_predictor(run)
+
+
+def agreement(run_home: Path, weights: Path, tif: Path) -> dict:
+    """bfloat16 against float32 on every pixel of ``tif`` (the gate's numbers)."""
+    import rasterio
+
+    from cropmeta.mapping.precision import check_reduced_precision
+    from cropmeta.mapping.sources import open_eetiff
+    from cropmeta.schema import BANDS
+
+    src = open_eetiff(tif)
+    win = rasterio.windows.Window(0, 0, src.grid.width, src.grid.height)
+    x, valid = src.read(win)
+    ctx = src.pixel_context(win, valid)
+    ndvi = x[:, :, BANDS.index("NDVI")].mean(1)
+    _, pred = presto_run(run_home, weights, x, (ndvi > np.median(ndvi)).astype(int), ctx)
+    rep = check_reduced_precision(pred, x, context=ctx)
+    return {"tif": str(tif), **rep}
+
+
+def finetune_seconds(enc, tensors, y, steps: int) -> dict:
+    from cropmeta.train.presto_frozen import finetune_presto
+
+    variants = {"before (reference attention, fp32, all weights)": (True, 2, "fp32"),
+                "after, fp32, all weights": (False, 2, "fp32"),
+                "after, bf16, all weights": (False, 2, "bf16"),
+                "option train_blocks=1, fp32": (False, 1, "fp32"),
+                "option train_blocks=1, bf16": (False, 1, "bf16")}
+    out = {}
+    for name, (ref, blocks, prec) in variants.items():
+        with reference_attention(ref):
+            finetune_presto(enc, tensors, y, 0, 3, train_blocks=blocks, precision=prec)  # warm-up
+            t0 = time.perf_counter()
+            finetune_presto(enc, tensors, y, 0, steps, train_blocks=blocks, precision=prec)
+            out[name] = round(time.perf_counter() - t0, 2)
+    base = out["before (reference attention, fp32, all weights)"]
+    return {"seconds": out, "speedup_over_before": {k: round(base / v, 2) for k, v in out.items()}}
+
+
+def dask_maps(home: Path, weights: Path, size: int, workers: int) -> dict:
+    from cropmeta.mapping.export import export
+    from cropmeta.mapping.sources import open_eetiff
+    from cropmeta.testing import make_ee_tile
+
+    tif = make_ee_tile(home / f"0-bench_2021-01-01_2021-12-31.tif", height=size, width=size, seed=1)
+    import rasterio
+
+    src = open_eetiff(tif)
+    win = rasterio.windows.Window(0, 0, size, size)
+    x, valid = src.read(win)
+    ctx = src.pixel_context(win, valid)
+    y = (np.arange(len(x)) % 2).astype(int)
+    run, _ = presto_run(home, weights, x[:64], y[:64], {k: v[:64] for k, v in ctx.items()})
+    res = {}
+    for name, w in (("serial", None), (f"dask_{workers}_workers", workers)):
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"seconds": round(statistics.median(times), 3), "runs": len(times)}
-
-
-def _adaptation(a, samples, timl, presto, cfg) -> dict:
-    """Seconds to adapt to one task on ``a.adapt_shots`` class-balanced labels, each method's own way."""
-    from cropmeta.models.presto import presto_inputs
-    from cropmeta.train.finetune import finetune
-    from cropmeta.train.presto_frozen import finetune_presto, fit_logistic
-
-    k = a.adapt_shots
-    y_all = (np.arange(len(samples.x)) % 2).astype(int)  # labels alternate: the cost does not depend on them
-    pos, neg = np.where(y_all == 1)[0][: k // 2], np.where(y_all == 0)[0][: k - k // 2]
-    rows = np.r_[pos, neg]
-    x, y, m = samples.x[rows], y_all[rows], samples.meta.iloc[rows]
-    inputs = presto_inputs(x, m["lat"].to_numpy(), m["lon"].to_numpy(), m["start_date"].tolist())
-    tensors = inputs.tensors(a.device)
-    steps, lr, batch = cfg.ft_steps, cfg.ft_lr, cfg.ft_batch
-    finetune(timl, x, y, task_info=timl.task_info, cfg=cfg, seed=0, steps=5)  # warm-up
-    finetune_presto(presto, tensors, y, 0, 5, lr, batch)
-    emb_of = lambda: presto.embed(inputs, batch_size=a.batch)  # noqa: E731
-    out = {
-        "timl": _timed(lambda: finetune(timl, x, y, task_info=timl.task_info, cfg=cfg, seed=0), a.adapt_reps),
-        "presto": _timed(lambda: fit_logistic(emb_of(), y, 0), a.adapt_reps),
-        "presto-ft": _timed(lambda: finetune_presto(presto, tensors, y, 0, steps, lr, batch), a.adapt_reps),
-    }
-    for v in out.values():
-        v.update({"shots": int(len(y)), "steps": int(steps), "batch_per_class": int(batch)})
-    out["presto"]["steps"] = None  # one logistic-regression fit
-    return out
+        r = export(run, home / f"{name}.tif", inputs=[tif], workers=w, progress=False, quicklook=False)
+        dt = time.perf_counter() - t0
+        res[name] = {"seconds": round(dt, 2), "pixels": r["pixels"], "inference_seconds": round(r["seconds_inference"], 2),
+                     "pixels_per_s_per_worker": round(r["pixels"] / r["seconds_inference"] / (w or 1), 1)}
+    res["per_worker_over_serial"] = round(res[f"dask_{workers}_workers"]["pixels_per_s_per_worker"]
+                                          / res["serial"]["pixels_per_s_per_worker"], 2)
+    return res
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pixels", type=int, default=4096)
-    ap.add_argument("--t", type=int, default=12, help="time steps per pixel")
+    ap.add_argument("--pixels", type=int, default=2048)
+    ap.add_argument("--t", type=int, default=12)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=None,
-                    help="pixels per forward pass (default: each model's own: TIML's PREDICT_BATCH, "
-                         "Presto's default_batch of the device)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--weights", default=None, help="Presto safetensors (default: random weights, same cost)")
-    ap.add_argument("--adapt-shots", type=int, default=64, help="labelled samples of the adaptation timing (0: skip)")
-    ap.add_argument("--adapt-reps", type=int, default=1)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "presto.json"))
+    ap.add_argument("--weights", default=None, help="Presto safetensors (default: random weights, same cost; "
+                                                  "the agreement on --tif needs the real ones)")
+    ap.add_argument("--tif", default=str(TOGO), help="real EE tif for the bf16 map agreement ('' to skip)")
+    ap.add_argument("--adapt-shots", type=int, default=64)
+    ap.add_argument("--adapt-steps", type=int, default=250)
+    ap.add_argument("--map-size", type=int, default=48, help="side of the simulated tile of the Dask comparison (0: skip)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    from cropmeta.models.presto import PrestoEncoder, default_batch, load_presto, presto_inputs
-    from cropmeta.schema import Normalizer
-    from cropmeta.tasks import make_task
-    from cropmeta.train.config import resolve_config
+    from cropmeta.mapping.infer import predict_samples
+    from cropmeta.models.inference import bf16_fast
+    from cropmeta.models.presto import PrestoEncoder, presto_inputs
+    from safetensors.torch import save_file
     from cropmeta.testing import toy_samples
-    from cropmeta.train.trained import PREDICT_BATCH, from_scratch, predict_proba
 
-    samples = toy_samples(n_per_label=a.pixels, n_noncrop=a.pixels, t=a.t, seed=0, regions=[("Kenya", 0.2, 37.9, [])])
-    x = samples.x[: a.pixels]
-    meta = samples.meta.iloc[: a.pixels]
-    n = len(x)
-    lat, lon, dates = meta["lat"].to_numpy(), meta["lon"].to_numpy(), meta["start_date"].tolist()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-presto-"))
+    old_home = os.environ.get("CROPMETA_HOME")
+    try:
+        if a.weights:
+            weights = Path(a.weights)
+        else:
+            torch.manual_seed(0)
+            weights = tmp / "random.safetensors"
+            save_file({f"encoder.{k}": v.contiguous() for k, v in PrestoEncoder().state_dict().items()}, str(weights))
+        from cropmeta.models.presto import load_presto
 
-    cfg = resolve_config("quick").replace(device=a.device)
-    timl = from_scratch(cfg, t=a.t, seed=0, normalizer=Normalizer.fit(x), learner="timl")
-    timl.task_info = make_task("Kenya", "maize").info
-    timl.to(device=torch.device(a.device), dtype=torch.float32)
+        enc = load_presto(weights)
+        s = toy_samples(n_per_label=a.pixels, n_noncrop=a.pixels, t=a.t, seed=0, regions=[("Kenya", 0.2, 37.9, ["maize"])])
+        rows = np.random.default_rng(0).permutation(len(s.x))[: a.pixels]  # both classes mixed
+        x, meta = s.x[rows], s.meta.iloc[rows]
+        ctx = {"lat": meta["lat"].to_numpy(), "lon": meta["lon"].to_numpy(), "start_dates": meta["start_date"].tolist()}
+        inputs = presto_inputs(x, ctx["lat"], ctx["lon"], ctx["start_dates"])
+        y = meta["is_crop"].to_numpy().astype(int)
+        _, pred = presto_run(tmp / "home", weights, x[:128], y[:128], {k: v[:128] for k, v in ctx.items()})
+        from cropmeta.mapping.precision import with_precision
 
-    presto = (load_presto(a.weights, device=a.device) if a.weights else PrestoEncoder().to(a.device).eval())
-    inputs = presto_inputs(x, lat, lon, dates)
+        pred16 = with_precision(pred, "bf16")
+        native = bf16_fast("cpu")
+        n = len(x)
+        with reference_attention():  # the fused kernel is invisible to the FLOP counter on CPU
+            fpp = flops_per_pixel(lambda: enc.embed(inputs), n)
 
-    timl_batch = a.batch or PREDICT_BATCH
-    presto_batch = a.batch or default_batch(a.device)
-    res = {
-        "timl_lstm": _measure(lambda: predict_proba(timl, x, batch_size=timl_batch), n, a.reps, a.device),
-        "presto_encoder": _measure(lambda: presto.embed(inputs, batch_size=presto_batch), n, a.reps, a.device),
-        "presto_end_to_end": _measure(lambda: presto.embed(presto_inputs(x, lat, lon, dates), batch_size=presto_batch),
-                                      n, a.reps, a.device),
-    }
-    adapt = _adaptation(a, samples, timl, presto, cfg) if a.adapt_shots else None
-    ratios = {
-        "presto_over_timl_flops_per_pixel": round(res["presto_encoder"]["flops_per_pixel"]
-                                                  / max(1.0, res["timl_lstm"]["flops_per_pixel"]), 2),
-        "timl_over_presto_pixels_per_s": round(res["timl_lstm"]["pixels_per_s"]
-                                               / max(1e-9, res["presto_end_to_end"]["pixels_per_s"]), 2),
-    }
-    if adapt:
-        ratios["presto_ft_over_timl_adapt_seconds"] = round(adapt["presto-ft"]["seconds"] / adapt["timl"]["seconds"], 2)
-        ratios["presto_lr_over_timl_adapt_seconds"] = round(adapt["presto"]["seconds"] / adapt["timl"]["seconds"], 2)
-    rec = {"benchmark": "presto", "command": "python benchmarks/bench_presto.py " + " ".join(argv or sys.argv[1:]),
-           "pixels": n, "t": a.t, "batch": {"timl": timl_batch, "presto": presto_batch}, "threads": a.threads, "device": a.device,
-           "weights": a.weights or "random (same cost)", "flops_note": "matrix products only (torch flop_counter)",
-           "results": res, "adaptation": adapt, "ratios": ratios, "machine": machine()}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rec, indent=2, default=float))
-    print(json.dumps({"results": res, "adaptation": adapt, "ratios": ratios}, indent=2, default=float))
+        fns = {"encoder_before": lambda _: _with_ref(lambda: enc.embed(inputs)),
+               "encoder_fp32": lambda _: enc.embed(inputs),
+               "map_before": lambda _: _with_ref(lambda: predict_samples(pred, x, context=ctx)),
+               "map_fp32": lambda _: predict_samples(pred, x, context=ctx)}
+        if native:
+            fns["encoder_bf16"] = lambda _: enc.embed(inputs, precision="bf16")
+            fns["map_bf16"] = lambda _: predict_samples(pred16, x, context=ctx)
+        for fn in fns.values():
+            fn(None)  # warm-up
+        mm_samples, times, shares = interleaved_shares(fns, x, a.reps, fpp, threads=a.threads)
+        speed = {k: {"pixels_per_s": round(n / statistics.median(v), 1),
+                     "share_of_fp32_matmul": round(statistics.median(shares[k]), 3)} for k, v in times.items()}
+        rates = {"fp32_gflops": round(statistics.median(mm_samples), 1),
+                 "bf16_gflops": round(mm_rate("bfloat16", threads=a.threads, reps=3)["gflops"], 1) if native else None}
+        if native:
+            for what in ("encoder", "map"):
+                speed[f"{what}_bf16_over_fp32"] = round(speed[f"{what}_bf16"]["pixels_per_s"]
+                                                        / speed[f"{what}_fp32"]["pixels_per_s"], 2)
+        for what in ("encoder", "map"):
+            speed[f"{what}_fp32_over_before"] = round(speed[f"{what}_fp32"]["pixels_per_s"]
+                                                      / speed[f"{what}_before"]["pixels_per_s"], 2)
+
+        agree = agreement(tmp / "agree", weights, Path(a.tif)) if a.tif and Path(a.tif).exists() and a.weights else None
+        k = a.adapt_shots
+        pos, neg = np.where(y == 1)[0][: k // 2], np.where(y == 0)[0][: k - k // 2]
+        shots = np.r_[pos, neg]
+        adapt = (finetune_seconds(enc, inputs[shots].tensors(), y[shots], a.adapt_steps) if k else None)
+        if adapt and not native:
+            adapt["note"] = "bf16 not native here: its rows are emulated and say nothing about bf16 hardware"
+        maps = dask_maps(tmp / "dask", weights, a.map_size, a.workers) if a.map_size else None
+    finally:
+        if old_home is None:
+            os.environ.pop("CROPMETA_HOME", None)
+        else:
+            os.environ["CROPMETA_HOME"] = old_home
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    rec = {"benchmark": "presto", "command": command_line("bench_presto.py", argv), "pixels": n, "t": a.t,
+           "threads": a.threads, "weights": a.weights or "random (same cost)", "bf16_native": native,
+           "flops_per_pixel": round(fpp), "flops_note": "matrix products incl. attention (torch flop_counter)",
+           "matmul": rates, "speed": speed, "bf16_map_agreement": agree, "presto_ft": adapt, "dask_maps": maps,
+           "machine": machine()}
+    path = write_result("presto", rec, a.out)
+    import json
+
+    print(json.dumps({k: v for k, v in rec.items() if k != "machine"}, indent=2, default=float))
+    print(f"written: {path}")
     return rec
+
+
+def _with_ref(fn):
+    with reference_attention():
+        return fn()
 
 
 if __name__ == "__main__":

@@ -160,6 +160,7 @@ def export(
     worker_processes: bool = flag_option(False, "--worker-processes",
                                    help="--workers as separate processes (default: threads of this process)"),
     read_budget_mb: Optional[float] = typer.Option(None, help="working memory of one read strip per worker (MB)"),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 | auto (bf16 where native): bf16 only if the map stays within 0.01 probability and 99.9 % of classes of fp32 on the first pixels"),
     truth: Optional[Path] = typer.Option(None, help="truth raster or label file: report map accuracy"),
     class_column: Optional[str] = typer.Option(None, help="--truth label file: column holding the class"),
     crop_values: Optional[str] = typer.Option(None, help="--truth label file: comma-separated values that mean crop"),
@@ -183,7 +184,7 @@ def export(
                         threshold=threshold, as_float=as_float, workers=workers, scheduler=scheduler, truth=truth,
                         mosaic=mosaic, progress=True, overwrite=overwrite, max_mosaic_gb=max_mosaic_gb,
                         start_month=start_month, truth_options=opts, months=months,
-                        dask_processes=worker_processes, read_budget_mb=read_budget_mb)
+                        dask_processes=worker_processes, read_budget_mb=read_budget_mb, precision=precision)
     def human():
         console.print(f"[green]map:[/] {result.get('map', out)}", soft_wrap=True)
         console.print(f"valid pixels: {result['pixels_valid']:,} of {result['pixels']:,} ({result['valid_share']:.1%})")

@@ -163,7 +163,7 @@ def test_resolve_precision_gate(trained, monkeypatch):
     # a check that fails (tolerance far below bf16's error) falls back to fp32 with a warning
     real_check = prec.check_reduced_precision
     monkeypatch.setattr(prec, "check_reduced_precision",
-                        lambda pr, xs, threshold=0.5: real_check(pr, xs, threshold, prob_tol=1e-7))
+                        lambda pr, xs, threshold=0.5, context=None: real_check(pr, xs, threshold, prob_tol=1e-7))
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         p, rep = prec.resolve_precision("bf16", pred, x[:300])

@@ -39,6 +39,7 @@ import numpy as np
 from cropmeta.errors import NotFittedError
 from cropmeta.evaluate.base import check_xy as _check_xy
 from cropmeta.evaluate.methods import Method, TargetTask
+from cropmeta.models.inference import training_precision
 from cropmeta.models.presto_embed import PrestoEmbedder, weights_sha256
 
 __all__ = ["PrestoEmbedder", "PrestoFineTuned", "PrestoMethod", "PrestoTIMLMethod", "weights_sha256"]
@@ -194,6 +195,8 @@ class PrestoFineTuned(PrestoMethod):
         self.steps = int(steps if steps is not None else getattr(cfg, "ft_steps", 250))
         self.lr = float(lr if lr is not None else getattr(cfg, "ft_lr", 1e-3))
         self.batch = int(batch if batch is not None else getattr(cfg, "ft_batch", 10))
+        self.train_blocks = int(getattr(cfg, "pft_train_blocks", 2))
+        self.precision = training_precision(getattr(cfg, "pft_precision", "fp32"), self.options["device"] or "cpu")
 
     def fit(self, x, y, seed: int = 0) -> "PrestoFineTuned":
         from cropmeta.train.presto_frozen import finetune_presto
@@ -204,7 +207,8 @@ class PrestoFineTuned(PrestoMethod):
         base = self._embedder().model
         tensors = self.inputs_for(x).tensors(next(base.parameters()).device)
         # the `presto-ft` learner's own fine-tuning
-        self.model = finetune_presto(base, tensors, y, seed, self.steps, self.lr, self.batch)
+        self.model = finetune_presto(base, tensors, y, seed, self.steps, self.lr, self.batch,
+                                     train_blocks=self.train_blocks, precision=self.precision)
         return self
 
     def predict_proba(self, x) -> np.ndarray:

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 
 from cropmeta.errors import InputError
-from cropmeta.models.inference import bf16_fast, fold_classifier
+from cropmeta.models.inference import PRECISIONS, bf16_fast, fold_classifier
 from cropmeta.schema import CROPHARVEST
 
 __all__ = ["FastPredictor", "load_fast_predictor", "load_fast_predictor_bf16", "check_reduced_precision",
-           "resolve_precision", "PRECISIONS"]
+           "resolve_precision", "with_precision", "BF16_LOADER"]
 
-PRECISIONS = ("fp32", "bf16", "auto")
+#: the export loader of a bfloat16 map (``resolve_precision`` chose it)
+BF16_LOADER = "cropmeta.mapping.precision:load_fast_predictor_bf16"
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -96,13 +97,38 @@ class FastPredictor:
         return 1.0 / (1.0 + np.exp(-z))
 
 
+def with_precision(predictor, precision: str):
+    """``predictor`` (a :class:`~cropmeta.train.checkpoint.Predictor` or a :class:`FastPredictor`)
+    computing at ``precision`` (``fp32`` | ``bf16``): a TIML/MAML LSTM folded (:class:`FastPredictor`);
+    a model with ``set_precision`` (the Presto learners: the encoder under bfloat16 autocast) as a
+    copy set to it; any other model only in ``fp32``."""
+    import copy
+
+    if precision not in _DTYPES:
+        raise InputError(f"precision must be one of {', '.join(_DTYPES)}, got {precision!r}")
+    base = predictor.base if isinstance(predictor, FastPredictor) else predictor
+    model = getattr(base, "model", None)
+    if hasattr(model, "classifier"):
+        return FastPredictor(base, precision)
+    if hasattr(model, "set_precision"):
+        out = copy.copy(base)
+        out.model = copy.copy(model).set_precision(precision)
+        out.metadata = dict(getattr(base, "metadata", {}) or {}, precision=precision)
+        return out
+    if precision != "fp32":
+        raise InputError(f"a {getattr(model, 'kind', type(model).__name__)!r} model has no bfloat16 path "
+                         "(--precision fp32)")
+    return base
+
+
 def _load(run_dir, precision: str, device: str = "cpu"):
     from cropmeta.train.checkpoint import load_predictor
 
     pred = load_predictor(Path(run_dir), device=device)
-    if not hasattr(getattr(pred, "model", None), "classifier"):
-        return pred  # not a TIML/MAML LSTM (e.g. the in-context learner): nothing to fold
-    return FastPredictor(pred, precision)
+    model = getattr(pred, "model", None)
+    if not (hasattr(model, "classifier") or hasattr(model, "set_precision")):
+        return pred  # e.g. the in-context learner, the forests: nothing to fold, float32 only
+    return with_precision(pred, precision)
 
 
 def load_fast_predictor(run_dir) -> FastPredictor:
@@ -111,21 +137,23 @@ def load_fast_predictor(run_dir) -> FastPredictor:
 
 
 def load_fast_predictor_bf16(run_dir) -> FastPredictor:
-    """Export loader: bfloat16 LSTM. Use only after :func:`resolve_precision` said ``bf16``."""
+    """Export loader: bfloat16 (the LSTM, or the Presto encoder's products). Use only after
+    :func:`resolve_precision` said ``bf16``."""
     return _load(run_dir, "bf16")
 
 
 def check_reduced_precision(predictor, x: np.ndarray, threshold: float = 0.5, prob_tol: float = 0.01,
-                            min_agreement: float = 0.999) -> dict:
-    """Compare bfloat16 with float32 on pixels ``x [N, T, 18]`` (raw): the largest probability
+                            min_agreement: float = 0.999, context: dict | None = None) -> dict:
+    """Compare bfloat16 with float32 on pixels ``x [N, T, bands]`` (raw): the largest probability
     difference, the share of identical classes at ``threshold`` and whether both are within bounds.
-    ``predictor``: a :class:`~cropmeta.train.checkpoint.Predictor` or a :class:`FastPredictor`."""
-    base = predictor.base if isinstance(predictor, FastPredictor) else predictor
+    ``predictor``: a :class:`~cropmeta.train.checkpoint.Predictor` or a :class:`FastPredictor`;
+    ``context``: the pixels' ``lat``/``lon``/``start_dates`` for a model that reads them (Presto)."""
     x = np.asarray(x, dtype=np.float32)
     if len(x) == 0:
         raise InputError("no pixels to check reduced precision on")
-    p32 = FastPredictor(base, "fp32").predict_proba(x)
-    p16 = FastPredictor(base, "bf16").predict_proba(x)
+    extra = context if context and getattr(predictor, "uses_locations", False) else {}
+    p32 = np.asarray(with_precision(predictor, "fp32").predict_proba(x, **extra), dtype=np.float64)
+    p16 = np.asarray(with_precision(predictor, "bf16").predict_proba(x, **extra), dtype=np.float64)
     diff = float(np.max(np.abs(p16 - p32)))
     agree = float(np.mean((p16 >= threshold) == (p32 >= threshold)))
     return {"pixels": int(len(x)), "max_abs_prob_diff": diff, "mean_abs_prob_diff": float(np.mean(np.abs(p16 - p32))),
@@ -134,7 +162,7 @@ def check_reduced_precision(predictor, x: np.ndarray, threshold: float = 0.5, pr
 
 
 def resolve_precision(requested: str, predictor, x_sample: np.ndarray, device: str | torch.device = "cpu",
-                      threshold: float = 0.5) -> tuple[str, dict]:
+                      threshold: float = 0.5, context: dict | None = None) -> tuple[str, dict]:
     """The precision to export with: ``fp32`` asked → ``fp32``; ``bf16`` → ``bf16`` if the check on
     ``x_sample`` passes (else ``fp32`` with a warning); ``auto`` → ``bf16`` only where the hardware
     runs it natively and the check passes. Returns (precision, report)."""
@@ -143,7 +171,7 @@ def resolve_precision(requested: str, predictor, x_sample: np.ndarray, device: s
     report: dict = {"requested": requested, "bf16_native": bf16_fast(device)}
     if requested == "fp32" or (requested == "auto" and not report["bf16_native"]):
         return "fp32", report
-    check = check_reduced_precision(predictor, x_sample, threshold)
+    check = check_reduced_precision(predictor, x_sample, threshold, context=context)
     report["check"] = check
     if check["ok"]:
         return "bf16", report

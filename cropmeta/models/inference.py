@@ -28,7 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FoldedTIML", "fold_classifier", "bf16_fast", "model_flops_per_pixel"]
+__all__ = ["FoldedTIML", "fold_classifier", "bf16_fast", "model_flops_per_pixel", "precision_context", "training_precision",
+           "PRECISIONS"]
+
+#: arithmetic precisions of inference: ``fp32``, ``bf16`` (and ``auto`` = bf16 where native and checked)
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 class FoldedTIML(nn.Module):
@@ -169,6 +173,29 @@ def bf16_fast(device: torch.device | str = "cpu") -> bool:
         return False
     flags = _cpu_flags().split()
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def precision_context(precision: str, device: torch.device | str = "cpu"):
+    """A context in which a network runs at ``precision``: ``fp32`` → nothing changes; ``bf16`` →
+    ``torch.autocast`` to bfloat16 on ``device``'s type (matrix products in bfloat16, reductions and
+    normalisations in float32 as autocast's policy says)."""
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    raise ValueError(f"precision must be fp32 or bf16 here, got {precision!r}")
+
+
+def training_precision(requested: str, device: torch.device | str = "cpu") -> str:
+    """The precision of training steps for a request ``fp32`` | ``bf16`` | ``auto``: ``auto`` is
+    ``bf16`` where :func:`bf16_fast` finds it native on ``device``, else ``fp32``."""
+    if requested == "auto":
+        return "bf16" if bf16_fast(device) else "fp32"
+    if requested not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32, bf16 or auto, got {requested!r}")
+    return requested
 
 
 def model_flops_per_pixel(t: int, n_bands: int, hidden: int, extra_inputs: int = 0) -> int:

@@ -52,8 +52,10 @@ __all__ = [
     "BAND_GROUPS",
     "DW_MISSING",
     "PRESTO_BANDS",
+    "Attention",
     "PrestoEncoder",
     "PrestoInputs",
+    "DEPTH",
     "load_presto",
     "presto_inputs",
     "step_months",
@@ -66,7 +68,9 @@ D_MODEL, N_HEADS, MLP_HIDDEN, DEPTH = 128, 8, 512, 2
 # --------------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------------
-class _Attention(nn.Module):
+class Attention(nn.Module):
+    """Multi-head self-attention over the tokens, masked tokens excluded as keys."""
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -76,10 +80,21 @@ class _Attention(nn.Module):
     def forward(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         b, n, d = h.shape
         q, k, v = self.qkv(h).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        # softmax(q kᵀ / √dh, masked keys at -inf) v in one fused kernel: on CPU twice as fast as
+        # :meth:`reference` (tests/test_presto_speed.py: equal to 1e-5). In float32 under bfloat16
+        # autocast too: torch's bfloat16 kernel is slower at these sizes (98 tokens, 16 per head)
+        with torch.autocast(h.device.type, enabled=False):
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=keep[:, None, None, :])
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+    def reference(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The same attention written out (scores, key mask, softmax, product): what :meth:`forward`
+        is tested against, and the "before" of ``benchmarks/bench_presto.py``."""
+        b, n, d = h.shape
+        q, k, v = self.qkv(h).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.heads)
         scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
-        out = scores.softmax(dim=-1) @ v  # [B, H, N, dh]
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+        return self.proj((scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, d))
 
 
 class _MLP(nn.Module):
@@ -96,7 +111,7 @@ class _Block(nn.Module):
     def __init__(self, dim: int, heads: int, hidden: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = _Attention(dim, heads)
+        self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = _MLP(dim, hidden)
 
@@ -166,30 +181,55 @@ class PrestoEncoder(nn.Module):
         ``dynamic_world [B, T]`` int (9 = missing), ``latlons [B, 2]`` degrees (lat, lon),
         ``mask [B, T, 17]`` (1 = missing) or None, ``month``: an int or ``[B]`` (month of the first
         step, 0 = January; step t gets ``(month + t) mod 12``) or ``[B, T]`` (each step's month)."""
+        h, keep = self.hidden(x, dynamic_world, latlons, mask, month, blocks=DEPTH)
+        return self.pool(h, keep)
+
+    def hidden(self, x, dynamic_world, latlons, mask=None, month=DEFAULT_START_MONTH, blocks: int = DEPTH):
+        """(tokens after the first ``blocks`` transformer blocks, keep): :meth:`tokens` without the
+        token slots masked in every sample of the batch (they change nothing: masked tokens take no
+        part in attention or pooling), then ``blocks`` blocks. ``presto-ft`` caches this for its
+        frozen blocks and trains the rest (:meth:`finish`)."""
         h, keep = self.tokens(x, dynamic_world, latlons, mask, month)
         cols = keep.any(0)
         if not bool(cols.all()):  # token slots masked in every sample (e.g. Dynamic World): skip them
             h, keep = h[:, cols], keep[:, cols]
-        for blk in self.blocks:
+        for blk in self.blocks[:blocks]:
             h = blk(h, keep)
+        return h, keep
+
+    def finish(self, h: torch.Tensor, keep: torch.Tensor, start: int) -> torch.Tensor:
+        """The embedding from the output of the first ``start`` blocks (:meth:`hidden`): the other
+        blocks, then the pooling."""
+        for blk in self.blocks[start:]:
+            h = blk(h, keep)
+        return self.pool(h, keep)
+
+    def pool(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The mean of the kept tokens, then the final LayerNorm: ``[B, 128]``."""
         w = keep.to(h.dtype)[..., None]
         pooled = (h * w).sum(1) / w.sum(1)
         return self.norm(pooled)
 
     @torch.no_grad()
-    def embed(self, inputs: "PrestoInputs", batch_size: int | None = None, device: str | torch.device | None = None
-              ) -> np.ndarray:
+    def embed(self, inputs: "PrestoInputs", batch_size: int | None = None, device: str | torch.device | None = None,
+              precision: str = "fp32") -> np.ndarray:
         """Embeddings ``[N, 128]`` float32 of :class:`PrestoInputs`, in batches (default
-        :func:`default_batch` of the device), in eval mode."""
+        :func:`default_batch` of the device), in eval mode. ``precision="bf16"``: the linear layers in
+        bfloat16 (autocast; attention, LayerNorm and pooling in float32) — use it only where the
+        hardware has native bfloat16 and a check such as
+        :func:`cropmeta.mapping.precision.check_reduced_precision` passed."""
+        from cropmeta.models.inference import precision_context
+
         was = self.training
         self.eval()
         dev = torch.device(device) if device is not None else next(self.parameters()).device
         batch_size = int(batch_size or default_batch(dev))
         out = []
         try:
-            for i in range(0, len(inputs), batch_size):
-                part = inputs[i : i + batch_size].tensors(dev)
-                out.append(self(*part).float().cpu().numpy())
+            with precision_context(precision, dev):
+                for i in range(0, len(inputs), batch_size):
+                    part = inputs[i : i + batch_size].tensors(dev)
+                    out.append(self(*part).float().cpu().numpy())
         finally:
             self.train(was)
         return np.concatenate(out) if out else np.zeros((0, D_MODEL), dtype=np.float32)

@@ -41,12 +41,13 @@ class PrestoEmbedder:
 
         return workspace_home() / "cache" / "presto" / self.weights_sha[:16] / f"{key}.safetensors"
 
-    def embed(self, inputs, key: str | None = None, cache: bool | None = None) -> np.ndarray:
+    def embed(self, inputs, key: str | None = None, cache: bool | None = None, precision: str = "fp32") -> np.ndarray:
         """``[N, 128]`` float32 embeddings of :class:`~cropmeta.models.presto.PrestoInputs`, cached
         under ``key`` (default: a hash of the inputs themselves) in this weights SHA-256's directory.
-        ``cache=False`` (e.g. map pixels, seen once) computes without touching the cache."""
-        if not (self.cache if cache is None else cache):
-            return self.model.embed(inputs, batch_size=self.batch_size)
+        ``cache=False`` (e.g. map pixels, seen once) computes without touching the cache;
+        ``precision="bf16"`` too (the cache holds float32 embeddings only)."""
+        if precision != "fp32" or not (self.cache if cache is None else cache):
+            return self.model.embed(inputs, batch_size=self.batch_size, precision=precision)
         key = key or _inputs_hash(inputs)
         mem_key = (self.weights_sha, key)
         if mem_key in self._MEMORY:

@@ -11,6 +11,7 @@ Sections (:data:`SECTIONS`; every option with its meaning in docs/configuration.
                   giving steps or lr without budget means budget = "fixed")
     [ensemble]    prior, trees                            (flat: ens_prior, ens_trees)
     [forest]      trees                                   (flat: rf_trees; the random-forest learner)
+    [presto_ft]   train_blocks, precision                 (flat: pft_train_blocks, pft_precision)
     [pretrain]    lr, steps, val_every, patience         (flat: pt_lr, pt_steps, pt_val_every, pt_patience)
     [execution]   device, dtype, vectorize, threads
     [in_context]  d_model, layers, heads, ff, ...        (flat: ic_d_model, …; the in-context learner's own)
@@ -100,6 +101,9 @@ class TrainConfig:
     ens_trees: int = 300  #: trees of the ensemble's random forest
     # ---- the random-forest learner (cropmeta train --learner random-forest) ------------------------
     rf_trees: int = 100  #: trees (scikit-learn's default, CropHarvest's baseline)
+    # ---- presto-ft (Presto's encoder fine-tuned with a linear head) ---------------------------------
+    pft_train_blocks: int = 2  #: last transformer blocks trained (2 = every weight; 1 = the first block frozen, cached)
+    pft_precision: str = "fp32"  #: fp32 | bf16 | auto (bf16 where the hardware has it natively) for its steps
     # ---- plain supervised pretraining (baseline) ---------------------------------------------------
     pt_lr: float = 1e-3
     pt_steps: int = 3000
@@ -172,6 +176,7 @@ SECTIONS: dict[str, dict[str, str]] = {
                  "auto_lr": "ft_auto_lr", "max_steps": "ft_max_steps", "folds": "ft_folds"},
     "ensemble": {"prior": "ens_prior", "trees": "ens_trees"},
     "forest": {"trees": "rf_trees"},
+    "presto_ft": {"train_blocks": "pft_train_blocks", "precision": "pft_precision"},
     "pretrain": {"lr": "pt_lr", "steps": "pt_steps", "val_every": "pt_val_every", "patience": "pt_patience"},
     "execution": _same("device", "dtype", "vectorize", "threads"),
 }
@@ -335,6 +340,11 @@ def _validate(cfg: TrainConfig, source: str) -> TrainConfig:
     for name in ("lstm_dropout", "encoder_dropout"):
         if not 0 <= getattr(cfg, name) < 1:
             raise ConfigError(f"{source}: option {name!r} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.pft_train_blocks not in (1, 2):
+        raise ConfigError(f"{source}: presto_ft.train_blocks must be 1 or 2 (Presto has 2 blocks), "
+                          f"got {cfg.pft_train_blocks}")
+    if cfg.pft_precision not in ("fp32", "bf16", "auto"):
+        raise ConfigError(f"{source}: presto_ft.precision must be fp32, bf16 or auto, got {cfg.pft_precision!r}")
     if cfg.ft_budget not in ("fixed", "auto"):
         raise ConfigError(f"{source}: finetune.budget must be fixed or auto, got {cfg.ft_budget!r}")
     if cfg.ft_folds < 2:

@@ -51,6 +51,16 @@ class PrestoBacked:
     use) and ``device``."""
 
     uses_locations: ClassVar[bool] = True
+    #: arithmetic of the encoder at prediction (``fp32`` or ``bf16``: :meth:`set_precision`)
+    inference_precision: ClassVar[str] = "fp32"
+
+    def set_precision(self, precision: str):
+        """Predict with the encoder at ``precision`` (``fp32`` | ``bf16``); for maps, after
+        :func:`cropmeta.mapping.precision.resolve_precision` chose it. Returns self."""
+        if precision not in ("fp32", "bf16"):
+            raise InputError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.inference_precision = precision
+        return self
 
     def presto_inputs(self, x: np.ndarray, lat=None, lon=None, start_dates=None):
         """Presto's inputs of raw samples ``x [N, T, bands]`` in the model's band schema (``bands``:
@@ -69,7 +79,8 @@ class PrestoBacked:
     def embed(self, x: np.ndarray, lat=None, lon=None, start_dates=None) -> np.ndarray:
         """Frozen Presto embeddings ``[N, 128]`` of raw samples (:meth:`presto_inputs`); not cached on
         disk: raw samples here are a run's few target labels or map pixels seen once."""
-        return self.presto_embedder().embed(self.presto_inputs(x, lat, lon, start_dates), cache=False)
+        return self.presto_embedder().embed(self.presto_inputs(x, lat, lon, start_dates), cache=False,
+                                            precision=self.inference_precision)
 
     def presto_embedder(self):
         if self.embedder is None:

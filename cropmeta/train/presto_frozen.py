@@ -31,6 +31,7 @@ import torch
 
 from cropmeta.errors import ModelError, NotFittedError
 from cropmeta.learners.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, check_record
+from cropmeta.models.inference import precision_context, training_precision
 from cropmeta.models.presto_head import EMBED_DIM
 from cropmeta.schema import BANDS
 from cropmeta.train.config import TrainConfig, config_from_dict
@@ -53,21 +54,43 @@ def fit_logistic(emb: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[np.ndar
 
 
 def finetune_presto(encoder: torch.nn.Module, tensors: list[torch.Tensor], y: np.ndarray, seed: int = 0,
-                    steps: int = 250, lr: float = 1e-3, batch: int = 10) -> torch.nn.Sequential:
+                    steps: int = 250, lr: float = 1e-3, batch: int = 10, train_blocks: int | None = None,
+                    precision: str = "fp32") -> torch.nn.Sequential:
     """``Sequential(encoder=a copy of encoder, head=Linear(128, 1))`` fine-tuned by SGD on
     class-balanced batches of ``batch`` + ``batch`` of the samples ``tensors`` (the encoder's inputs,
-    :meth:`~cropmeta.models.presto_layout.PrestoInputs.tensors`) with 0/1 labels ``y``; eval mode."""
+    :meth:`~cropmeta.models.presto_layout.PrestoInputs.tensors`) with 0/1 labels ``y``; eval mode.
+
+    ``train_blocks``: how many of the last transformer blocks (with the final LayerNorm and the head)
+    are trained; None or the encoder's depth: every weight, as Presto's paper fine-tunes. Fewer:
+    the token embeddings and the first blocks stay as pretrained, their output for every sample is
+    computed once, and each step runs only the trained blocks forward and backward.
+    ``precision="bf16"``: the steps under bfloat16 autocast (weights and updates stay float32)."""
     import torch.nn.functional as F
 
+    from cropmeta.models.inference import precision_context
+    from cropmeta.models.presto import DEPTH
     from cropmeta.train.finetune import balanced_batch
 
     y = check_labels(y, len(tensors[0]), "presto-ft: fine-tuning")
+    depth = DEPTH if train_blocks is None else int(train_blocks)
+    if not 1 <= depth <= DEPTH:
+        raise ValueError(f"presto-ft: train_blocks must be 1 to {DEPTH}, got {train_blocks}")
+    frozen = DEPTH - depth
     dev = next(encoder.parameters()).device
     torch.manual_seed(int(seed))  # the head's initialisation
     net = torch.nn.Sequential()
     net.add_module("encoder", copy.deepcopy(encoder))
     net.add_module("head", torch.nn.Linear(EMBED_DIM, 1))
     net.to(dev).train()
+    enc = net.encoder
+    cached = None
+    trainable = {name: p.requires_grad for name, p in enc.named_parameters()}
+    if frozen:
+        for name, p in enc.named_parameters():
+            if not (name.startswith("norm.") or any(name.startswith(f"blocks.{i}.") for i in range(frozen, DEPTH))):
+                p.requires_grad_(False)
+        with torch.no_grad():  # the frozen part's output for every sample, once (in float32)
+            cached = enc.hidden(*tensors, blocks=frozen)
     pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
     n_p, n_n = min(batch, len(pos)), min(batch, len(neg))
     yb = torch.as_tensor(np.r_[np.ones(n_p), np.zeros(n_n)], dtype=torch.float32, device=dev)
@@ -75,24 +98,32 @@ def finetune_presto(encoder: torch.nn.Module, tensors: list[torch.Tensor], y: np
     g = torch.Generator().manual_seed(int(seed))
     for _ in range(int(steps)):
         idx = torch.as_tensor(balanced_batch(pos, neg, n_p, n_n, g), device=dev)
-        logits = net.head(net.encoder(*[t[idx] for t in tensors]))[:, 0]
+        with precision_context(precision, dev):
+            if cached is None:
+                emb = enc(*[t[idx] for t in tensors])
+            else:
+                emb = enc.finish(cached[0][idx], cached[1][idx], frozen)
+            logits = net.head(emb)[:, 0].float()
         loss = F.binary_cross_entropy_with_logits(logits, yb)
         opt.zero_grad()
         loss.backward()
         opt.step()
+    for name, p in enc.named_parameters():
+        p.requires_grad_(trainable[name])
     return net.eval()
 
 
 def net_probabilities(net: torch.nn.Sequential, inputs, batch_size: int | None = None,
-                      temperature: float | None = None) -> np.ndarray:
+                      temperature: float | None = None, precision: str = "fp32") -> np.ndarray:
     """Positive-class probabilities ``[N]`` float64 of a :func:`finetune_presto` network, in batches
-    (default :func:`cropmeta.models.presto.default_batch` of its device)."""
+    (default :func:`cropmeta.models.presto.default_batch` of its device); ``precision``: ``fp32`` or
+    ``bf16`` (:func:`cropmeta.models.inference.precision_context`)."""
     from cropmeta.models.presto import default_batch
 
     dev = next(net.parameters()).device
     batch_size = int(batch_size or default_batch(dev))
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), precision_context(precision, dev):
         for i in range(0, len(inputs), batch_size):
             z = net.head(net.encoder(*inputs[i : i + batch_size].tensors(dev)))[:, 0].double()
             if temperature is not None:
@@ -260,9 +291,12 @@ class PrestoFTModel(_PrestoModel):
             torch.set_num_threads(int(cfg.threads))
         base = m.presto_embedder().model
         tensors = m.presto_inputs(x, lat, lon, start_dates).tensors(next(base.parameters()).device)
-        m.net = finetune_presto(base, tensors, y, seed, cfg.ft_steps, cfg.ft_lr, cfg.ft_batch)
+        precision = training_precision(cfg.pft_precision, next(base.parameters()).device)
+        m.net = finetune_presto(base, tensors, y, seed, cfg.ft_steps, cfg.ft_lr, cfg.ft_batch,
+                                train_blocks=cfg.pft_train_blocks, precision=precision)
         m.info["finetune"] = {"n_train": int(len(y)), "n_pos": int(np.sum(np.asarray(y) == 1)),
-                              "steps": int(cfg.ft_steps), "lr": cfg.ft_lr, "batch": int(cfg.ft_batch), "seed": int(seed)}
+                              "steps": int(cfg.ft_steps), "lr": cfg.ft_lr, "batch": int(cfg.ft_batch), "seed": int(seed),
+                              "train_blocks": int(cfg.pft_train_blocks), "precision": precision}
         return m
 
     def predict_proba(self, x, *, batch_size: int | None = None, temperature: float | None = None, lat=None,
@@ -270,7 +304,7 @@ class PrestoFTModel(_PrestoModel):
         if self.net is None:
             raise NotFittedError("presto-ft: predict_proba called before fine-tuning")
         return net_probabilities(self.net, self.presto_inputs(x, lat, lon, start_dates), batch_size,
-                                 temperature)
+                                 temperature, self.inference_precision)
 
     def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         arrays = {} if self.net is None else {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
