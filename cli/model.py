@@ -37,7 +37,7 @@ def train(
     nprocs: int = typer.Option(1, help="torch.distributed ranks (task-parallel meta-batches), >= 1"),
     shots: Optional[int] = typer.Option(None, help="fine-tune on N >= 2 training labels in total (class-balanced, "
                                                    "N/2 positives) instead of all"),
-    learner: Optional[str] = typer.Option(None, help="a registered learner (default timl): " + " | ".join(BUILTIN_KINDS)),
+    learner: Optional[str] = typer.Option(None, help="a registered learner (default: the preset's, ensemble for quick, timl for paper): " + " | ".join(BUILTIN_KINDS)),
     pretrain_source: Optional[str] = typer.Option(None, help="sim: train on the simulated world first, then on this data"),
     sim_seed: int = typer.Option(1, help="seed of the simulated world used by --pretrain-source sim"),
     home: Optional[Path] = home_option(),

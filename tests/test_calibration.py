@@ -73,7 +73,7 @@ def test_calibrate_run_saves_temperature_used_by_the_predictor(tmp_path, monkeyp
     from cropmeta.train.checkpoint import load_predictor
     from cropmeta.app.train import train
 
-    tiny = {"hidden": 16, "encoder_dims": [16, 16, 16], "iterations": 3, "tasks_per_step": 4, "k_support": 2,
+    tiny = {"learner": "timl", "hidden": 16, "encoder_dims": [16, 16, 16], "iterations": 3, "tasks_per_step": 4, "k_support": 2,
             "k_query": 1, "ft_steps": 10, "threads": 1, "device": "cpu"}
     s = make_samples(n_per_region=60, seed=4)
     test = s.meta["split"].to_numpy() == "test"

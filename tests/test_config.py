@@ -129,7 +129,7 @@ def test_remove_auc_false_switches_task_removal_off(tmp_path):
     regions = [("Kenya", 0.2, 37.9, ["maize", "bean"]), ("Togo", 8.5, 0.9, ["maize"]),
                ("Uganda", 1.3, 32.4, ["maize", "bean"]), ("Tanzania", -6.3, 34.8, ["maize", "cassava"])]
     s = toy_samples(n_per_label=24, n_noncrop=30, t=6, seed=3, regions=regions)
-    tiny = {"hidden": 16, "encoder_dims": [8, 8, 16], "encoder_channels_per_group": 4, "iterations": 8,
+    tiny = {"learner": "timl", "hidden": 16, "encoder_dims": [8, 8, 16], "encoder_channels_per_group": 4, "iterations": 8,
             "tasks_per_step": 4, "val_every": 4, "checkpoint_every": 4, "ft_steps": 5, "threads": 1,
             "outer_lr": 3e-3, "encoder_lr": 3e-3, "remove_lookback": 2}
     on = train("kenya", samples=s, out=tmp_path / "on", overrides={**tiny, "remove_auc": 0.6}, seed=1)

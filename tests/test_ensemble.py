@@ -257,6 +257,49 @@ def test_train_and_compare_take_the_ensemble_like_any_learner(data, tmp_path):
     assert "What each learner chose from its shots" in (tmp_path / "cmp" / "report.md").read_text()
 
 
+def test_the_ensemble_is_cropmeta_trains_default_and_timl_one_flag_away(data, tmp_path):
+    """`cropmeta train` without --learner trains the ensemble (quick preset; the paper preset stays TIML);
+    its run predicts a sample set as it predicts arrays, and `calibrate` says why it does not apply."""
+    from cropmeta.app.train import train
+    from cropmeta.errors import InputError
+    from cropmeta.evaluate.calibration import calibrate_run
+
+    assert resolve_config("quick").learner == "ensemble" and resolve_config("paper").learner == "timl"
+    s, task, td = data
+    train("kenya", samples=s, overrides=TINY, out=tmp_path / "run", progress=False)
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["kind"] == "ensemble"
+    pred = load_predictor(tmp_path / "run")
+    sub = s.subset(np.arange(5))
+    assert np.array_equal(pred.predict_proba(sub), pred.predict_proba(sub.x))
+    with pytest.raises(InputError, match="already calibrated"):
+        calibrate_run(tmp_path / "run", samples=s)
+    train("kenya", samples=s, learner="timl", overrides=TINY, out=tmp_path / "timl", progress=False)
+    assert json.loads((tmp_path / "timl" / "model.json").read_text())["kind"] == "timl"
+
+
+def test_platt_scaling_is_unpenalised_so_few_crop_shots_still_map_crop():
+    """A clean score with fewer crop than other shots: the sigmoid crosses 0.5 between the classes
+    (an L2-penalised fit put every probability under 0.5: a map without crop)."""
+    from cropmeta.learners.ensemble import _platt
+
+    y = np.r_[np.ones(6), np.zeros(14)].astype(int)
+    score = np.r_[np.linspace(0.7, 1.0, 6), np.linspace(0.0, 0.6, 14)]
+    a, b = _platt(score, y)
+    p = 1 / (1 + np.exp(-(a * score + b)))
+    assert a > 5 and (p[y == 1] > 0.5).all() and (p[y == 0] < 0.5).mean() > 0.9
+    assert np.isfinite([a, b]).all()  # separable scores: Platt's targets keep the slope finite
+
+
+def test_sim_pretraining_warm_starts_the_ensembles_prior(data, tmp_path, monkeypatch):
+    from cropmeta.train.sim_then_real import sim_then_real
+
+    s, task, td = data
+    c = resolve_config("quick", overrides=TINY)
+    model = sim_then_real(s, task, c, learner="ensemble", sim=s, seed=0)
+    assert isinstance(model, EnsembleModel) and model.info["pretrain"]["source"] == "sim"
+
+
 def test_random_forest_learner_trains_saves_and_refuses_like_any_learner(data, tmp_path):
     """Issue 24: the forest the real benchmarks favour is a learner: `train --learner random-forest`
     makes a run (safetensors node table, no pickle) whose predictions are scikit-learn's."""

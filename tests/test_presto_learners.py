@@ -108,6 +108,11 @@ def test_train_learner_presto_ft_round_trip(toy, workspace_weights, tmp_path):
     assert 0 <= res["metrics"]["auc_roc"] <= 1
     model, meta = ck.load_model(tmp_path / "run")
     assert meta["kind"] == "presto-ft" and model.info["finetune"]["steps"] == 3
+    from cropmeta.models.inference import training_precision
+
+    # the precision of the steps (presto_ft.precision = auto: bf16 where native) and the trained blocks
+    assert model.info["finetune"]["precision"] == training_precision("auto")
+    assert model.info["finetune"]["train_blocks"] == 2
     pre = load_presto(workspace_weights).state_dict()
     tuned = model.net.encoder.state_dict()
     assert any(not torch.equal(pre[k], tuned[k]) for k in pre if k.startswith("blocks"))  # the blocks moved

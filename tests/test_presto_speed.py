@@ -82,6 +82,26 @@ def test_presto_ft_options_are_validated_and_recorded():
         resolve_config("quick", overrides={"presto_ft.precision": "fp16"})
 
 
+def test_compare_cells_record_presto_ft_precision_and_blocks(inputs, tmp_path):
+    """What presto-ft ran with reaches the compare cell (``adaptation``), as the learner's model.json says it."""
+    from safetensors.torch import save_file
+
+    from cropmeta.evaluate.cells import adaptation_record
+    from cropmeta.evaluate.presto import PrestoFineTuned
+    from cropmeta.train.config import resolve_config
+
+    w = tmp_path / "w.safetensors"
+    save_file({f"encoder.{k}": v.contiguous() for k, v in _encoder().state_dict().items()}, str(w))
+    cfg = resolve_config("quick", overrides={"ft_steps": 2, "presto_ft.precision": "fp32", "presto_ft.train_blocks": 1,
+                                             "device": "cpu"})
+    method = PrestoFineTuned(cfg=cfg, weights=w, cache=False)
+    s = inputs[1]
+    method.inputs_for = lambda x: inputs[0][: len(x)]  # the method's inputs, without a target
+    method.fit(s.x, s.meta["is_crop"].to_numpy().astype(int), seed=0)
+    rec = adaptation_record(method)["finetune"]
+    assert (rec["precision"], rec["train_blocks"], rec["steps"]) == ("fp32", 1, 2)
+
+
 def test_training_precision_auto_follows_the_hardware(monkeypatch):
     import cropmeta.models.inference as inf
 

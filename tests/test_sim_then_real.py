@@ -15,7 +15,7 @@ from cropmeta.train.config import resolve_config
 from cropmeta.app.samples import load_sim_samples
 from cropmeta.train.sim_then_real import sim_then_real
 
-TINY = {"hidden": 16, "encoder_dims": [16, 16, 16], "iterations": 3, "tasks_per_step": 4, "k_support": 2,
+TINY = {"learner": "timl", "hidden": 16, "encoder_dims": [16, 16, 16], "iterations": 3, "tasks_per_step": 4, "k_support": 2,
         "k_query": 1, "ft_steps": 15, "pt_steps": 10, "pt_val_every": 5, "threads": 1, "device": "cpu"}
 IC = {"d_model": 16, "ff": 32, "heads": 2}
 

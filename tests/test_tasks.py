@@ -193,7 +193,7 @@ def test_compare_cell_and_train_shots_fit_on_the_same_samples(samples, seed, mon
         return real_finetune(meta_model, x, y, *a, **kw)
 
     monkeypatch.setattr(ft_module, "finetune", spy)  # what TrainedModel.adapt calls
-    tiny = {"hidden": 8, "encoder_dims": [8, 8], "encoder_channels_per_group": 4, "iterations": 2,
+    tiny = {"learner": "timl", "hidden": 8, "encoder_dims": [8, 8], "encoder_channels_per_group": 4, "iterations": 2,
             "tasks_per_step": 2, "val_every": 1, "checkpoint_every": 2, "ft_steps": 1, "threads": 1}
     train_run.train("kenya", samples=samples, out=tmp_path / "run", overrides=tiny, seed=seed, shots=20)
     (x_ft, y_ft), = seen

@@ -27,7 +27,7 @@ from cropmeta.testing import toy_samples
 
 REGIONS = [("Kenya", 0.2, 37.9, ["maize", "bean"]), ("Togo", 8.5, 0.9, ["maize"]),
            ("Uganda", 1.3, 32.4, ["maize", "bean"]), ("Tanzania", -6.3, 34.8, ["maize", "cassava"])]
-TINY = {"hidden": 16, "encoder_dims": [8, 8, 16], "encoder_channels_per_group": 4, "iterations": 30,
+TINY = {"learner": "timl", "hidden": 16, "encoder_dims": [8, 8, 16], "encoder_channels_per_group": 4, "iterations": 30,
         "tasks_per_step": 4, "val_every": 10, "checkpoint_every": 10, "ft_steps": 150, "threads": 1,
         "outer_lr": 3e-3, "encoder_lr": 3e-3, "ft_lr": 3e-2, "pt_steps": 60, "pt_val_every": 10}
 

@@ -185,6 +185,10 @@ def calibrate_run(run_dir, samples=None, folds: int = 3, progress: bool = False,
         raise InputError(f"{run_dir}: not a cropmeta run directory (no config.json)")
     run_cfg = json.loads(cfg_path.read_text())
     model, meta = load_model(run_dir)
+    if getattr(model, "platt", None) is not None:
+        raise InputError(f"{run_dir}: a {model.kind!r} model's probabilities are already calibrated (Platt scaling on "
+                         "out-of-fold predictions of its shots); `cropmeta calibrate` fits a temperature to the "
+                         "LSTM learners (timl, maml, concat, pretrained, scratch)")
     try:
         base = load_meta_model(run_dir)
     except InputError as e:

@@ -104,8 +104,9 @@ def run_cell(method: Method, data: TargetData, seed: int, k, calib_folds: int = 
 def adaptation_record(method: Method) -> dict | None:
     """What the fitted model chose from its shots (issue 26), for the report: the fine-tuning budget
     (rule, steps, learning rate, the auto budget's candidates) and an ensemble's weight and its
-    members' out-of-fold AUC; None for a method whose model records none."""
-    info = getattr(getattr(method, "model", None), "info", None)
+    members' out-of-fold AUC; presto-ft's precision and trained blocks. A method may say it as
+    ``adaptation_info`` (same keys as a model's ``info``); None for a method that records none."""
+    info = getattr(method, "adaptation_info", None) or getattr(getattr(method, "model", None), "info", None)
     if not isinstance(info, dict):
         return None
     out = {}
@@ -114,6 +115,9 @@ def adaptation_record(method: Method) -> dict | None:
         budget = ft.get("budget") or {"rule": "fixed"}
         out["finetune"] = {"steps": ft.get("steps"), "lr": ft.get("lr"), "rule": budget.get("rule"),
                            "candidates": budget.get("candidates")}
+        for k in ("precision", "train_blocks"):  # presto-ft's (issue 29)
+            if k in ft:
+                out["finetune"][k] = ft[k]
     for k in ("weight_prior", "oof_auc_prior", "oof_auc_forest", "members", "why"):
         if k in info:
             out[k] = info[k]

@@ -196,7 +196,7 @@ class PrestoFineTuned(PrestoMethod):
         self.lr = float(lr if lr is not None else getattr(cfg, "ft_lr", 1e-3))
         self.batch = int(batch if batch is not None else getattr(cfg, "ft_batch", 10))
         self.train_blocks = int(getattr(cfg, "pft_train_blocks", 2))
-        self.precision = training_precision(getattr(cfg, "pft_precision", "fp32"), self.options["device"] or "cpu")
+        self.precision = training_precision(getattr(cfg, "pft_precision", "auto"), self.options["device"] or "cpu")
 
     def fit(self, x, y, seed: int = 0) -> "PrestoFineTuned":
         from cropmeta.train.presto_frozen import finetune_presto
@@ -209,6 +209,8 @@ class PrestoFineTuned(PrestoMethod):
         # the `presto-ft` learner's own fine-tuning
         self.model = finetune_presto(base, tensors, y, seed, self.steps, self.lr, self.batch,
                                      train_blocks=self.train_blocks, precision=self.precision)
+        self.adaptation_info = {"finetune": {"steps": self.steps, "lr": self.lr, "precision": self.precision,
+                                             "train_blocks": self.train_blocks}}
         return self
 
     def predict_proba(self, x) -> np.ndarray:

@@ -154,6 +154,8 @@ class EnsembleModel(Model):
     def predict_proba(self, x, *, batch_size: int | None = None, temperature: float | None = None,
                       **context) -> np.ndarray:
         kw = context if self.uses_locations else {}
+        if self.schema is not None:  # a sample set is checked against the band schema and read as its array
+            x = self.schema.input_array(x)
         if self.forest is None:
             return np.asarray(self.prior.predict_proba(x, batch_size=batch_size, temperature=temperature, **kw),
                               dtype=np.float64)
@@ -202,9 +204,20 @@ class EnsembleModel(Model):
 
 
 def _platt(s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, b) of Platt's sigmoid ``1 / (1 + exp(-(a·s + b)))`` fitted to the out-of-fold scores as
+    Platt (1999) fits it: no penalty on ``a``, targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2) instead of
+    1 and 0 (so a perfectly separating score still gets a finite slope). An L2 penalty (scikit-learn's
+    default C = 1) would shrink the slope of a 0–1 score towards 0 and put every probability near
+    the shots' share of crop: with fewer crop than other shots, a map without one crop pixel."""
     from sklearn.linear_model import LogisticRegression
 
-    lr = LogisticRegression(C=1.0).fit(np.asarray(s).reshape(-1, 1), y)
+    s = np.asarray(s, dtype=np.float64).reshape(-1, 1)
+    y = np.asarray(y).astype(int)
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    # soft targets as weights: each score once as crop (weight t) and once as not crop (weight 1 - t)
+    lr = LogisticRegression(C=np.inf).fit(np.r_[s, s], np.r_[np.ones(len(s)), np.zeros(len(s))],
+                                          sample_weight=np.r_[t, 1 - t])
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
@@ -226,6 +239,8 @@ class EnsembleLearner(Learner):
         self.zero_shot = self.prior.zero_shot
 
     def fit(self, samples, target, seed: int = 0, **kw) -> EnsembleModel:
+        if isinstance(kw.get("init"), EnsembleModel):  # a warm start (--pretrain-source sim) starts the prior
+            kw["init"] = kw["init"].prior
         return EnsembleModel(self.prior.fit(samples, target, seed, **kw), info={"prior": self.prior.kind})
 
     def start(self, t: int, seed: int = 0, schema=None) -> EnsembleModel:

@@ -103,7 +103,7 @@ class TrainConfig:
     rf_trees: int = 100  #: trees (scikit-learn's default, CropHarvest's baseline)
     # ---- presto-ft (Presto's encoder fine-tuned with a linear head) ---------------------------------
     pft_train_blocks: int = 2  #: last transformer blocks trained (2 = every weight; 1 = the first block frozen, cached)
-    pft_precision: str = "fp32"  #: fp32 | bf16 | auto (bf16 where the hardware has it natively) for its steps
+    pft_precision: str = "auto"  #: fp32 | bf16 | auto (bf16 where the hardware has it natively) for its steps
     # ---- plain supervised pretraining (baseline) ---------------------------------------------------
     pt_lr: float = 1e-3
     pt_steps: int = 3000

@@ -109,6 +109,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the in-context learner ignores its support labels after 200 outer steps and reads them after
         # 2,000 (benchmarks/diagnose_incontext.py, docs/learners.md §1.1)
         "ic_iterations": 2000,
+        # the learner with the best maps on the real benchmarks (issue 26: docs/results/deafrica-v2,
+        # README "Which learner makes the best map"); TIML is `--learner timl`, and the paper preset's
+        "learner": "ensemble",
     },
 }
 

@@ -137,8 +137,8 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
                model: tuple | None = None, features: Callable | None = None) -> TrainedModel:
     """Meta-train on every task of ``samples`` except ``target`` (test points never used).
 
-    ``learner``: ``timl`` (task encoder + FiLM; default from ``cfg.learner``), ``maml`` (no task
-    information) or ``concat`` (task information appended to the input). ``workdir``: where
+    ``learner``: ``timl`` (task encoder + FiLM), ``maml`` (no task information) or ``concat`` (task
+    information appended to the input); default: ``cfg.learner`` if it is one of these, else timl. ``workdir``: where
     ``log.jsonl`` and the resume checkpoint go (``resume=True`` continues from it). ``callback(i, rec)``
     runs after every outer step with the log record. Returns the best weights by meta-validation loss
     (the last ones when there is no validation task).
@@ -151,7 +151,8 @@ def meta_train(samples: SampleSet, target: Task | None = None, cfg: TrainConfig 
     task-informed Presto head (:mod:`cropmeta.train.presto_timl`): same tasks, splits, task removal
     and validation."""
     cfg = cfg or resolve_config("quick")
-    learner = learner or cfg.learner
+    # the configuration's learner when it is one of these (the quick preset's default is the ensemble)
+    learner = learner or (cfg.learner if cfg.learner in META_LEARNERS else "timl")
     if learner not in META_LEARNERS:
         raise InputError(f"meta_train: unknown learner {learner!r}; one of {', '.join(META_LEARNERS)}")
     normalizer = normalizer or fit_normalizer(samples)
