@@ -152,8 +152,15 @@ class DaskExecutor:
         else:
             if not workers or workers < 1:
                 raise InputError(f"--workers must be >= 1, got {workers}")
-            self._cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=bool(processes),
-                                         dashboard_address=None)
+            import dask
+
+            # Dask's nanny gives worker processes MALLOC_TRIM_THRESHOLD_=65536; setting it switches off
+            # glibc's adaptive mmap threshold, so every large temporary tensor is a fresh mmap and a
+            # Presto map ran 1.7x slower per core in worker processes than in threads
+            # (benchmarks/bench_presto.py, docs/benchmarks.md). The workers keep glibc's defaults.
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                self._cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=bool(processes),
+                                             dashboard_address=None)
             self.client = Client(self._cluster, set_as_default=False)
         self.n_workers = max(1, len(self.client.scheduler_info().get("workers", {})) or int(workers or 1))
         self.seconds_start = time.perf_counter() - t0  # cluster start / connection (reported by export)
