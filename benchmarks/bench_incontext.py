@@ -61,8 +61,9 @@ def main(argv=None) -> dict:
     from cropmeta.tasks import resolve_target, target_data
     from cropmeta.train import finetune, predict_proba
     from cropmeta.train.config import resolve_config
-    from cropmeta.train.incontext import adapt, meta_train_incontext
-    from cropmeta.train.incontext import predict_proba as ic_predict
+    from cropmeta.train.incontext import meta_train_incontext
+    from cropmeta.train.incontext_model import adapt
+    from cropmeta.train.incontext_model import predict_proba as ic_predict
     from cropmeta.train.maml import meta_train
 
     if a.data == "toy":

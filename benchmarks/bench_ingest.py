@@ -49,7 +49,8 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from cropmeta.ingest import ingest, load_datasets
+    from cropmeta.ingest import ingest
+    from cropmeta.datasets import load_datasets
     from cropmeta.sim import ensure_world
 
     torch.set_num_threads(1)

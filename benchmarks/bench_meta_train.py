@@ -39,7 +39,8 @@ def load_samples(data: str, home: str | None):
         from cropmeta.testing import toy_samples
 
         return toy_samples(n_per_label=40, n_noncrop=60, t=12, seed=0)
-    from cropmeta.ingest import ingest, list_datasets, load_datasets
+    from cropmeta.ingest import ingest
+    from cropmeta.datasets import list_datasets, load_datasets
 
     if not list_datasets(home):
         ingest(progress=False, seed=0, home=home)

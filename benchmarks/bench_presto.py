@@ -73,7 +73,8 @@ def flops_per_pixel(fn, n: int) -> float:
 def presto_run(home: Path, weights: Path, x, y, ctx) -> tuple[Path, object]:
     """A ``presto`` run dir (logistic regression on ``x``'s embeddings) reading ``weights`` from ``home``."""
     from cropmeta.learners import get_learner
-    from cropmeta.models.weights import PRESTO, weights_dir
+    from cropmeta.models.weights import weights_dir
+    from cropmeta.models.published import PRESTO
     from cropmeta.schema import CROPHARVEST
     from cropmeta.train.checkpoint import load_predictor, save_model
     from cropmeta.train.config import resolve_config
@@ -180,7 +181,8 @@ def main(argv=None) -> dict:
 
     from cropmeta.mapping.infer import predict_samples
     from cropmeta.models.inference import bf16_fast
-    from cropmeta.models.presto import PrestoEncoder, presto_inputs
+    from cropmeta.models.presto import PrestoEncoder
+    from cropmeta.models.presto_layout import presto_inputs
     from safetensors.torch import save_file
     from cropmeta.testing import toy_samples
 

@@ -81,7 +81,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    from cropmeta.ingest import ingest, list_datasets
+    from cropmeta.ingest import ingest
+    from cropmeta.datasets import list_datasets
 
     extra = args.extra.split() if args.extra else []
     tmp = Path(tempfile.mkdtemp(prefix="cropmeta-e2e-"))

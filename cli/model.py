@@ -47,7 +47,7 @@ def train(
     """Meta-train on all other tasks, fine-tune on the target region, evaluate on its test set."""
     from cropmeta.api import train_model
     from cropmeta.io.store import use_workspace
-    from cropmeta.train.config import parse_assignments
+    from cropmeta.train.config_base import parse_assignments
 
     use_workspace(home)
     opts = label_option_set(class_column=class_column, crop_values=crop_values, file_class=file_class)
@@ -104,7 +104,7 @@ def compare(
     from cropmeta.app.compare import compare as run_compare
     from cropmeta.evaluate.report import print_summary
     from cropmeta.io.store import use_workspace
-    from cropmeta.train.config import parse_assignments
+    from cropmeta.train.config_base import parse_assignments
 
     use_workspace(home)
     kwargs = dict(region=region, crop=crop, seeds=seeds, shots=csv_list(shots), methods=csv_list(methods), out=out,

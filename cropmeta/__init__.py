@@ -27,7 +27,6 @@ from cropmeta.errors import (
     ConfigError,
     CropmetaError,
     DataError,
-    ExportError,
     FetchError,
     InputError,
     ModelError,
@@ -45,7 +44,7 @@ _LAZY = {
     # samples and tasks
     "SampleSet": "cropmeta.io.store", "Task": "cropmeta.tasks", "TargetData": "cropmeta.tasks",
     "resolve_target": "cropmeta.tasks", "build_tasks": "cropmeta.tasks", "target_data": "cropmeta.tasks",
-    "normalise_crop": "cropmeta.schema", "binary_metrics": "cropmeta.metrics",
+    "normalise_crop": "cropmeta.crops", "binary_metrics": "cropmeta.metrics",
     # configuration and models
     "TrainConfig": "cropmeta.train.config", "InContextOptions": "cropmeta.train.config",
     "resolve_config": "cropmeta.train.config", "Predictor": "cropmeta.train.checkpoint",
@@ -54,7 +53,7 @@ _LAZY = {
 }
 
 __all__ = sorted([*_LAZY, "__version__", "CropmetaError", "InputError", "DataError", "ConfigError", "ModelError",
-                  "ExportError", "NotFittedError", "FetchError"])
+                  "NotFittedError", "FetchError"])
 
 
 def __getattr__(name: str):

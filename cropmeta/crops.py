@@ -2,7 +2,7 @@
 (:func:`normalise_crop`), CropHarvest's crop groups (:data:`CROP_GROUPS`, :func:`crop_group_of`)
 and TIML's task-information vector (:func:`task_info`, :data:`TASK_INFO_DIM`).
 
-Part of the one sample-schema definition: :mod:`cropmeta.schema` re-exports every name here.
+Part of the one sample-schema definition (with :mod:`cropmeta.schema`); import these names from here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The workspace's datasets: writing ingested regions as datasets (atomically, with their
 ``report.json``), the reports and their summary, and listing, describing and loading the stored
-datasets. :mod:`cropmeta.ingest` re-exports the public names; its entry point
+datasets (import them from here); :mod:`cropmeta.ingest`'s entry point
 :func:`~cropmeta.ingest.ingest` writes through :func:`write_groups`.
 """
 

@@ -8,7 +8,6 @@ handle (``except ConfigError``) and let the rest through::
     │   ├── DataError         values inside a readable file are unusable (samples, labels, tiles)
     │   ├── ConfigError       a training/comparison configuration option is unknown or invalid
     │   ├── ModelError        a model or checkpoint file cannot be used (format, weights, metadata)
-    │   ├── ExportError       a map cannot be exported (inputs, grid, output)
     │   └── NotFittedError    predict before fit (also ValueError and AttributeError, as in scikit-learn)
     └── FetchError            a remote data source cannot be reached or refuses the request
 
@@ -22,7 +21,7 @@ True
 
 from __future__ import annotations
 
-__all__ = ["CropmetaError", "InputError", "DataError", "ConfigError", "ModelError", "ExportError",
+__all__ = ["CropmetaError", "InputError", "DataError", "ConfigError", "ModelError",
            "NotFittedError", "FetchError"]
 
 
@@ -46,11 +45,6 @@ class ConfigError(InputError):
 class ModelError(InputError):
     """A model or checkpoint cannot be used: not a cropmeta model, unknown kind or format version,
     weights that do not match the architecture, missing metadata."""
-
-
-class ExportError(InputError):
-    """A map cannot be exported: inputs that do not fit the model, grids that do not mosaic, an
-    output that cannot be written."""
 
 
 class NotFittedError(InputError, ValueError, AttributeError):

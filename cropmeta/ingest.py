@@ -30,15 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cropmeta.datasets import (  # noqa: F401  (re-exported: the workspace datasets' API)
-    IngestResult,
-    class_balance,
-    dataset_pixels,
-    describe_datasets,
-    list_datasets,
-    load_datasets,
-    write_groups,
-)
+from cropmeta.datasets import IngestResult, write_groups
 from cropmeta.errors import DataError, InputError
 from cropmeta.ingest_tiles import CACHE_VERSION, sample_tiles
 from cropmeta.io.cropharvest import is_cropharvest_archive, read_cropharvest
@@ -375,6 +367,4 @@ def _read_cropharvest_cached(root: Path, home: Path) -> tuple[SampleSet, dict]:
     return samples, rep
 
 
-__all__ = ["IngestResult", "class_balance", "dataset_pixels", "describe_datasets", "ingest", "ingest_benchmark",
-           "list_datasets",
-           "load_datasets"]
+__all__ = ["IngestResult", "ingest", "ingest_benchmark"]

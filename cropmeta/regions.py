@@ -23,7 +23,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from cropmeta.errors import InputError
-from cropmeta.schema import latlon_to_xyz
+from cropmeta.crops import latlon_to_xyz
 
 EQUAL_AREA_CRS = "ESRI:54034"  # World Cylindrical Equal Area
 SIMPLIFY_DEG = 0.01

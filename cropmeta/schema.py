@@ -22,19 +22,7 @@ import numpy as np
 
 from cropmeta._fs import atomic_write_text
 from cropmeta.bandschema import STEP_DAYS, BandSchema
-# crop groups, crop names and the task-information layout are defined in cropmeta.crops and
-# re-exported here, so that the schema stays the one place to import them from
-from cropmeta.crops import (  # noqa: F401
-    CROP_ALIASES,
-    CROP_GROUPS,
-    CROP_TO_GROUP,
-    TASK_INFO_DIM,
-    crop_group_of,
-    crop_group_onehot,
-    latlon_to_xyz,
-    normalise_crop,
-    task_info,
-)
+# crop groups, crop names and the task-information layout live in cropmeta.crops (import them from there)
 from cropmeta.errors import DataError, InputError
 
 # --------------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import rasterio
 
 from cropmeta.testing import pixel_centre, tiny_tile
 from cropmeta.errors import DataError
-from cropmeta.ingest import ingest, load_datasets
+from cropmeta.ingest import ingest
+from cropmeta.datasets import load_datasets
 from cropmeta.io.eewrite import write_ee_tiff
 from cropmeta.io.store import SampleSet
 from cropmeta.io.table_mapping import table_mapping

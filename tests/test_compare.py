@@ -12,6 +12,7 @@ import pytest
 from cropmeta.testing import make_samples
 from cropmeta.errors import InputError
 from cropmeta.evaluate import compare as cmp
+from cropmeta.evaluate.targets import shot_indices
 from cropmeta.evaluate.methods import Method, RandomForest
 from cropmeta.schema import Normalizer
 
@@ -261,11 +262,11 @@ def test_zero_shot_column_uses_no_target_label(tmp_path, samples, no_plots):
 
 def test_shot_subsets_are_paired_nested_and_balanced():
     y = np.r_[np.ones(30), np.zeros(70)].astype(int)
-    a20, a64 = cmp.shot_indices(y, 20, seed=3), cmp.shot_indices(y, 64, seed=3)
+    a20, a64 = shot_indices(y, 20, seed=3), shot_indices(y, 64, seed=3)
     assert len(a20) == 20 and y[a20].sum() == 10
     assert set(a20) <= set(a64) and len(a64) == 64 and y[a64].sum() == 30  # all 30 positives, 34 negatives
-    assert not np.array_equal(a20, cmp.shot_indices(y, 20, seed=4))
-    np.testing.assert_array_equal(cmp.shot_indices(y, "all", 0), np.arange(100))
+    assert not np.array_equal(a20, shot_indices(y, 20, seed=4))
+    np.testing.assert_array_equal(shot_indices(y, "all", 0), np.arange(100))
 
 
 def test_same_shots_for_every_method(tmp_path, samples, no_plots):

@@ -12,16 +12,9 @@ import pytest
 
 from cropmeta.errors import InputError
 from cropmeta.train.config import (
-    RESUME_MAY_CHANGE,
-    SECTIONS,
-    InContextOptions,
-    TrainConfig,
-    config_changes,
-    config_from_dict,
-    load_config_file,
-    parse_assignments,
-    resolve_config,
+    SECTIONS, InContextOptions, TrainConfig, config_from_dict, load_config_file, resolve_config,
 )
+from cropmeta.train.config_base import RESUME_MAY_CHANGE, config_changes, parse_assignments
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 

@@ -15,7 +15,7 @@ from shapely.geometry import Point
 from cropmeta.errors import InputError
 from cropmeta.io.labels import read_labels
 from cropmeta.io.store import SampleSet, make_meta
-from cropmeta.schema import crop_group_of, normalise_crop
+from cropmeta.crops import crop_group_of, normalise_crop
 from cropmeta.tasks import build_tasks, make_task, resolve_target, task_labels
 from cropmeta.testing import toy_samples
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from cropmeta.errors import InputError
-from cropmeta.ingest import ingest, load_datasets
+from cropmeta.ingest import ingest
+from cropmeta.datasets import load_datasets
 from cropmeta.io.cropharvest import is_cropharvest_archive, read_cropharvest
 from cropmeta.schema import BAND_INDEX, true_ndvi
 from cropmeta.testing import FIXTURE_DATASETS, make_archive_fixture

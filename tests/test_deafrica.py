@@ -79,7 +79,7 @@ def test_split_is_half_of_each_class_of_each_target(samples):
 def test_task_list_leaves_the_target_out(samples):
     from cropmeta.evaluate.benchmark import benchmark_targets, target_samples
     from cropmeta.evaluate.compare import build_target, source_samples
-    from cropmeta.evaluate.methods import other_region_labels
+    from cropmeta.evaluate.forests import other_region_labels
     from cropmeta.tasks import build_tasks
 
     targets = benchmark_targets("deafrica", samples)

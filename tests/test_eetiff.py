@@ -195,7 +195,8 @@ def test_ingestion_and_map_export_read_identical_pixels(shared_data, tmp_path, n
 
     from cropmeta.io.eetiff import SLOPE_FILL_WITHOUT_DATA
     from cropmeta.io.sampling import sample_tile
-    from cropmeta.mapping.sources import close_cached, open_source
+    from cropmeta.mapping.sources import open_source
+    from cropmeta.io.handles import close_cached
 
     path = shared_data / name
     if not path.exists():

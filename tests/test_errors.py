@@ -10,7 +10,6 @@ from cropmeta.errors import (
     ConfigError,
     CropmetaError,
     DataError,
-    ExportError,
     FetchError,
     InputError,
     ModelError,
@@ -19,7 +18,7 @@ from cropmeta.errors import (
 
 
 def test_every_area_is_a_cropmeta_input_error():
-    for cls in (DataError, ConfigError, ModelError, ExportError, NotFittedError):
+    for cls in (DataError, ConfigError, ModelError, NotFittedError):
         assert issubclass(cls, InputError) and issubclass(cls, CropmetaError), cls
     assert issubclass(FetchError, CropmetaError) and not issubclass(FetchError, InputError)
     # as in scikit-learn: a NotFittedError is also a ValueError and an AttributeError

@@ -18,15 +18,9 @@ from cropmeta.models.incontext import InContextClassifier
 from cropmeta.tasks import resolve_target, target_data
 from cropmeta.train.config import resolve_config
 from cropmeta.train.incontext import (
-    InContextModel,
-    adapt,
-    load_incontext,
-    load_incontext_predictor,
-    meta_train_incontext,
-    predict_proba,
-    save_incontext,
-    support_chunks,
+    InContextModel, load_incontext, load_incontext_predictor, meta_train_incontext, save_incontext,
 )
+from cropmeta.train.incontext_model import adapt, predict_proba, support_chunks
 from cropmeta.testing import toy_samples
 
 REGIONS = [("Kenya", 0.2, 37.9, ["maize", "bean"]), ("Togo", 8.5, 0.9, ["maize"]),

@@ -14,7 +14,8 @@ from shapely.geometry import Point, box
 
 from cropmeta.testing import make_world, pixel_centre, tiny_tile
 from cropmeta.errors import DataError, InputError
-from cropmeta.ingest import ingest, list_datasets, load_datasets
+from cropmeta.ingest import ingest
+from cropmeta.datasets import list_datasets, load_datasets
 from cropmeta.io.eetiff import read_ee_tiff
 from cropmeta.io.sampling import sample_points
 from cropmeta.io.store import read_report, read_samples

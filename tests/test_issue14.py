@@ -18,7 +18,8 @@ from rasterio.transform import from_origin
 
 from cropmeta.testing import WORLD_TILES, pixel_centre, tiny_tile
 from cropmeta.errors import DataError, InputError
-from cropmeta.ingest import ingest, list_datasets, load_datasets
+from cropmeta.ingest import ingest
+from cropmeta.datasets import list_datasets, load_datasets
 from cropmeta.io.labels import read_labels
 from cropmeta.io.store import read_report
 from test_ingest import world  # noqa: F401 - the simulated-world fixture (Kenya + Togo, T=3)

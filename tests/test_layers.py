@@ -220,3 +220,32 @@ def test_no_private_name_is_imported_across_modules():
                     bad.append(f"  {p.relative_to(REPO).as_posix()}: from {'.' * node.level}{node.module or ''} "
                                f"import {', '.join(names)}")
     assert not bad, "private names imported across modules (make them public where they are defined):\n" + "\n".join(bad)
+
+
+def _reexport_only(path: Path) -> list[str]:
+    """The top-level ``from cropmeta… import`` statements of ``path`` none of whose names the module
+    itself uses (names in ``__all__`` strings do not count): re-exports."""
+    tree = ast.parse(path.read_text())
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("cropmeta")):
+            names = [a.asname or a.name for a in node.names]
+            if names and not any(n in used for n in names):
+                out.append(f"line {node.lineno}: from {'.' * node.level}{node.module or ''} import {', '.join(names)}")
+    return out
+
+
+def test_no_module_re_exports_another_modules_names(tmp_path):
+    """Issue 24: a name is imported from the module that defines it; a block that imports names only
+    to hand them on (a re-export shim) fails here. Package ``__init__`` files, the public API, are
+    exempt."""
+    bad = []
+    for p in sorted([*(REPO / "cropmeta").rglob("*.py"), *(REPO / "cli").rglob("*.py")]):
+        if p.name != "__init__.py":
+            bad += [f"  {p.relative_to(REPO).as_posix()} {b}" for b in _reexport_only(p)]
+    assert not bad, "re-exports (import these names from their own modules):\n" + "\n".join(bad)
+    shim = tmp_path / "shim.py"  # the check itself catches one
+    shim.write_text("from cropmeta.crops import task_info  # noqa: F401\nfrom cropmeta.crops import CROP_GROUPS\n"
+                    "x = CROP_GROUPS\n")
+    assert _reexport_only(shim) == ["line 1: from cropmeta.crops import task_info"]

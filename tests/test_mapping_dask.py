@@ -85,11 +85,15 @@ def _malloc_env():
     return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
-def test_local_worker_processes_keep_glibcs_adaptive_malloc():
+def test_local_worker_processes_keep_glibcs_adaptive_malloc(monkeypatch):
     """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in its worker processes, which switches off glibc's
     adaptive mmap threshold (a Presto map ran 1.7x slower per core there); cropmeta's own local
-    cluster leaves it unset, and Dask's default for other clusters is untouched."""
+    cluster leaves it unset, and Dask's default for other clusters is untouched. (A value already in
+    this process's environment — the user's, or one an earlier Dask cluster left there, as Dask
+    writes it into the parent's environment — is inherited.)"""
     import dask
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
 
     from cropmeta.mapping.dask_exec import DaskExecutor
 

@@ -86,7 +86,8 @@ def test_real_togo_export_with_a_presto_run(eo, shared_presto, tmp_path):
 
     from cropmeta.learners import get_learner
     from cropmeta.mapping.sources import open_eetiff
-    from cropmeta.models.weights import PRESTO, weights_dir
+    from cropmeta.models.weights import weights_dir
+    from cropmeta.models.published import PRESTO
     from cropmeta.testing import toy_samples
     from cropmeta.train import checkpoint as ck
 

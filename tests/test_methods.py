@@ -96,7 +96,7 @@ def test_zero_shot_deep_methods_use_no_target_label(data, monkeypatch):
     set as they are — no fine-tuning, and the target's labels change nothing."""
     from cropmeta.evaluate import compare as cmp
     from cropmeta.evaluate.deep import resolve_train_config
-    from cropmeta.evaluate.methods import method_shots
+    from cropmeta.evaluate.names import method_shots
     from cropmeta.train.trained import predict_proba
 
     ft = importlib.import_module("cropmeta.train.finetune")

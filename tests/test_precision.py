@@ -38,7 +38,8 @@ def trained(tmp_path_factory, shared_data):
     """(run_dir, predictor, pixels of both real tiles, tile paths) — a TIML model fine-tuned on the tiles."""
     root = shared_data
     torch.set_num_threads(1)
-    from cropmeta.schema import BAND_INDEX, Normalizer, task_info
+    from cropmeta.schema import BAND_INDEX, Normalizer
+    from cropmeta.crops import task_info
     from cropmeta.train import checkpoint as ck
     from cropmeta.train.config import resolve_config
     from cropmeta.train.finetune import finetune
@@ -96,7 +97,8 @@ def test_folded_temperature_applied(trained):
 def test_folded_other_learners_and_batchnorm_stats(learner, trained):
     """No FiLM (plain MAML) and task info concatenated to the input; non-trivial BatchNorm statistics."""
     from cropmeta.mapping.precision import FastPredictor
-    from cropmeta.schema import Normalizer, task_info
+    from cropmeta.schema import Normalizer
+    from cropmeta.crops import task_info
     from cropmeta.train.checkpoint import Predictor
     from cropmeta.train.config import resolve_config
     from cropmeta.train.trained import TrainedModel, build_model

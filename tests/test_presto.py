@@ -10,14 +10,8 @@ import pytest
 import torch
 
 from cropmeta.errors import InputError
-from cropmeta.models.presto import (
-    DW_MISSING,
-    PRESTO_BANDS,
-    PrestoEncoder,
-    load_presto,
-    presto_inputs,
-    step_months,
-)
+from cropmeta.models.presto import DW_MISSING, PRESTO_BANDS, PrestoEncoder, load_presto
+from cropmeta.models.presto_layout import presto_inputs, step_months
 from cropmeta.schema import BANDS, BAND_INDEX
 
 CASES = ("a", "b", "t6", "c", "d")
@@ -180,7 +174,8 @@ def test_step_months_from_dates():
 # Weights download
 # --------------------------------------------------------------------------------------------------
 def test_download_from_file_url_and_cache(shared_presto, golden, monkeypatch, tmp_path):
-    from cropmeta.models.weights import PRESTO, cached_weights, download_weights
+    from cropmeta.models.weights import download_weights
+    from cropmeta.models.published import PRESTO, cached_weights
 
     home = tmp_path / "home"
     with pytest.raises(InputError, match="models download presto"):
@@ -195,7 +190,8 @@ def test_download_from_file_url_and_cache(shared_presto, golden, monkeypatch, tm
 
 
 def test_download_offline_and_bad_sha_leave_nothing(shared_presto, tmp_path):
-    from cropmeta.models.weights import PRESTO, download_weights
+    from cropmeta.models.weights import download_weights
+    from cropmeta.models.published import PRESTO
 
     home = tmp_path / "home"
 
@@ -282,7 +278,8 @@ def test_presto_method_uses_each_samples_inputs_and_cache(shared_presto, togo_to
 @pytest.mark.slow
 def test_presto_ft_learns_and_leaves_the_pretrained_encoder_alone(shared_presto, togo_toy):
     from cropmeta.evaluate.compare import build_target
-    from cropmeta.evaluate.methods import make_method, method_label
+    from cropmeta.evaluate.methods import make_method
+    from cropmeta.evaluate.names import method_label
     from cropmeta.metrics import binary_metrics
 
     data = build_target(togo_toy, "togo")

@@ -35,7 +35,8 @@ def toy():
 @pytest.fixture()
 def workspace_weights(weights):
     """The learners read the workspace copy of the weights: this test's random ones."""
-    from cropmeta.models.weights import PRESTO, weights_dir
+    from cropmeta.models.weights import weights_dir
+    from cropmeta.models.published import PRESTO
 
     dest = weights_dir(PRESTO) / PRESTO.safetensors_name
     dest.parent.mkdir(parents=True, exist_ok=True)

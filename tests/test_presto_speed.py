@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from cropmeta.models.presto import DEPTH, Attention, PrestoEncoder, presto_inputs
+from cropmeta.models.presto import DEPTH, Attention, PrestoEncoder
+from cropmeta.models.presto_layout import presto_inputs
 from cropmeta.testing import toy_samples
 
 
@@ -124,7 +125,8 @@ def _presto_run(tmp_path, shared_presto, tif):
 
     from cropmeta.learners import get_learner
     from cropmeta.mapping.sources import open_eetiff
-    from cropmeta.models.weights import PRESTO, weights_dir
+    from cropmeta.models.weights import weights_dir
+    from cropmeta.models.published import PRESTO
     from cropmeta.schema import BANDS, CROPHARVEST
     from cropmeta.train.checkpoint import save_model
     from cropmeta.train.config import resolve_config

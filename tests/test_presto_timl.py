@@ -11,7 +11,8 @@ import torch
 from cropmeta.models.presto_embed import PrestoEmbedder
 from cropmeta.models.presto import PrestoEncoder
 from cropmeta.train.config import resolve_config
-from cropmeta.train.presto_timl import PrestoTIMLModel, build_head, meta_train_presto, xyz_to_latlon
+from cropmeta.train.presto_timl import PrestoTIMLModel, build_head, meta_train_presto
+from cropmeta.train.presto_base import xyz_to_latlon
 
 
 def _random_presto(path, seed: int):
@@ -64,7 +65,7 @@ def test_task_vector_changes_predictions_and_zero_shot_needs_no_label(trained, t
     model, _, emb = trained
     rng = np.random.default_rng(0)
     e = rng.normal(size=(16, 128)).astype(np.float32)
-    from cropmeta.schema import task_info
+    from cropmeta.crops import task_info
 
     ti = toy.meta.iloc[0]
 
@@ -78,7 +79,7 @@ def test_task_vector_changes_predictions_and_zero_shot_needs_no_label(trained, t
 
 
 def test_adapt_and_save_load_round_trip_bit_exact(trained, toy, cfg, tmp_path):
-    from cropmeta.schema import task_info
+    from cropmeta.crops import task_info
     from cropmeta.train import checkpoint as ck
 
     model, _, emb = trained
@@ -120,7 +121,7 @@ def test_embedding_cache_key_follows_the_weights_sha(trained, toy, tmp_path):
 
 
 def test_plain_variant_and_latlon_of_task_vector(toy, weights, cfg):
-    from cropmeta.schema import latlon_to_xyz
+    from cropmeta.crops import latlon_to_xyz
 
     lat, lon = xyz_to_latlon(latlon_to_xyz(-10.8, -53.1))
     assert abs(lat + 10.8) < 1e-5 and abs(lon + 53.1) < 1e-5
@@ -160,7 +161,8 @@ def test_train_learner_presto_timl_and_predictor(toy, weights, cfg, tmp_path):
     import shutil
 
     from cropmeta.learners import get_learner, kinds
-    from cropmeta.models.weights import PRESTO, weights_dir
+    from cropmeta.models.weights import weights_dir
+    from cropmeta.models.published import PRESTO
     from cropmeta.train import checkpoint as ck
     from cropmeta.app.train import train
 
@@ -204,8 +206,9 @@ def test_export_with_a_presto_timl_run(trained, tmp_path):
     from cropmeta.io.store import SampleSet, make_meta
     from cropmeta.mapping.export import export
     from cropmeta.mapping.validate import check_cog
-    from cropmeta.models.weights import PRESTO, weights_dir
-    from cropmeta.schema import task_info
+    from cropmeta.models.weights import weights_dir
+    from cropmeta.models.published import PRESTO
+    from cropmeta.crops import task_info
     from cropmeta.sim import generate_world
     from cropmeta.sim.calibrate import world_samples
     from cropmeta.tasks import resolve_target
@@ -259,7 +262,7 @@ def test_the_head_takes_the_auto_budget_from_its_shots(trained, cfg):
     ensemble weighs it with."""
     import dataclasses
 
-    from cropmeta.schema import task_info
+    from cropmeta.crops import task_info
     from cropmeta.train.finetune import shot_folds
 
     model, _, _ = trained

@@ -123,7 +123,7 @@ def test_html_is_self_contained_and_pngs_are_images(written):
 def test_adaptation_wall_time_leaves_out_flop_counted_cells():
     """The first seed's cells carry FLOP counts and ran under torch's (slow) FLOP counter: their wall
     time must not enter the adaptation-cost mean when the other seeds were timed without it."""
-    from cropmeta.evaluate.compare import aggregate
+    from cropmeta.evaluate.assemble import aggregate
 
     cells = []
     for s in SEEDS:

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from cropmeta import schema
+from cropmeta import crops, schema
 from cropmeta.errors import DataError, InputError
 
 
@@ -72,11 +72,11 @@ def test_normalizer_streaming_equals_batch():
 
 
 def test_task_info():
-    v = schema.task_info(0.0, 90.0, "cereals")
+    v = crops.task_info(0.0, 90.0, "cereals")
     assert v.shape == (13,)
     np.testing.assert_allclose(v[:3], [0, 1, 0], atol=1e-6)
-    assert v[3 + schema.CROP_GROUPS.index("cereals")] == 1 and v[3:].sum() == 1
-    cvn = schema.task_info(10, 10, None)
+    assert v[3 + crops.CROP_GROUPS.index("cereals")] == 1 and v[3:].sum() == 1
+    cvn = crops.task_info(10, 10, None)
     assert cvn[3] == 0 and np.allclose(cvn[4:], 1 / 9)
-    assert np.linalg.norm(schema.latlon_to_xyz(-33.2, 151.0)) == pytest.approx(1.0)
-    assert schema.crop_group_of("Maize") == "cereals" and schema.crop_group_of("Coffee") == "beverage_spice"
+    assert np.linalg.norm(crops.latlon_to_xyz(-33.2, 151.0)) == pytest.approx(1.0)
+    assert crops.crop_group_of("Maize") == "cereals" and crops.crop_group_of("Coffee") == "beverage_spice"

@@ -15,7 +15,8 @@ import rasterio
 from cropmeta.errors import InputError
 from cropmeta.io.eenames import parse_ee_filename
 from cropmeta.regions import get_region
-from cropmeta.schema import BANDS, CROP_GROUPS, CROP_TO_GROUP, canonical_from_raw, raw_band_names, t_from_raw_band_count
+from cropmeta.schema import BANDS, canonical_from_raw, raw_band_names, t_from_raw_band_count
+from cropmeta.crops import CROP_GROUPS, CROP_TO_GROUP
 from cropmeta.sim import ensure_world, generate_world, load_world
 from cropmeta.sim import physics, sensors
 from cropmeta.sim import world as world_mod

@@ -22,7 +22,8 @@ IC = {"d_model": 16, "ff": 32, "heads": 2}
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from cropmeta.ingest import ingest, load_datasets
+    from cropmeta.ingest import ingest
+    from cropmeta.datasets import load_datasets
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("str")
@@ -40,7 +41,7 @@ def _weights(model) -> dict:
 
 def test_sim_samples_live_in_their_own_workspace(data):
     base, real, sim = data
-    from cropmeta.ingest import list_datasets
+    from cropmeta.datasets import list_datasets
 
     assert sorted(list_datasets(base / "home")) == sorted({"kenya", "togo", "brazil", "ethiopia", "mali"})
     assert set(sim.meta["region"]) == {"Kenya", "Uganda"} and (sim.meta["split"] == "train").all()
@@ -73,7 +74,7 @@ def test_sim_then_real_on_the_archive_fixture(data, learner, tmp_path):
     np.testing.assert_allclose(model.normalizer.mean, fit_normalizer(real).mean)
     # adapt to the target's labels and predict its (archive test file) test set
     if learner == "in-context":
-        from cropmeta.train.incontext import adapt, predict_proba
+        from cropmeta.train.incontext_model import adapt, predict_proba
 
         p = predict_proba(adapt(model, target.x_train, target.y_train, task.info), target.x_test)
     else:

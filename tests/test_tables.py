@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.ingest import ingest, load_datasets
+from cropmeta.ingest import ingest
+from cropmeta.datasets import load_datasets
 from cropmeta.io.store import read_samples
 from cropmeta.io.table_mapping import PRESETS, table_mapping
 from cropmeta.io.tables import read_table

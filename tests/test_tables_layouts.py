@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from cropmeta.errors import DataError, InputError
-from cropmeta.ingest import ingest, load_datasets
+from cropmeta.ingest import ingest
+from cropmeta.datasets import load_datasets
 from cropmeta.io.table_mapping import table_mapping
 from cropmeta.io.tables import read_table
 from cropmeta.schema import CROPHARVEST
@@ -383,7 +384,7 @@ def test_cawa_wide_modis_by_day_of_year(tmp_path, toy):
 
 def test_real_time_series_sets_ingest_through_the_cli(tmp_path, shared_data):
     """CAWa MODIS NDVI and the Canada WorldCereal long extraction (WorldCrops: above)."""
-    from cropmeta.ingest import load_datasets
+    from cropmeta.datasets import load_datasets
     from test_issue14 import cli
 
     r = cli("ingest", "--table", str(shared_data / "cawa_modis_ndvi" / "cawa_flat.parquet"), "--table-mapping",

@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from cropmeta.errors import InputError
-from cropmeta.schema import CROP_GROUPS
+from cropmeta.crops import CROP_GROUPS
 from cropmeta.tasks import (
     TaskSampler,
     build_tasks,
@@ -22,6 +22,7 @@ from cropmeta.tasks import (
     validation_score,
 )
 from cropmeta.train.maml import batch_auc
+from cropmeta.evaluate.targets import shot_indices
 from cropmeta.testing import toy_samples
 
 
@@ -199,7 +200,7 @@ def test_compare_cell_and_train_shots_fit_on_the_same_samples(samples, seed, mon
     (x_ft, y_ft), = seen
     by_id = {v: i for i, v in enumerate(ids)}
     rows = np.array([by_id[v] for v in cell["train_ids"]])
-    assert np.array_equal(x_ft, samples.x[rows]) and np.array_equal(y_ft, data.y_train[cmp.shot_indices(data.y_train, 20, seed)])
+    assert np.array_equal(x_ft, samples.x[rows]) and np.array_equal(y_ft, data.y_train[shot_indices(data.y_train, 20, seed)])
 
 
 def test_shot_subset_is_the_benchmark_draw():

@@ -29,7 +29,8 @@ def select_samples(source=None, seed: int = 0, progress: bool = False, *, datase
     ``source`` given: it is ingested first (``labels``/``label_options`` as ``cropmeta ingest``) and only
     the datasets that ingest wrote are used; else the stored datasets (the simulated world of
     ``seed`` is ingested when nothing is stored). ``datasets``: use only these stored datasets."""
-    from cropmeta.ingest import describe_datasets, ingest, list_datasets, load_datasets
+    from cropmeta.ingest import ingest
+    from cropmeta.datasets import describe_datasets, list_datasets, load_datasets
 
     names = list(datasets) if datasets else None
     if source is not None or labels is not None or not list_datasets(home):
@@ -46,7 +47,8 @@ def load_sim_samples(seed: int = DEFAULT_SIM_SEED, regions: list[str] | None = N
     """The training samples of the simulated world ``seed``, ingested into a workspace of their own
     (``<home>/pretrain-sim/…``, home = ``$CROPMETA_HOME``). ``regions``: a smaller world with only
     these simulated regions (tests). Test-split samples are dropped."""
-    from cropmeta.ingest import ingest, list_datasets, load_datasets
+    from cropmeta.ingest import ingest
+    from cropmeta.datasets import list_datasets, load_datasets
     from cropmeta.sim import ensure_world, generate_world, load_world
 
     base = Path(home) if home is not None else workspace_home()

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from cropmeta.evaluate import stats
-from cropmeta.evaluate.methods import FIXED_SHOTS, cell_shots, shot_mode
+from cropmeta.evaluate.names import FIXED_SHOTS, cell_shots, shot_mode
 from cropmeta.metrics import METRIC_NAMES
 from cropmeta.evaluate.targets import TargetData
 

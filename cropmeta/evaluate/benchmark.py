@@ -29,7 +29,8 @@ from pathlib import Path
 from cropmeta._fs import atomic_write_bytes, output_dir
 from cropmeta.errors import InputError
 from cropmeta.evaluate.across import DEAFRICA_METHOD_OPTIONS, DEAFRICA_ORIENTATION, across_targets, target_view
-from cropmeta.evaluate.published import BENCHMARKS, PUBLISHED, PUBLISHED_SOURCE, TARGETS
+from cropmeta.evaluate.published import BENCHMARKS, TARGETS
+from cropmeta.io.cropharvest_rules import PUBLISHED, PUBLISHED_SOURCE
 from cropmeta.evaluate.report.benchmark import comparison_table, write_benchmark_report
 from cropmeta.regions import slugify
 

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from cropmeta.evaluate.calibration import apply_temperature, checked_temperature, out_of_fold
-from cropmeta.evaluate.methods import FIXED_SHOTS, METHOD_INPUTS, Method, is_zero, split_method
+from cropmeta.evaluate.methods import Method, split_method
+from cropmeta.evaluate.names import FIXED_SHOTS, METHOD_INPUTS, is_zero
 from cropmeta._fs import atomic_write_text
 from cropmeta.metrics import METRIC_NAMES, binary_metrics, expected_calibration_error, f1_threshold
 from cropmeta.evaluate.targets import TargetData, shot_indices

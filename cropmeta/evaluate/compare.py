@@ -45,22 +45,12 @@ from typing import Any, Callable
 import numpy as np
 
 from cropmeta.errors import InputError
-from cropmeta.evaluate.methods import (
-    METHOD_INPUTS,
-    NO_ZERO_SHOT,
-    Method,
-    expand_methods,
-    is_zero,
-    make_method,
-    method_label,
-    method_shots,
-    resolve_methods,
-    shot_mode,
-    split_method,
-)
+from cropmeta.evaluate.methods import Method, make_method, resolve_methods, split_method
+from cropmeta.evaluate.names import METHOD_INPUTS, expand_methods, is_zero, method_label, method_shots, shot_mode
+from cropmeta.evaluate.base import NO_ZERO_SHOT
 from cropmeta._fs import atomic_write_text, output_dir
-from cropmeta.evaluate.targets import TargetData, build_target, parse_shots, shot_indices, source_samples  # noqa: F401  (re-exported)
-from cropmeta.evaluate.cells import (  # noqa: F401  (re-exported)
+from cropmeta.evaluate.targets import TargetData, build_target, parse_shots, source_samples
+from cropmeta.evaluate.cells import (
     backbone_fingerprint,
     fingerprint_of,
     inputs_fingerprint,
@@ -72,7 +62,7 @@ from cropmeta.evaluate.cells import (  # noqa: F401  (re-exported)
     prepared_workdir,
     run_cell,
 )
-from cropmeta.evaluate.assemble import PROTOCOL_VERSION, aggregate, make_report  # noqa: F401  (re-exported)
+from cropmeta.evaluate.assemble import PROTOCOL_VERSION, make_report
 
 DEFAULT_SHOTS: tuple = (20, 32, 64, 128, 256, "all")
 DEFAULT_METHODS: tuple = ("timl", "maml", "pretrained", "scratch", "random-forest")

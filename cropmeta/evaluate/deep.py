@@ -27,7 +27,7 @@ from cropmeta.errors import InputError, NotFittedError
 from cropmeta.evaluate.base import Method, TargetTask
 from cropmeta.learners.base import get_learner, model_from_state
 
-__all__ = ["LearnerMethod", "DeepMethod", "resolve_train_config"]
+__all__ = ["LearnerMethod", "resolve_train_config"]
 
 
 def resolve_train_config(preset: str = "quick", config: Any = None) -> tuple[Any, dict]:
@@ -120,13 +120,9 @@ class LearnerMethod(Method):
         return self.base.to_state()
 
     def load_prepared_state(self, meta: dict, arrays: dict) -> bool:
-        from cropmeta.train.trained import resolve_device, torch_dtype
+        from cropmeta.train.common import resolve_device, torch_dtype
 
         model = model_from_state(meta, arrays, source=f"cached {self.name} weights")
         model.to(device=resolve_device(self.cfg.device), dtype=torch_dtype(self.cfg.dtype))
         self.base = model
         return True
-
-
-#: the earlier name of :class:`LearnerMethod`
-DeepMethod = LearnerMethod

@@ -19,8 +19,8 @@ learner registered in :mod:`cropmeta.learners`) are one adapter,
 adaptation and configuration as ``cropmeta train``). :class:`Method` and :class:`TargetTask` live
 in :mod:`cropmeta.evaluate.base`, the method names, labels, aliases and shot modes in
 :mod:`cropmeta.evaluate.names`, the random forests in :mod:`cropmeta.evaluate.forests`; this
-module holds the oracle and ``+sim`` methods and the factory (:func:`make_method`), and re-exports
-the others' names.
+module holds the oracle and ``+sim`` methods and the factory (:func:`make_method`); import the
+others' names from their own modules.
 """
 
 from __future__ import annotations
@@ -30,27 +30,9 @@ from typing import Any
 import numpy as np
 
 from cropmeta.errors import InputError
-from cropmeta.evaluate.base import NO_ZERO_SHOT, Method, TargetTask  # noqa: F401 - the contract, re-exported
-from cropmeta.evaluate.names import (  # noqa: F401  (re-exported)
-    ALIASES,
-    ALL_METHODS,
-    FIXED_SHOTS,
-    METHOD_INPUTS,
-    METHOD_LABELS,
-    SHOT_MODES,
-    SIM_METHODS,
-    VARIANTS,
-    VARIANT_LABELS,
-    cell_shots,
-    expand_methods,
-    is_zero,
-    method_label,
-    method_shots,
-    resolve_methods,
-    shot_mode,
-    split_method,
-)
-from cropmeta.evaluate.forests import BothRandomForest, RandomForest, SourceRandomForest, other_region_labels  # noqa: F401  (re-exported)
+from cropmeta.evaluate.base import Method, TargetTask
+from cropmeta.evaluate.names import SIM_METHODS, resolve_methods, split_method
+from cropmeta.evaluate.forests import BothRandomForest, RandomForest, SourceRandomForest
 
 
 class OracleMethod(Method):

@@ -40,9 +40,9 @@ from cropmeta.errors import NotFittedError
 from cropmeta.evaluate.base import check_xy as _check_xy
 from cropmeta.evaluate.methods import Method, TargetTask
 from cropmeta.models.inference import training_precision
-from cropmeta.models.presto_embed import PrestoEmbedder, weights_sha256
+from cropmeta.models.presto_embed import PrestoEmbedder
 
-__all__ = ["PrestoEmbedder", "PrestoFineTuned", "PrestoMethod", "PrestoTIMLMethod", "weights_sha256"]
+__all__ = ["PrestoEmbedder", "PrestoFineTuned", "PrestoMethod", "PrestoTIMLMethod"]
 
 
 def _row_digests(x: np.ndarray) -> list[bytes]:
@@ -64,7 +64,7 @@ class PrestoMethod(Method):
     def __init__(self, cfg: Any = None, weights: str | Path | None = None, batch_size: int | None = None,
                  device: str | None = None, cache: bool = True):
         if device is None and cfg is not None:
-            from cropmeta.train.trained import resolve_device
+            from cropmeta.train.common import resolve_device
 
             device = str(resolve_device(cfg.device))
         self.cfg = cfg
@@ -101,7 +101,7 @@ class PrestoMethod(Method):
 
     def prepare_target(self, target: TargetTask) -> "PrestoMethod":
         """Index the target's samples (location, dates) and, for the frozen methods, embed them."""
-        from cropmeta.models.presto import presto_inputs
+        from cropmeta.models.presto_layout import presto_inputs
 
         samples = target.extra.get("samples")
         self.index, self.target_inputs, self.target_emb = {}, None, None
@@ -123,7 +123,7 @@ class PrestoMethod(Method):
     def inputs_for(self, x: np.ndarray):
         """Presto inputs of ``x``: the target's own (location, dates) where the sample is one of the
         target's, else the target's fallback location and start date."""
-        from cropmeta.models.presto import PrestoInputs, presto_inputs
+        from cropmeta.models.presto_layout import PrestoInputs, presto_inputs
 
         x = np.asarray(x, dtype=np.float32)
         rows, _ = self._locate(x)
@@ -287,7 +287,7 @@ class PrestoTIMLMethod(PrestoMethod):
 
     def load_prepared_state(self, meta: dict, arrays: dict) -> bool:
         from cropmeta.train.presto_timl import PrestoTIMLModel
-        from cropmeta.train.trained import resolve_device, torch_dtype
+        from cropmeta.train.common import resolve_device, torch_dtype
 
         model = PrestoTIMLModel.from_state(meta, arrays, source=f"cached {self.name} weights")
         model.to(device=resolve_device(self.cfg.device), dtype=torch_dtype(self.cfg.dtype))

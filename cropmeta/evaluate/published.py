@@ -2,9 +2,9 @@
 rules and the published numbers live in :mod:`cropmeta.io.cropharvest_rules`; this module only shapes
 them for :mod:`cropmeta.evaluate.benchmark` and :mod:`cropmeta.evaluate.report.benchmark`)."""
 
-from cropmeta.io.cropharvest_rules import BENCHMARK_TARGETS, PUBLISHED, PUBLISHED_SOURCE
+from cropmeta.io.cropharvest_rules import BENCHMARK_TARGETS
 
-__all__ = ["TARGETS", "PUBLISHED", "PUBLISHED_SOURCE", "BENCHMARKS"]
+__all__ = ["TARGETS", "BENCHMARKS"]
 
 #: (key, region, crop) of the published targets
 TARGETS = [(key, region, crop) for key, (region, crop) in BENCHMARK_TARGETS.items()]

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from cropmeta.errors import InputError
-from cropmeta.evaluate.methods import FIXED_SHOTS, TargetTask, is_zero
+from cropmeta.evaluate.methods import TargetTask
+from cropmeta.evaluate.names import FIXED_SHOTS, is_zero
 from cropmeta.tasks import shot_subset
 
 

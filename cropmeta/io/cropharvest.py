@@ -32,17 +32,8 @@ import pandas as pd
 from cropmeta.errors import DataError, InputError
 from cropmeta.io.cropharvest_rules import parse_test_file
 from cropmeta.io.store import SampleSet
-from cropmeta.schema import (
-    BAND_INDEX,
-    BANDS,
-    CROP_GROUPS,
-    DAYS_PER_STEP,
-    N_BANDS,
-    crop_group_of,
-    fill_missing,
-    normalise_crop,
-    recompute_ndvi,
-)
+from cropmeta.schema import BAND_INDEX, BANDS, DAYS_PER_STEP, N_BANDS, fill_missing, recompute_ndvi
+from cropmeta.crops import CROP_GROUPS, crop_group_of, normalise_crop
 
 LABEL_COLUMNS = ["index", "is_crop", "lat", "lon", "dataset", "collection_date", "export_end_date", "geometry",
                  "is_test", "externally_contributed_dataset"]

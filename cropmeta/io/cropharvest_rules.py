@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cropmeta.schema import normalise_crop
+from cropmeta.crops import normalise_crop
 
 __all__ = ["BENCHMARK_TARGETS", "TEST_FILE_NAME", "TEST_FILE_CROP_VS_NON_CROP", "TestFile", "parse_test_file",
            "PUBLISHED", "PUBLISHED_SOURCE", "published_rf_auc"]

@@ -27,7 +27,7 @@ from pyproj import CRS
 from cropmeta.logs import log
 from cropmeta.errors import DataError, InputError
 from cropmeta.io.vectors import missing_column, read_vector_frame, to_points
-from cropmeta.schema import crop_group_of, normalise_crop
+from cropmeta.crops import crop_group_of, normalise_crop
 
 #: suffixes picked up when a directory is given (``.json`` and ``.csv`` are skipped there: STAC
 #: catalogues and documentation tables; give such files by name)

@@ -19,7 +19,7 @@ from cropmeta.io.store import make_meta
 from cropmeta.io.table_layout import Table, read_frame
 from cropmeta.io.table_mapping import TableMapping
 from cropmeta.io.vectors import metric_centroids, missing_column
-from cropmeta.schema import CROP_GROUPS, crop_group_of, normalise_crop
+from cropmeta.crops import CROP_GROUPS, crop_group_of, normalise_crop
 
 _CROP_WORDS = {"1", "true", "yes", "y", "crop", "cropland", "t"}
 _NON_CROP_WORDS = {"0", "false", "no", "n", "non_crop", "noncrop", "non-crop", "f", "non crop"}

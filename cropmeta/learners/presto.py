@@ -22,7 +22,7 @@ class _PrestoLearner(Learner):
 
     def start(self, t: int, seed: int = 0, schema=None):
         from cropmeta.models.presto_embed import PrestoEmbedder
-        from cropmeta.train.trained import resolve_device
+        from cropmeta.train.common import resolve_device
 
         device = self.options.get("device") or str(resolve_device(self.cfg.device))
         embedder = PrestoEmbedder(self.options.get("weights"), device=device)

@@ -22,7 +22,7 @@ class _PrestoHeadLearner(Learner):
         """``normalizer``, ``init`` and ``dist`` are not used (features are Presto embeddings; one process)."""
         from cropmeta.models.presto_embed import PrestoEmbedder
         from cropmeta.train.presto_timl import meta_train_presto
-        from cropmeta.train.trained import resolve_device
+        from cropmeta.train.common import resolve_device
 
         device = self.options.get("device") or str(resolve_device(self.cfg.device))
         embedder = PrestoEmbedder(self.options.get("weights"), device=device)

@@ -37,9 +37,9 @@ from cropmeta.models.inference import PRECISIONS
 from cropmeta.mapping.roi import overlaps, project_region
 from cropmeta.mapping.sources import check_consistent_t, open_source, window_source
 from cropmeta.mapping.validate import check_cog
-from cropmeta.mapping.inputs import (  # noqa: F401  (re-exported)
+from cropmeta.mapping.inputs import (
     expand_inputs, model_schema, scene_for_run, source_schema, window_months)
-from cropmeta.mapping.outputs import (  # noqa: F401  (re-exported)
+from cropmeta.mapping.outputs import (
     BlockProgress, check_not_an_input, mosaic_mode, refuse_existing, renamed_output, source_signature, valid_counts, window_touches,
     check_mosaic_size, no_valid_pixel_message, tiles_dir_for)
 

@@ -63,7 +63,7 @@ def get_predictor(run_dir: str | Path, loader: str | None = None, device: str = 
             if device != "cpu":
                 if not hasattr(pred, "to"):
                     raise InputError(f"{run_dir}: this predictor cannot be moved to {device}")
-                from cropmeta.train.trained import resolve_device
+                from cropmeta.train.common import resolve_device
 
                 pred.to(resolve_device(device))
             for attr in ("predict_proba", "t"):
@@ -86,12 +86,6 @@ def set_threads(threads: int) -> int | None:
     if old != threads:
         torch.set_num_threads(threads)
     return old
-
-
-def clear_cache() -> None:
-    with _LOCK:
-        _CACHE.clear()
-        LOAD_COUNT.clear()
 
 
 def load_counts() -> dict[str, int]:

@@ -30,11 +30,13 @@ from rasterio.windows import Window
 
 from cropmeta.errors import InputError
 from cropmeta.io.eetiff import SLOPE_FILL_WITHOUT_DATA, EETiffReader, fill_pixels, window_str
-from cropmeta.io.handles import CachedValue, cached, close_cached, file_key
+from cropmeta.io.handles import CachedValue, cached, file_key
 from cropmeta.schema import BANDS, DAYS_PER_STEP, N_BANDS, N_STATIC, RAW_PER_STEP, recompute_ndvi
 
-__all__ = ["Grid", "Source", "EETiffSource", "DatacubeSource", "open_eetiff", "open_datacube", "open_source",
-           "check_consistent_t", "window_source", "close_cached", "MAX_READ_PIXELS"]
+__all__ = [
+    "Grid", "Source", "EETiffSource", "DatacubeSource", "open_eetiff", "open_datacube", "open_source",
+    "check_consistent_t", "window_source", "MAX_READ_PIXELS",
+]
 #: at most this many pixels are decoded at once (bounds memory: 16384 px x 206 bands x 8 B = 27 MB)
 MAX_READ_PIXELS = 16384
 

@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from cropmeta.models.timl import TaskLSTM
-from cropmeta.schema import N_BANDS, TASK_INFO_DIM
+from cropmeta.schema import N_BANDS
+from cropmeta.crops import TASK_INFO_DIM
 
 __all__ = ["InContextClassifier", "QUERY_LABEL"]
 

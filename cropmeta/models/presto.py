@@ -34,32 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cropmeta.errors import InputError
-from cropmeta.models.presto_layout import (  # noqa: F401  (re-exported)
-    BAND_GROUPS,
-    DEFAULT_START_MONTH,
-    DW_MISSING,
-    DW_ROW,
-    MAX_T,
-    PRESTO_BANDS,
-    PRESTO_INDEX,
-    PrestoInputs,
-    STATIC_GROUP,
-    presto_inputs,
-    step_months,
+from cropmeta.models.presto_layout import (
+    BAND_GROUPS, DEFAULT_START_MONTH, DW_MISSING, DW_ROW, MAX_T, PRESTO_BANDS, PRESTO_INDEX, STATIC_GROUP, PrestoInputs,
 )
 
-__all__ = [
-    "BAND_GROUPS",
-    "DW_MISSING",
-    "PRESTO_BANDS",
-    "Attention",
-    "PrestoEncoder",
-    "PrestoInputs",
-    "DEPTH",
-    "load_presto",
-    "presto_inputs",
-    "step_months",
-]
+__all__ = ["BAND_GROUPS", "DW_MISSING", "PRESTO_BANDS", "Attention", "PrestoEncoder", "DEPTH", "load_presto"]
 
 
 D_MODEL, N_HEADS, MLP_HIDDEN, DEPTH = 128, 8, 512, 2
@@ -211,7 +190,7 @@ class PrestoEncoder(nn.Module):
         return self.norm(pooled)
 
     @torch.no_grad()
-    def embed(self, inputs: "PrestoInputs", batch_size: int | None = None, device: str | torch.device | None = None,
+    def embed(self, inputs: PrestoInputs, batch_size: int | None = None, device: str | torch.device | None = None,
               precision: str = "fp32") -> np.ndarray:
         """Embeddings ``[N, 128]`` float32 of :class:`PrestoInputs`, in batches (default
         :func:`default_batch` of the device), in eval mode. ``precision="bf16"``: the linear layers in

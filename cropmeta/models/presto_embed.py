@@ -29,7 +29,7 @@ class PrestoEmbedder:
         self.model = load_presto(weights, device=device or "cpu")
         self.weights = Path(weights) if weights is not None else None
         if self.weights is None:
-            from cropmeta.models.weights import PRESTO, cached_weights
+            from cropmeta.models.published import PRESTO, cached_weights
 
             self.weights = cached_weights(PRESTO)
         self.weights_sha = sha256_file(self.weights)
@@ -84,7 +84,7 @@ def weights_sha256(weights: str | Path | None = None) -> str | None:
     from cropmeta.provenance import sha256_file
 
     if weights is None:
-        from cropmeta.models.weights import PRESTO, cached_weights
+        from cropmeta.models.published import PRESTO, cached_weights
 
         try:
             weights = cached_weights(PRESTO)

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cropmeta.schema import N_BANDS, TASK_INFO_DIM
+from cropmeta.schema import N_BANDS
+from cropmeta.crops import TASK_INFO_DIM
 
 __all__ = [
     "TIMLClassifier",

@@ -64,7 +64,6 @@ __all__ = [
     "classifier_from_reference",
     "classifier_to_reference",
     "encoder_from_reference",
-    "encoder_to_reference",
 ]
 
 #: the paper's gate layers in cropmeta's gate order (input, forget, cell, output)
@@ -228,9 +227,3 @@ def encoder_from_reference(state: Mapping[str, torch.Tensor], n_layers: int) -> 
     """Paper task-encoder tensors → cropmeta ``TaskEncoder`` state-dict entries (a renaming)."""
     return {f"{ours}.{p}": state[f"{theirs}.{p}"] for ours, theirs in _encoder_names(n_layers).items()
             for p in ("weight", "bias") if f"{theirs}.{p}" in state}
-
-
-def encoder_to_reference(state: Mapping[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
-    """cropmeta ``TaskEncoder`` state dict → the paper task encoder's."""
-    return {f"{theirs}.{p}": state[f"{ours}.{p}"] for ours, theirs in _encoder_names(n_layers).items()
-            for p in ("weight", "bias")}

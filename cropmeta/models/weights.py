@@ -1,5 +1,5 @@
 """Fetching published pretrained weights into the workspace cache (the files, their SHA-256 and the
-cache location: :mod:`cropmeta.models.published`, whose names this module also exports).
+cache location: :mod:`cropmeta.models.published`).
 
 ``cropmeta models download presto`` fetches the published file, checks its SHA-256 and converts it
 to safetensors under ``$CROPMETA_HOME/models/presto/``; ``--weights PATH`` installs a local copy
@@ -20,9 +20,9 @@ from typing import Callable
 from cropmeta._fs import atomic_path, atomic_write_text
 from cropmeta.provenance import sha256_file
 from cropmeta.errors import InputError
-from cropmeta.models.published import PRESTO, WEIGHTS, WeightsSpec, published_spec, cached_weights, weights_dir
+from cropmeta.models.published import WeightsSpec, published_spec, weights_dir
 
-__all__ = ["PRESTO", "WEIGHTS", "WeightsSpec", "cached_weights", "download_weights", "weights_dir"]
+__all__ = ["WeightsSpec", "download_weights", "weights_dir"]
 
 
 def _fetch(url: str, dest: Path, timeout: float = 60.0) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from cropmeta.errors import InputError
 from cropmeta.regions import data_dir
-from cropmeta.schema import CROP_TO_GROUP, DEFAULT_T
+from cropmeta.schema import DEFAULT_T
+from cropmeta.crops import CROP_TO_GROUP
 from cropmeta.sim.common import get_region
 
 PARAM_FILES = ("world.toml", "systems.toml", "regions.toml", "covers.toml")

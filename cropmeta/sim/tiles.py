@@ -17,7 +17,7 @@ from shapely.geometry import box
 
 from cropmeta.errors import DataError
 from cropmeta.io.eenames import ee_filename
-from cropmeta.schema import CROP_TO_GROUP
+from cropmeta.crops import CROP_TO_GROUP
 import cropmeta.sim.physics as physics
 import cropmeta.sim.sensors as sensors
 from cropmeta.sim.common import (STREAM_LABEL, STREAM_LAYOUT, STREAM_PHYS, STREAM_POS, STREAM_PTS, STREAM_TERRAIN, snap_to_grid, zone_geometry, dates_of,

@@ -18,7 +18,7 @@ from cropmeta.errors import InputError
 from cropmeta.io.cropharvest_rules import BENCHMARK_TARGETS, parse_test_file
 from cropmeta.io.store import SampleSet
 from cropmeta.regions import get_region, slugify
-from cropmeta.schema import CROP_GROUPS, crop_group_of, normalise_crop, task_info
+from cropmeta.crops import CROP_GROUPS, crop_group_of, normalise_crop, task_info
 
 #: words that mean "crop vs non-crop" when given as a crop
 CROP_VS_NON_CROP = {"crop", "none", "crop_vs_non_crop", "cropland", "crop_vs_noncrop"}

@@ -11,7 +11,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from cropmeta.schema import BAND_INDEX, N_BANDS, crop_group_of, ndvi_of
+from cropmeta.schema import BAND_INDEX, N_BANDS, ndvi_of
+from cropmeta.crops import crop_group_of
 
 __all__ = ["FIXTURE_DATASETS", "FIXTURE_TESTS", "synthetic_series", "make_archive_fixture"]
 

@@ -121,7 +121,8 @@ def make_timl_run(run_dir: str | Path, t: int = DEFAULT_T, hidden: int = 128, se
     initialised (not trained) and with normalisation statistics from synthetic samples — for
     throughput/memory benchmarks: the compute per pixel is exactly a trained model's."""
     from cropmeta.regions import get_region
-    from cropmeta.schema import Normalizer, crop_group_of, task_info
+    from cropmeta.schema import Normalizer
+    from cropmeta.crops import crop_group_of, task_info
     from cropmeta.train import checkpoint as ck
     from cropmeta.train.config import resolve_config
     from cropmeta.testing.samples import toy_samples

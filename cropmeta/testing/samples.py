@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from cropmeta.io.store import SampleSet, make_meta
-from cropmeta.schema import BAND_INDEX, BANDS, CROP_TO_GROUP, DEFAULT_T, N_BANDS, crop_group_of, true_ndvi
+from cropmeta.schema import BAND_INDEX, BANDS, DEFAULT_T, N_BANDS, true_ndvi
+from cropmeta.crops import CROP_TO_GROUP, crop_group_of
 
 __all__ = ["toy_samples", "TOY_REGIONS", "make_samples", "EVAL_REGIONS", "EVAL_CROPS"]
 

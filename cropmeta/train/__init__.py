@@ -24,7 +24,8 @@ from cropmeta.train.common import fit_normalizer
 from cropmeta.train.config import PRESETS, TrainConfig, load_config_file, resolve_config
 from cropmeta.train.finetune import finetune
 from cropmeta.train.pretrain import pretrain
-from cropmeta.train.trained import TrainedModel, from_scratch, predict_proba, resolve_device
+from cropmeta.train.trained import TrainedModel, from_scratch, predict_proba
+from cropmeta.train.common import resolve_device
 
 _LAZY = {"meta_train": "maml", "train": "run"}
 

@@ -195,7 +195,7 @@ class Predictor:
 
 def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     """The :class:`Predictor` of a trained run directory (the contract map export relies on)."""
-    from cropmeta.train.trained import resolve_device
+    from cropmeta.train.common import resolve_device
 
     model, meta = load_model(run_dir)
     model.to(device=resolve_device(device))

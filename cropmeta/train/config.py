@@ -30,7 +30,7 @@ unset). ``remove_auc = false`` switches task removal off (the same as ``remove_a
 The resolved config is saved in every run directory (:meth:`TrainConfig.to_dict`, flat).
 
 The in-context options section, the presets, ``--set`` parsing and :func:`config_changes` are in
-:mod:`cropmeta.train.config_base` (re-exported here).
+:mod:`cropmeta.train.config_base` (import them from there).
 """
 
 from __future__ import annotations
@@ -44,18 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from cropmeta.errors import ConfigError
-from cropmeta.train.config_base import (  # noqa: F401  (re-exported)
-    InContextOptions,
-    PRESETS,
-    RESUME_MAY_CHANGE,
-    IC_OPTIONAL,
-    config_changes,
-    parse_assignments,
-)
+from cropmeta.train.config_base import InContextOptions, PRESETS, IC_OPTIONAL
 
-__all__ = ["config_with_overrides", "TrainConfig", "InContextOptions", "PRESETS", "SECTIONS", "RESUME_MAY_CHANGE",
-           "resolve_config", "load_config_file", "config_from_dict", "config_changes", "in_context_keys",
-           "parse_assignments"]
+__all__ = [
+    "config_with_overrides", "TrainConfig", "InContextOptions", "PRESETS", "SECTIONS", "resolve_config",
+    "load_config_file", "config_from_dict", "in_context_keys",
+]
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The parts of the training configuration that need no :class:`~cropmeta.train.config.TrainConfig`:
 the in-context learner's options section (:class:`InContextOptions`), the presets, ``--set``
-parsing and the comparison of a resumed run's settings. :mod:`cropmeta.train.config` re-exports them."""
+parsing and the comparison of a resumed run's settings."""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ from cropmeta._fs import atomic_dir, atomic_write_text
 from cropmeta.provenance import sha256_file
 from cropmeta.models import timl_layout as lay
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier
-from cropmeta.schema import BANDS, DEFAULT_T, N_BANDS, TASK_INFO_DIM, Normalizer, check_ndvi_rule
+from cropmeta.schema import BANDS, DEFAULT_T, N_BANDS, Normalizer, check_ndvi_rule
+from cropmeta.crops import TASK_INFO_DIM
 
 __all__ = ["import_timl", "load_reference_state", "load_normalization"]
 

@@ -19,7 +19,7 @@ validation-loss selection. One outer step:
    (``ic_lr``, default ``outer_lr``) cosine-annealed to ``min_lr``, gradient norm clipped to 1.
 
 Adaptation and prediction (no gradient step: the target's labelled samples become the support
-set) are :mod:`cropmeta.train.incontext_model`, re-exported here; checkpoints are written and read
+set) are :mod:`cropmeta.train.incontext_model`; checkpoints are written and read
 like every other model (:func:`cropmeta.train.checkpoint.save_model` / ``load_model``, dispatching
 on the kind through :mod:`cropmeta.learners`). The resume state of meta-training is ``checkpoint/`` (:func:`cropmeta.train.checkpoint.save_state`).
 """
@@ -43,25 +43,16 @@ from cropmeta.schema import Normalizer
 from cropmeta.tasks import Task, TaskSampler
 from cropmeta.train import checkpoint as ck
 from cropmeta.train.common import VAL_SEED_OFFSET, TaskBank, batch_auc, fit_normalizer, log_step, meta_progress, meta_tasks
-from cropmeta.train.config import InContextOptions, TrainConfig, config_changes, resolve_config
-from cropmeta.train.incontext_model import KIND, InContextModel, adapt, predict_proba, support_chunks
+from cropmeta.train.config import InContextOptions, TrainConfig, resolve_config
+from cropmeta.train.config_base import config_changes
+from cropmeta.train.incontext_model import KIND, InContextModel
 from cropmeta.train.loop import (LOG_NAME, check_resumable, new_state, record_validation, restore_state, start_log,
                                  state_dict_clone, update_removal)
 from cropmeta.train.trained import seeded_init
 
 __all__ = [
-    "KIND",
-    "InContextOptions",
-    "InContextModel",
-    "meta_train_incontext",
-    "adapt",
-    "predict_proba",
-    "support_chunks",
-    "save_incontext",
-    "load_incontext",
-    "InContextPredictor",
+    "KIND", "InContextOptions", "InContextModel", "meta_train_incontext", "save_incontext", "load_incontext",
     "load_incontext_predictor",
-    "train_incontext",
 ]
 
 
@@ -284,30 +275,6 @@ def load_incontext(run_dir: str | Path, t: int | None = None) -> tuple[InContext
     return model, meta
 
 
-#: the generic predictor serves every registered model (kept name)
-InContextPredictor = ck.Predictor
-
-
 def load_incontext_predictor(run_dir: str | Path, device: str = "cpu") -> ck.Predictor:
     """:func:`cropmeta.train.checkpoint.load_predictor` (kept name); refuses a never-adapted model."""
     return ck.load_predictor(run_dir, device)
-
-
-# --------------------------------------------------------------------------------------------------
-# ``cropmeta train --learner in-context``
-# --------------------------------------------------------------------------------------------------
-def train_incontext(samples: SampleSet, task: Task, cfg: TrainConfig, seed: int, run_dir: str | Path,
-                    x_train: np.ndarray, y_train: np.ndarray, *, resume: bool = False, progress=False,
-                    options: dict | None = None, init: InContextModel | None = None,
-                    extra: dict | None = None) -> tuple[InContextModel, InContextModel, dict]:
-    """Meta-train (``run_dir`` holds log.jsonl, checkpoint/ and meta/), adapt to the target's
-    training labels and save the adapted model in ``run_dir``. Returns (meta-trained model, adapted
-    model, model.json record). Used by :func:`cropmeta.train.run.train` for ``--learner in-context``."""
-    run_dir = Path(run_dir)
-    base = meta_train_incontext(samples, task, cfg, seed, options=options, workdir=run_dir, resume=resume,
-                                progress=progress, init=init)
-    save_incontext(run_dir / "meta", base)
-    adapted = adapt(base, x_train, y_train, task_info=task.info, seed=seed)
-    adapted.info.update({"task": task.to_dict()})
-    record = save_incontext(run_dir, adapted, extra)
-    return base, adapted, record

@@ -29,7 +29,8 @@ from cropmeta.bandschema import BandSchema
 from cropmeta.errors import InputError, ModelError, NotFittedError
 from cropmeta.learners.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, check_record
 from cropmeta.models.incontext import InContextClassifier
-from cropmeta.schema import CROPHARVEST, TASK_INFO_DIM, Normalizer
+from cropmeta.schema import CROPHARVEST, Normalizer
+from cropmeta.crops import TASK_INFO_DIM
 from cropmeta.train.common import check_labelled
 from cropmeta.train.config import InContextOptions, TrainConfig, config_from_dict
 from cropmeta.train.trained import model_schema, schema_of_record

@@ -37,7 +37,7 @@ from cropmeta.models.timl import TaskEncoder, TIMLClassifier, expand_for_tasks, 
 from cropmeta.schema import Normalizer
 from cropmeta.tasks import Task, TaskSampler
 from cropmeta.train import checkpoint as ck
-from cropmeta.train.common import (  # noqa: F401 - re-exported
+from cropmeta.train.common import (
     META_DIR,
     load_init,
     VAL_SEED_OFFSET,
@@ -50,7 +50,8 @@ from cropmeta.train.common import (  # noqa: F401 - re-exported
     meta_tasks,
 )
 from cropmeta.learners.base import RESUME_FORMAT
-from cropmeta.train.config import TrainConfig, config_changes, resolve_config
+from cropmeta.train.config import TrainConfig, resolve_config
+from cropmeta.train.config_base import config_changes
 from cropmeta.train.loop import (LOG_NAME, check_resumable, new_state, record_validation, restore_state, start_log,
                                  state_dict_clone, update_removal)
 from cropmeta.train.distributed import SINGLE, DistContext

@@ -49,13 +49,17 @@ from cropmeta.errors import InputError, ModelError
 from cropmeta.learners.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, Model
 from cropmeta.models.presto_head import EMBED_DIM, PrestoFiLMHead
 from cropmeta.models.timl import TaskEncoder
-from cropmeta.schema import BANDS, TASK_INFO_DIM
+from cropmeta.schema import BANDS
+from cropmeta.crops import TASK_INFO_DIM
 from cropmeta.train.config import TrainConfig, config_from_dict, resolve_config
-from cropmeta.train.presto_base import PrestoBacked, check_labels, schema_bands, xyz_to_latlon
-from cropmeta.train.trained import resolve_device, seeded_init, torch_dtype
+from cropmeta.train.presto_base import PrestoBacked, check_labels, schema_bands
+from cropmeta.train.trained import seeded_init
+from cropmeta.train.common import resolve_device, torch_dtype
 
-__all__ = ["KINDS", "EMBED_DIM", "PrestoFiLMHead", "PrestoTIMLModel", "build_head",
-           "meta_train_presto", "source_embeddings", "xyz_to_latlon"]
+__all__ = [
+    "KINDS", "EMBED_DIM", "PrestoFiLMHead", "PrestoTIMLModel", "build_head", "meta_train_presto",
+    "source_embeddings",
+]
 
 #: model kinds: with the task encoder (task-informed) and without (plain MAML over Presto embeddings)
 KINDS = ("presto-timl", "presto-maml")
@@ -315,7 +319,7 @@ def source_embeddings(samples, embedder, rows: np.ndarray) -> np.ndarray:
     """Presto embeddings ``[len(rows), 128]`` of the samples ``rows`` of ``samples`` (each with its own
     location and start date), cached under the key (dataset content hash, rows) in the embedder's
     per-weights-SHA directory."""
-    from cropmeta.models.presto import presto_inputs
+    from cropmeta.models.presto_layout import presto_inputs
 
     rows = np.asarray(rows, dtype=np.int64)
     h = hashlib.sha256(f"{INPUTS_VERSION}:{samples.content_hash()}:".encode())

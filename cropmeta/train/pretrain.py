@@ -20,7 +20,8 @@ from cropmeta.schema import Normalizer
 from cropmeta.tasks import Task, TaskSampler, build_tasks, split_tasks
 from cropmeta.train.config import TrainConfig, resolve_config
 from cropmeta.train.common import VAL_SEED_OFFSET, TaskBank, fit_normalizer, load_init, meta_progress
-from cropmeta.train.trained import TrainedModel, build_model, resolve_device, torch_dtype
+from cropmeta.train.trained import TrainedModel, build_model
+from cropmeta.train.common import resolve_device, torch_dtype
 
 __all__ = ["pretrain"]
 

@@ -34,9 +34,10 @@ from cropmeta.tasks import Task, check_shots, resolve_target, target_data
 from cropmeta.train import checkpoint as ck
 from cropmeta.learners.base import Model, get_learner, kinds, learner_class, sample_context
 from cropmeta.train.common import META_DIR
-from cropmeta.train.config import IN_CONTEXT, RESUME_MAY_CHANGE, config_changes, in_context_keys, resolve_config
+from cropmeta.train.config import IN_CONTEXT, in_context_keys, resolve_config
+from cropmeta.train.config_base import RESUME_MAY_CHANGE, config_changes
 from cropmeta.train.distributed import SINGLE, backend_for, from_env, spawn
-from cropmeta.train.trained import resolve_device
+from cropmeta.train.common import resolve_device
 
 #: the log file of every run directory
 LOG_FILE = "train.log"

@@ -13,13 +13,12 @@ import torch
 from cropmeta.errors import InputError, ModelError, NotFittedError
 from cropmeta.models.timl import TaskEncoder, TIMLClassifier
 from cropmeta.bandschema import BandSchema
-from cropmeta.schema import CROPHARVEST, DEFAULT_NDVI_RULE, TASK_INFO_DIM, Normalizer, check_ndvi_rule, model_inputs
+from cropmeta.schema import CROPHARVEST, DEFAULT_NDVI_RULE, Normalizer, check_ndvi_rule, model_inputs
+from cropmeta.crops import TASK_INFO_DIM
 from cropmeta.learners.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, Model, check_record
-from cropmeta.train.common import resolve_device, torch_dtype  # noqa: F401 - re-exported (their home is common)
 from cropmeta.train.config import TrainConfig, config_from_dict
 
-__all__ = ["TrainedModel", "PREDICT_BATCH", "resolve_device", "torch_dtype", "build_model", "from_scratch",
-           "predict_proba", "seeded_init"]
+__all__ = ["TrainedModel", "PREDICT_BATCH", "build_model", "from_scratch", "predict_proba", "seeded_init"]
 
 #: how a model's weights were obtained
 #: how each LSTM learner reads the task information: (through the task encoder's FiLM, concatenated

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from cropmeta._fs import atomic_write_text
-from cropmeta.evaluate.methods import shot_mode
-from cropmeta.evaluate.published import PUBLISHED_SOURCE
+from cropmeta.evaluate.names import shot_mode
+from cropmeta.io.cropharvest_rules import PUBLISHED_SOURCE
 from cropmeta.evaluate.report.figures import pyplot, save_figure
 from cropmeta.evaluate.report.narrative import narrative
 from cropmeta.evaluate.report.render import CSS, clean_json, img_tag

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import math
 
-from cropmeta.evaluate.methods import method_label
+from cropmeta.evaluate.names import method_label
 from cropmeta.metrics import METRIC_NAMES
 
 
