@@ -12,6 +12,8 @@ Prints and writes (JSON, default ``benchmarks/results/presto.json``):
   sides of the share). ``before``: the attention written out (:meth:`Attention.reference`, the code
   before issue 29); ``fp32``: the fused kernel; ``bf16``: bfloat16 autocast (only where the CPU has
   it natively; elsewhere reported as not native and skipped);
+- **the TIML LSTM's folded map predictor** (paper size, random weights) in float32 and bfloat16, to
+  see whether bfloat16 pays for it on this CPU;
 - **map agreement of bfloat16** with float32 on ``--tif`` (default: the real Togo export of
   ``../shared``): a logistic regression fitted on the tif's own pixels (labels: mean NDVI above its
   median) — the largest probability difference and the share of equal classes, what the export's
@@ -217,18 +219,34 @@ def main(argv=None) -> dict:
                "encoder_fp32": lambda _: enc.embed(inputs),
                "map_before": lambda _: _with_ref(lambda: predict_samples(pred, x, context=ctx)),
                "map_fp32": lambda _: predict_samples(pred, x, context=ctx)}
+        # the TIML LSTM's folded map predictor, for the same question (is bfloat16 faster here?)
+        from cropmeta.mapping.precision import FastPredictor
+        from cropmeta.schema import Normalizer
+        from cropmeta.tasks import make_task
+        from cropmeta.train.checkpoint import Predictor
+        from cropmeta.train.config import resolve_config
+        from cropmeta.train.trained import from_scratch
+
+        timl = from_scratch(resolve_config("paper").replace(device="cpu"), t=a.t, seed=0,
+                            normalizer=Normalizer.fit(x), learner="timl")
+        timl.task_info = make_task("Kenya", "maize").info
+        lstm = {p: FastPredictor(Predictor(timl, {}), p) for p in ("fp32", "bf16")}
+        fns["lstm_fp32"] = lambda _: lstm["fp32"].predict_proba(x)
         if native:
             fns["encoder_bf16"] = lambda _: enc.embed(inputs, precision="bf16")
             fns["map_bf16"] = lambda _: predict_samples(pred16, x, context=ctx)
+            fns["lstm_bf16"] = lambda _: lstm["bf16"].predict_proba(x)
         for fn in fns.values():
             fn(None)  # warm-up
         mm_samples, times, shares = interleaved_shares(fns, x, a.reps, fpp, threads=a.threads)
         speed = {k: {"pixels_per_s": round(n / statistics.median(v), 1),
                      "share_of_fp32_matmul": round(statistics.median(shares[k]), 3)} for k, v in times.items()}
+        for k in [k for k in speed if k.startswith("lstm")]:  # the share is Presto's FLOPs: not the LSTM's
+            speed[k].pop("share_of_fp32_matmul")
         rates = {"fp32_gflops": round(statistics.median(mm_samples), 1),
                  "bf16_gflops": round(mm_rate("bfloat16", threads=a.threads, reps=3)["gflops"], 1) if native else None}
         if native:
-            for what in ("encoder", "map"):
+            for what in ("encoder", "map", "lstm"):
                 speed[f"{what}_bf16_over_fp32"] = round(speed[f"{what}_bf16"]["pixels_per_s"]
                                                         / speed[f"{what}_fp32"]["pixels_per_s"], 2)
         for what in ("encoder", "map"):

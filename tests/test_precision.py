@@ -160,8 +160,21 @@ def test_resolve_precision_gate(trained, monkeypatch):
     p, rep = prec.resolve_precision("auto", pred, x)
     assert p == "fp32" and "check" not in rep  # not native: not even tried
     monkeypatch.setattr(prec, "bf16_fast", lambda device="cpu": True)
+    real_timed = prec.timed_proba
+
+    def clock(bf16_seconds):  # the real probabilities, a clock that says how long bf16 took against fp32's 1 s
+        return lambda predictor, xs, extra: (real_timed(predictor, xs, extra)[0],
+                                             bf16_seconds if predictor.metadata.get("precision") == "bf16" else 1.0)
+
+    monkeypatch.setattr(prec, "timed_proba", clock(0.5))
     p, rep = prec.resolve_precision("auto", pred, x[:300])
-    assert p == "bf16" and rep["check"]["ok"]
+    assert p == "bf16" and rep["check"]["ok"] and rep["check"]["seconds_bf16"] < rep["check"]["seconds_fp32"]
+    # auto keeps float32 where bf16 passes the check but runs slower (the folded LSTM's case)
+    monkeypatch.setattr(prec, "timed_proba", clock(3.0))
+    p, rep = prec.resolve_precision("auto", pred, x[:300])
+    assert p == "fp32" and rep["check"]["ok"] and "not faster" in rep["why"]
+    assert prec.resolve_precision("bf16", pred, x[:300])[0] == "bf16"  # asked for explicitly: what was asked
+    monkeypatch.setattr(prec, "timed_proba", real_timed)
     # a check that fails (tolerance far below bf16's error) falls back to fp32 with a warning
     real_check = prec.check_reduced_precision
     monkeypatch.setattr(prec, "check_reduced_precision",

@@ -30,7 +30,7 @@ from cropmeta.models.inference import PRECISIONS, bf16_fast, fold_classifier
 from cropmeta.schema import CROPHARVEST
 
 __all__ = ["FastPredictor", "load_fast_predictor", "load_fast_predictor_bf16", "check_reduced_precision",
-           "resolve_precision", "with_precision", "BF16_LOADER"]
+           "resolve_precision", "with_precision", "timed_proba", "BF16_LOADER"]
 
 #: the export loader of a bfloat16 map (``resolve_precision`` chose it)
 BF16_LOADER = "cropmeta.mapping.precision:load_fast_predictor_bf16"
@@ -152,20 +152,34 @@ def check_reduced_precision(predictor, x: np.ndarray, threshold: float = 0.5, pr
     if len(x) == 0:
         raise InputError("no pixels to check reduced precision on")
     extra = context if context and getattr(predictor, "uses_locations", False) else {}
-    p32 = np.asarray(with_precision(predictor, "fp32").predict_proba(x, **extra), dtype=np.float64)
-    p16 = np.asarray(with_precision(predictor, "bf16").predict_proba(x, **extra), dtype=np.float64)
+    p32, t32 = timed_proba(with_precision(predictor, "fp32"), x, extra)
+    p16, t16 = timed_proba(with_precision(predictor, "bf16"), x, extra)
     diff = float(np.max(np.abs(p16 - p32)))
     agree = float(np.mean((p16 >= threshold) == (p32 >= threshold)))
     return {"pixels": int(len(x)), "max_abs_prob_diff": diff, "mean_abs_prob_diff": float(np.mean(np.abs(p16 - p32))),
             "class_agreement": agree, "prob_tol": prob_tol, "min_agreement": min_agreement,
-            "ok": bool(diff <= prob_tol and agree >= min_agreement)}
+            "ok": bool(diff <= prob_tol and agree >= min_agreement),
+            "seconds_fp32": round(t32, 4), "seconds_bf16": round(t16, 4)}
+
+
+def timed_proba(predictor, x: np.ndarray, extra: dict) -> tuple[np.ndarray, float]:
+    """(probabilities ``[N]`` float64, seconds) of ``predictor`` on ``x``, timed after a warm-up call
+    on the first 64 pixels (kernel selection and first-call costs left out)."""
+    import time
+
+    predictor.predict_proba(x[:64], **{k: v[:64] for k, v in extra.items()})
+    t0 = time.perf_counter()
+    p = np.asarray(predictor.predict_proba(x, **extra), dtype=np.float64)
+    return p, time.perf_counter() - t0
 
 
 def resolve_precision(requested: str, predictor, x_sample: np.ndarray, device: str | torch.device = "cpu",
                       threshold: float = 0.5, context: dict | None = None) -> tuple[str, dict]:
     """The precision to export with: ``fp32`` asked → ``fp32``; ``bf16`` → ``bf16`` if the check on
     ``x_sample`` passes (else ``fp32`` with a warning); ``auto`` → ``bf16`` only where the hardware
-    runs it natively and the check passes. Returns (precision, report)."""
+    runs it natively, the check passes **and** bfloat16 was faster on those pixels (the folded LSTM's
+    bfloat16 kernels are slower than its float32 ones even on a CPU with AVX512-BF16: 49k vs 87k px/s
+    measured, docs/presto.md). Returns (precision, report)."""
     if requested not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     report: dict = {"requested": requested, "bf16_native": bf16_fast(device)}
@@ -173,6 +187,10 @@ def resolve_precision(requested: str, predictor, x_sample: np.ndarray, device: s
         return "fp32", report
     check = check_reduced_precision(predictor, x_sample, threshold, context=context)
     report["check"] = check
+    if check["ok"] and requested == "auto" and check["seconds_bf16"] >= check["seconds_fp32"]:
+        report["why"] = (f"bfloat16 passed the check but was not faster here ({check['seconds_bf16']:.3f} s vs "
+                         f"{check['seconds_fp32']:.3f} s in float32 on {check['pixels']} pixels)")
+        return "fp32", report
     if check["ok"]:
         return "bf16", report
     warnings.warn(f"bfloat16 changes probabilities by up to {check['max_abs_prob_diff']:.4f} / classes on "
