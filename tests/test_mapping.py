@@ -288,3 +288,18 @@ def test_export_reads_with_a_gdal_block_cache_of_the_requested_mib(tmp_path, run
     tif = make_ee_tile(tmp_path / "t_2021-01-01_2021-12-31.tif", height=8, width=8)
     _export(run, tmp_path / "m.tif", [tif], gdal_cache_mb=48, workers=workers)
     assert seen and set(seen) == {48 * 2**20}
+
+
+def test_export_takes_one_options_object_and_names_an_unknown_option(tmp_path):
+    """Issue 24: export's options travel as one ExportOptions (keywords of its fields still work and
+    win); a misspelt option is refused with the closest name, before any work."""
+    from cropmeta.mapping.export import ExportOptions
+
+    base = ExportOptions(threshold=0.7, workers=2)
+    opts = ExportOptions.make(base, workers=None)
+    assert (opts.threshold, opts.workers, base.workers) == (0.7, None, 2)
+    with pytest.raises(InputError, match="unknown option 'treshold' \\(did you mean 'threshold'\\?\\)"):
+        export(tmp_path / "run", tmp_path / "m.tif", treshold=0.3)
+    with pytest.raises(InputError, match="--threshold must be between 0 and 1"):
+        export(tmp_path / "run", tmp_path / "m.tif", options=ExportOptions(threshold=1.5))
+    assert not (tmp_path / "m.tif").exists()

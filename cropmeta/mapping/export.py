@@ -16,9 +16,12 @@ checks and bookkeeping helpers in :mod:`cropmeta.mapping.outputs`.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +40,11 @@ from cropmeta.models.inference import PRECISIONS
 from cropmeta.mapping.roi import overlaps, project_region
 from cropmeta.mapping.sources import check_consistent_t, open_source, window_source
 from cropmeta.mapping.validate import check_cog
-from cropmeta.mapping.inputs import (
-    expand_inputs, model_schema, scene_for_run, source_schema, window_months)
+from cropmeta.mapping.inputs import expand_inputs, model_schema, scene_for_run, source_schema, window_months
 from cropmeta.mapping.outputs import (
-    BlockProgress, check_not_an_input, mosaic_mode, refuse_existing, renamed_output, source_signature, valid_counts, window_touches,
-    check_mosaic_size, no_valid_pixel_message, tiles_dir_for)
+    BlockProgress, check_mosaic_size, check_not_an_input, mosaic_mode, no_valid_pixel_message, refuse_existing,
+    renamed_output, source_signature, tiles_dir_for, valid_counts, window_touches,
+)
 
 MOSAICS = ("auto", "vrt", "cog", "none")
 MAP_SUFFIXES = (".tif", ".tiff", ".vrt")
@@ -56,14 +59,51 @@ class ExportFailed(DataError):
 # ------------------------------------------------------------------------------------------------
 # the entry point
 # ------------------------------------------------------------------------------------------------
-def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, threshold: float = 0.5,
-           as_float: bool = False, workers: int | None = None, scheduler: str | None = None, truth=None,
-           mosaic: str = "auto", progress: bool = True, *, world=None, loader: str | None = None,
-           batch_size: int = DEFAULT_BATCH, retries: int = 2, quicklook: bool = True,
-           keep_work: bool = False, device: str = "cpu", gdal_cache_mb: int = 256, overwrite: bool = False,
-           max_mosaic_gb: float = MAX_MOSAIC_GB, start_month: int | None = None,
-           truth_options: dict | None = None, months: str | None = None, dask_processes: bool = False,
-           read_budget_mb: float | None = None, precision: str = "fp32") -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything ``cropmeta export`` can be told besides the run, the output and the inputs (the
+    meaning of each field: :func:`export`). Built once by the CLI or the API and handed down whole."""
+
+    region: str | None = None
+    region_file: Any = None
+    bbox: Any = None
+    threshold: float = 0.5
+    as_float: bool = False
+    workers: int | None = None
+    scheduler: str | None = None
+    truth: Any = None
+    mosaic: str = "auto"
+    progress: bool = True
+    world: Any = None
+    loader: str | None = None
+    batch_size: int = DEFAULT_BATCH
+    retries: int = 2
+    quicklook: bool = True
+    keep_work: bool = False
+    device: str = "cpu"
+    gdal_cache_mb: int = 256
+    overwrite: bool = False
+    max_mosaic_gb: float = MAX_MOSAIC_GB
+    start_month: int | None = None
+    truth_options: dict | None = None
+    months: str | None = None
+    dask_processes: bool = False
+    read_budget_mb: float | None = None
+    precision: str = "fp32"
+
+    @classmethod
+    def make(cls, base: "ExportOptions | None" = None, **given) -> "ExportOptions":
+        """``base`` (default: the defaults) with ``given`` replaced; an unknown name is refused with the
+        closest known one."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for k in given:
+            if k not in names:
+                close = difflib.get_close_matches(k, names, n=1)
+                raise InputError(f"export: unknown option {k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return dataclasses.replace(base or cls(), **given)
+
+
+def export(run_dir, out, inputs=None, options: ExportOptions | None = None, **given) -> dict[str, Any]:
     """Write the prediction map of ``run_dir``'s model over ``inputs``.
 
     inputs: EE-layout GeoTIFF path(s) or folder(s), netCDF datacube path(s), xarray object(s); None →
@@ -95,23 +135,26 @@ def export(run_dir, out, inputs=None, region=None, region_file=None, bbox=None, 
     (:func:`cropmeta.mapping.precision.resolve_precision`); the choice and the check are in the
     summary and the map's ``PRECISION`` tag.
 
+    The options come as an :class:`ExportOptions` (``options``) and/or as keywords of its fields
+    (``given``, which win).
+
     Returns a summary dict (paths, pixel counts, timings, resumed blocks, accuracy)."""
     from cropmeta.io.handles import gdal_cache_env
 
-    if gdal_cache_mb < 16:
-        raise InputError(f"gdal_cache_mb must be >= 16, got {gdal_cache_mb}")
+    opts = ExportOptions.make(options, **given)
+    if opts.gdal_cache_mb < 16:
+        raise InputError(f"gdal_cache_mb must be >= 16, got {opts.gdal_cache_mb}")
     # a refused or failed export leaves no new empty folder behind either
-    with gdal_cache_env(gdal_cache_mb), output_dir(Path(out).parent, create=False):
-        return _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler,
-                       truth, mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-                       gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, months, dask_processes,
-                       read_budget_mb, precision)
+    with gdal_cache_env(opts.gdal_cache_mb), output_dir(Path(out).parent, create=False):
+        return _export(run_dir, out, inputs, opts)
 
 
-def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float, workers, scheduler, truth,
-            mosaic, progress, world, loader, batch_size, retries, quicklook, keep_work, device,
-            gdal_cache_mb, overwrite, max_mosaic_gb, start_month, truth_options, months, dask_processes,
-            read_budget_mb=None, precision="fp32") -> dict[str, Any]:
+def _export(run_dir, out, inputs, opts: ExportOptions) -> dict[str, Any]:
+    (region, region_file, bbox, threshold, workers, mosaic, world, loader, batch_size, device, overwrite,
+     max_mosaic_gb, start_month, months, read_budget_mb, precision) = (
+        opts.region, opts.region_file, opts.bbox, opts.threshold, opts.workers, opts.mosaic, opts.world,
+        opts.loader, opts.batch_size, opts.device, opts.overwrite, opts.max_mosaic_gb, opts.start_month,
+        opts.months, opts.read_budget_mb, opts.precision)
     t0 = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     if not 0.0 < float(threshold) < 1.0:
@@ -138,7 +181,7 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
                          f"{suffix or 'no suffix'!r}); the quick-look PNG and the accuracy JSON are "
                          "written beside it")
     items = expand_inputs(inputs)
-    check_not_an_input(out, items, inputs, truth)
+    check_not_an_input(out, items, inputs, opts.truth)
     check_writable(out)
 
     # ---- model (once, in the driver: validation + provenance) ------------------------------------
@@ -165,7 +208,7 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     mode = mosaic_mode(mosaic, out, len(sources))
     refuse_existing(out, mode, len(sources), overwrite)
     if mode == "cog" and len(sources) > 1:
-        check_mosaic_size(sources, out, as_float, max_mosaic_gb)
+        check_mosaic_size(sources, out, opts.as_float, max_mosaic_gb)
 
     # ---- region of interest ------------------------------------------------------------------------
     region_obj = None
@@ -235,11 +278,9 @@ def _export(run_dir, out, inputs, region, region_file, bbox, threshold, as_float
     resumed = len(jobs) - len(todo)
     try:
         with sigterm_as_interrupt():
-            return _compute_and_write(
-                run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode, region_obj,
-                skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress, retries,
-                quicklook, keep_work, gdal_cache_mb, overwrite, t0, truth_options, dask_processes,
-                read_pixels_for_budget(sources, read_budget_mb))
+            plan = MapPlan(sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode, region_obj, skipped,
+                           scene_truth, t0, read_pixels_for_budget(sources, read_budget_mb))
+            return _compute_and_write(run_dir, out, plan, opts)
     except BaseException:
         manifest.close()
         # temporaries of the assembly go; finished blocks stay only when there are some to resume from
@@ -280,10 +321,37 @@ def _check_pixels(sources, jobs, roi, predictor, max_pixels: int = 4096) -> tupl
     return x, (context or None)
 
 
-def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode,
-                       region_obj, skipped, scene_truth, threshold, as_float, workers, scheduler, truth, progress,
-                       retries, quicklook, keep_work, gdal_cache_mb, overwrite, t0,
-                       truth_options, dask_processes=False, read_pixels=None) -> dict[str, Any]:
+@dataclass
+class MapPlan:
+    """What :func:`export` decided before computing: the opened inputs and their regions of interest,
+    the blocks (all, and those still to compute), the map's tags, the model spec, the resume manifest
+    and work directory, the mosaic mode, and the bookkeeping the summary reports."""
+
+    sources: list
+    roi: list
+    jobs: list
+    todo: list
+    resumed: int
+    tags: dict
+    model: ModelSpec
+    manifest: Manifest
+    work: Path
+    mode: str
+    region_obj: Any
+    skipped: list
+    scene_truth: Any
+    t0: float
+    read_pixels: int | None
+
+
+def _compute_and_write(run_dir, out, plan: MapPlan, opts: ExportOptions) -> dict[str, Any]:
+    (sources, roi, jobs, todo, resumed, tags, model, manifest, work, mode, region_obj, skipped, scene_truth, t0,
+     read_pixels) = (plan.sources, plan.roi, plan.jobs, plan.todo, plan.resumed, plan.tags, plan.model, plan.manifest,
+                     plan.work, plan.mode, plan.region_obj, plan.skipped, plan.scene_truth, plan.t0, plan.read_pixels)
+    (threshold, as_float, workers, scheduler, truth, progress, retries, quicklook, keep_work, gdal_cache_mb,
+     overwrite, truth_options, dask_processes) = (
+        opts.threshold, opts.as_float, opts.workers, opts.scheduler, opts.truth, opts.progress, opts.retries,
+        opts.quicklook, opts.keep_work, opts.gdal_cache_mb, opts.overwrite, opts.truth_options, opts.dask_processes)
 
     # ---- compute -----------------------------------------------------------------------------------
     stats = {"pixels": 0, "valid": 0}
@@ -436,4 +504,4 @@ def _compute_and_write(run_dir, out, sources, roi, jobs, todo, resumed, tags, mo
     }
 
 
-__all__ = ["export", "ExportFailed", "scene_for_run"]
+__all__ = ["export", "ExportOptions", "MapPlan", "ExportFailed"]
