@@ -175,16 +175,18 @@ def export(
 ) -> None:
     """Write a Cloud-Optimised GeoTIFF crop map (+ PNG quick-look, + accuracy with --truth)."""
     from cropmeta.io.store import use_workspace
+    from cropmeta.mapping.export import ExportOptions
     from cropmeta.mapping.export import export as run_export
 
     use_workspace(home)
-    opts = label_option_set(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
-                       lon_column=lon_column)
-    result = run_export(run, out, inputs=inputs, region=region, region_file=region_file, bbox=bbox,
-                        threshold=threshold, as_float=as_float, workers=workers, scheduler=scheduler, truth=truth,
-                        mosaic=mosaic, progress=True, overwrite=overwrite, max_mosaic_gb=max_mosaic_gb,
-                        start_month=start_month, truth_options=opts, months=months,
-                        dask_processes=worker_processes, read_budget_mb=read_budget_mb, precision=precision)
+    labels = label_option_set(class_column=class_column, crop_values=crop_values, lat_column=lat_column,
+                              lon_column=lon_column)
+    request = ExportOptions(region=region, region_file=region_file, bbox=bbox, threshold=threshold, as_float=as_float,
+                            workers=workers, scheduler=scheduler, truth=truth, mosaic=mosaic, progress=True,
+                            overwrite=overwrite, max_mosaic_gb=max_mosaic_gb, start_month=start_month,
+                            truth_options=labels, months=months, dask_processes=worker_processes,
+                            read_budget_mb=read_budget_mb, precision=precision)
+    result = run_export(run, out, inputs=inputs, options=request)
     def human():
         console.print(f"[green]map:[/] {result.get('map', out)}", soft_wrap=True)
         console.print(f"valid pixels: {result['pixels_valid']:,} of {result['pixels']:,} ({result['valid_share']:.1%})")
