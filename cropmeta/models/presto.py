@@ -163,18 +163,26 @@ class PrestoEncoder(nn.Module):
         h, keep = self.hidden(x, dynamic_world, latlons, mask, month, blocks=DEPTH)
         return self.pool(h, keep)
 
-    def hidden(self, x, dynamic_world, latlons, mask=None, month=DEFAULT_START_MONTH, blocks: int = DEPTH):
+    def hidden(self, x, dynamic_world, latlons, mask=None, month=DEFAULT_START_MONTH, blocks: int = DEPTH,
+               batch_size: int | None = None):
         """(tokens after the first ``blocks`` transformer blocks, keep): :meth:`tokens` without the
         token slots masked in every sample of the batch (they change nothing: masked tokens take no
-        part in attention or pooling), then ``blocks`` blocks. ``presto-ft`` caches this for its
-        frozen blocks and trains the rest (:meth:`finish`)."""
+        part in attention or pooling), then ``blocks`` blocks, ``batch_size`` samples at a time (None:
+        all at once). ``presto-ft`` caches this for its frozen blocks and trains the rest (:meth:`finish`)."""
         h, keep = self.tokens(x, dynamic_world, latlons, mask, month)
         cols = keep.any(0)
         if not bool(cols.all()):  # token slots masked in every sample (e.g. Dynamic World): skip them
             h, keep = h[:, cols], keep[:, cols]
-        for blk in self.blocks[:blocks]:
-            h = blk(h, keep)
-        return h, keep
+        if not blocks:
+            return h, keep
+        step = len(h) if batch_size is None else max(1, int(batch_size))
+        parts = []
+        for i in range(0, len(h), step):
+            part, k = h[i : i + step], keep[i : i + step]
+            for blk in self.blocks[:blocks]:
+                part = blk(part, k)
+            parts.append(part)
+        return torch.cat(parts), keep
 
     def finish(self, h: torch.Tensor, keep: torch.Tensor, start: int) -> torch.Tensor:
         """The embedding from the output of the first ``start`` blocks (:meth:`hidden`): the other

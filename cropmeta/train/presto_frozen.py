@@ -67,8 +67,7 @@ def finetune_presto(encoder: torch.nn.Module, tensors: list[torch.Tensor], y: np
     ``precision="bf16"``: the steps under bfloat16 autocast (weights and updates stay float32)."""
     import torch.nn.functional as F
 
-    from cropmeta.models.inference import precision_context
-    from cropmeta.models.presto import DEPTH
+    from cropmeta.models.presto import CPU_BATCH, DEPTH
     from cropmeta.train.finetune import balanced_batch
 
     y = check_labels(y, len(tensors[0]), "presto-ft: fine-tuning")
@@ -90,7 +89,7 @@ def finetune_presto(encoder: torch.nn.Module, tensors: list[torch.Tensor], y: np
             if not (name.startswith("norm.") or any(name.startswith(f"blocks.{i}.") for i in range(frozen, DEPTH))):
                 p.requires_grad_(False)
         with torch.no_grad():  # the frozen part's output for every sample, once (in float32)
-            cached = enc.hidden(*tensors, blocks=frozen)
+            cached = enc.hidden(*tensors, blocks=frozen, batch_size=CPU_BATCH)
     pos, neg = np.where(y == 1)[0], np.where(y == 0)[0]
     n_p, n_n = min(batch, len(pos)), min(batch, len(neg))
     yb = torch.as_tensor(np.r_[np.ones(n_p), np.zeros(n_n)], dtype=torch.float32, device=dev)
