@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cropmeta.errors import InputError
-from cropmeta.models.presto import DW_MISSING, PRESTO_BANDS, PrestoEncoder, load_presto
+from cropmeta.models.presto import PrestoEncoder, load_presto
+from cropmeta.models.presto_layout import DW_MISSING, PRESTO_BANDS
 from cropmeta.models.presto_layout import presto_inputs, step_months
 from cropmeta.schema import BANDS, BAND_INDEX
 

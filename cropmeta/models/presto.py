@@ -38,7 +38,7 @@ from cropmeta.models.presto_layout import (
     BAND_GROUPS, DEFAULT_START_MONTH, DW_MISSING, DW_ROW, MAX_T, PRESTO_BANDS, PRESTO_INDEX, STATIC_GROUP, PrestoInputs,
 )
 
-__all__ = ["BAND_GROUPS", "DW_MISSING", "PRESTO_BANDS", "Attention", "PrestoEncoder", "DEPTH", "load_presto"]
+__all__ = ["Attention", "PrestoEncoder", "DEPTH", "CPU_BATCH", "default_batch", "load_presto", "read_presto_state"]
 
 
 D_MODEL, N_HEADS, MLP_HIDDEN, DEPTH = 128, 8, 512, 2
